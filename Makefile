@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine; each makes its own virtual environment in .venv.
+#   make demo   set up, then run the quickstart on the fixtures
+#   make test   set up, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench-ingest clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/quickstart.sh
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check lineage tests benchmarks fixtures
+	$(PY) -m pytest
+
+bench-ingest: $(VENV)/.installed
+	$(PY) benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) quickstart-store

@@ -1,0 +1,186 @@
+"""The DuckDB catalog: tables derived from the Arrow schemas, per-connection views, commits, migrations.
+
+Catalog tables live in the `_lineage` schema. Users see temporary views (`samples`, `batches`, ...)
+built on each connection from the registered segments, optionally as of an earlier version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from lineage.errors import StoreError, StoreFormatError
+from lineage.faults import crash_point
+from lineage.schemas import BATCHES, COMMITS, META, SAMPLES, SEGMENTS, create_table_sql, duckdb_type
+from lineage.segments import Segment
+from lineage.sqlutil import quote_ident, sql_string
+
+FORMAT_VERSION = 1
+SCHEMA = "_lineage"
+TABLES: dict[str, pa.Schema] = {"meta": META, "commits": COMMITS, "segments": SEGMENTS, "batches": BATCHES}
+
+# Each step upgrades a catalog from format N to N + 1, inside one transaction.
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+
+
+def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting while another process holds DuckDB's file lock for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def create(con: duckdb.DuckDBPyConnection, lineage_version: str) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    for name, schema in TABLES.items():
+        con.execute(create_table_sql(name, schema).replace("TABLE IF NOT EXISTS ", f"TABLE IF NOT EXISTS {SCHEMA}."))
+    now = datetime.now(UTC).isoformat()
+    meta = {"format_version": str(FORMAT_VERSION), "created_at": now, "created_by": f"lineage {lineage_version}"}
+    con.executemany(f"INSERT INTO {SCHEMA}.meta VALUES (?, ?)", list(meta.items()))
+    con.execute(f"INSERT INTO {SCHEMA}.commits VALUES (0, ?, 'init', NULL, 'store created')", [now])
+
+
+def format_version(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'format_version'").fetchall()
+    return int(row[0][0])
+
+
+def check_format(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    found = format_version(con)
+    if found > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"store `{path}` has format {found}, newer than this lineage understands ({FORMAT_VERSION}); "
+            "upgrade lineage"
+        )
+    if found < FORMAT_VERSION:
+        raise StoreFormatError(
+            f"store `{path}` has format {found}; run `lineage migrate` to upgrade it to {FORMAT_VERSION}"
+        )
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Walk the migration ladder up to FORMAT_VERSION; returns the formats passed through."""
+    done = []
+    while (found := format_version(con)) < FORMAT_VERSION:
+        step = MIGRATIONS.get(found)
+        if step is None:
+            raise StoreFormatError(f"no upgrade path from store format {found} to {FORMAT_VERSION}")
+        con.execute("BEGIN TRANSACTION")
+        step(con)
+        con.execute(f"UPDATE {SCHEMA}.meta SET value = ? WHERE key = 'format_version'", [str(found + 1)])
+        con.execute("COMMIT")
+        done.append(found + 1)
+    return done
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute(f"SELECT max(version) FROM {SCHEMA}.commits").fetchall()[0][0]
+
+
+def segment_paths(con: duckdb.DuckDBPyConnection, root: Path, kind: str, as_of: int | None) -> list[str]:
+    rows = con.execute(
+        f"SELECT path FROM {SCHEMA}.segments WHERE kind = ? AND version <= ? ORDER BY version, segment_id",
+        [kind, as_of if as_of is not None else 2**62],
+    ).fetchall()
+    return [str(root / r[0]) for r in rows]
+
+
+def _segment_view(name: str, paths: Sequence[str], schema: pa.Schema) -> str:
+    if not paths:
+        cols = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in schema)
+        return f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {cols} WHERE false"
+    files = ", ".join(sql_string(p) for p in paths)
+    return f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}])"
+
+
+VIEWS_SQL = """
+CREATE OR REPLACE TEMP VIEW batches AS SELECT * FROM {schema}.batches WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW commits AS SELECT * FROM {schema}.commits WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW segments AS SELECT * FROM {schema}.segments WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW lineage_edges AS
+    SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples;
+CREATE OR REPLACE TEMP MACRO ancestors(id) AS TABLE
+    WITH RECURSIVE walk(sample_id, depth) AS (
+        SELECT parent_id, 1 FROM lineage_edges WHERE child_id = id
+        UNION
+        SELECT e.parent_id, w.depth + 1 FROM lineage_edges e JOIN walk w ON e.child_id = w.sample_id
+        WHERE w.depth < 10000
+    )
+    SELECT sample_id, min(depth) AS depth FROM walk GROUP BY sample_id ORDER BY depth, sample_id;
+CREATE OR REPLACE TEMP MACRO descendants(id) AS TABLE
+    WITH RECURSIVE walk(sample_id, depth) AS (
+        SELECT child_id, 1 FROM lineage_edges WHERE parent_id = id
+        UNION
+        SELECT e.child_id, w.depth + 1 FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
+        WHERE w.depth < 10000
+    )
+    SELECT sample_id, min(depth) AS depth FROM walk GROUP BY sample_id ORDER BY depth, sample_id;
+"""
+
+
+def create_views(con: duckdb.DuckDBPyConnection, root: Path, as_of: int | None) -> None:
+    """Temporary views over the registered segments, as of `as_of` (default: the latest version)."""
+    version = as_of if as_of is not None else current_version(con)
+    con.execute(_segment_view("samples", segment_paths(con, root, "samples", version), SAMPLES))
+    con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version)))
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    crash_point("catalog_before_commit")
+    con.execute("COMMIT")
+    crash_point("catalog_committed")
+
+
+def commit(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    version: int,
+    kind: str,
+    ref_id: str | None,
+    summary: dict[str, object],
+    segments: Sequence[Segment],
+    rows: dict[str, pa.Table],
+) -> int:
+    """Register segments and catalog rows as `version`, atomically.
+
+    The writer lock guarantees nobody else committed since the writer read the version it builds on.
+    """
+    with transaction(con):
+        found = current_version(con)
+        if found != version - 1:
+            raise StoreError(f"store moved from version {version - 1} to {found} during the write; retry")
+        now = datetime.now(UTC)
+        con.execute(
+            f"INSERT INTO {SCHEMA}.commits VALUES (?, ?, ?, ?, ?)",
+            [version, now, kind, ref_id, json.dumps(summary, sort_keys=True)],
+        )
+        for s in segments:
+            con.execute(
+                f"INSERT INTO {SCHEMA}.segments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [s.segment_id, s.kind, s.path, s.row_count, s.size_bytes, s.sha256, ref_id, version],
+            )
+            crash_point("catalog_segment_inserted")
+        for table, data in rows.items():
+            con.register("_incoming", data)
+            con.execute(f"INSERT INTO {SCHEMA}.{table} SELECT * REPLACE (? AS version) FROM _incoming", [version])
+            con.unregister("_incoming")
+    return version

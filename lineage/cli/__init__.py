@@ -1,0 +1,52 @@
+"""The `lineage` command: a thin layer over the Python API. Errors print one line and exit 1."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from lineage.cli.common import LineageGroup
+
+EPILOG = """\b
+Examples:
+  lineage init ./store
+  lineage --store ./store ingest real.jsonl --origin real --source wordnet-examples --method human
+  lineage --store ./store sql "SELECT source, count(*) FROM samples GROUP BY ALL"
+  lineage --store ./store stats --by origin,source,generation
+"""
+
+
+@click.group(cls=LineageGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    "store_path",
+    envvar="LINEAGE_STORE",
+    default="./lineage-store",
+    show_default=True,
+    help="Store directory (or set LINEAGE_STORE).",
+)
+@click.option("--as-of", type=int, default=None, help="Read the store as it was at this version.")
+@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another writer's lock.")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="lineage")
+@click.pass_context
+def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, debug: bool) -> None:
+    """lineage: sample-level provenance for real and synthetic training data."""
+    ctx.obj = {"store_path": store_path, "as_of": as_of, "wait": wait, "debug": debug}
+
+
+def _register() -> None:
+    from lineage.cli import ingest_cmd, query, store_cmds
+
+    for module in (store_cmds, ingest_cmd, query):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="lineage")

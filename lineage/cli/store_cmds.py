@@ -1,0 +1,96 @@
+"""Store lifecycle: init, doctor, gc, migrate."""
+
+from __future__ import annotations
+
+import click
+
+from lineage.cli.common import json_option, open_store, store_path, to_json
+
+
+@click.command()
+@click.argument("path", required=False)
+@click.pass_context
+def init(ctx: click.Context, path: str | None) -> None:
+    """Create an empty store at PATH (default: --store).
+
+    \b
+    Example:
+      lineage init ./store
+    """
+    from lineage.store import Store
+
+    store = Store.init(path or store_path(ctx))
+    click.echo(f"initialised lineage store at {store.root}")
+
+
+@click.command()
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check every registered segment (present, row count, sha256) and list orphans.
+
+    Exits 1 if a registered segment is missing or damaged. Orphans (files no commit registered,
+    left by an interrupted write) are harmless; `lineage gc --yes` removes them.
+
+    \b
+    Example:
+      lineage --store ./store doctor
+    """
+    report = open_store(ctx).doctor()
+    if as_json:
+        click.echo(to_json(report.as_dict()))
+    else:
+        status = "ok" if report.ok else "PROBLEMS"
+        click.echo(
+            f"{status}: version {report.version}, format {report.format_version}, "
+            f"{report.segments:,} segments, {report.rows:,} rows"
+        )
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        for orphan in report.orphans:
+            click.echo(f"orphan: {orphan} (not registered; `lineage gc --yes` removes it)")
+        if report.missing_parents:
+            child, parent = report.missing_parents[0]
+            click.echo(
+                f"missing parents: {len(report.missing_parents):,} references to samples not in the store "
+                f"(first: {child} -> {parent})"
+            )
+    if not report.ok:
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("--yes", is_flag=True, help="Really delete (without it, only list what would go).")
+@click.pass_context
+def gc(ctx: click.Context, yes: bool) -> None:
+    """Remove orphan files that no commit registered. A dry run unless --yes.
+
+    \b
+    Example:
+      lineage --store ./store gc          # list
+      lineage --store ./store gc --yes    # delete
+    """
+    removed = open_store(ctx).gc(dry_run=not yes)
+    verb = "removed" if yes else "would remove"
+    for path in removed:
+        click.echo(f"{verb}: {path}")
+    click.echo(f"{verb} {len(removed)} orphan(s)" + ("" if yes or not removed else "; pass --yes to delete"))
+
+
+@click.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Upgrade the store's format to the one this lineage writes."""
+    from pathlib import Path
+
+    from lineage import catalog
+    from lineage.lock import WriterLock
+    from lineage.store import LOCK_FILE
+
+    root = Path(store_path(ctx))
+    with WriterLock(root / LOCK_FILE), catalog.connect(root / "lineage.duckdb", read_only=False) as con:
+        steps = catalog.migrate(con)
+    click.echo(f"migrated through formats {steps}" if steps else f"store is at format {catalog.FORMAT_VERSION}")
+
+
+COMMANDS = [init, doctor, gc, migrate]

@@ -1,0 +1,13 @@
+"""Fault injection for crash tests: `LINEAGE_CRASH_AT=<step>` makes the process SIGKILL itself at that step.
+
+The commit protocol calls `crash_point` at each of its steps; outside tests the variable is unset
+and this costs one dictionary lookup.
+"""
+
+import os
+import signal
+
+
+def crash_point(step: str) -> None:
+    if os.environ.get("LINEAGE_CRASH_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,202 @@
+"""Ingest: read an input in batches, type-check and hash every record, resolve parents, commit one segment.
+
+The store is untouched until the end: rows are staged in the ingest's own DuckDB database (which
+spills to STORE/tmp/<batch_id>/ past its memory limit), then written as one Parquet segment and
+registered with the batch in a single catalog transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from lineage import catalog
+from lineage.errors import IngestError, Reject
+from lineage.faults import crash_point
+from lineage.ids import uuid7
+from lineage.ingest.extract import build_sql
+from lineage.ingest.options import IngestOptions
+from lineage.ingest.readers import Reader, open_reader
+from lineage.ingest.resolve import resolve
+from lineage.schemas import BATCHES, SAMPLES, select_cast_sql
+from lineage.sqlutil import sql_string
+
+if TYPE_CHECKING:
+    from lineage.store import Store, Transaction
+
+__all__ = ["IngestOptions", "IngestResult", "ingest"]
+
+MEMORY_LIMIT = "512MB"
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: str
+    input_uri: str
+    rows_read: int
+    rows_stored: int
+    rows_present: int
+    rows_rejected: int
+    version: int
+    rejects: list[Reject] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.rows_stored:,} new, {self.rows_present:,} already present"
+        if self.rows_rejected:
+            text += f", {self.rows_rejected:,} rejected"
+        return f"{text} (batch {self.batch_id}, version {self.version})"
+
+
+def ingest(store: Store, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
+    """Ingest `data` (path, Arrow table, Polars frame or iterable of dicts) with provenance `options`."""
+    if isinstance(options.get("tags"), list | str):
+        tags = options["tags"]
+        options["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
+    opts = IngestOptions(**options)
+    reader = open_reader(data, input_format=opts.input_format)
+    batch_id = uuid7()
+    summary: dict[str, Any] = {"input": reader.uri}
+    with store.transaction("ingest", batch_id, summary) as txn:
+        con = _work_connection(store, batch_id)
+        try:
+            result = _run(store, txn, con, reader, opts, batch_id, progress or _no_progress)
+        finally:
+            con.close()
+            store.remove_scratch(batch_id)
+        summary.update(stored=result.rows_stored, present=result.rows_present, rejected=result.rows_rejected)
+    return result
+
+
+def _no_progress(done: int, total: int | None) -> None:
+    return None
+
+
+def _work_connection(store: Store, batch_id: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"SET temp_directory = {sql_string(str(store.scratch_dir(batch_id)))}")
+    return con
+
+
+def _run(
+    store: Store,
+    txn: Transaction,
+    con: duckdb.DuckDBPyConnection,
+    reader: Reader,
+    opts: IngestOptions,
+    batch_id: str,
+    progress: Progress,
+) -> IngestResult:
+    started = datetime.now(UTC)
+    read_rejects = _stage(con, reader, opts, progress)
+    crash_point("ingest_staged")
+    _existing_view(store, con)
+    rejects = _reject_until_stable(con, read_rejects, opts, reader.uri)
+    rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(read_rejects)
+    stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
+    if stored:
+        txn.write_segment(
+            "samples", batch_id, lambda path: _write_samples(con, path, txn.version, batch_id, reader.uri)
+        )
+    present = rows_read - stored - len(rejects)
+    result = IngestResult(batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects)
+    txn.add_rows("batches", _batch_row(result, reader, opts, started))
+    crash_point("ingest_before_commit")
+    return result
+
+
+def _stage(con: duckdb.DuckDBPyConnection, reader: Reader, opts: IngestOptions, progress: Progress) -> list[Reject]:
+    """Extract every batch into the `staged` table; returns rows the reader itself rejected."""
+    sql, params = build_sql(opts)
+    rejects: list[Reject] = []
+    done = 0
+    created = False
+    for batch in reader:
+        rejects.extend(batch.rejects)
+        con.register("raw", batch.rows)
+        verb = "INSERT INTO staged" if created else "CREATE TEMP TABLE staged AS"
+        con.execute(f"{verb} {sql}", params)
+        con.unregister("raw")
+        created = True
+        done += batch.progress
+        progress(done, reader.total)
+    if not created:
+        con.register("raw", pa.table({"input_row": pa.array([], pa.int64()), "record": pa.array([], pa.string())}))
+        con.execute(f"CREATE TEMP TABLE staged AS {sql}", params)
+    return rejects
+
+
+def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
+    with store._connect(read_only=True) as cat:
+        paths = catalog.segment_paths(cat, store.root, "samples", None)
+    con.execute(catalog._segment_view("existing", paths, SAMPLES))
+
+
+def _reject_until_stable(
+    con: duckdb.DuckDBPyConnection, read_rejects: list[Reject], opts: IngestOptions, uri: str
+) -> list[Reject]:
+    """Resolve parents; with --skip-bad, drop failing rows (and so their children) until none fail."""
+    rows = con.execute(
+        "SELECT input_row, split_part(errors[1], chr(9), 1), split_part(errors[1], chr(9), 2) "
+        "FROM staged WHERE len(errors) > 0"
+    ).fetchall()
+    rejects = read_rejects + [Reject(*r) for r in rows]
+    con.execute("CREATE OR REPLACE TEMP TABLE excluded (input_row BIGINT)")
+    if rejects and not opts.skip_bad:
+        _refuse(uri, rejects)
+    while found := resolve(con, allow_missing=opts.allow_missing_parents):
+        if not opts.skip_bad:
+            _refuse(uri, found)
+        con.executemany("INSERT INTO excluded VALUES (?)", [[r.line] for r in found])
+        rejects += found
+    return sorted(rejects, key=lambda r: r.line)
+
+
+def _refuse(uri: str, rejects: list[Reject]) -> None:
+    ordered = sorted(rejects, key=lambda r: r.line)
+    raise IngestError(uri, ordered[:10], total=len(ordered))
+
+
+WRITE_SQL = """
+COPY (
+    SELECT {casts} FROM (
+        SELECT s.sample_id, s.content_hash, s.external_id, s.text, s.record, s.origin, s.source, s.method,
+               s.generator, g.generation, coalesce(p.parent_ids, []) AS parent_ids, s.gen_params, s.license,
+               s.language, coalesce(s.tags, []) AS tags, $batch_id AS batch_id, $uri AS input_uri, s.input_row,
+               $now AS ingested_at, $version AS version
+        FROM nodes n JOIN staged s USING (input_row) JOIN gen g ON g.sample_id = n.sample_id
+        LEFT JOIN node_parents p ON p.input_row = n.input_row
+    ) ORDER BY input_row
+) TO {path} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)
+"""
+
+
+def _write_samples(con: duckdb.DuckDBPyConnection, path: Any, version: int, batch_id: str, uri: str) -> None:
+    sql = WRITE_SQL.format(casts=select_cast_sql(SAMPLES), path=sql_string(str(path)))
+    now = datetime.now(UTC)
+    con.execute(sql, {"batch_id": batch_id, "uri": uri, "now": now, "version": version})
+
+
+def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, started: datetime) -> pa.Table:
+    row = {
+        "batch_id": result.batch_id,
+        "input_uri": reader.uri,
+        "input_sha256": reader.sha256,
+        "input_format": reader.format,
+        "options": opts.as_json(),
+        "rows_read": result.rows_read,
+        "rows_stored": result.rows_stored,
+        "rows_present": result.rows_present,
+        "rows_rejected": result.rows_rejected,
+        "rejects": [{"line": r.line, "field": r.field, "reason": r.reason} for r in result.rejects],
+        "started_at": started,
+        "finished_at": datetime.now(UTC),
+        "version": result.version,
+    }
+    return pa.Table.from_pylist([row], schema=BATCHES)

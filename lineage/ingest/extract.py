@@ -1,0 +1,212 @@
+"""One SQL statement turns raw (input_row, record) batches into typed provenance columns plus errors.
+
+Each record is parsed once (`json_extract` with a list of paths); every field is type-checked, and a
+failed check becomes an entry `field<TAB>reason` in the row's `errors` list instead of an exception,
+so one bad row never hides the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lineage.ids import CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
+from lineage.ingest.options import IngestOptions
+from lineage.limits import MAX_GENERATION
+
+_STRING = "'VARCHAR'"
+_INTEGER = "('BIGINT', 'UBIGINT')"
+
+
+@dataclass
+class _Fields:
+    """The JSON paths extracted from each record, by field name."""
+
+    names: list[str]
+
+    def index(self, name: str) -> int:
+        if name not in self.names:
+            self.names.append(name)
+        return self.names.index(name) + 1
+
+    def x(self, name: str) -> str:
+        return f"x{self.index(name)}"
+
+    def t(self, name: str) -> str:
+        return f"t{self.index(name)}"
+
+    def paths(self) -> list[str]:
+        return ['$."' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in self.names]
+
+
+def _absent(t: str) -> str:
+    return f"({t} IS NULL OR {t} = 'NULL')"
+
+
+def _type_error(t: str, allowed: str, what: str) -> str:
+    return f"CASE WHEN NOT {_absent(t)} AND {t} NOT IN {allowed} THEN 'expected {what}, got ' || lower({t}) END"
+
+
+def _string(f: _Fields, name: str, default: str) -> tuple[str, str]:
+    x, t = f.x(name), f.t(name)
+    value = f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR) WHEN {t} = {_STRING} THEN {x}->>'$' END"
+    return value, _type_error(t, f"({_STRING})", "a string")
+
+
+def _string_list(f: _Fields, name: str, default: str) -> tuple[str, str]:
+    x, t = f.x(name), f.t(name)
+    ok_items = f"coalesce(list_bool_and(list_transform(json_type({x}, '$[*]'), lambda y: y IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true)"
+    value = (
+        f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR[]) WHEN {t} = {_STRING} THEN [{x}->>'$'] "
+        f"WHEN {t} = 'ARRAY' AND {ok_items} THEN CAST({x} AS VARCHAR[]) END"
+    )
+    error = (
+        f"CASE WHEN NOT {_absent(t)} AND NOT ({t} = {_STRING} OR ({t} = 'ARRAY' AND {ok_items})) "
+        f"THEN 'expected a string or a list of strings, got ' || lower({t}) END"
+    )
+    return value, error
+
+
+def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
+    if opts.template is not None:
+        return _template_text(f, opts)
+    x, t = f.x(opts.text_field), f.t(opts.text_field)
+    mx, mt = f.x("messages"), f.t("messages")
+    chat = (
+        f"array_to_string(list_transform(CAST({mx} AS JSON[]), lambda m: coalesce(m->>'role', '?') || ': ' || "
+        f"coalesce(m->>'content', '')), chr(10))"
+    )
+    value = f"CASE WHEN {t} = {_STRING} THEN {x}->>'$' WHEN {_absent(t)} AND {mt} = 'ARRAY' THEN {chat} END"
+    error = (
+        f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || lower({t}) "
+        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' "
+        f"THEN 'missing (no `{_lit(opts.text_field)}` and no `messages`; set --text-field or --template)' END"
+    )
+    return value, error
+
+
+def _template_text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
+    pieces, missing = [], []
+    for literal, name in opts.template_fields():
+        if literal:
+            pieces.append(_quote(literal))
+        if name:
+            x, t = f.x(name), f.t(name)
+            pieces.append(f"CASE WHEN {t} = {_STRING} THEN {x}->>'$' ELSE CAST({x} AS VARCHAR) END")
+            missing.append(f"CASE WHEN {_absent(t)} THEN '`{_lit(name)}`' END")
+    value = "concat(" + ", ".join(pieces) + ")"
+    error = f"nullif('missing ' || concat_ws(', ', {', '.join(missing)}) || ' (needed by --template)', 'missing  (needed by --template)')"
+    return value, error
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _lit(value: str) -> str:
+    """A value placed inside a SQL string literal."""
+    return value.replace("'", "''")
+
+
+def build_sql(opts: IngestOptions) -> tuple[str, dict[str, object]]:
+    """The extraction query over a registered table `raw(input_row, record)` and its parameters."""
+    f = _Fields([])
+    text, text_err = _text(f, opts)
+    ext_x, ext_t = f.x(opts.id_field), f.t(opts.id_field)
+    cols = {
+        name: _string(f, name, f"$d_{name}")
+        for name in ("origin", "source", "method", "generator", "license", "language")
+    }
+    parents, parents_err = _string_list(f, opts.parent_field, "[]")
+    tags, tags_err = _string_list(f, "tags", "$d_tags")
+    gx, gt = f.x("generation"), f.t("generation")
+    px, pt = f.x("gen_params"), f.t("gen_params")
+    extract = ", ".join(f"v[{i}] AS x{i}, json_type(v[{i}]) AS t{i}" for i in range(1, len(f.names) + 1))
+    params: dict[str, object] = {f"d_{k}": getattr(opts, k) for k in cols}
+    import json as _json
+
+    params |= {
+        "paths": f.paths(),
+        "d_tags": list(opts.tags),
+        "d_generation": opts.generation,
+        "d_gen_params": _json.dumps(opts.gen_params, sort_keys=True) if opts.gen_params is not None else None,
+        "max_bytes": opts.max_record_bytes,
+    }
+    checks = [
+        ("text", text_err),
+        (
+            "id",
+            _type_error(ext_t, "('VARCHAR', 'BIGINT', 'UBIGINT')", "a string or an integer").replace("'id'", "'id'"),
+        ),
+        *((name, err) for name, (_, err) in cols.items()),
+        ("generation", _type_error(gt, _INTEGER, "an integer")),
+        (opts.parent_field, parents_err),
+        ("tags", tags_err),
+        ("gen_params", _type_error(pt, "('OBJECT')", "an object")),
+    ]
+    checks_sql = ", ".join(
+        f"CASE WHEN ({err}) IS NOT NULL THEN '{_lit(name)}' || chr(9) || ({err}) END" for name, err in checks
+    )
+    sql = f"""
+WITH parsed AS (
+    SELECT input_row, record,
+        CASE WHEN strlen(record) > $max_bytes THEN 'too_big'
+             WHEN NOT json_valid(record) THEN 'malformed'
+             WHEN json_type(record) <> 'OBJECT' THEN 'not_object' END AS bad,
+        CASE WHEN strlen(record) <= $max_bytes AND json_valid(record) AND json_type(record) = 'OBJECT'
+             THEN json_extract(record, $paths) END AS v
+    FROM raw
+), fields AS (
+    SELECT input_row, record, bad, {extract} FROM parsed
+), typed AS (
+    SELECT input_row, record, bad,
+        trim(nfc_normalize({text})) AS text,
+        CASE WHEN {ext_t} = {_STRING} THEN {ext_x}->>'$' WHEN {ext_t} IN {_INTEGER} THEN CAST({ext_x} AS VARCHAR) END
+            AS external_id,
+        {", ".join(f"{value} AS {name}" for name, (value, _) in cols.items())},
+        CASE WHEN {_absent(gt)} THEN CAST($d_generation AS BIGINT) WHEN {gt} IN {_INTEGER} THEN TRY_CAST({gx} AS BIGINT) END
+            AS given_generation,
+        {gt} AS generation_type, {gx} AS generation_raw,
+        {parents} AS parent_refs,
+        {tags} AS tags,
+        CASE WHEN {_absent(pt)} THEN CAST($d_gen_params AS VARCHAR) WHEN {pt} = 'OBJECT' THEN CAST({px} AS VARCHAR) END
+            AS gen_params,
+        list_filter([{checks_sql}], lambda e: e IS NOT NULL) AS type_errors
+    FROM fields
+), normed AS (
+    SELECT *, {NORMALIZED_TEXT_SQL.format(text="text")} AS norm FROM typed
+)
+SELECT input_row, record, text, external_id, origin, source, method, generator, given_generation,
+    parent_refs, gen_params, license, language, tags,
+    {CONTENT_HASH_SQL.format(norm="norm")} AS content_hash,
+    {SAMPLE_ID_SQL.format(source="source", norm="norm")} AS sample_id,
+    CASE
+        WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
+            || $max_bytes || ' (--max-record-bytes)']
+        WHEN bad = 'malformed' THEN ['record' || chr(9) || 'malformed JSON']
+        WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || lower(json_type(record))]
+        ELSE list_filter(type_errors || [
+            CASE WHEN len(type_errors) = 0 AND norm = '' THEN 'text' || chr(9) || 'empty after trimming whitespace' END,
+            CASE WHEN origin IS NULL AND NOT list_contains(list_transform(type_errors, lambda e: split_part(e, chr(9), 1)), 'origin')
+                 THEN 'origin' || chr(9) || 'missing: pass --origin real|synthetic or give an `origin` column' END,
+            CASE WHEN origin NOT IN ('real', 'synthetic')
+                 THEN 'origin' || chr(9) || 'must be real or synthetic, got `' || origin || '`' END,
+            CASE WHEN source IS NULL AND NOT list_contains(list_transform(type_errors, lambda e: split_part(e, chr(9), 1)), 'source')
+                 THEN 'source' || chr(9) || 'missing: pass --source NAME or give a `source` column' END,
+            CASE WHEN source = '' THEN 'source' || chr(9) || 'must not be empty' END,
+            CASE WHEN generation_type IN {_INTEGER}
+                      AND (given_generation IS NULL OR given_generation < 0 OR given_generation > {MAX_GENERATION})
+                 THEN 'generation' || chr(9) || 'must be between 0 and {MAX_GENERATION:,}, got ' || generation_raw END,
+            CASE WHEN origin = 'real' AND generator IS NOT NULL
+                 THEN 'generator' || chr(9) || 'real samples have no generator, got `' || generator || '`' END,
+            CASE WHEN origin = 'real' AND coalesce(given_generation, 0) <> 0
+                 THEN 'generation' || chr(9) || 'real samples are generation 0, got ' || given_generation END,
+            CASE WHEN origin = 'synthetic' AND given_generation IS NULL AND len(parent_refs) = 0
+                 THEN 'generation' || chr(9) || 'synthetic sample has neither parents nor a generation: '
+                      || 'pass --generation N or --parent-field FIELD' END,
+            CASE WHEN origin = 'synthetic' AND given_generation = 0
+                 THEN 'generation' || chr(9) || 'synthetic samples are generation 1 or more, got 0' END
+        ], lambda e: e IS NOT NULL)
+    END AS errors
+FROM normed
+"""
+    return sql, params

@@ -1,0 +1,94 @@
+"""Resolve parent references to sample ids and compute generations, over the staged rows.
+
+Runs in the ingest's own DuckDB connection, where `staged` holds the extracted rows and `existing`
+is a view of the store's samples. Everything here is set-based SQL; only the generation fixpoint
+loops, once per level of parent depth inside the batch.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from lineage.errors import Reject
+
+SETUP_SQL = """
+CREATE OR REPLACE TEMP TABLE cand AS
+    SELECT input_row, sample_id, external_id, source, origin, given_generation, parent_refs,
+           row_number() OVER (PARTITION BY sample_id ORDER BY input_row) = 1 AS first
+    FROM staged WHERE len(errors) = 0 AND input_row NOT IN (SELECT input_row FROM excluded);
+CREATE OR REPLACE TEMP TABLE refs AS SELECT DISTINCT unnest(parent_refs) AS ref FROM cand;
+CREATE OR REPLACE TEMP TABLE known AS
+    SELECT sample_id, external_id, source, generation FROM existing
+    WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
+       OR source || ':' || external_id IN (SELECT ref FROM refs)
+    UNION ALL
+    SELECT sample_id, external_id, source, NULL FROM cand
+    WHERE first AND sample_id NOT IN (SELECT sample_id FROM existing);
+CREATE OR REPLACE TEMP TABLE resolved AS
+    WITH matches AS (
+        SELECT r.ref, k.sample_id, k.source, 1 AS prio FROM refs r JOIN known k ON k.sample_id = r.ref
+        UNION ALL
+        SELECT r.ref, k.sample_id, k.source, 2 FROM refs r JOIN known k ON k.source || ':' || k.external_id = r.ref
+        UNION ALL
+        SELECT r.ref, k.sample_id, k.source, 3 FROM refs r JOIN known k ON k.external_id = r.ref
+    ), best AS (SELECT * FROM matches QUALIFY prio = min(prio) OVER (PARTITION BY ref))
+    SELECT ref, list(DISTINCT sample_id ORDER BY sample_id) AS ids, list(DISTINCT source ORDER BY source) AS sources
+    FROM best GROUP BY ref;
+CREATE OR REPLACE TEMP TABLE nodes AS
+    SELECT input_row, sample_id, origin, given_generation FROM cand
+    WHERE first AND sample_id NOT IN (SELECT sample_id FROM existing);
+CREATE OR REPLACE TEMP TABLE node_refs AS
+    SELECT c.input_row, c.sample_id, u.ref, u.pos, r.ids
+    FROM nodes n JOIN cand c USING (input_row),
+         LATERAL (SELECT unnest(c.parent_refs) AS ref, generate_subscripts(c.parent_refs, 1) AS pos) u
+    LEFT JOIN resolved r ON r.ref = u.ref;
+CREATE OR REPLACE TEMP TABLE edges AS
+    SELECT sample_id AS child, ids[1] AS parent FROM node_refs WHERE len(ids) = 1;
+CREATE OR REPLACE TEMP TABLE gen AS
+    SELECT sample_id, generation FROM known WHERE generation IS NOT NULL
+    UNION ALL SELECT sample_id, 0 FROM nodes WHERE origin = 'real'
+    UNION ALL SELECT sample_id, coalesce(given_generation, 1) FROM nodes n
+        WHERE origin = 'synthetic' AND sample_id NOT IN (SELECT child FROM edges);
+"""
+
+STEP_SQL = """
+INSERT INTO gen
+    SELECT e.child, 1 + max(g.generation) FROM edges e LEFT JOIN gen g ON g.sample_id = e.parent
+    WHERE e.child NOT IN (SELECT sample_id FROM gen)
+    GROUP BY e.child HAVING count(g.generation) = count(*)
+"""
+
+ERRORS_SQL = """
+SELECT n.input_row, 'parent' AS field,
+    'parent `' || n.ref || '` is ambiguous: an external id in sources ' || array_to_string(r.sources, ', ')
+    || '; write it as `SOURCE:' || n.ref || '`' AS reason
+FROM node_refs n JOIN resolved r USING (ref) WHERE len(r.ids) > 1
+UNION ALL
+SELECT input_row, 'parent', 'unknown parent `' || ref || '`' FROM node_refs WHERE ids IS NULL AND NOT $allow_missing
+UNION ALL
+SELECT n.input_row, 'parent', 'parent cycle: this sample is its own ancestor'
+FROM nodes n WHERE sample_id NOT IN (SELECT sample_id FROM gen)
+UNION ALL
+SELECT n.input_row, 'generation',
+    'generation ' || n.given_generation || ' contradicts its parents (1 + max parent generation = '
+    || g.generation || ')'
+FROM nodes n JOIN gen g USING (sample_id)
+WHERE n.origin = 'synthetic' AND n.given_generation IS NOT NULL AND n.given_generation <> g.generation
+ORDER BY 1
+"""
+
+PARENTS_SQL = """
+CREATE OR REPLACE TEMP TABLE node_parents AS
+    SELECT input_row, list(CASE WHEN len(ids) = 1 THEN ids[1] ELSE ref END ORDER BY pos) AS parent_ids
+    FROM node_refs GROUP BY input_row
+"""
+
+
+def resolve(con: duckdb.DuckDBPyConnection, *, allow_missing: bool) -> list[Reject]:
+    """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
+    con.execute(SETUP_SQL)
+    while con.execute(STEP_SQL).fetchall()[0][0] > 0:
+        pass
+    rows = con.execute(ERRORS_SQL, {"allow_missing": allow_missing}).fetchall()
+    con.execute(PARENTS_SQL)
+    return [Reject(line, field, reason) for line, field, reason in rows]

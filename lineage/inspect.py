@@ -1,0 +1,79 @@
+"""Look at samples: one sample's provenance and relatives, and grouped statistics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lineage.errors import LineageError, NotFound
+from lineage.sqlutil import quote_ident
+
+if TYPE_CHECKING:
+    from lineage.store import Store
+
+STAT_DIMENSIONS = ("origin", "source", "method", "generator", "generation", "license", "language", "batch_id")
+
+RELATIVES_SQL = """
+SELECT r.depth, s.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,
+       left(s.text, 80) AS text
+FROM {fn}(?) r LEFT JOIN samples s USING (sample_id)
+ORDER BY r.depth, r.sample_id
+"""
+
+
+def resolve_id(store: Store, ref: str) -> str:
+    """A full sample id from a unique sample-id prefix or an exact external id."""
+    with store.reader() as con:
+        rows = con.execute(
+            "SELECT DISTINCT sample_id FROM samples WHERE starts_with(sample_id, ?) LIMIT 2", [ref]
+        ).fetchall()
+        if not rows:
+            rows = con.execute("SELECT DISTINCT sample_id FROM samples WHERE external_id = ? LIMIT 2", [ref]).fetchall()
+    if not rows:
+        raise NotFound(f"no sample with id, id prefix or external id `{ref}`")
+    if len(rows) > 1:
+        raise NotFound(f"`{ref}` matches several samples; give more of the id")
+    return rows[0][0]
+
+
+def sample(store: Store, ref: str) -> dict[str, Any]:
+    """Provenance, ancestors, descendants and batch of one sample."""
+    sample_id = resolve_id(store, ref)
+    with store.reader() as con:
+        row = con.sql("SELECT * FROM samples WHERE sample_id = ?", params=[sample_id]).to_arrow_table().to_pylist()[0]
+        batch = (
+            con.sql(
+                "SELECT batch_id, input_uri, input_sha256, input_format, rows_read, rows_stored, finished_at, version "
+                "FROM batches WHERE batch_id = ?",
+                params=[row["batch_id"]],
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+        ancestors = con.sql(RELATIVES_SQL.format(fn="ancestors"), params=[sample_id]).to_arrow_table().to_pylist()
+        descendants = con.sql(RELATIVES_SQL.format(fn="descendants"), params=[sample_id]).to_arrow_table().to_pylist()
+    return {"sample": row, "ancestors": ancestors, "descendants": descendants, "batch": batch[0] if batch else None}
+
+
+def relatives(store: Store, ref: str, which: str) -> pa.Table:
+    sample_id = resolve_id(store, ref)
+    with store.reader() as con:
+        return con.sql(RELATIVES_SQL.format(fn=which), params=[sample_id]).to_arrow_table()
+
+
+def stats(store: Store, *, by: list[str]) -> pa.Table:
+    """Counts, shares and text-length statistics per group of `by`."""
+    unknown = [d for d in by if d not in STAT_DIMENSIONS]
+    if unknown:
+        raise LineageError(f"cannot group by `{unknown[0]}`; choose from {', '.join(STAT_DIMENSIONS)}")
+    dims = ", ".join(quote_ident(d) for d in by)
+    select = f"{dims}, " if by else ""
+    group = "GROUP BY ALL ORDER BY ALL" if by else ""
+    sql = f"""
+        SELECT {select}count(*) AS samples, round(count(*) / sum(count(*)) OVER (), 4) AS share,
+               round(avg(length(text)), 1) AS mean_chars, min(length(text)) AS min_chars,
+               CAST(median(length(text)) AS BIGINT) AS median_chars, max(length(text)) AS max_chars
+        FROM samples {group}"""
+    with store.reader() as con:
+        return con.sql(sql).to_arrow_table()

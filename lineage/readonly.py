@@ -1,0 +1,45 @@
+"""Read-only SQL: a read-only catalog connection, file access limited to the store's data, one SELECT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from lineage.errors import QueryError
+
+_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """After this, the connection can read the store's segments and nothing else, and write nothing."""
+    data = str((root / "data").resolve()) + "/"
+    con.execute(f"SET allowed_directories = ['{data.replace(chr(39), chr(39) * 2)}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def check_statement(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(_first_line(exc)) from None
+    if len(statements) != 1:
+        raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in _ALLOWED:
+        raise QueryError(f"`lineage sql` is read-only: {kind.name} statements are refused")
+
+
+def run(con: duckdb.DuckDBPyConnection, query: str, params: list[object] | None = None) -> pa.Table:
+    check_statement(con, query)
+    try:
+        return con.sql(query, params=params or None).to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(_first_line(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,18 @@
+"""Arrow schemas: the storage contract. DuckDB DDL is derived from them, never the reverse."""
+
+from lineage.schemas.catalog import BATCHES, COMMITS, META, SEGMENTS
+from lineage.schemas.ddl import create_table_sql, duckdb_type, select_cast_sql
+from lineage.schemas.samples import ORIGINS, PROVENANCE_FIELDS, SAMPLES
+
+__all__ = [
+    "BATCHES",
+    "COMMITS",
+    "META",
+    "ORIGINS",
+    "PROVENANCE_FIELDS",
+    "SAMPLES",
+    "SEGMENTS",
+    "create_table_sql",
+    "duckdb_type",
+    "select_cast_sql",
+]

@@ -1,0 +1,63 @@
+"""Parquet segments: written to a temporary name, fsynced, renamed; checksummed for `doctor`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from lineage.faults import crash_point
+
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment file in its final place, not yet registered in the catalog."""
+
+    segment_id: str
+    kind: str
+    path: str  # relative to the store root
+    row_count: int
+    size_bytes: int
+    sha256: str
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_segment(root: Path, kind: str, segment_id: str, write: Callable[[Path], None]) -> Segment:
+    """Run `write(tmp_path)`, then fsync, checksum and rename to data/<kind>/<segment_id>.parquet."""
+    folder = root / "data" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{TMP_PREFIX}{segment_id}.parquet"
+    final = folder / f"{segment_id}.parquet"
+    write(tmp)
+    crash_point("segment_written")
+    fsync_path(tmp)
+    crash_point("segment_fsynced")
+    rows = pq.ParquetFile(tmp).metadata.num_rows
+    checksum = file_sha256(tmp)
+    os.rename(tmp, final)
+    crash_point("segment_renamed")
+    fsync_path(folder)
+    crash_point("segment_dir_fsynced")
+    rel = final.relative_to(root).as_posix()
+    return Segment(segment_id, kind, rel, rows, final.stat().st_size, checksum)

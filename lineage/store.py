@@ -1,0 +1,209 @@
+"""Store: open a store directory, hold the writer lock, commit atomically, read as of a version."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from lineage import catalog, readonly
+from lineage.errors import LineageError, StoreError, StoreNotFound
+from lineage.lock import WriterLock
+from lineage.segments import Segment, write_segment
+
+if TYPE_CHECKING:
+    from lineage.ingest import IngestResult
+    from lineage.maintenance import DoctorReport
+
+CATALOG_FILE = "lineage.duckdb"
+LOCK_FILE = "lineage.lock"
+LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
+
+
+class Transaction:
+    """What one commit will register: segments written so far and catalog rows to insert."""
+
+    def __init__(self, store: Store, version: int) -> None:
+        self.store, self.version = store, version
+        self.segments: list[Segment] = []
+        self.rows: dict[str, pa.Table] = {}
+
+    def write_segment(self, kind: str, segment_id: str, write: Callable[[Path], None]) -> Segment:
+        segment = write_segment(self.store.root, kind, segment_id, write)
+        self.segments.append(segment)
+        return segment
+
+    def add_rows(self, table: str, rows: pa.Table) -> None:
+        self.rows[table] = rows
+
+    def discard(self) -> None:
+        for seg in self.segments:
+            (self.store.root / seg.path).unlink(missing_ok=True)
+
+
+class Store:
+    """A lineage store directory. Connections are opened per operation, so readers never block for long."""
+
+    def __init__(self, root: str | os.PathLike[str], *, as_of: int | None = None, wait: float = 0.0) -> None:
+        self.root = Path(root)
+        self.as_of, self.wait = as_of, wait
+        self.catalog_path = self.root / CATALOG_FILE
+        if not self.catalog_path.is_file():
+            raise StoreNotFound(str(self.root))
+        with self._connect(read_only=True) as con:
+            catalog.check_format(con, self.root)
+            latest = catalog.current_version(con)
+        if as_of is not None and not 0 <= as_of <= latest:
+            raise StoreError(f"--as-of {as_of} is not a version of this store (0..{latest})")
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str]) -> Store:
+        from lineage import __version__
+
+        path = Path(root)
+        if (path / CATALOG_FILE).exists():
+            raise StoreError(f"`{path}` is already a lineage store")
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"`{path}` exists and is not a directory")
+        for sub in LAYOUT:
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        # Build the catalog under a temporary name so a crash never leaves a half-made store.
+        tmp = path / f".{CATALOG_FILE}.init"
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            catalog.create(con, __version__)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.rename(tmp, path / CATALOG_FILE)
+        return cls(path)
+
+    def __repr__(self) -> str:
+        at = f", as_of={self.as_of}" if self.as_of is not None else ""
+        return f"Store({str(self.root)!r}{at})"
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = catalog.connect(self.catalog_path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection with the user-facing views, as of this store's version."""
+        with self._connect(read_only=True) as con:
+            catalog.create_views(con, self.root, self.as_of)
+            yield con
+
+    @property
+    def version(self) -> int:
+        if self.as_of is not None:
+            return self.as_of
+        with self._connect(read_only=True) as con:
+            return catalog.current_version(con)
+
+    def at(self, version: int) -> Store:
+        """The same store as it was at `version` (time travel: segments are append-only)."""
+        return Store(self.root, as_of=version, wait=self.wait)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, kind: str, ref_id: str, summary: dict[str, Any]) -> Iterator[Transaction]:
+        """Hold the writer lock; commit everything the body wrote as one version, or nothing."""
+        if self.as_of is not None:
+            raise StoreError(f"cannot write to a store opened --as-of {self.as_of}")
+        with WriterLock(self.root / LOCK_FILE, wait=self.wait):
+            with self._connect(read_only=True) as con:
+                version = catalog.current_version(con) + 1
+            txn = Transaction(self, version)
+            try:
+                yield txn
+                with self._connect(read_only=False) as con:
+                    catalog.commit(
+                        con,
+                        version=version,
+                        kind=kind,
+                        ref_id=ref_id,
+                        summary=summary,
+                        segments=txn.segments,
+                        rows=txn.rows,
+                    )
+            except BaseException:
+                txn.discard()
+                raise
+
+    def scratch_dir(self, name: str) -> Path:
+        path = self.root / "tmp" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def remove_scratch(self, name: str) -> None:
+        shutil.rmtree(self.root / "tmp" / name, ignore_errors=True)
+
+    # -- the public API ----------------------------------------------------------------------
+
+    def sql(self, query: str, *, params: list[object] | None = None) -> pa.Table:
+        """Run one read-only SELECT over the store's views; returns an Arrow table."""
+        with self.reader() as con:
+            readonly.lock_down(con, self.root)
+            return readonly.run(con, query, params)
+
+    def sql_polars(self, query: str, *, params: list[object] | None = None) -> pl.DataFrame:
+        return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]
+
+    def ingest(self, data: Any, /, **options: Any) -> IngestResult:
+        """Ingest a file path, Arrow table, Polars frame or iterable of dicts; see `lineage.ingest`."""
+        from lineage.ingest import ingest
+
+        return ingest(self, data, **options)
+
+    def sample(self, sample_id: str) -> dict[str, Any]:
+        from lineage.inspect import sample
+
+        return sample(self, sample_id)
+
+    def ancestors(self, sample_id: str) -> pa.Table:
+        from lineage.inspect import relatives
+
+        return relatives(self, sample_id, "ancestors")
+
+    def descendants(self, sample_id: str) -> pa.Table:
+        from lineage.inspect import relatives
+
+        return relatives(self, sample_id, "descendants")
+
+    def stats(self, *, by: list[str] | tuple[str, ...] = ("origin",)) -> pa.Table:
+        from lineage.inspect import stats
+
+        return stats(self, by=list(by))
+
+    def doctor(self) -> DoctorReport:
+        from lineage.maintenance import doctor
+
+        return doctor(self)
+
+    def gc(self, *, dry_run: bool = True) -> list[str]:
+        from lineage.maintenance import gc
+
+        return gc(self, dry_run=dry_run)
+
+
+def open(path: str | os.PathLike[str] = "lineage-store", *, as_of: int | None = None, wait: float = 0.0) -> Store:  # noqa: A001
+    """Open an existing store (see `Store.init` to create one)."""
+    return Store(path, as_of=as_of, wait=wait)
+
+
+__all__ = ["LineageError", "Store", "Transaction", "open"]
