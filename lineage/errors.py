@@ -51,7 +51,8 @@ class IngestError(LineageError):
         first = rejects[0].describe(uri) if rejects else uri
         more = ""
         if self.total > 1:
-            more = f" (and {self.total - 1:,} more rejected rows; --skip-bad stores the good ones)"
+            rows = "row" if self.total == 2 else "rows"
+            more = f" (and {self.total - 1:,} more rejected {rows}; --skip-bad stores the good ones)"
         super().__init__(f"{first}{more}; nothing was written")
 
 

@@ -14,7 +14,9 @@ def uuid7() -> str:
 
 
 # Normalised text: Unicode NFC, surrounding whitespace trimmed, inner whitespace runs collapsed to one space.
-NORMALIZED_TEXT_SQL = r"regexp_replace(trim(nfc_normalize({text})), '\s+', ' ', 'g')"
+NORMALIZED_TEXT_SQL = r"trim(regexp_replace(nfc_normalize({text}), '\s+', ' ', 'g'))"
+# Canonical text: NFC, surrounding whitespace (not only spaces) removed; inner line breaks are kept.
+CANONICAL_TEXT_SQL = r"regexp_replace(nfc_normalize({text}), '^\s+|\s+$', '', 'g')"
 # content_hash: sha256 of the normalised text. sample_id: the first 128 bits of sha256(source 0x1f normalised text).
 CONTENT_HASH_SQL = "sha256({norm})"
 SAMPLE_ID_SQL = "substr(sha256({source} || chr(31) || {norm}), 1, 32)"

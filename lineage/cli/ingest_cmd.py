@@ -8,7 +8,7 @@ import click
 
 from lineage.cli.common import json_option, open_store, progress_bar, to_json
 from lineage.errors import LineageError
-from lineage.limits import DEFAULT_MAX_RECORD_BYTES
+from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT
 
 
 def _gen_params(value: str | None) -> dict[str, object] | None:
@@ -47,6 +47,12 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
     default=DEFAULT_MAX_RECORD_BYTES,
     show_default=True,
     help="Reject records larger than this.",
+)
+@click.option(
+    "--memory-limit",
+    default=DEFAULT_MEMORY_LIMIT,
+    show_default=True,
+    help="Memory for staging rows; beyond it they spill to STORE/tmp.",
 )
 @json_option
 @click.pass_context

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from lineage import catalog
-from lineage.errors import IngestError, Reject
+from lineage.errors import IngestError, InputError, LineageError, Reject
 from lineage.faults import crash_point
 from lineage.ids import uuid7
 from lineage.ingest.extract import build_sql
@@ -24,6 +25,7 @@ from lineage.ingest.options import IngestOptions
 from lineage.ingest.readers import Reader, open_reader
 from lineage.ingest.resolve import resolve
 from lineage.schemas import BATCHES, SAMPLES, select_cast_sql
+from lineage.segments import write_parquet
 from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IngestOptions", "IngestResult", "ingest"]
 
-MEMORY_LIMIT = "512MB"
+ROW_GROUP_ROWS = 65_536
 Progress = Callable[[int, int | None], None]
 
 
@@ -63,9 +65,14 @@ def ingest(store: Store, data: Any, /, *, progress: Progress | None = None, **op
     batch_id = uuid7()
     summary: dict[str, Any] = {"input": reader.uri}
     with store.transaction("ingest", batch_id, summary) as txn:
-        con = _work_connection(store, batch_id)
+        con = _work_connection(store, batch_id, opts.memory_limit)
         try:
             result = _run(store, txn, con, reader, opts, batch_id, progress or _no_progress)
+        except duckdb.OutOfMemoryException:
+            raise LineageError(
+                f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
+                "raise it with --memory-limit, or lower --max-record-bytes"
+            ) from None
         finally:
             con.close()
             store.remove_scratch(batch_id)
@@ -77,9 +84,9 @@ def _no_progress(done: int, total: int | None) -> None:
     return None
 
 
-def _work_connection(store: Store, batch_id: str) -> duckdb.DuckDBPyConnection:
+def _work_connection(store: Store, batch_id: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute("SET memory_limit = ?", [memory_limit])
     con.execute(f"SET temp_directory = {sql_string(str(store.scratch_dir(batch_id)))}")
     return con
 
@@ -96,9 +103,11 @@ def _run(
     started = datetime.now(UTC)
     read_rejects = _stage(con, reader, opts, progress)
     crash_point("ingest_staged")
+    rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(read_rejects)
+    if rows_read == 0:
+        raise InputError(f"`{reader.uri}`: no records (the input is empty)")
     _existing_view(store, con)
     rejects = _reject_until_stable(con, read_rejects, opts, reader.uri)
-    rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(read_rejects)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
     if stored:
         txn.write_segment(
@@ -150,7 +159,7 @@ def _reject_until_stable(
     con.execute("CREATE OR REPLACE TEMP TABLE excluded (input_row BIGINT)")
     if rejects and not opts.skip_bad:
         _refuse(uri, rejects)
-    while found := resolve(con, allow_missing=opts.allow_missing_parents):
+    while found := resolve(con, field=opts.parent_field, allow_missing=opts.allow_missing_parents):
         if not opts.skip_bad:
             _refuse(uri, found)
         con.executemany("INSERT INTO excluded VALUES (?)", [[r.line] for r in found])
@@ -163,24 +172,23 @@ def _refuse(uri: str, rejects: list[Reject]) -> None:
     raise IngestError(uri, ordered[:10], total=len(ordered))
 
 
-WRITE_SQL = """
-COPY (
-    SELECT {casts} FROM (
-        SELECT s.sample_id, s.content_hash, s.external_id, s.text, s.record, s.origin, s.source, s.method,
-               s.generator, g.generation, coalesce(p.parent_ids, []) AS parent_ids, s.gen_params, s.license,
-               s.language, coalesce(s.tags, []) AS tags, $batch_id AS batch_id, $uri AS input_uri, s.input_row,
-               $now AS ingested_at, $version AS version
-        FROM nodes n JOIN staged s USING (input_row) JOIN gen g ON g.sample_id = n.sample_id
-        LEFT JOIN node_parents p ON p.input_row = n.input_row
-    ) ORDER BY input_row
-) TO {path} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)
+SELECT_SQL = """
+SELECT {casts} FROM (
+    SELECT s.sample_id, s.content_hash, s.external_id, s.text, s.record, s.origin, s.source, s.method,
+           s.generator, g.generation, coalesce(p.parent_ids, []) AS parent_ids, s.gen_params, s.license,
+           s.language, coalesce(s.tags, []) AS tags, $batch_id AS batch_id, $uri AS input_uri, s.input_row,
+           $now AS ingested_at, $version AS version
+    FROM nodes n JOIN staged s USING (input_row) JOIN gen g ON g.sample_id = n.sample_id
+    LEFT JOIN node_parents p ON p.input_row = n.input_row
+) ORDER BY input_row
 """
 
 
-def _write_samples(con: duckdb.DuckDBPyConnection, path: Any, version: int, batch_id: str, uri: str) -> None:
-    sql = WRITE_SQL.format(casts=select_cast_sql(SAMPLES), path=sql_string(str(path)))
-    now = datetime.now(UTC)
-    con.execute(sql, {"batch_id": batch_id, "uri": uri, "now": now, "version": version})
+def _write_samples(con: duckdb.DuckDBPyConnection, path: Path, version: int, batch_id: str, uri: str) -> None:
+    """Stream the new rows into one Parquet file whose schema is exactly the SAMPLES contract."""
+    params = {"batch_id": batch_id, "uri": uri, "now": datetime.now(UTC), "version": version}
+    reader = con.sql(SELECT_SQL.format(casts=select_cast_sql(SAMPLES)), params=params).to_arrow_reader(ROW_GROUP_ROWS)
+    write_parquet(path, SAMPLES, reader)
 
 
 def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, started: datetime) -> pa.Table:

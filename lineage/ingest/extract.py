@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lineage.ids import CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
+from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
 from lineage.ingest.options import IngestOptions
 from lineage.limits import MAX_GENERATION
 
@@ -38,12 +38,20 @@ class _Fields:
         return ['$."' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in self.names]
 
 
+def _kind(t: str) -> str:
+    """DuckDB's JSON type names, said in JSON's own words."""
+    return (
+        f"CASE {t} WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'integer' WHEN 'UBIGINT' THEN 'integer' "
+        f"WHEN 'DOUBLE' THEN 'number' WHEN 'BOOLEAN' THEN 'boolean' ELSE lower({t}) END"
+    )
+
+
 def _absent(t: str) -> str:
     return f"({t} IS NULL OR {t} = 'NULL')"
 
 
 def _type_error(t: str, allowed: str, what: str) -> str:
-    return f"CASE WHEN NOT {_absent(t)} AND {t} NOT IN {allowed} THEN 'expected {what}, got ' || lower({t}) END"
+    return f"CASE WHEN NOT {_absent(t)} AND {t} NOT IN {allowed} THEN 'expected {what}, got ' || {_kind(t)} END"
 
 
 def _string(f: _Fields, name: str, default: str) -> tuple[str, str]:
@@ -61,7 +69,7 @@ def _string_list(f: _Fields, name: str, default: str) -> tuple[str, str]:
     )
     error = (
         f"CASE WHEN NOT {_absent(t)} AND NOT ({t} = {_STRING} OR ({t} = 'ARRAY' AND {ok_items})) "
-        f"THEN 'expected a string or a list of strings, got ' || lower({t}) END"
+        f"THEN 'expected a string or a list of strings, got ' || {_kind(t)} END"
     )
     return value, error
 
@@ -77,7 +85,7 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     )
     value = f"CASE WHEN {t} = {_STRING} THEN {x}->>'$' WHEN {_absent(t)} AND {mt} = 'ARRAY' THEN {chat} END"
     error = (
-        f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || lower({t}) "
+        f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' "
         f"THEN 'missing (no `{_lit(opts.text_field)}` and no `messages`; set --text-field or --template)' END"
     )
@@ -159,7 +167,7 @@ WITH parsed AS (
     SELECT input_row, record, bad, {extract} FROM parsed
 ), typed AS (
     SELECT input_row, record, bad,
-        trim(nfc_normalize({text})) AS text,
+        {CANONICAL_TEXT_SQL.format(text=text)} AS text,
         CASE WHEN {ext_t} = {_STRING} THEN {ext_x}->>'$' WHEN {ext_t} IN {_INTEGER} THEN CAST({ext_x} AS VARCHAR) END
             AS external_id,
         {", ".join(f"{value} AS {name}" for name, (value, _) in cols.items())},
@@ -183,7 +191,7 @@ SELECT input_row, record, text, external_id, origin, source, method, generator, 
         WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
             || $max_bytes || ' (--max-record-bytes)']
         WHEN bad = 'malformed' THEN ['record' || chr(9) || 'malformed JSON']
-        WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || lower(json_type(record))]
+        WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || {_kind("json_type(record)")}]
         ELSE list_filter(type_errors || [
             CASE WHEN len(type_errors) = 0 AND norm = '' THEN 'text' || chr(9) || 'empty after trimming whitespace' END,
             CASE WHEN origin IS NULL AND NOT list_contains(list_transform(type_errors, lambda e: split_part(e, chr(9), 1)), 'origin')

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass
 from typing import Any
 
 from lineage.errors import LineageError
-from lineage.limits import DEFAULT_MAX_RECORD_BYTES, MAX_GENERATION
+from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT, MAX_GENERATION
 from lineage.schemas import ORIGINS
 
 
@@ -33,6 +34,7 @@ class IngestOptions:
     allow_missing_parents: bool = False
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     input_format: str | None = None
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     def __post_init__(self) -> None:
         if self.origin is not None and self.origin not in ORIGINS:
@@ -43,6 +45,8 @@ class IngestOptions:
             raise LineageError("real data has no generator: drop --generator or use --origin synthetic")
         if self.origin == "real" and self.generation not in (None, 0):
             raise LineageError(f"real data is generation 0; got --generation {self.generation}")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory_limit):
+            raise LineageError(f"--memory-limit must look like 512MB or 2GB; got `{self.memory_limit}`")
         if self.max_record_bytes <= 0:
             raise LineageError("--max-record-bytes must be positive")
         self.template_fields()

@@ -176,10 +176,10 @@ class DuckdbFileReader(Reader):
         func = "read_parquet" if self.format == "parquet" else "read_csv"
         offset = 1 if self.format == "parquet" else 2
         try:
-            reader = con.execute(
+            reader = con.sql(
                 f"SELECT CAST(row_number() OVER () - 1 + ? AS BIGINT) AS input_row, to_json(t)::VARCHAR AS record "
                 f"FROM {func}(?) t",
-                [offset, str(self.path)],
+                params=[offset, str(self.path)],
             ).to_arrow_reader(ARROW_BATCH_ROWS)
             for batch in reader:
                 yield RawBatch(pa.table(batch), progress=batch.num_rows)
@@ -200,7 +200,7 @@ class ArrowReader(Reader):
         con = duckdb.connect()
         try:
             con.register("input_table", self.table)
-            reader = con.execute(
+            reader = con.sql(
                 "SELECT CAST(row_number() OVER () AS BIGINT) AS input_row, to_json(t)::VARCHAR AS record "
                 "FROM input_table t"
             ).to_arrow_reader(ARROW_BATCH_ROWS)

@@ -59,14 +59,14 @@ INSERT INTO gen
 """
 
 ERRORS_SQL = """
-SELECT n.input_row, 'parent' AS field,
+SELECT n.input_row, $field AS field,
     'parent `' || n.ref || '` is ambiguous: an external id in sources ' || array_to_string(r.sources, ', ')
     || '; write it as `SOURCE:' || n.ref || '`' AS reason
 FROM node_refs n JOIN resolved r USING (ref) WHERE len(r.ids) > 1
 UNION ALL
-SELECT input_row, 'parent', 'unknown parent `' || ref || '`' FROM node_refs WHERE ids IS NULL AND NOT $allow_missing
+SELECT input_row, $field, 'unknown parent `' || ref || '`' FROM node_refs WHERE ids IS NULL AND NOT $allow_missing
 UNION ALL
-SELECT n.input_row, 'parent', 'parent cycle: this sample is its own ancestor'
+SELECT n.input_row, $field, 'parent cycle: this sample is its own ancestor'
 FROM nodes n WHERE sample_id NOT IN (SELECT sample_id FROM gen)
 UNION ALL
 SELECT n.input_row, 'generation',
@@ -84,11 +84,11 @@ CREATE OR REPLACE TEMP TABLE node_parents AS
 """
 
 
-def resolve(con: duckdb.DuckDBPyConnection, *, allow_missing: bool) -> list[Reject]:
+def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
     """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
     con.execute(SETUP_SQL)
     while con.execute(STEP_SQL).fetchall()[0][0] > 0:
         pass
-    rows = con.execute(ERRORS_SQL, {"allow_missing": allow_missing}).fetchall()
+    rows = con.execute(ERRORS_SQL, {"allow_missing": allow_missing, "field": field}).fetchall()
     con.execute(PARENTS_SQL)
     return [Reject(line, field, reason) for line, field, reason in rows]

@@ -1,0 +1,80 @@
+"""Shared fixtures: a real store in a temporary directory, the CLI runner, the fixture files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import lineage
+from lineage.cli import cli
+from lineage.store import Store
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """An empty store."""
+    return Store.init(tmp_path / "store")
+
+
+@pytest.fixture
+def small_store(store: Store) -> Store:
+    """Real WordNet sentences plus three synthetic generations derived from them (1,125 samples)."""
+    store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human", license="WordNet-3.0")
+    for g in (1, 2, 3):
+        store.ingest(
+            FIXTURES / f"synthetic-g{g}.jsonl",
+            origin="synthetic",
+            source=f"syn-v{g}",
+            method="paraphrase",
+            generator="llama-3-8b",
+            parent_field="parent_id",
+        )
+    return store
+
+
+class Runner:
+    """Runs the CLI in-process against one store and checks exit codes."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.store_path = store_path
+        self.cli = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        result = self.cli.invoke(cli, ["--store", str(self.store_path), *args], catch_exceptions=False)
+        assert result.exit_code == code, f"exit {result.exit_code}: {result.output}"
+        return result
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+
+@pytest.fixture
+def runner(store: Store) -> Runner:
+    return Runner(store.root)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in a real subprocess (`python -m lineage`), as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lineage", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def count(store: Store, where: str = "true") -> int:
+    return store.sql(f"SELECT count(*) AS n FROM samples WHERE {where}")["n"][0].as_py()
+
+
+__all__ = ["FIXTURES", "Runner", "count", "lineage", "run_cli"]

@@ -1,0 +1,108 @@
+"""`lineage sql` is read-only by construction, and the views and macros answer provenance questions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import Runner
+
+from lineage.errors import QueryError
+from lineage.store import Store
+
+REFUSED = [
+    ("INSERT INTO samples SELECT * FROM samples", "INSERT statements are refused"),
+    ("UPDATE samples SET text = 'x'", "UPDATE statements are refused"),
+    ("DELETE FROM samples", "DELETE statements are refused"),
+    ("DROP VIEW samples", "DROP statements are refused"),
+    ("CREATE TABLE t AS SELECT 1", "CREATE statements are refused"),
+    ("COPY (SELECT 1) TO 'out.csv'", "COPY statements are refused"),
+    ("EXPORT DATABASE 'dump'", "EXPORT statements are refused"),
+    ("ATTACH 'other.duckdb' AS o", "ATTACH statements are refused"),
+    ("SET threads = 1", "SET statements are refused"),
+    ("PRAGMA enable_profiling", "PRAGMA statements are refused"),
+    ("CHECKPOINT", "statements are refused"),
+    ("INSTALL httpfs", "statements are refused"),
+    ("SELECT 1; DELETE FROM samples", "give exactly one SQL statement, got 2"),
+]
+
+
+@pytest.mark.parametrize(("query", "message"), REFUSED)
+def test_writes_are_refused(small_store: Store, query: str, message: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = small_store.doctor()
+    with pytest.raises(QueryError, match=message):
+        small_store.sql(query)
+    assert small_store.doctor().as_dict() == before.as_dict()
+    assert list(tmp_path.iterdir()) == [small_store.root]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM (SELECT 1) t, read_text('/etc/hostname')",
+        "SELECT * FROM query('DELETE FROM samples')",
+    ],
+)
+def test_file_access_outside_the_store_and_nested_writes_fail(small_store: Store, query: str) -> None:
+    with pytest.raises(QueryError):
+        small_store.sql(query)
+    assert small_store.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py() == 1125
+
+
+def test_catalog_tables_cannot_be_written_even_by_name(small_store: Store) -> None:
+    with pytest.raises(QueryError, match="DELETE statements are refused"):
+        small_store.sql("DELETE FROM _lineage.segments")
+
+
+def test_cli_refusal_is_one_line(runner: Runner, small_store: Store) -> None:
+    result = runner("sql", "DELETE FROM samples", code=1)
+    assert result.stderr == "Error: `lineage sql` is read-only: DELETE statements are refused\n"
+
+
+def test_sql_error_is_one_line(runner: Runner, small_store: Store) -> None:
+    result = runner("sql", "SELECT nope FROM samples", code=1)
+    assert result.stderr.startswith('Error: Binder Error: Referenced column "nope" not found')
+    assert result.stderr.count("\n") == 1
+
+
+def test_output_formats(runner: Runner, small_store: Store, tmp_path: Path) -> None:
+    query = "SELECT origin, count(*) AS n FROM samples GROUP BY ALL ORDER BY ALL"
+    assert json.loads(runner("sql", query, "--format", "json").stdout) == [
+        {"origin": "real", "n": 600},
+        {"origin": "synthetic", "n": 525},
+    ]
+    assert runner("sql", query, "--format", "csv").stdout == "origin,n\nreal,600\nsynthetic,525\n"
+    out = tmp_path / "out.parquet"
+    runner("sql", query, "--format", "parquet", "--output", str(out))
+    assert pq.read_table(out).to_pylist() == [{"origin": "real", "n": 600}, {"origin": "synthetic", "n": 525}]
+    table = runner("sql", query).stdout
+    assert "synthetic" in table and "525" in table
+
+
+def test_ancestors_descendants_and_edges(small_store: Store) -> None:
+    g3 = small_store.sample("syn3-00001")["sample"]
+    chain = small_store.sql(
+        "SELECT s.generation, a.depth FROM ancestors(?) a JOIN samples s USING (sample_id) ORDER BY depth",
+        params=[g3["sample_id"]],
+    ).to_pylist()
+    assert chain == [{"generation": 2, "depth": 1}, {"generation": 1, "depth": 2}, {"generation": 0, "depth": 3}]
+    root = small_store.ancestors(g3["sample_id"]).to_pylist()[-1]["sample_id"]
+    below = small_store.descendants(root).to_pylist()
+    assert g3["sample_id"] in {row["sample_id"] for row in below}
+    assert max(row["depth"] for row in below) == 3
+    edges = small_store.sql("SELECT count(*) AS n FROM lineage_edges")["n"][0].as_py()
+    assert edges == 525
+
+
+def test_polars_variant(small_store: Store) -> None:
+    frame = small_store.sql_polars("SELECT generation, count(*) AS n FROM samples GROUP BY ALL ORDER BY ALL")
+    assert frame.to_dicts() == [
+        {"generation": 0, "n": 600},
+        {"generation": 1, "n": 300},
+        {"generation": 2, "n": 150},
+        {"generation": 3, "n": 75},
+    ]
