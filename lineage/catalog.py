@@ -18,13 +18,33 @@ import pyarrow as pa
 
 from lineage.errors import StoreError, StoreFormatError
 from lineage.faults import crash_point
-from lineage.schemas import BATCHES, COMMITS, META, SAMPLES, SEGMENTS, create_table_sql, duckdb_type
+from lineage.schemas import (
+    BATCHES,
+    COMMITS,
+    EVENTS,
+    META,
+    RUNS,
+    SAMPLES,
+    SEGMENTS,
+    SET_MEMBERS,
+    SETS,
+    create_table_sql,
+    duckdb_type,
+)
 from lineage.segments import Segment
 from lineage.sqlutil import quote_ident, sql_string
 
 FORMAT_VERSION = 1
 SCHEMA = "_lineage"
-TABLES: dict[str, pa.Schema] = {"meta": META, "commits": COMMITS, "segments": SEGMENTS, "batches": BATCHES}
+TABLES: dict[str, pa.Schema] = {
+    "meta": META,
+    "commits": COMMITS,
+    "segments": SEGMENTS,
+    "batches": BATCHES,
+    "runs": RUNS,
+    "sets": SETS,
+    "set_members": SET_MEMBERS,
+}
 
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
@@ -109,6 +129,13 @@ VIEWS_SQL = """
 CREATE OR REPLACE TEMP VIEW batches AS SELECT * FROM {schema}.batches WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW commits AS SELECT * FROM {schema}.commits WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW segments AS SELECT * FROM {schema}.segments WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM {schema}.runs WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW sets AS SELECT * FROM {schema}.sets WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW set_members AS SELECT * FROM {schema}.set_members WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW events AS
+    SELECT r.filter, e.* FROM _events e JOIN runs r USING (run_id);
+CREATE OR REPLACE TEMP VIEW status AS
+    SELECT * FROM events QUALIFY row_number() OVER (PARTITION BY sample_id, filter ORDER BY version DESC) = 1;
 CREATE OR REPLACE TEMP VIEW lineage_edges AS
     SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples;
 CREATE OR REPLACE TEMP MACRO ancestors(id) AS TABLE
@@ -134,6 +161,7 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path, as_of: int | None) 
     """Temporary views over the registered segments, as of `as_of` (default: the latest version)."""
     version = as_of if as_of is not None else current_version(con)
     con.execute(_segment_view("samples", segment_paths(con, root, "samples", version), SAMPLES))
+    con.execute(_segment_view("_events", segment_paths(con, root, "events", version), EVENTS))
     con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version)))
 
 

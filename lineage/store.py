@@ -19,6 +19,7 @@ from lineage.lock import WriterLock
 from lineage.segments import Segment, write_segment
 
 if TYPE_CHECKING:
+    from lineage.filters.run import RunResult
     from lineage.ingest import IngestResult
     from lineage.maintenance import DoctorReport
 
@@ -169,6 +170,12 @@ class Store:
         from lineage.ingest import ingest
 
         return ingest(self, data, **options)
+
+    def run_filter(self, name: str, /, **options: Any) -> RunResult:
+        """Run filter `name` (params=, where=, force=, module=, engine=); see `lineage.filters.run`."""
+        from lineage.filters.run import run_filter
+
+        return run_filter(self, name, **options)
 
     def sample(self, sample_id: str) -> dict[str, Any]:
         from lineage.inspect import sample

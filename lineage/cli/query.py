@@ -98,12 +98,14 @@ def show(ctx: click.Context, sample_id: str, as_json: bool) -> None:
         click.echo(f"{'batch':>13}: {batch['batch_id']} from {batch['input_uri']} row {sample['input_row']}")
     for title in ("ancestors", "descendants"):
         rows = info[title]
-        if rows:
-            import pyarrow as pa
-
-            print_table(pa.Table.from_pylist(rows), title=f"{title} ({len(rows)})")
-        else:
-            click.echo(f"{title}: none")
+        click.echo(f"{title}: {len(rows) or 'none'}")
+        for r in rows[:50]:
+            click.echo(
+                f"  {'  ' * (r['depth'] - 1)}{r['depth']} {r['sample_id'][:12]} {r['origin']}/{r['source']} "
+                f"gen {r['generation']}: {r['text'][:60]}"
+            )
+        if len(rows) > 50:
+            click.echo(f"  ... {len(rows) - 50} more (--json lists all)")
 
 
 @click.command()

@@ -2,16 +2,23 @@
 
 from lineage.schemas.catalog import BATCHES, COMMITS, META, SEGMENTS
 from lineage.schemas.ddl import create_table_sql, duckdb_type, select_cast_sql
+from lineage.schemas.events import DECISION_VALUES, DECISIONS, EVENTS, RUNS, SET_MEMBERS, SETS
 from lineage.schemas.samples import ORIGINS, PROVENANCE_FIELDS, SAMPLES
 
 __all__ = [
     "BATCHES",
     "COMMITS",
+    "DECISIONS",
+    "DECISION_VALUES",
+    "EVENTS",
     "META",
     "ORIGINS",
     "PROVENANCE_FIELDS",
+    "RUNS",
     "SAMPLES",
     "SEGMENTS",
+    "SETS",
+    "SET_MEMBERS",
     "create_table_sql",
     "duckdb_type",
     "select_cast_sql",

@@ -1,0 +1,1 @@
+"""Per-sample features (MinHash signatures, embeddings), cached under data/features/<kind>/<config-hash>/."""

@@ -1,0 +1,187 @@
+"""The filter contract: pure functions over Arrow record batches, a registry, and parameter parsing.
+
+Two kinds of filter:
+
+* `SampleFilter.decide(batch)` judges each sample on its own (quality, sql): the executor maps it over
+  batches in parallel.
+* `SelectionFilter` needs the whole selection (dedup, contamination): `features(batch)` is the pure,
+  parallel map phase (e.g. MinHash signatures), `decide_all(features, context)` the reduce phase.
+
+Both return record batches of `DECISIONS`: sample_id, decision (keep|drop|flag), score, reason (short
+snake_case), related_id (the duplicate kept instead, the held-out item matched), cluster_id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lineage.errors import LineageError
+from lineage.schemas import DECISIONS
+
+if TYPE_CHECKING:
+    from lineage.store import Store
+
+# Columns every filter may read; a filter names the ones it needs in `columns`.
+BASE_COLUMNS = ("sample_id", "origin", "generation", "version", "input_row", "content_hash")
+
+
+class FilterParams(BaseModel):
+    """Base of every filter's parameters: unknown keys are errors, values are coerced from strings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Filter:
+    """Shared by both kinds. Subclasses set name, version, Params, columns and a one-line doc."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[FilterParams]] = FilterParams
+    columns: ClassVar[tuple[str, ...]] = ("text",)
+
+    def __init__(self, params: FilterParams) -> None:
+        self.params = params
+
+    def context_key(self, store: Store) -> str:
+        """Store state, besides the selection, that the decisions depend on (e.g. protected sets)."""
+        return ""
+
+    def prepare(self, store: Store) -> None:
+        """Load what the filter needs from the store on the driver before the batches run."""
+        return None
+
+
+class SampleFilter(Filter):
+    def decide(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """What the reduce phase of a selection filter may use besides the features."""
+
+    store: Store
+    run_id: str
+
+
+class SelectionFilter(Filter):
+    def features(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Pure per-batch map; its output batches are concatenated for `decide_all`."""
+        return batch
+
+    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Filter]] = {}
+
+
+def register(cls: type[Filter]) -> type[Filter]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_builtins() -> None:
+    from lineage.filters import builtin  # noqa: F401  (registers on import)
+
+
+def filter_class(name: str, module: str | None = None) -> type[Filter]:
+    """A registered filter, or a user filter `package.module:ClassName`."""
+    if module:
+        return _load_user_filter(module)
+    load_builtins()
+    if name not in REGISTRY:
+        raise LineageError(f"unknown filter `{name}`; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def _load_user_filter(spec: str) -> type[Filter]:
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise LineageError(f"--module must look like package.module:ClassName, got `{spec}`")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise LineageError(f"cannot load filter `{spec}`: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, SampleFilter | SelectionFilter)):
+        raise LineageError(f"`{spec}` is not a lineage SampleFilter or SelectionFilter subclass")
+    return cls
+
+
+def parse_params(cls: type[Filter], raw: dict[str, Any]) -> FilterParams:
+    """Validate params; errors name the param and what it accepts, in one line."""
+    allowed = ", ".join(cls.Params.model_fields) or "none"
+    for key in raw:
+        if key not in cls.Params.model_fields:
+            raise LineageError(f"unknown param `{key}` for filter {cls.name}; allowed: {allowed}")
+    try:
+        return cls.Params(**raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "params"
+        raise LineageError(f"param `{key}` of filter {cls.name}: {err['msg']}, got {err['input']!r}") from None
+
+
+def parse_param_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LineageError(f"--param must look like key=value, got `{pair}`")
+        out[key.strip()] = value
+    return out
+
+
+def canonical(params: FilterParams) -> tuple[str, str]:
+    """Canonical JSON of params and its sha256 (feature caches and re-run checks key on it)."""
+    text = json.dumps(params.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def decisions(
+    sample_ids: pa.Array | Sequence[str],
+    decision: Sequence[str] | str,
+    *,
+    score: Sequence[float | None] | None = None,
+    reason: Sequence[str | None] | None = None,
+    related_id: Sequence[str | None] | None = None,
+    cluster_id: Sequence[str | None] | None = None,
+) -> pa.RecordBatch:
+    """Build a DECISIONS batch; scalars broadcast."""
+    n = len(sample_ids)
+
+    def col(values: Any, default: Any = None) -> list[Any]:
+        if values is None or isinstance(values, str):
+            return [values if values is not None else default] * n
+        return list(values)
+
+    return pa.RecordBatch.from_pydict(
+        {
+            "sample_id": sample_ids,
+            "decision": col(decision),
+            "score": col(score),
+            "reason": col(reason),
+            "related_id": col(related_id),
+            "cluster_id": col(cluster_id),
+        },
+        schema=DECISIONS,
+    )
+
+
+# Keep policy shared by every dedup filter: real before synthetic, lower generation, earliest ingested.
+KEEP_ORDER_SQL = "(origin <> 'real'), generation, version, input_row, sample_id"
+
+
+def keep_order_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["origin"] != "real", row["generation"], row["version"], row["input_row"], row["sample_id"])
+
+
+Describe = Callable[[type[Filter]], str]

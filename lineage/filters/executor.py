@@ -1,0 +1,66 @@
+"""Executors run a filter's pure per-batch function over the selection: in-process or a process pool.
+
+The same functions run on Ray later (issue: scale-out); only this module knows how work is spread.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import pyarrow as pa
+
+from lineage.errors import LineageError
+from lineage.filters.base import Filter, FilterParams
+
+Progress = Callable[[int, int | None], None]
+ENGINES = ("local", "inline")
+
+
+def _apply(cls: type[Filter], params: FilterParams, method: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    return getattr(cls(params), method)(batch)
+
+
+def map_batches(
+    flt: Filter,
+    method: str,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    engine: str,
+    total: int | None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Yield `flt.<method>(batch)` for every batch, in order."""
+    if engine not in ENGINES:
+        raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(ENGINES)}")
+    report = progress or (lambda done, all_: None)
+    if engine == "inline" or (total is not None and total <= 1):
+        for done, batch in enumerate(batches, start=1):
+            yield getattr(flt, method)(batch)
+            report(done, total)
+        return
+    yield from _pool(flt, method, batches, workers or os.cpu_count() or 1, total, report)
+
+
+def _pool(
+    flt: Filter, method: str, batches: Iterable[pa.RecordBatch], workers: int, total: int | None, report: Progress
+) -> Iterator[pa.RecordBatch]:
+    # spawn, not fork: the driver holds DuckDB connections and threads that must not be copied.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future[pa.RecordBatch]] = deque()
+        done = 0
+        for batch in batches:
+            pending.append(pool.submit(_apply, type(flt), flt.params, method, batch))
+            if len(pending) >= 2 * workers:  # bounded: at most two batches per worker in flight
+                yield pending.popleft().result()
+                done += 1
+                report(done, total)
+        while pending:
+            yield pending.popleft().result()
+            done += 1
+            report(done, total)

@@ -1,0 +1,61 @@
+"""sql: drop (or flag) the samples matching any SQL predicate over the samples view."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pyarrow as pa
+from pydantic import field_validator
+
+from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.readonly import lock_down, run
+
+
+class SqlParams(FilterParams):
+    where: str
+    reason: str = "sql_predicate"
+    decision: str = "drop"
+
+    @field_validator("reason")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_]+", value):
+            raise ValueError("must be short snake_case")
+        return value
+
+    @field_validator("decision")
+    @classmethod
+    def _decision(cls, value: str) -> str:
+        if value not in ("drop", "flag"):
+            raise ValueError("must be drop or flag")
+        return value
+
+
+@register
+class SqlFilter(SelectionFilter):
+    """Drop or flag samples matching `where` (any SQL predicate over `samples`), with your `reason`."""
+
+    name = "sql"
+    Params = SqlParams
+    columns = ()
+
+    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+        p: SqlParams = self.params  # type: ignore[assignment]
+        store = context.store
+        with store.reader() as con:
+            lock_down(con, store.root)
+            hits = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")
+        con = duckdb.connect()
+        try:
+            con.register("features", features)
+            con.register("hits", hits)
+            return con.sql(
+                "SELECT sample_id, CASE WHEN h.sample_id IS NULL THEN 'keep' ELSE $d END AS decision, "
+                "CAST(NULL AS DOUBLE) AS score, CASE WHEN h.sample_id IS NULL THEN NULL ELSE $r END AS reason, "
+                "CAST(NULL AS VARCHAR) AS related_id, CAST(NULL AS VARCHAR) AS cluster_id "
+                "FROM features f LEFT JOIN (SELECT DISTINCT sample_id FROM hits) h USING (sample_id) ORDER BY 1",
+                params={"d": p.decision, "r": p.reason},
+            ).to_arrow_table()
+        finally:
+            con.close()
