@@ -53,7 +53,29 @@ def sample(store: Store, ref: str) -> dict[str, Any]:
         )
         ancestors = con.sql(RELATIVES_SQL.format(fn="ancestors"), params=[sample_id]).to_arrow_table().to_pylist()
         descendants = con.sql(RELATIVES_SQL.format(fn="descendants"), params=[sample_id]).to_arrow_table().to_pylist()
-    return {"sample": row, "ancestors": ancestors, "descendants": descendants, "batch": batch[0] if batch else None}
+        history = (
+            con.sql(
+                "SELECT filter, decision, reason, score, related_id, cluster_id, run_id, version FROM events "
+                "WHERE sample_id = ? ORDER BY version, filter",
+                params=[sample_id],
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+        sets = [
+            r[0]
+            for r in con.execute(
+                "SELECT set_name FROM set_members WHERE sample_id = ? ORDER BY 1", [sample_id]
+            ).fetchall()
+        ]
+    return {
+        "sample": row,
+        "ancestors": ancestors,
+        "descendants": descendants,
+        "batch": batch[0] if batch else None,
+        "filters": history,
+        "sets": sets,
+    }
 
 
 def relatives(store: Store, ref: str, which: str) -> pa.Table:

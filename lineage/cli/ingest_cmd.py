@@ -48,6 +48,7 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
     show_default=True,
     help="Reject records larger than this.",
 )
+@click.option("--set", "set_name", help="Add the ingested samples to this set (created if new).")
 @click.option(
     "--memory-limit",
     default=DEFAULT_MEMORY_LIMIT,

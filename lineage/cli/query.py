@@ -96,6 +96,13 @@ def show(ctx: click.Context, sample_id: str, as_json: bool) -> None:
     batch = info["batch"]
     if batch:
         click.echo(f"{'batch':>13}: {batch['batch_id']} from {batch['input_uri']} row {sample['input_row']}")
+    if info["sets"]:
+        click.echo(f"{'sets':>13}: {', '.join(info['sets'])}")
+    click.echo(f"filters: {len(info['filters']) or 'none'}")
+    for e in info["filters"]:
+        related = f" (related: {e['related_id'][:12]})" if e["related_id"] else ""
+        score = f" score {e['score']:.3g}" if e["score"] is not None else ""
+        click.echo(f"  v{e['version']} {e['filter']}: {e['decision']} {e['reason'] or ''}{score}{related}")
     for title in ("ancestors", "descendants"):
         rows = info[title]
         click.echo(f"{title}: {len(rows) or 'none'}")

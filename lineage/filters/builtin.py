@@ -1,3 +1,3 @@
 """Importing this module registers every built-in filter."""
 
-from lineage.filters import exact_dedup, sql_filter  # noqa: F401
+from lineage.filters import exact_dedup, sql_filter, takedown  # noqa: F401

@@ -7,6 +7,8 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +97,7 @@ def execute(
     flt: Any,
     *,
     where: str | None = None,
+    ids: pa.Array | None = None,
     force: bool = False,
     engine: str = "local",
     workers: int | None = None,
@@ -108,7 +111,7 @@ def execute(
     clock = time.perf_counter()
     try:
         with store.transaction("filter", run_id, summary) as txn:
-            selection = Selection(store, where, _columns(flt))
+            selection = Selection(store, where, _columns(flt), ids)
             selection_hash = _hash(selection.fingerprint, flt.context_key(store))
             previous = _previous_run(store, flt, params_hash, selection_hash)
             if previous and not force:
@@ -149,24 +152,32 @@ def _hash(*parts: str) -> str:
 
 
 class Selection:
-    """The samples a run sees: `--where` over the samples view, read-only, as record batches."""
+    """The samples a run sees: `--where` over the samples view (and/or explicit ids), read-only, in batches."""
 
-    def __init__(self, store: Store, where: str | None, columns: list[str]) -> None:
-        self.store, self.where, self.columns = store, where, columns
-        query = f"SELECT count(*) AS n, hex(bit_xor(md5_number(sample_id))) AS fp FROM samples WHERE {self._where()}"
-        with store.reader() as con:
-            readonly.lock_down(con, store.root)
+    def __init__(self, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None) -> None:
+        self.store, self.where, self.columns, self.ids = store, where, columns, ids
+        query = f"SELECT count(*) AS n, hex(bit_xor(md5_number(sample_id))) AS fp FROM {self._from()}"
+        with self._connect() as con:
             row = readonly.run(con, query).to_pylist()[0]
         self.count, self.fingerprint = row["n"], f"{row['n']}:{row['fp']}"
 
-    def _where(self) -> str:
-        return f"({self.where})" if self.where else "true"
+    def _from(self) -> str:
+        where = f"({self.where})" if self.where else "true"
+        ids = " SEMI JOIN _selected_ids USING (sample_id)" if self.ids is not None else ""
+        return f"(SELECT * FROM samples WHERE {where}){ids}"
 
-    def batches(self) -> Any:
-        cols = ", ".join(quote_ident(c) for c in self.columns)
-        query = f"SELECT {cols} FROM samples WHERE {self._where()} ORDER BY sample_id"
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
         with self.store.reader() as con:
+            if self.ids is not None:
+                con.register("_selected_ids", pa.table({"sample_id": pa.array(self.ids, pa.string())}))
             readonly.lock_down(con, self.store.root)
+            yield con
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        cols = ", ".join(quote_ident(c) for c in self.columns)
+        query = f"SELECT {cols} FROM {self._from()} ORDER BY sample_id"
+        with self._connect() as con:
             readonly.check_statement(con, query)
             yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
 
@@ -205,12 +216,14 @@ def _decide(
         )
         table = pa.Table.from_batches(list(out), schema=DECISIONS)
     elif isinstance(flt, SelectionFilter):
+        # Filters without a map phase just collect the selection: no worker processes for an identity.
+        map_engine = engine if type(flt).features is not SelectionFilter.features else "inline"
         feats = list(
             map_batches(
                 flt,
                 "features",
                 selection.batches(),
-                engine=engine,
+                engine=map_engine,
                 total=selection.n_batches,
                 workers=workers,
                 progress=progress,

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import field_validator
 
+from lineage.errors import LineageError, QueryError
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
 from lineage.readonly import lock_down, run
 
@@ -45,7 +46,10 @@ class SqlFilter(SelectionFilter):
         store = context.store
         with store.reader() as con:
             lock_down(con, store.root)
-            hits = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")
+            try:
+                hits = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")
+            except QueryError as exc:
+                raise LineageError(f"param `where` of filter sql: {exc}") from None
         con = duckdb.connect()
         try:
             con.register("features", features)

@@ -26,6 +26,7 @@ from lineage.ingest.readers import Reader, open_reader
 from lineage.ingest.resolve import resolve
 from lineage.schemas import BATCHES, SAMPLES, select_cast_sql
 from lineage.segments import write_parquet
+from lineage.sets import add_members
 from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ def _run(
         )
     present = rows_read - stored - len(rejects)
     result = IngestResult(batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects)
+    if opts.set_name:
+        ids = con.execute("SELECT DISTINCT sample_id FROM cand").fetchall()
+        add_members(store, txn, opts.set_name, [r[0] for r in ids])
     txn.add_rows("batches", _batch_row(result, reader, opts, started))
     crash_point("ingest_before_commit")
     return result

@@ -10,6 +10,7 @@ from typing import Any
 
 from lineage.errors import LineageError
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT, MAX_GENERATION
+from lineage.names import check_name
 from lineage.schemas import ORIGINS
 
 
@@ -35,6 +36,7 @@ class IngestOptions:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     input_format: str | None = None
     memory_limit: str = DEFAULT_MEMORY_LIMIT
+    set_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.origin is not None and self.origin not in ORIGINS:
@@ -50,6 +52,8 @@ class IngestOptions:
         if self.max_record_bytes <= 0:
             raise LineageError("--max-record-bytes must be positive")
         self.template_fields()
+        if self.set_name is not None:
+            check_name("set", self.set_name)
 
     def template_fields(self) -> list[tuple[str, str | None]]:
         """(literal, field) pairs of the template; field is None after the last placeholder."""

@@ -1,0 +1,113 @@
+"""Filters and their log: filter run/list, runs, set, takedown, review, decisions."""
+
+from __future__ import annotations
+
+import click
+
+from lineage.cli.common import json_option, open_store, print_table, progress_bar, to_json
+
+
+@click.group("filter")
+def filter_group() -> None:
+    """Run filters; every decision is recorded (see `lineage runs` and the `events`/`status` views)."""
+
+
+@filter_group.command("run")
+@click.argument("name")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Filter parameter (repeatable).")
+@click.option("--where", help="SQL predicate over `samples` selecting what to filter (default: everything).")
+@click.option("--force", is_flag=True, help="Run again even if the same run over the same selection exists.")
+@click.option("--module", help="A user filter class, package.module:ClassName.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "inline"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool over batches; inline: this process.",
+)
+@click.option("--workers", type=int, help="Worker processes for --engine local (default: all cores).")
+@json_option
+@click.pass_context
+def run_cmd(
+    ctx: click.Context,
+    name: str,
+    params: tuple[str, ...],
+    where: str | None,
+    force: bool,
+    module: str | None,
+    engine: str,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Run filter NAME and record a decision for every selected sample.
+
+    \b
+    Examples:
+      lineage filter run exact-dedup
+      lineage filter run near-dedup --param threshold=0.85
+      lineage filter run quality --where "origin = 'synthetic'"
+      lineage filter run sql --param where="length(text) < 20" --param reason=too_short
+      lineage filter run mine --module my_filters:ShoutingFilter
+    """
+    from lineage.filters.base import parse_param_pairs
+
+    store = open_store(ctx)
+    with progress_bar(f"filter {name}") as progress:
+        result = store.run_filter(
+            name,
+            params=parse_param_pairs(params),
+            where=where,
+            force=force,
+            module=module,
+            engine=engine,
+            workers=workers,
+            progress=progress,
+        )
+    click.echo(to_json(result.__dict__) if as_json else result.summary())
+
+
+@filter_group.command("list")
+@json_option
+def list_cmd(as_json: bool) -> None:
+    """List available filters and their parameters.
+
+    \b
+    Example:
+      lineage filter list
+    """
+    from lineage.filters.base import REGISTRY, load_builtins
+
+    load_builtins()
+    rows = []
+    for name, cls in sorted(REGISTRY.items()):
+        fields = cls.Params.model_fields
+        params = ", ".join(f"{k}={'(required)' if f.is_required() else f.default}" for k, f in fields.items())
+        rows.append({"filter": name, "version": cls.version, "params": params, "does": (cls.__doc__ or "").strip()})
+    if as_json:
+        click.echo(to_json(rows))
+    else:
+        import pyarrow as pa
+
+        print_table(pa.Table.from_pylist(rows))
+
+
+@click.command()
+@click.option("--filter", "filter_name", help="Only runs of this filter.")
+@json_option
+@click.pass_context
+def runs(ctx: click.Context, filter_name: str | None, as_json: bool) -> None:
+    """History of filter runs with their counts.
+
+    \b
+    Example:
+      lineage runs --filter near-dedup
+    """
+    table = open_store(ctx).sql(
+        "SELECT run_id, filter, version, selected, kept, dropped, flagged, reasons, round(seconds, 2) AS seconds, "
+        "selection FROM runs WHERE ? IS NULL OR filter = ? ORDER BY version",
+        params=[filter_name, filter_name],
+    )
+    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+
+
+COMMANDS = [filter_group, runs]

@@ -1,0 +1,166 @@
+"""Sets, takedowns, human review and imported decisions."""
+
+from __future__ import annotations
+
+import click
+
+from lineage.cli.common import json_option, open_store, print_table, to_json
+
+
+@click.group("set")
+def set_group() -> None:
+    """Named sample sets; protected sets (held-out evaluation data) never enter a build."""
+
+
+@set_group.command("create")
+@click.argument("name")
+@click.option("--where", help="SQL predicate over `samples`.")
+@click.option("--ids", "ids_file", type=click.Path(dir_okay=False), help="File of sample ids or your own ids.")
+@click.option("--protected", is_flag=True, help="Held-out data: never in a build, checked for contamination.")
+@click.option("--description", help="What the set is for.")
+@click.pass_context
+def set_create(
+    ctx: click.Context, name: str, where: str | None, ids_file: str | None, protected: bool, description: str | None
+) -> None:
+    """Create set NAME from a predicate, an ids file, or empty (then `ingest --set NAME`).
+
+    \b
+    Examples:
+      lineage set create heldout --protected
+      lineage ingest heldout.jsonl --origin real --source eval --set heldout
+      lineage set create gold --where "source = 'wordnet' AND length(text) > 80"
+    """
+    from lineage.sets import create_set, read_ids_file
+
+    ids = read_ids_file(ids_file) if ids_file else None
+    info = create_set(open_store(ctx), name, where=where, ids=ids, protected=protected, description=description)
+    kind = "protected set" if protected else "set"
+    click.echo(f"created {kind} {name} with {info['members']:,} samples (version {info['version']})")
+
+
+@set_group.command("list")
+@json_option
+@click.pass_context
+def set_list(ctx: click.Context, as_json: bool) -> None:
+    """List sets with member counts.
+
+    \b
+    Example:
+      lineage set list
+    """
+    from lineage.sets import list_sets
+
+    table = list_sets(open_store(ctx))
+    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+
+
+@set_group.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def set_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a set: protection, composition and a preview.
+
+    \b
+    Example:
+      lineage set show heldout
+    """
+    from lineage.sets import show_set
+
+    info = show_set(open_store(ctx), name)
+    if as_json:
+        click.echo(to_json(info))
+        return
+    click.echo(f"{info['name']}: {'protected, ' if info['protected'] else ''}{info['members']:,} samples")
+    for row in info["composition"]:
+        click.echo(f"  {row['origin']}/{row['source']}: {row['n']:,}")
+    for row in info["preview"]:
+        click.echo(f"  {row['sample_id'][:12]} {row['text']}")
+
+
+@click.command()
+@click.option("--source", help="Take down everything from this source.")
+@click.option("--where", help="Or: a SQL predicate over `samples`.")
+@click.option("--reason", required=True, help="Why (recorded as takedown:<reason>).")
+@json_option
+@click.pass_context
+def takedown(ctx: click.Context, source: str | None, where: str | None, reason: str, as_json: bool) -> None:
+    """Drop matching samples and all their descendants from every future build.
+
+    \b
+    Examples:
+      lineage takedown --source scraped-forum --reason "licence withdrawn"
+      lineage takedown --where "external_id = 'doc-17'" --reason gdpr_request
+    """
+    from lineage.takedown import takedown as run_takedown
+
+    result = run_takedown(open_store(ctx), source=source, where=where, reason=reason)
+    click.echo(to_json(result.__dict__) if as_json else result.summary())
+
+
+@click.group()
+def review() -> None:
+    """Human review as a filter: export a sample, import the verdicts."""
+
+
+@review.command("export")
+@click.option("--where", help="SQL predicate over `samples`.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def review_export(ctx: click.Context, where: str | None, n: int, seed: int, output: str) -> None:
+    """Write a seeded random sample to CSV with an empty `verdict` column (keep, drop or flag).
+
+    \b
+    Example:
+      lineage review export --where "origin = 'synthetic'" --n 200 --seed 1 --output review.csv
+    """
+    from lineage.decisions import export_review
+
+    count = export_review(open_store(ctx), output, where=where, n=n, seed=seed)
+    click.echo(f"wrote {count:,} samples to {output}; fill in `verdict` (keep, drop or flag) and `note`")
+
+
+@review.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--reviewer", required=True, help="Who reviewed.")
+@json_option
+@click.pass_context
+def review_import(ctx: click.Context, path: str, reviewer: str, as_json: bool) -> None:
+    """Record the verdicts of a review CSV as decisions of filter `human-review`.
+
+    \b
+    Example:
+      lineage review import review.csv --reviewer alice
+    """
+    from lineage.decisions import import_review
+
+    result = import_review(open_store(ctx), path, reviewer=reviewer)
+    click.echo(to_json(result.__dict__) if as_json else result.summary())
+
+
+@click.group()
+def decisions() -> None:
+    """Decisions made by other tools, joining the log."""
+
+
+@decisions.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--filter", "filter_name", required=True, help="Name to record them under, e.g. datatrove-gopher.")
+@json_option
+@click.pass_context
+def decisions_import(ctx: click.Context, path: str, filter_name: str, as_json: bool) -> None:
+    """Import a CSV/JSONL/Parquet of decisions: sample_id or text, decision, score, reason.
+
+    \b
+    Example:
+      lineage decisions import exclusions.jsonl --filter datatrove-gopher
+    """
+    from lineage.decisions import import_decisions
+
+    result = import_decisions(open_store(ctx), path, filter_name=filter_name)
+    click.echo(to_json(result.__dict__) if as_json else result.summary())
+
+
+COMMANDS = [set_group, takedown, review, decisions]

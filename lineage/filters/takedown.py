@@ -1,0 +1,68 @@
+"""takedown: drop samples (by source or predicate) and every descendant, naming the root taken down."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pyarrow as pa
+from pydantic import field_validator
+
+from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.readonly import lock_down, run
+
+# Roots, then every descendant; each target keeps the smallest root id that reaches it.
+TARGETS_SQL = """
+WITH RECURSIVE t(sample_id, root) AS (
+    SELECT sample_id, sample_id FROM samples WHERE ({where})
+    UNION
+    SELECT e.child_id, t.root FROM lineage_edges e JOIN t ON e.parent_id = t.sample_id
+)
+SELECT sample_id, min(root) AS root FROM t GROUP BY sample_id
+"""
+
+
+class TakedownParams(FilterParams):
+    where: str
+    reason: str
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
+        if not slug:
+            raise ValueError("must contain letters or digits")
+        return value
+
+
+def targets_where(where: str) -> str:
+    """A predicate selecting the roots and all their descendants (the run's selection)."""
+    return f"sample_id IN (SELECT sample_id FROM ({TARGETS_SQL.format(where=where)}))"
+
+
+@register
+class TakedownFilter(SelectionFilter):
+    """Drop the matching samples and all their descendants; related_id is the root taken down."""
+
+    name = "takedown"
+    Params = TakedownParams
+    columns = ()
+
+    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+        p: TakedownParams = self.params  # type: ignore[assignment]
+        slug = re.sub(r"[^a-z0-9]+", "_", p.reason.lower()).strip("_")
+        with context.store.reader() as con:
+            lock_down(con, context.store.root)
+            roots = run(con, TARGETS_SQL.format(where=p.where))
+        con = duckdb.connect()
+        try:
+            con.register("features", features)
+            con.register("roots", roots)
+            return con.sql(
+                "SELECT f.sample_id, 'drop' AS decision, CAST(NULL AS DOUBLE) AS score, $r AS reason, "
+                "r.root AS related_id, r.root AS cluster_id FROM features f JOIN roots r USING (sample_id) "
+                "ORDER BY 1",
+                params={"r": f"takedown:{slug}"},
+            ).to_arrow_table()
+        finally:
+            con.close()

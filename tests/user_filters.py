@@ -1,0 +1,31 @@
+"""A user filter, loaded in tests by module path like a user's own would be."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lineage.filters import FilterParams, SampleFilter, decisions
+
+
+class ShoutParams(FilterParams):
+    max_upper: float = 0.5
+
+
+class ShoutingFilter(SampleFilter):
+    """Flag texts that are mostly upper case."""
+
+    name = "shouting"
+    Params = ShoutParams
+
+    def decide(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        letters = pc.utf8_length(pc.replace_substring_regex(batch["text"], r"[^A-Za-z]", ""))
+        upper = pc.utf8_length(pc.replace_substring_regex(batch["text"], r"[^A-Z]", ""))
+        share = pc.divide(pc.cast(upper, pa.float64()), pc.max_element_wise(letters, 1))
+        loud = pc.greater(share, self.params.max_upper).to_pylist()  # type: ignore[attr-defined]
+        return decisions(
+            batch["sample_id"],
+            ["flag" if x else "keep" for x in loud],
+            score=share.to_pylist(),
+            reason=["shouting" if x else None for x in loud],
+        )
