@@ -36,6 +36,7 @@ def test_readme_examples_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "refused, nothing written" in done.stdout
     assert "samples_at_version_1" in done.stdout
+    assert "exact_duplicate" in done.stdout  # the "why was it dropped" query found its answer
     for code in blocks("python"):
         ran = subprocess.run(
             [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
