@@ -23,6 +23,7 @@ from lineage.schemas import (
     COMMITS,
     EVENTS,
     META,
+    METRICS,
     RUNS,
     SAMPLES,
     SEGMENTS,
@@ -44,6 +45,7 @@ TABLES: dict[str, pa.Schema] = {
     "runs": RUNS,
     "sets": SETS,
     "set_members": SET_MEMBERS,
+    "metrics": METRICS,
 }
 
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
@@ -132,6 +134,7 @@ CREATE OR REPLACE TEMP VIEW segments AS SELECT * FROM {schema}.segments WHERE ve
 CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM {schema}.runs WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW sets AS SELECT * FROM {schema}.sets WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW set_members AS SELECT * FROM {schema}.set_members WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW metrics AS SELECT * FROM {schema}.metrics WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW events AS
     SELECT r.filter, e.* FROM _events e JOIN runs r USING (run_id);
 CREATE OR REPLACE TEMP VIEW status AS

@@ -3,6 +3,7 @@
 from lineage.schemas.catalog import BATCHES, COMMITS, META, SEGMENTS
 from lineage.schemas.ddl import create_table_sql, duckdb_type, select_cast_sql
 from lineage.schemas.events import DECISION_VALUES, DECISIONS, EVENTS, RUNS, SET_MEMBERS, SETS
+from lineage.schemas.metrics import METRICS
 from lineage.schemas.samples import ORIGINS, PROVENANCE_FIELDS, SAMPLES
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DECISION_VALUES",
     "EVENTS",
     "META",
+    "METRICS",
     "ORIGINS",
     "PROVENANCE_FIELDS",
     "RUNS",
