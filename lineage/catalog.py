@@ -20,10 +20,13 @@ from lineage.errors import StoreError, StoreFormatError
 from lineage.faults import crash_point
 from lineage.schemas import (
     BATCHES,
+    BUILDS,
     COMMITS,
+    EVALS,
     EVENTS,
     META,
     METRICS,
+    MODELS,
     RUNS,
     SAMPLES,
     SEGMENTS,
@@ -46,6 +49,9 @@ TABLES: dict[str, pa.Schema] = {
     "sets": SETS,
     "set_members": SET_MEMBERS,
     "metrics": METRICS,
+    "builds": BUILDS,
+    "models": MODELS,
+    "evals": EVALS,
 }
 
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
@@ -135,6 +141,9 @@ CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM {schema}.runs WHERE version <=
 CREATE OR REPLACE TEMP VIEW sets AS SELECT * FROM {schema}.sets WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW set_members AS SELECT * FROM {schema}.set_members WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW metrics AS SELECT * FROM {schema}.metrics WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW builds AS SELECT * FROM {schema}.builds WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW models AS SELECT * FROM {schema}.models WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW evals AS SELECT * FROM {schema}.evals WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW events AS
     SELECT r.filter, e.* FROM _events e JOIN runs r USING (run_id);
 CREATE OR REPLACE TEMP VIEW status AS

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from lineage import catalog
-from lineage.segments import file_sha256
+from lineage.segments import TMP_PREFIX, file_sha256
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -70,12 +70,17 @@ def _check_segment(root: Path, rel: str, rows: int, checksum: str) -> list[str]:
 
 
 def _orphans(root: Path, registered: set[str]) -> list[Path]:
-    """Files under data/ the catalog does not know, scratch dirs, and an unfinished init."""
+    """Files under data/ the catalog does not know, unregistered build folders, scratch dirs, an unfinished init."""
     found = [
         p
         for p in sorted((root / "data").rglob("*"))
         if p.is_file() and p.relative_to(root).as_posix() not in registered and "features" not in p.parts
     ]
+    builds = root / "builds"
+    unregistered = [p for p in sorted(builds.glob("*/v*/members.parquet")) if p.relative_to(root).as_posix()
+                    not in registered]
+    found += [p.parent for p in unregistered]
+    found += [p for p in sorted(builds.rglob(f"{TMP_PREFIX}*")) if p.parent not in found]
     scratch = root / "tmp"
     found += sorted(scratch.iterdir()) if scratch.is_dir() else []
     found += [p for p in root.glob(".*.init")]

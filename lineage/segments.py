@@ -44,6 +44,14 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Small files (manifests): temporary name, fsync, rename."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    tmp.write_bytes(data)
+    fsync_path(tmp)
+    os.rename(tmp, path)
+
+
 def write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
     """Write batches cast to `schema` (nullability included), zstd-compressed."""
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
@@ -51,12 +59,17 @@ def write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatc
             writer.write_batch(batch.cast(schema))
 
 
-def write_segment(root: Path, kind: str, segment_id: str, write: Callable[[Path], None]) -> Segment:
-    """Run `write(tmp_path)`, then fsync, checksum and rename to data/<kind>/<segment_id>.parquet."""
-    folder = root / "data" / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{TMP_PREFIX}{segment_id}.parquet"
-    final = folder / f"{segment_id}.parquet"
+def write_segment(
+    root: Path, kind: str, segment_id: str, write: Callable[[Path], None], *, folder: str | None = None,
+    filename: str | None = None,
+) -> Segment:
+    """Run `write(tmp_path)`, then fsync, checksum and rename to data/<kind>/<segment_id>.parquet
+    (or `folder`/`filename` under the store root, for build members)."""
+    where = root / (folder or f"data/{kind}")
+    where.mkdir(parents=True, exist_ok=True)
+    name = filename or f"{segment_id}.parquet"
+    tmp = where / f"{TMP_PREFIX}{name}"
+    final = where / name
     write(tmp)
     crash_point("segment_written")
     fsync_path(tmp)
@@ -65,7 +78,7 @@ def write_segment(root: Path, kind: str, segment_id: str, write: Callable[[Path]
     checksum = file_sha256(tmp)
     os.rename(tmp, final)
     crash_point("segment_renamed")
-    fsync_path(folder)
+    fsync_path(where)
     crash_point("segment_dir_fsynced")
     rel = final.relative_to(root).as_posix()
     return Segment(segment_id, kind, rel, rows, final.stat().st_size, checksum)

@@ -36,8 +36,8 @@ class Transaction:
         self.segments: list[Segment] = []
         self.rows: dict[str, pa.Table] = {}
 
-    def write_segment(self, kind: str, segment_id: str, write: Callable[[Path], None]) -> Segment:
-        segment = write_segment(self.store.root, kind, segment_id, write)
+    def write_segment(self, kind: str, segment_id: str, write: Callable[[Path], None], **where: str) -> Segment:
+        segment = write_segment(self.store.root, kind, segment_id, write, **where)
         self.segments.append(segment)
         return segment
 
@@ -176,6 +176,18 @@ class Store:
         from lineage.filters.run import run_filter
 
         return run_filter(self, name, **options)
+
+    def build(self, spec: Any, /, *, dry_run: bool = False, as_of: int | None = None) -> Any:
+        """Plan and commit a build from a spec (path, dict or BuildSpec); returns a Build (or a BuildPlan)."""
+        from lineage.build import build
+
+        return build(self, spec, dry_run=dry_run, as_of=as_of)
+
+    def builds(self) -> pa.Table:
+        return self.sql(
+            "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
+            "ORDER BY name, build_version"
+        )
 
     def sample(self, sample_id: str) -> dict[str, Any]:
         from lineage.inspect import sample

@@ -17,7 +17,7 @@ def test_show_by_external_id_and_prefix(runner: Runner, small_store: Store) -> N
     by_prefix = runner.json("show", sample["sample_id"][:10])
     assert by_prefix["sample"]["sample_id"] == sample["sample_id"]
     text = runner("show", "syn2-00001").stdout
-    assert "generation: 2" in text and "ancestors (2)" in text
+    assert "generation: 2" in text and "ancestors: 2" in text
 
 
 def test_show_unknown_and_ambiguous(runner: Runner, small_store: Store) -> None:

@@ -1,5 +1,6 @@
 """Arrow schemas: the storage contract. DuckDB DDL is derived from them, never the reverse."""
 
+from lineage.schemas.builds import BUILD_MEMBERS, BUILDS, EVALS, MODELS
 from lineage.schemas.catalog import BATCHES, COMMITS, META, SEGMENTS
 from lineage.schemas.ddl import create_table_sql, duckdb_type, select_cast_sql
 from lineage.schemas.events import DECISION_VALUES, DECISIONS, EVENTS, RUNS, SET_MEMBERS, SETS
@@ -8,12 +9,16 @@ from lineage.schemas.samples import ORIGINS, PROVENANCE_FIELDS, SAMPLES
 
 __all__ = [
     "BATCHES",
+    "BUILDS",
+    "BUILD_MEMBERS",
     "COMMITS",
     "DECISIONS",
     "DECISION_VALUES",
+    "EVALS",
     "EVENTS",
     "META",
     "METRICS",
+    "MODELS",
     "ORIGINS",
     "PROVENANCE_FIELDS",
     "RUNS",

@@ -1,0 +1,197 @@
+"""Builds: immutable, versioned training sets drawn from the store by a spec.
+
+spec -> pool (filters, protected sets) -> allocation (MILP) -> seeded sampling -> checks -> commit
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lineage import readonly
+from lineage.build.allocate import InfeasibleSpec, allocate
+from lineage.build.pool import create_pool
+from lineage.build.sample import select_members
+from lineage.build.spec import BuildSpec, SpecError, load_spec
+from lineage.errors import LineageError
+from lineage.schemas import BUILD_MEMBERS, BUILDS
+from lineage.segments import atomic_write_bytes, write_parquet
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from lineage.store import Store
+
+__all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "build", "load_spec"]
+
+COMPOSITION_DIMS = ("origin", "source", "method", "generation")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build would contain: the allocation table and floors (a dry run stops here)."""
+
+    spec: BuildSpec
+    store_version: int
+    pool_size: int
+    allocation: list[dict[str, Any]]
+    floors: list[dict[str, Any]]
+
+
+def build(
+    store: Store, spec: BuildSpec | str | Path | dict[str, Any], *, dry_run: bool = False, as_of: int | None = None
+) -> Build | BuildPlan:
+    """Plan and (unless dry_run) commit a build; reads the store as of `as_of` (default: now)."""
+    spec = spec if isinstance(spec, BuildSpec) else load_spec(spec)
+    source = store.at(as_of) if as_of is not None else store
+    if dry_run:
+        return _plan(source, spec)[0]
+    with store.transaction("build", spec.name, {"build": spec.name}) as txn:
+        plan, members = _plan(source, spec)
+        version = _next_version(store, spec.name)
+        folder = f"builds/{spec.name}/v{version}"
+        seg = txn.write_segment(
+            "build",
+            f"{spec.name}@v{version}",
+            lambda tmp: write_parquet(tmp, BUILD_MEMBERS, members.to_batches(65_536)),
+            folder=folder,
+            filename="members.parquet",
+        )
+        row = _build_row(source, plan, members, version, seg.path, seg.sha256, txn.version)
+        atomic_write_bytes(store.root / folder / "manifest.json", _manifest(row).encode())
+        txn.add_rows("builds", pa.Table.from_pylist([row], schema=BUILDS))
+    return Build(store, spec.name, version)
+
+
+def _plan(store: Store, spec: BuildSpec) -> tuple[BuildPlan, pa.Table]:
+    with store.reader() as con:
+        readonly.lock_down(con, store.root)
+        pool = create_pool(con, spec)
+        allocation = allocate(spec, pool)
+        members = select_members(con, pool, allocation, seed=spec.seed, spread=bool(spec.floors))
+    floors = _floors(store, spec, members)
+    plan = BuildPlan(spec, store.version, pool.size, allocation.rows(pool, spec.size), floors)
+    return plan, members
+
+
+def _floors(store: Store, spec: BuildSpec, members: pa.Table) -> list[dict[str, Any]]:
+    if not spec.floors:
+        return []
+    from lineage.build.floors import check_floors
+
+    return check_floors(store, spec, members)
+
+
+def _next_version(store: Store, name: str) -> int:
+    found = store.sql("SELECT max(build_version) AS v FROM builds WHERE name = ?", params=[name])["v"][0].as_py()
+    return (found or 0) + 1
+
+
+def _composition(store: Store, members: pa.Table) -> dict[str, Any]:
+    with store.reader() as con:
+        con.register("_members", members)
+        out = {}
+        for dim in COMPOSITION_DIMS:
+            rows = con.execute(
+                f"SELECT CAST(s.{dim} AS VARCHAR), count(*) FROM _members m JOIN samples s USING (sample_id) "
+                "GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            out[dim] = {str(k): v for k, v in rows}
+    return out
+
+
+def _checks(store: Store, spec: BuildSpec, members: pa.Table) -> dict[str, Any]:
+    """Re-check the members against protected sets: exact text and lineage (ancestor in a protected set)."""
+    from lineage.build.checks import contamination_check
+
+    return contamination_check(store, spec.protected, members["sample_id"])
+
+
+def _build_row(
+    store: Store, plan: BuildPlan, members: pa.Table, version: int, path: str, sha: str, commit_version: int
+) -> dict[str, Any]:
+    checks = _checks(store, plan.spec, members)
+    if checks["exact_matches"] or checks["lineage_matches"]:
+        raise LineageError(f"build {plan.spec.name} would contain protected data: {checks}; nothing was written")
+    return {
+        "name": plan.spec.name,
+        "build_version": version,
+        "spec": plan.spec.canonical(),
+        "spec_hash": hashlib.sha256(plan.spec.canonical().encode()).hexdigest(),
+        "seed": plan.spec.seed,
+        "store_version": plan.store_version,
+        "size": members.num_rows,
+        "pool_size": plan.pool_size,
+        "composition": json.dumps(_composition(store, members)),
+        "allocation": json.dumps(plan.allocation),
+        "floors": json.dumps(plan.floors),
+        "checks": json.dumps(checks),
+        "members_path": path,
+        "members_sha256": sha,
+        "created_at": datetime.now(UTC),
+        "version": commit_version,
+    }
+
+
+def _manifest(row: dict[str, Any]) -> str:
+    doc = {
+        k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
+        for k, v in row.items()
+    }
+    return json.dumps(doc, indent=2, default=str, sort_keys=True) + "\n"
+
+
+class Build:
+    """A committed build version: its catalog row, its members, exports."""
+
+    def __init__(self, store: Store, name: str, version: int | None = None) -> None:
+        rows = store.sql(
+            "SELECT * FROM builds WHERE name = ? AND (? IS NULL OR build_version = ?) "
+            "ORDER BY build_version DESC LIMIT 1",
+            params=[name, version, version],
+        ).to_pylist()
+        if not rows:
+            at = f"@v{version}" if version is not None else ""
+            raise LineageError(f"no build `{name}{at}`; `lineage builds` lists them")
+        self.store, self.info = store, rows[0]
+        self.name, self.version = name, self.info["build_version"]
+
+    @classmethod
+    def parse(cls, store: Store, ref: str) -> Build:
+        """NAME or NAME@vN."""
+        name, _, version = ref.partition("@")
+        if version and not (version.startswith("v") and version[1:].isdigit()):
+            raise LineageError(f"build reference `{ref}` must look like NAME or NAME@vN")
+        return cls(store, name, int(version[1:]) if version else None)
+
+    def __repr__(self) -> str:
+        return f"Build({self.name!r}@v{self.version}, {self.info['size']:,} samples)"
+
+    def member_ids(self) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.store.root / self.info["members_path"])
+
+    def members(self, *, columns: str = "*") -> pa.Table:
+        """The members' sample rows (Arrow), in sample_id order."""
+        with self.store.reader() as con:
+            con.register("_members", self.member_ids())
+            return con.sql(
+                f"SELECT {columns} FROM samples s SEMI JOIN _members m USING (sample_id) ORDER BY sample_id"
+            ).to_arrow_table()
+
+    def to_polars(self) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.from_arrow(self.members())  # type: ignore[return-value]
+
+    def export(self, output: str | Path, *, format: str = "parquet", with_provenance: bool = False) -> Path:  # noqa: A002
+        from lineage.export import export_build
+
+        return export_build(self, Path(output), fmt=format, with_provenance=with_provenance)

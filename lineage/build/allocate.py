@@ -1,0 +1,170 @@
+"""Allocation: an integer program over the cells of all quota dimensions, solved by HiGHS (scipy `milp`).
+
+Variables: x_c, the samples taken from cell c (0 <= x_c <= available_c). Constraints: sum x = size; for
+every quota q, ceil(min_q * size) <= sum_{c in q} x_c <= floor(max_q * size). Objective: closest to the
+quota targets (L1, weighted), then closest to the pool's own proportions (L1), so a spec without targets
+samples like a random draw from the pool.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+import numpy as np
+
+from lineage.build.pool import Pool
+from lineage.build.spec import BuildSpec, Share
+from lineage.errors import LineageError
+
+TARGET_WEIGHT = 1000.0
+
+
+class InfeasibleSpec(LineageError):
+    """No allocation satisfies the spec; the message names the binding constraint with numbers."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    label: str  # e.g. "origin=real", "source=synthetic-*", "expr long"
+    share: Share
+    cells: tuple[int, ...]
+    available: int
+
+    def bounds(self, size: int) -> tuple[int, int]:
+        lo = math.ceil((self.share.min or 0.0) * size - 1e-9)
+        hi = math.floor((self.share.max if self.share.max is not None else 1.0) * size + 1e-9)
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class Allocation:
+    takes: list[int]  # per pool cell
+    quotas: list[Quota]
+
+    def rows(self, pool: Pool, size: int) -> list[dict[str, Any]]:
+        """The allocation table: per cell and per quota, target, min, max, available, chosen."""
+        out = []
+        for (values, available), take in zip(pool.cells, self.takes, strict=True):
+            label = ", ".join(f"{k}={_text(v)}" for k, v in values.items()) or "all"
+            out.append(
+                {
+                    "kind": "cell",
+                    "name": label,
+                    "target": None,
+                    "min": None,
+                    "max": None,
+                    "available": available,
+                    "chosen": take,
+                }
+            )
+        for q in self.quotas:
+            lo, hi = q.bounds(size)
+            target = round(q.share.target * size) if q.share.target is not None else None
+            out.append(
+                {
+                    "kind": "quota",
+                    "name": q.label,
+                    "target": target,
+                    "min": lo,
+                    "max": hi,
+                    "available": q.available,
+                    "chosen": sum(self.takes[c] for c in q.cells),
+                }
+            )
+        return out
+
+
+def _text(value: object) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def quotas(spec: BuildSpec, pool: Pool) -> list[Quota]:
+    out = []
+    for dim, shares in spec.quotas.items():
+        for pattern, share in shares.items():
+            cells = tuple(i for i, (v, _) in enumerate(pool.cells) if fnmatchcase(_text(v[dim]), pattern))
+            out.append(Quota(f"{dim}={pattern}", share, cells, sum(pool.cells[i][1] for i in cells)))
+    for q in spec.expr:
+        cells = tuple(i for i, (v, _) in enumerate(pool.cells) if v[q.name])
+        out.append(Quota(f"expr {q.name}", q, cells, sum(pool.cells[i][1] for i in cells)))
+    return out
+
+
+def allocate(spec: BuildSpec, pool: Pool) -> Allocation:
+    qs = quotas(spec, pool)
+    _precheck(spec, pool, qs)
+    takes = _solve(spec.size, pool, qs)
+    if takes is None:
+        raise InfeasibleSpec(_diagnose(spec.size, pool, qs))
+    return Allocation(takes, qs)
+
+
+def _precheck(spec: BuildSpec, pool: Pool, qs: list[Quota]) -> None:
+    if pool.size < spec.size:
+        raise InfeasibleSpec(
+            f"size {spec.size:,} needs {spec.size:,} samples; the pool has {pool.size:,} after filters "
+            f"and protected sets ({pool.matched:,} match the pool's `where`)"
+        )
+    for q in qs:
+        lo = q.bounds(spec.size)[0]
+        if lo > q.available:
+            raise InfeasibleSpec(
+                f"quota {q.label} min {_pct(q.share.min)} of {spec.size:,} needs {lo:,}; "
+                f"the pool has {q.available:,} {q.label.split('=', 1)[-1]} samples after filters"
+            )
+
+
+def _pct(x: float | None) -> str:
+    return f"{(x or 0) * 100:g}%"
+
+
+def _solve(size: int, pool: Pool, qs: list[Quota]) -> list[int] | None:
+    """Solve the integer program; None when infeasible."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    n, avail = len(pool.cells), np.array([a for _, a in pool.cells], dtype=float)
+    targeted = [q for q in qs if q.share.target is not None]
+    nv = 2 * n + len(targeted)  # x, cell deviations, quota-target deviations
+    rows, lb, ub = [], [], []
+
+    def add(coefs: dict[int, float], lo: float, hi: float) -> None:
+        row = np.zeros(nv)
+        for i, v in coefs.items():
+            row[i] += v
+        rows.append(row), lb.append(lo), ub.append(hi)
+
+    add(dict.fromkeys(range(n), 1.0), size, size)
+    for q in qs:
+        add(dict.fromkeys(q.cells, 1.0), *q.bounds(size))
+    share = size * avail / max(avail.sum(), 1)
+    for c in range(n):  # |x_c - share_c| <= d_c
+        add({c: 1.0, n + c: -1.0}, -np.inf, share[c])
+        add({c: -1.0, n + c: -1.0}, -np.inf, -share[c])
+    for k, q in enumerate(targeted):
+        t = q.share.target * size  # type: ignore[operator]
+        add({**dict.fromkeys(q.cells, 1.0), 2 * n + k: -1.0}, -np.inf, t)
+        add({**dict.fromkeys(q.cells, -1.0), 2 * n + k: -1.0}, -np.inf, -t)
+    cost = np.concatenate([np.zeros(n), np.ones(n), np.full(len(targeted), TARGET_WEIGHT)])
+    integrality = np.concatenate([np.ones(n), np.zeros(nv - n)])
+    bounds = Bounds(np.zeros(nv), np.concatenate([avail, np.full(nv - n, np.inf)]))
+    res = milp(cost, constraints=LinearConstraint(np.array(rows), lb, ub), integrality=integrality, bounds=bounds)
+    if res.status != 0 or res.x is None:
+        return None
+    return [round(v) for v in res.x[:n]]
+
+
+def _diagnose(size: int, pool: Pool, qs: list[Quota]) -> str:
+    """Find the quota whose removal makes the spec feasible, and say so with numbers."""
+    for i, q in enumerate(qs):
+        if _solve(size, pool, qs[:i] + qs[i + 1 :]) is not None:
+            lo, hi = q.bounds(size)
+            return (
+                f"quota {q.label} (min {lo:,}, max {hi:,} of {size:,}; {q.available:,} available) cannot hold "
+                "together with the other quotas; relax it or them"
+            )
+    return f"the quotas cannot all hold for size {size:,}: " + "; ".join(
+        f"{q.label} in {q.bounds(size)[0]:,}..{q.bounds(size)[1]:,}" for q in qs
+    )

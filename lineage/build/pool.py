@@ -1,0 +1,82 @@
+"""The candidate pool of a build: the spec's predicate, minus drops, protected sets and their taint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import duckdb
+
+from lineage import readonly
+from lineage.build.spec import BuildSpec
+from lineage.sqlutil import quote_ident
+
+# Always honoured, whatever `exclude_dropped_by` says: leaked held-out data never enters a build.
+ALWAYS_EXCLUDED_FILTERS = ("contamination", "takedown")
+
+POOL_SQL = """
+WITH protected AS (
+    SELECT DISTINCT m.sample_id FROM set_members m JOIN sets s ON s.name = m.set_name
+    WHERE s.protected AND ($protected IS NULL OR list_contains($protected, s.name))
+), protected_text AS (
+    SELECT DISTINCT content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected)
+), tainted AS (
+    WITH RECURSIVE t(sample_id) AS (
+        SELECT sample_id FROM protected
+        UNION SELECT e.child_id FROM lineage_edges e JOIN t ON e.parent_id = t.sample_id
+    ) SELECT sample_id FROM t
+), dropped AS (
+    SELECT DISTINCT sample_id FROM status
+    WHERE decision = 'drop' AND ($filters IS NULL OR list_contains($filters, filter)
+                                 OR list_contains($always, filter))
+)
+SELECT {columns} FROM samples
+WHERE ({where}) AND generation <= $max_generation
+  AND sample_id NOT IN (SELECT sample_id FROM tainted)
+  AND content_hash NOT IN (SELECT content_hash FROM protected_text)
+  AND sample_id NOT IN (SELECT sample_id FROM dropped)
+"""
+
+CELLS_SQL = "SELECT cell, count(*) AS available FROM pool GROUP BY cell ORDER BY cell"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The pool lives in the build's connection as temp table `pool(sample_id, content_hash, cell, ...)`."""
+
+    matched: int  # samples the spec's `where` selects, before exclusions
+    size: int
+    cells: list[tuple[dict[str, object], int]]  # (dimension values, available samples) per cell
+
+
+def pool_dimensions(spec: BuildSpec) -> list[str]:
+    dims = list(spec.quotas)
+    return dims + [f.by for f in spec.floors if f.by and f.by not in dims]
+
+
+def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
+    """Materialise the pool; `con` is a read-only, locked-down reader connection."""
+    where = spec.pool.where or "true"
+    readonly.check_statement(con, f"SELECT 1 FROM samples WHERE ({where})")  # one SELECT: no smuggled statements
+    for q in spec.expr:
+        readonly.check_statement(con, f"SELECT ({q.sql}) FROM samples")
+    con.execute(f"CREATE TEMP TABLE pool AS {POOL_SQL.format(columns=_columns(spec), where=where)}", _params(spec))
+    matched = con.execute(f"SELECT count(*) FROM samples WHERE ({where})").fetchall()[0][0]
+    cells = [(json.loads(key), n) for key, n in con.execute(CELLS_SQL).fetchall()]
+    return Pool(matched, sum(n for _, n in cells), cells)
+
+
+def _columns(spec: BuildSpec) -> str:
+    parts = [f"{quote_ident(d)} := {quote_ident(d)}" for d in pool_dimensions(spec)]
+    parts += [f"{quote_ident(q.name)} := coalesce(CAST(({q.sql}) AS BOOLEAN), false)" for q in spec.expr]
+    cell = f"to_json(struct_pack({', '.join(parts)}))::VARCHAR" if parts else "'{}'"
+    return f"sample_id, content_hash, {cell} AS cell"
+
+
+def _params(spec: BuildSpec) -> dict[str, object]:
+    return {
+        "protected": spec.protected,
+        "filters": spec.pool.exclude_dropped_by,
+        "always": list(ALWAYS_EXCLUDED_FILTERS),
+        "max_generation": spec.pool.max_generation if spec.pool.max_generation is not None else 2**31 - 1,
+    }

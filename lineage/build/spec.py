@@ -1,0 +1,151 @@
+"""Build specs: YAML, JSON or TOML, validated by pydantic with errors that point into the spec."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lineage.errors import LineageError
+from lineage.names import check_name
+
+DIMENSIONS = ("origin", "source", "method", "generator", "generation", "language", "license")
+
+
+class SpecError(LineageError):
+    """A spec that does not validate; the message names the path inside the spec."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Share(_Strict):
+    """Bounds on the share of the build a value (or glob of values) takes."""
+
+    min: float | None = Field(default=None, ge=0, le=1, description="Minimum share, 0..1.")
+    max: float | None = Field(default=None, ge=0, le=1, description="Maximum share, 0..1.")
+    target: float | None = Field(default=None, ge=0, le=1, description="Preferred share, 0..1.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Share:
+        lo, hi = self.min if self.min is not None else 0.0, self.max if self.max is not None else 1.0
+        if lo > hi:
+            raise ValueError(f"min {lo} is above max {hi}")
+        if self.target is not None and not lo <= self.target <= hi:
+            raise ValueError(f"target {self.target} is outside min..max ({lo}..{hi})")
+        return self
+
+
+class ExprQuota(Share):
+    """A share bound on the samples matching any SQL expression over `samples`."""
+
+    name: str
+    sql: str
+
+
+class Pool(_Strict):
+    where: str | None = Field(default=None, description="SQL predicate over `samples`.")
+    exclude_dropped_by: list[str] | None = Field(
+        default=None, description="Filters whose latest `drop` decisions exclude a sample; default: every filter run."
+    )
+    max_generation: int | None = Field(default=None, ge=0)
+
+
+class Floor(_Strict):
+    """A diversity metric that must reach `min` on the build (or on each group of `by`)."""
+
+    metric: str
+    min: float
+    by: str | None = Field(default=None, description="A dimension: the floor holds for every group of it.")
+
+
+class BuildSpec(_Strict):
+    """A blended training set: size, seed, candidate pool, quotas, diversity floors, protected sets."""
+
+    name: str
+    size: int = Field(gt=0, le=10_000_000_000)
+    seed: int = 0
+    pool: Pool = Pool()
+    quotas: dict[str, dict[str, Share]] = Field(default_factory=dict)
+    expr: list[ExprQuota] = Field(default_factory=list, description="Quotas on SQL expressions.")
+    floors: list[Floor] = Field(default_factory=list)
+    protected: list[str] | None = Field(default=None, description="Protected sets to check; default: all.")
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            return check_name("build", value)
+        except LineageError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("quotas")
+    @classmethod
+    def _dimensions(cls, value: dict[str, dict[str, Share]]) -> dict[str, dict[str, Share]]:
+        for dim, shares in value.items():
+            if dim not in DIMENSIONS:
+                raise ValueError(f"unknown dimension `{dim}`; use one of {', '.join(DIMENSIONS)} or `expr`")
+            total = sum(s.min or 0 for s in shares.values())
+            if total > 1 + 1e-9:
+                raise ValueError(f"the min shares of `{dim}` sum to {total:g}, past 1")
+        return value
+
+    def canonical(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def json_schema() -> dict[str, Any]:
+    return BuildSpec.model_json_schema()
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> BuildSpec:
+    """Parse and validate a spec file (by extension) or a dict."""
+    data = source if isinstance(source, dict) else _read(Path(source))
+    try:
+        return BuildSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, str(source) if not isinstance(source, dict) else "spec")) from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError(f"`{path}`: no such spec file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(f"`{path}`: spec must be .yaml, .yml, .json or .toml")
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"`{path}`: not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # yaml.YAMLError, whose import is lazy
+        if type(exc).__module__.startswith("yaml"):
+            raise SpecError(f"`{path}`: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise
+    if not isinstance(data, dict):
+        raise SpecError(f"`{path}`: a spec is a mapping, got {type(data).__name__}")
+    return data
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if err["type"] in ("greater_than_equal", "less_than_equal") and loc.split(".")[-1] in ("min", "max", "target"):
+        msg = "must be between 0 and 1"
+    got = f", got {err['input']!r}" if err["type"] not in ("missing", "value_error") else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {loc or 'spec'}: {msg}{got}{more}"

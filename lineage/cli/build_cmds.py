@@ -1,0 +1,162 @@
+"""Builds: build (plan/commit), build show, builds, diff, export."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from lineage.cli.common import json_option, open_store, print_table, to_json
+
+
+class BuildGroup(click.Group):
+    """`lineage build SPEC` runs a build; `lineage build show NAME` shows one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("build", cls=BuildGroup)
+def build_group() -> None:
+    """Draw a blended training set from a spec (`lineage build SPEC`), or show one (`build show`).
+
+    \b
+    Examples:
+      lineage build spec.yaml --dry-run      # print the allocation, write nothing
+      lineage build spec.yaml                # commit build NAME version N
+      lineage build show mix@v2
+    """
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> None:
+    import pyarrow as pa
+
+    print_table(pa.Table.from_pylist(rows), title=title)
+
+
+@build_group.command("run")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the allocation and floors; write nothing.")
+@json_option
+@click.pass_context
+def build_run(ctx: click.Context, spec: str, dry_run: bool, as_json: bool) -> None:
+    """Build from SPEC (YAML, JSON or TOML). `--as-of` (before the verb) draws from an earlier version."""
+    from lineage.build import Build, build
+
+    store = open_store(ctx)
+    as_of = store.as_of
+    if as_of is not None:
+        from lineage.store import Store
+
+        store = Store(store.root, wait=store.wait)
+    result = build(store, spec, dry_run=dry_run, as_of=as_of)
+    if isinstance(result, Build):
+        info = result.info
+        plan = {"allocation": json.loads(info["allocation"]), "floors": json.loads(info["floors"])}
+        head = f"built {result.name}@v{result.version}: {info['size']:,} samples from a pool of {info['pool_size']:,} "
+        head += f"(store version {info['store_version']})"
+    else:
+        plan = {"allocation": result.allocation, "floors": result.floors}
+        head = f"dry run {result.spec.name}: pool of {result.pool_size:,} (store version {result.store_version})"
+    if as_json:
+        click.echo(to_json({"summary": head, **plan}))
+        return
+    _table(plan["allocation"], "allocation")
+    if plan["floors"]:
+        _table(plan["floors"], "floors")
+    click.echo(head)
+
+
+@build_group.command("show")
+@click.argument("ref")
+@json_option
+@click.pass_context
+def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks."""
+    from lineage.build import Build
+
+    info = Build.parse(open_store(ctx), ref).info
+    doc = {
+        k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
+        for k, v in info.items()
+    }
+    if as_json:
+        click.echo(to_json(doc))
+        return
+    click.echo(
+        f"{info['name']}@v{info['build_version']}: {info['size']:,} samples, seed {info['seed']}, "
+        f"store version {info['store_version']}, spec {info['spec_hash'][:12]}"
+    )
+    for dim, counts in doc["composition"].items():
+        click.echo(f"  {dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    click.echo(f"  checks: {doc['checks']}")
+
+
+@click.command()
+@json_option
+@click.pass_context
+def builds(ctx: click.Context, as_json: bool) -> None:
+    """List builds and their versions.
+
+    \b
+    Example:
+      lineage builds
+    """
+    table = open_store(ctx).builds()
+    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@json_option
+@click.pass_context
+def diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
+    """Compare two builds: composition and membership changes.
+
+    \b
+    Example:
+      lineage diff mix@v1 mix@v2
+    """
+    from lineage.build import Build
+    from lineage.build.diff import diff as build_diff
+
+    store = open_store(ctx)
+    result = build_diff(Build.parse(store, a), Build.parse(store, b))
+    if as_json:
+        click.echo(to_json(result))
+        return
+    m = result["members"]
+    click.echo(
+        f"{result['a']} -> {result['b']}: {m['both']:,} in both, {m['removed']:,} removed, "
+        f"{m['added']:,} added; spec {'changed' if result['spec_changed'] else 'unchanged'}"
+    )
+    for dim, rows in result["composition"].items():
+        changes = [f"{r['value']} {r['a']:,}->{r['b']:,}" for r in rows if r["change"]]
+        if changes:
+            click.echo(f"  {dim}: " + ", ".join(changes))
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "hf"]), default="parquet", show_default=True)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Directory to write.")
+@click.option("--with-provenance", is_flag=True, help="Add provenance columns (_lineage_*).")
+@click.pass_context
+def export(ctx: click.Context, ref: str, fmt: str, output: str, with_provenance: bool) -> None:
+    """Export build NAME[@vN] with manifest.json and croissant.json.
+
+    \b
+    Example:
+      lineage export mix@v1 --format jsonl --output out/mix
+    """
+    from lineage.build import Build
+
+    path = Build.parse(open_store(ctx), ref).export(output, format=fmt, with_provenance=with_provenance)
+    click.echo(f"exported to {path} (manifest.json, croissant.json)")
+
+
+COMMANDS = [build_group, builds, diff, export]

@@ -1,0 +1,192 @@
+"""Builds: quotas, infeasible specs, determinism, protected data, exports, diff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIXTURES, Runner
+
+from lineage.build import Build, InfeasibleSpec, SpecError, load_spec
+from lineage.build.spec import json_schema
+from lineage.store import Store
+
+
+def spec(**kw: object) -> dict:
+    return {"name": "mix", "size": 400, "seed": 1, **kw}
+
+
+def composition(build: Build, dim: str) -> dict[str, int]:
+    return json.loads(build.info["composition"])[dim]
+
+
+def test_quota_min_is_met_exactly_at_the_boundary(small_store: Store) -> None:
+    b = small_store.build(spec(quotas={"origin": {"real": {"min": 0.8}}, "generation": {"3": {"max": 0}}}))
+    assert composition(b, "origin")["real"] >= 320
+    assert "3" not in composition(b, "generation")
+    b = small_store.build(spec(size=600, quotas={"origin": {"real": {"max": 0.25}}}))
+    assert composition(b, "origin")["real"] == 150  # the max binds: 25% of 600
+
+
+def test_two_dimensions_at_once_and_targets(small_store: Store) -> None:
+    b = small_store.build(
+        spec(
+            quotas={
+                "origin": {"real": {"min": 0.5, "max": 0.5}},
+                "source": {"syn-v1": {"target": 0.3}, "syn-v[23]": {"min": 0.1, "max": 0.2}},
+            }
+        )
+    )
+    comp = composition(b, "source")
+    assert comp["wordnet"] == 200 and comp["syn-v1"] == 120
+    assert 40 <= comp.get("syn-v2", 0) + comp.get("syn-v3", 0) <= 80
+    table = json.loads(b.info["allocation"])
+    quota = next(r for r in table if r["name"] == "source=syn-v1")
+    assert (quota["target"], quota["chosen"], quota["available"]) == (120, 120, 300)
+
+
+def test_expr_quota(small_store: Store) -> None:
+    b = small_store.build(spec(expr=[{"name": "long", "sql": "length(text) > 120", "min": 0.4}]))
+    n = b.members(columns="length(text) AS n")
+    assert sum(1 for x in n["n"].to_pylist() if x > 120) >= 160
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (
+            {"size": 5000},
+            "size 5,000 needs 5,000 samples; the pool has 1,125 after filters and protected sets "
+            "(1,125 match the pool's `where`)",
+        ),
+        (
+            {"quotas": {"origin": {"real": {"min": 0.9}}}, "size": 1000},
+            "quota origin=real min 90% of 1,000 needs 900; the pool has 600 real samples after filters",
+        ),
+        (
+            {"quotas": {"origin": {"real": {"max": 0.3}}, "source": {"wordnet": {"min": 0.5}}}},
+            "quota origin=real (min 0, max 120 of 400; 600 available) cannot hold together with the other quotas",
+        ),
+    ],
+)
+def test_infeasible_specs_fail_before_writing(small_store: Store, kw: dict, message: str) -> None:
+    with pytest.raises(InfeasibleSpec) as err:
+        small_store.build(spec(**kw))
+    assert str(err.value).startswith(message)
+    assert small_store.version == 4 and not list((small_store.root / "builds").iterdir())
+
+
+def test_same_version_spec_and_seed_give_identical_members(small_store: Store) -> None:
+    s = spec(quotas={"origin": {"real": {"min": 0.6}}})
+    a, b = small_store.build(s), small_store.build(s)
+    assert a.member_ids().equals(b.member_ids())
+    assert not small_store.build({**s, "seed": 2}).member_ids().equals(a.member_ids())
+    small_store.ingest(FIXTURES / "mixed.jsonl")
+    later = small_store.build(s, as_of=4)
+    assert later.member_ids().equals(a.member_ids()) and later.info["store_version"] == 4
+
+
+def test_protected_and_tainted_never_enter_even_when_selected(small_store: Store) -> None:
+    root = small_store.sample("syn3-00001")["ancestors"][-1]["sample_id"]
+    from lineage.sets import create_set
+
+    create_set(small_store, "heldout", where=f"sample_id = '{root}'", protected=True)
+    small_store.ingest([{"text": small_store.sample(root)["sample"]["text"]}], origin="real", source="copy")
+    everything = small_store.build(spec(size=1121, pool={"where": "true"}))
+    members = set(everything.member_ids()["sample_id"].to_pylist())
+    chain = {root, *[d["sample_id"] for d in small_store.sample(root)["descendants"]]}
+    assert not members & chain
+    assert everything.info["pool_size"] == 1126 - 1 - 3 - 1  # the root, its 3 descendants, the copied text
+    checks = json.loads(everything.info["checks"])
+    assert checks == {"protected_sets": ["heldout"], "protected_samples": 1, "exact_matches": 0, "lineage_matches": 0}
+
+
+def test_filter_drops_are_honoured(small_store: Store) -> None:
+    small_store.run_filter("exact-dedup")
+    b = small_store.build(spec(size=1115))
+    assert b.info["pool_size"] == 1115
+    b2 = small_store.build(spec(size=1125, pool={"exclude_dropped_by": []}))
+    assert b2.info["pool_size"] == 1125
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"name": "b", "size": 10, "quotas": {"origin": {"real": {"min": 1.4}}}},
+            "spec: quotas.origin.real.min: must be between 0 and 1, got 1.4",
+        ),
+        ({"name": "b", "size": 10, "colour": "red"}, "spec: colour: unknown key, got 'red'"),
+        ({"name": "b", "size": "many"}, "spec: size: Input should be a valid integer"),
+        (
+            {"name": "b", "size": 10, "quotas": {"origin": {"real": {"min": 0.7}, "synthetic": {"min": 0.6}}}},
+            "spec: quotas: the min shares of `origin` sum to 1.3, past 1",
+        ),
+        ({"name": "../../etc", "size": 10}, "spec: name: build name `../../etc` is not allowed"),
+        ({"size": 10}, "spec: name: Field required"),
+    ],
+)
+def test_bad_specs_are_one_line(data: dict, message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        load_spec(data)
+    assert str(err.value).startswith(message)
+
+
+def test_spec_formats_and_file_errors(tmp_path: Path, runner: Runner) -> None:
+    (tmp_path / "s.toml").write_text('name = "t"\nsize = 5\n[quotas.origin.real]\nmin = 0.5\n', encoding="utf-8")
+    (tmp_path / "s.json").write_text('{"name": "j", "size": 5}', encoding="utf-8")
+    assert load_spec(tmp_path / "s.toml").quotas["origin"]["real"].min == 0.5
+    assert load_spec(tmp_path / "s.json").name == "j"
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n", encoding="utf-8")
+    result = runner("build", str(tmp_path / "bad.yaml"), code=1)
+    assert result.stderr.startswith(f"Error: `{tmp_path / 'bad.yaml'}`: not valid YAML:")
+
+
+def test_published_json_schema_is_current() -> None:
+    published = Path(__file__).parent.parent / "lineage" / "schemas" / "build_spec.schema.json"
+    assert json.loads(published.read_text(encoding="utf-8")) == json_schema()
+
+
+def test_cli_dry_run_writes_nothing_then_build_show_diff(runner: Runner, small_store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: mix\nsize: 300\nquotas:\n  origin:\n    real: {min: 0.5}\n", encoding="utf-8")
+    out = runner("build", str(path), "--dry-run", "--json")
+    plan = json.loads(out.stdout)
+    assert plan["summary"].startswith("dry run mix: pool of 1,125")
+    assert small_store.version == 4
+    runner("build", str(path))
+    path.write_text("name: mix\nsize: 300\nseed: 5\nquotas:\n  origin:\n    real: {min: 0.9}\n", encoding="utf-8")
+    runner("build", str(path))
+    shown = runner.json("build", "show", "mix@v1")
+    assert shown["size"] == 300 and shown["composition"]["origin"]["real"] >= 150
+    d = runner.json("diff", "mix@v1", "mix@v2")
+    assert d["members"]["a"] == d["members"]["b"] == 300 and d["spec_changed"]
+    assert runner("build", "show", "mix@v9", code=1).stderr == "Error: no build `mix@v9`; `lineage builds` lists them\n"
+    assert [r["build_version"] for r in runner.json("builds")] == [1, 2]
+
+
+def test_exports_round_trip(small_store: Store, tmp_path: Path) -> None:
+    b = small_store.build(spec(size=200, quotas={"origin": {"real": {"min": 0.5}}}))
+    out = b.export(tmp_path / "jsonl", format="jsonl")
+    lines = (out / "data.jsonl").read_text(encoding="utf-8").splitlines()
+    originals = set()
+    for name in ("real.jsonl", "synthetic-g1.jsonl", "synthetic-g2.jsonl", "synthetic-g3.jsonl"):
+        originals |= set((FIXTURES / name).read_text(encoding="utf-8").splitlines())
+    assert len(lines) == 200 and set(lines) <= originals  # byte-for-byte input lines
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["files"][0]["path"] == "data.jsonl" and len(manifest["files"][0]["sha256"]) == 64
+    croissant = json.loads((out / "croissant.json").read_text(encoding="utf-8"))
+    assert croissant["conformsTo"] == "http://mlcommons.org/croissant/1.1"
+    assert croissant["lineage:syntheticShare"] == round(composition(b, "origin").get("synthetic", 0) / 200, 6)
+    out = b.export(tmp_path / "pq", format="parquet", with_provenance=True)
+    table = pq.read_table(out / "data.parquet")
+    assert table.num_rows == 200 and "_lineage_origin" in table.column_names
+    records = [json.loads(line) for line in lines]
+    got = sorted(
+        table.select([c for c in table.column_names if not c.startswith("_lineage_")]).to_pylist(),
+        key=lambda r: r["id"],
+    )
+    want = sorted(records, key=lambda r: r["id"])
+    assert [{k: v for k, v in r.items() if v is not None} for r in got] == want
