@@ -20,22 +20,31 @@ class WriterLock:
 
     def __enter__(self) -> WriterLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    pid, since = _holder(fd)
-                    os.close(fd)
-                    raise StoreLocked(str(self.path), pid, since) from None
-                time.sleep(0.1)
+        try:
+            self._acquire(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {stamp}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _acquire(self, fd: int) -> None:
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    pid, since = _holder(fd)
+                    if pid is None:  # the holder is between flock and writing its stamp: look again
+                        time.sleep(0.05)
+                        pid, since = _holder(fd)
+                    raise StoreLocked(str(self.path), pid, since) from None
+                time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:

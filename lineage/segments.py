@@ -68,17 +68,22 @@ def write_segment(
     where = root / (folder or f"data/{kind}")
     where.mkdir(parents=True, exist_ok=True)
     name = filename or f"{segment_id}.parquet"
-    tmp = where / f"{TMP_PREFIX}{name}"
-    final = where / name
-    write(tmp)
-    crash_point("segment_written")
-    fsync_path(tmp)
-    crash_point("segment_fsynced")
-    rows = pq.ParquetFile(tmp).metadata.num_rows
-    checksum = file_sha256(tmp)
-    os.rename(tmp, final)
-    crash_point("segment_renamed")
-    fsync_path(where)
-    crash_point("segment_dir_fsynced")
+    tmp, final = where / f"{TMP_PREFIX}{name}", where / name
+    try:
+        write(tmp)
+        crash_point("segment_written")
+        fsync_path(tmp)
+        crash_point("segment_fsynced")
+        rows = pq.ParquetFile(tmp).metadata.num_rows
+        checksum = file_sha256(tmp)
+        os.rename(tmp, final)
+        crash_point("segment_renamed")
+        fsync_path(where)
+        crash_point("segment_dir_fsynced")
+    except BaseException:
+        # Not registered, so not part of the store: leave no file behind (a SIGKILL leaves an orphan instead).
+        tmp.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+        raise
     rel = final.relative_to(root).as_posix()
     return Segment(segment_id, kind, rel, rows, final.stat().st_size, checksum)

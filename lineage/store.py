@@ -19,6 +19,7 @@ from lineage.lock import WriterLock
 from lineage.segments import Segment, write_segment
 
 if TYPE_CHECKING:
+    from lineage.diversity import DiversityResult
     from lineage.filters.run import RunResult
     from lineage.ingest import IngestResult
     from lineage.maintenance import DoctorReport
@@ -134,17 +135,21 @@ class Store:
                 yield txn
                 with self._connect(read_only=False) as con:
                     catalog.commit(
-                        con,
-                        version=version,
-                        kind=kind,
-                        ref_id=ref_id,
-                        summary=summary,
-                        segments=txn.segments,
+                        con, version=version, kind=kind, ref_id=ref_id, summary=summary, segments=txn.segments,
                         rows=txn.rows,
                     )
             except BaseException:
-                txn.discard()
+                # Only files of a version the catalog never registered may go; after COMMIT they are the store.
+                if not self._committed(version):
+                    txn.discard()
                 raise
+
+    def _committed(self, version: int) -> bool:
+        try:
+            with self._connect(read_only=True) as con:
+                return catalog.current_version(con) >= version
+        except Exception:
+            return True  # cannot tell: keeping an orphan is safe, deleting registered data is not
 
     def scratch_dir(self, name: str) -> Path:
         path = self.root / "tmp" / name
@@ -208,6 +213,13 @@ class Store:
         from lineage.inspect import stats
 
         return stats(self, by=list(by))
+
+    def diversity(self, **options: Any) -> DiversityResult:
+        """Diversity per group (by=, where=, sample_ids=, build=, metrics=, reference=, sample_size=, draws=,
+        seed=, record=, embed=); `.table` is a pyarrow.Table, one row per group. See `lineage.diversity`."""
+        from lineage.diversity import diversity
+
+        return diversity(self, **options)
 
     def doctor(self) -> DoctorReport:
         from lineage.maintenance import doctor

@@ -190,3 +190,24 @@ def test_exports_round_trip(small_store: Store, tmp_path: Path) -> None:
     )
     want = sorted(records, key=lambda r: r["id"])
     assert [{k: v for k, v in r.items() if v is not None} for r in got] == want
+
+
+def test_floors_met_are_recorded_and_missed_refuse(small_store: Store) -> None:
+    floors = [{"metric": "distinct_2", "min": 0.5}, {"metric": "self_bleu", "max": 0.9, "by": "origin"}]
+    b = small_store.build(spec(size=300, quotas={"origin": {"real": {"min": 0.5}}}, floors=floors))
+    rows = json.loads(b.info["floors"])
+    assert [(r["metric"], r["bound"], r["met"]) for r in rows] == [
+        ("distinct_2", "min", True), ("self_bleu", "max", True), ("self_bleu", "max", True)]
+    assert all(r["achieved"] is not None for r in rows)
+    from lineage.build.floors import FloorNotMet
+
+    with pytest.raises(FloorNotMet, match=r"floor distinct_1 min 0.9 not met: the build reaches 0\.\d+"):
+        small_store.build(spec(size=300, floors=[{"metric": "distinct_1", "min": 0.9}]))
+    assert small_store.sql("SELECT count(*) AS n FROM builds")["n"][0].as_py() == 1
+
+
+def test_bad_floors() -> None:
+    with pytest.raises(SpecError, match="floors.0: unknown metric `diversity`"):
+        load_spec(spec(floors=[{"metric": "diversity", "min": 1}]))
+    with pytest.raises(SpecError, match="floors.0: give exactly one of min or max"):
+        load_spec(spec(floors=[{"metric": "distinct_1"}]))

@@ -56,11 +56,25 @@ class Pool(_Strict):
 
 
 class Floor(_Strict):
-    """A diversity metric that must reach `min` on the build (or on each group of `by`)."""
+    """A diversity metric bound on the build (or on each group of `by`): `min` for metrics where more is
+    more diverse (distinct_n, entropy, tail_coverage), `max` for the others (self_bleu, near_dup_rate, ...)."""
 
     metric: str
-    min: float
+    min: float | None = None
+    max: float | None = None
     by: str | None = Field(default=None, description="A dimension: the floor holds for every group of it.")
+
+    @model_validator(mode="after")
+    def _bound(self) -> Floor:
+        from lineage.metrics import METRICS
+
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric `{self.metric}`; choose from {', '.join(METRICS)}")
+        if (self.min is None) == (self.max is None):
+            raise ValueError("give exactly one of min or max")
+        if self.by is not None and self.by not in DIMENSIONS:
+            raise ValueError(f"unknown dimension `{self.by}`; use one of {', '.join(DIMENSIONS)}")
+        return self
 
 
 class BuildSpec(_Strict):

@@ -38,9 +38,9 @@ def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, deb
 
 
 def _register() -> None:
-    from lineage.cli import build_cmds, filter_cmds, ingest_cmd, query, sets_cmds, store_cmds
+    from lineage.cli import build_cmds, diversity_cmd, filter_cmds, ingest_cmd, query, sets_cmds, store_cmds
 
-    for module in (store_cmds, ingest_cmd, query, filter_cmds, sets_cmds, build_cmds):
+    for module in (store_cmds, ingest_cmd, query, filter_cmds, sets_cmds, build_cmds, diversity_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,130 @@
+"""Ingest throughput against DuckDB's own JSON-to-Parquet copy of the same file.
+
+Generates a seeded JSONL corpus (default 1,000,000 records of ~300 bytes of text plus provenance), then times
+in one run `lineage ingest` of it and DuckDB's `COPY (SELECT * FROM read_json(...)) TO '...parquet'`, each in
+its own subprocess so each peak RSS is that process's alone (os.wait4). Targets: ratio <= 1.5, ingest peak
+RSS under 1 GB.
+
+    .venv/bin/python benchmarks/ingest.py [--rows N] [--workdir DIR] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    from benchmarks.make_corpus import write_corpus
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from make_corpus import write_corpus
+
+TARGET_RATIO = 1.5
+TARGET_RSS_BYTES = 1 << 30
+
+BASELINE = """
+import sys
+import duckdb
+
+def literal(value):
+    return "'" + value.replace("'", "''") + "'"
+
+src, dest = sys.argv[1], sys.argv[2]
+duckdb.execute(f"COPY (SELECT * FROM read_json({literal(src)})) TO {literal(dest)} (FORMAT parquet)")
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    cpu: float  # user + system seconds, all threads
+    peak_rss: int  # bytes
+    stdout: str
+
+
+def measure(argv: list[str], workdir: Path, name: str) -> Measured:
+    """Run a child to completion; its wall time and peak RSS (ru_maxrss of this child only, via wait4)."""
+    out_path, err_path = workdir / f"{name}.out", workdir / f"{name}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # wait4 reaped it; tell Popen so it does not try again
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed with exit {proc.returncode}:\n{err_path.read_text()}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measured(seconds, cpu, usage.ru_maxrss * 1024, out_path.read_text())  # ru_maxrss is in KiB on Linux
+
+
+def corpus(workdir: Path, rows: int, seed: int) -> Path:
+    """The corpus for (rows, seed), generated once per workdir."""
+    path = workdir / f"corpus-{rows}-{seed}.jsonl"
+    if not path.exists():
+        started = time.perf_counter()
+        tmp = path.with_suffix(".partial")
+        size = write_corpus(tmp, rows, seed=seed)
+        tmp.rename(path)
+        print(f"generated {rows:,} records ({size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def run_ingest(workdir: Path, data: Path) -> Measured:
+    store = workdir / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "lineage", "init", str(store)], check=True, capture_output=True)
+    cli = [sys.executable, "-m", "lineage", "--store", str(store), "ingest", str(data), "--json"]
+    return measure(cli, workdir, "ingest")
+
+
+def run_baseline(workdir: Path, data: Path) -> Measured:
+    dest = workdir / "duckdb-copy.parquet"
+    dest.unlink(missing_ok=True)
+    return measure([sys.executable, "-c", BASELINE, str(data), str(dest)], workdir, "duckdb")
+
+
+def report(rows: int, data: Path, ingest: Measured, baseline: Measured) -> bool:
+    """Print the table; True when both targets are met."""
+    stored = json.loads(ingest.stdout)["rows_stored"]
+    ratio = ingest.seconds / baseline.seconds
+    print(f"\n{rows:,} records, {data.stat().st_size / 1e6:,.0f} MB of JSONL; ingest stored {stored:,} rows\n")
+    print(f"{'':30} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'peak RSS':>12}")
+    for name, m in (("DuckDB read_json -> parquet", baseline), ("lineage ingest", ingest)):
+        print(f"{name:30} {m.seconds:8.2f} {m.cpu:7.2f} {rows / m.seconds:10,.0f} {m.peak_rss / 2**20:8,.0f} MiB")
+    ratio_ok, rss_ok = ratio <= TARGET_RATIO, ingest.peak_rss < TARGET_RSS_BYTES
+    print(f"\nratio ingest / DuckDB: {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio_ok else 'MISSED'})")
+    print(f"ingest peak RSS: {ingest.peak_rss / 2**20:,.0f} MiB (target < 1 GiB: {'met' if rss_ok else 'MISSED'})")
+    return ratio_ok and rss_ok
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, help="keep the corpus, store and outputs here (reused next time)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        data = corpus(workdir, args.rows, args.seed)
+        # Both read the file from the page cache: generating it just now (or the last run) warmed it.
+        baseline = run_baseline(workdir, data)
+        ingest = run_ingest(workdir, data)
+        met = report(args.rows, data, ingest, baseline)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.check and not met:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
