@@ -14,7 +14,7 @@ from lineage.errors import InputError, LineageError
 from lineage.filters.base import REGISTRY, load_builtins
 from lineage.filters.imported import ImportedDecisions, ImportedParams, slug
 from lineage.filters.run import RunResult, execute
-from lineage.ids import CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL
+from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL
 from lineage.names import check_name
 from lineage.schemas import DECISION_VALUES, DECISIONS
 from lineage.segments import file_sha256
@@ -52,7 +52,7 @@ def _match(store: Store, table: pa.Table, path: Path) -> list[dict[str, Any]]:
         raise InputError(f"`{path}`: needs a `decision` column and a `sample_id` or `text` column")
     by_hash = {}
     if "text" in table.column_names:
-        norm = NORMALIZED_TEXT_SQL.format(text="text")
+        norm = NORMALIZED_TEXT_SQL.format(text=CANONICAL_TEXT_SQL.format(text="text"))
         con = duckdb.connect()
         con.register("incoming", table)
         hashes = con.sql(f"SELECT {CONTENT_HASH_SQL.format(norm=norm)} AS h FROM incoming").to_arrow_table()

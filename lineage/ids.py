@@ -13,10 +13,15 @@ def uuid7() -> str:
     return str(uuid.UUID(int=value))
 
 
-# Normalised text: Unicode NFC, surrounding whitespace trimmed, inner whitespace runs collapsed to one space.
-NORMALIZED_TEXT_SQL = r"trim(regexp_replace(nfc_normalize({text}), '\s+', ' ', 'g'))"
-# Canonical text: NFC, surrounding whitespace (not only spaces) removed; inner line breaks are kept.
-CANONICAL_TEXT_SQL = r"regexp_replace(nfc_normalize({text}), '^\s+|\s+$', '', 'g')"
+# Canonical text: NFC, surrounding whitespace removed (RE2's \s: space, tab, LF, CR, FF); inner breaks kept.
+CANONICAL_TEXT_SQL = "trim(nfc_normalize({text}), ' ' || chr(9) || chr(10) || chr(13) || chr(12))"
+# Normalised text (of canonical text): inner whitespace runs collapsed to one space. The regex runs only on
+# texts that have such a run: it costs as much as everything else in the extraction together.
+NORMALIZED_TEXT_SQL = (
+    "CASE WHEN contains({text}, '  ') OR contains({text}, chr(9)) OR contains({text}, chr(10)) "
+    "OR contains({text}, chr(13)) OR contains({text}, chr(12)) "
+    "THEN regexp_replace({text}, '\\s+', ' ', 'g') ELSE {text} END"
+)
 # content_hash: sha256 of the normalised text. sample_id: the first 128 bits of sha256(source 0x1f normalised text).
 CONTENT_HASH_SQL = "sha256({norm})"
 SAMPLE_ID_SQL = "substr(sha256({source} || chr(31) || {norm}), 1, 32)"

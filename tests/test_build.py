@@ -207,7 +207,7 @@ def test_floors_met_are_recorded_and_missed_refuse(small_store: Store) -> None:
 
 
 def test_bad_floors() -> None:
-    with pytest.raises(SpecError, match="floors.0: unknown metric `diversity`"):
+    with pytest.raises(SpecError, match=r"floors\.0: unknown metric `diversity`"):
         load_spec(spec(floors=[{"metric": "diversity", "min": 1}]))
-    with pytest.raises(SpecError, match="floors.0: give exactly one of min or max"):
+    with pytest.raises(SpecError, match=r"floors\.0: give exactly one of min or max"):
         load_spec(spec(floors=[{"metric": "distinct_1"}]))

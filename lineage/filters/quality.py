@@ -117,16 +117,22 @@ def metrics(texts: pl.Series, stop_words_min_words: int = 0) -> pl.DataFrame:
     per_word = pl.when(words > 0)
     return frame.select(
         words.alias("words"),
-        pl.col("tokens").list.eval(_word_length()).list.mean().alias("mean_word_length"),
+        _mean(pl.col("tokens").list.eval(_word_length())).alias("mean_word_length"),
         per_word.then(pl.max_horizontal(text.str.count_matches("#", literal=True), text.str.count_matches(_ELLIPSIS)))
         .truediv(words)
         .alias("symbol_ratio"),
-        pl.col("lines").list.eval(pl.element().str.contains(f"({_ELLIPSIS})$")).list.mean().alias("ellipsis_lines"),
+        _mean(pl.col("lines").list.eval(pl.element().str.contains(f"({_ELLIPSIS})$"))).alias("ellipsis_lines"),
         _duplicate_fraction("lines").alias("duplicate_lines"),
         _duplicate_fraction("paragraphs").alias("duplicate_paragraphs"),
-        pl.col("tokens").list.eval(pl.element().str.contains(r"\p{Alphabetic}")).list.mean().alias("alpha_words"),
+        _mean(pl.col("tokens").list.eval(pl.element().str.contains(r"\p{Alphabetic}"))).alias("alpha_words"),
         pl.when(words >= stop_words_min_words).then(_stop_word_count()).alias("stop_words"),
     ).hstack(_top_ngram_fractions(frame["tokens"]))
+
+
+def _mean(values: pl.Expr) -> pl.Expr:
+    # Not list.mean(): its float summation varies with the batch layout in the last bit; integer sums are exact,
+    # so a sample scores the same whatever batch it is in.
+    return pl.when(values.list.len() > 0).then(values.list.sum() / values.list.len())
 
 
 def _non_empty(parts: pl.Expr) -> pl.Expr:
@@ -140,6 +146,7 @@ def _word_length() -> pl.Expr:
 
 
 def _duplicate_fraction(column: str) -> pl.Expr:
+    # The share of lines (paragraphs) that repeat an earlier one.
     parts = pl.col(column)
     return pl.when(parts.list.len() > 0).then(1 - parts.list.n_unique() / parts.list.len())
 
@@ -155,17 +162,17 @@ def _top_ngram_fractions(tokens: pl.Series) -> pl.DataFrame:
 
     Characters are those of the normalised words, without spaces, as in RedPajama's Gopher signals.
 
-    Overlapping occurrences (`a a a` holds `a a` twice) each count, as in Gopher, so the value is capped at 1.
+    Overlapping occurrences (`a a a` holds `a a` twice) each count, so the value is capped at 1.
     """
     # Words are compared case-insensitively without surrounding punctuation ("Indeed," repeats "indeed").
     normal = pl.col("token").str.to_lowercase().str.strip_chars(_PUNCT)
     long = pl.DataFrame({"token": tokens}).with_row_index("row").explode("token").select("row", normal)
     long = long.filter(pl.col("token") != "").with_columns(chars=pl.col("token").str.len_chars())
     totals = pl.DataFrame({"row": pl.arange(0, len(tokens), eager=True, dtype=pl.UInt32)}).join(
-        long.group_by("row").agg(pl.col("chars").sum().alias("total")), on="row", how="left"
+        long.group_by("row").agg(pl.col("chars").sum().alias("total")), on="row", how="left", maintain_order="left"
     )
     for n in NGRAM_SIZES:
-        totals = totals.join(_top_ngram_chars(long, n), on="row", how="left")
+        totals = totals.join(_top_ngram_chars(long, n), on="row", how="left", maintain_order="left")
     covered = [pl.col(f"top_{n}gram").fill_null(0) for n in NGRAM_SIZES]
     return totals.select(
         pl.when(pl.col("total") > 0).then(pl.min_horizontal(c / pl.col("total"), 1.0)).alias(f"top_{n}gram")
@@ -206,7 +213,7 @@ def judge(metrics: pl.DataFrame, params: QualityParams) -> pl.DataFrame:
     )
     rows = pl.DataFrame({"row": pl.arange(0, metrics.height, eager=True, dtype=pl.UInt32)})
     failed = pl.col("failed").fill_null("") != ""
-    return rows.join(worst, on="row", how="left").select(
+    return rows.join(worst, on="row", how="left", maintain_order="left").select(
         pl.when(failed).then(pl.lit("drop")).otherwise(pl.lit("keep")).alias("decision"),
         pl.when(failed).then(pl.col("worst_value")).otherwise(-pl.col("worst_margin")).alias("score"),
         pl.when(failed).then(pl.lit("low_quality:") + pl.col("failed")).alias("reason"),
@@ -216,7 +223,9 @@ def judge(metrics: pl.DataFrame, params: QualityParams) -> pl.DataFrame:
 def _rule_margins(metrics: pl.DataFrame, index: int, rule: Rule, params: QualityParams) -> pl.DataFrame:
     bound = float(getattr(params, rule.bound))
     # Relative to the bound so rules of different units compare; a zero bound falls back to absolute.
-    scale = bound if bound > 0 else 1.0
+    # A multiplication, not a division: dividing by the scalar gave last-bit differences between a sample
+    # judged alone and in a long batch (polars 2.1); a sample's score must not depend on its batch.
+    inverse = 1.0 / bound if bound > 0 else 1.0
     value = pl.col(rule.metric).cast(pl.Float64)
     excess = value - bound if rule.kind == "max" else bound - value
     return metrics.with_row_index("row").select(
@@ -224,5 +233,5 @@ def _rule_margins(metrics: pl.DataFrame, index: int, rule: Rule, params: Quality
         pl.lit(index, pl.Int32).alias("rule"),
         pl.lit(rule.name).alias("name"),
         value.alias("value"),
-        (excess / scale).alias("margin"),
+        (excess * inverse).alias("margin"),
     )

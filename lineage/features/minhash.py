@@ -1,0 +1,375 @@
+"""MinHash signatures of word n-gram shingles and LSH matching, vectorised with numpy.
+
+Pure functions, shared by near-dedup and the contamination filter. No Python loop runs per document or
+per shingle: texts become one UTF-8 byte array, tokens are runs of word bytes, token and shingle hashes
+are computed over all tokens at once, and the permutations run over blocks of documents at once.
+
+The scheme (`scheme()`, stored with cached signatures as config.json) fixes every step, so signatures
+stay comparable across library versions:
+
+* tokens: text lowercased by `pyarrow.compute.utf8_lower`, then maximal runs of word characters as in
+  Python's `re.findall(r"\\w+", text)` (`str.isalnum()` or `_`); a null text is empty.
+* token hash: the token's UTF-8 bytes as little-endian 8-byte words (the last zero-padded) folded by
+  `h = (h xor word) * 0x100000001b3` (mod 2^64) from h = the byte length, then the 64-bit MurmurHash3
+  finalizer. Eight bytes a step keeps the vectorised loop short (steps = the longest token / 8).
+* shingle: `ngram` consecutive tokens; a document with fewer tokens is one shingle of all of them;
+  a document with no tokens has no shingles and the empty signature (all 2^32-1), which matches nothing.
+* shingle hash: Horner fold `h = h * 0x100000001b3 + token_hash` (mod 2^64) from 0, then the 64-bit
+  MurmurHash3 finalizer, high 32 bits.
+* permutations: datasketch's "affine32" scheme (its default since 2.0): the 32-bit MurmurHash3
+  finalizer, then `a * h + b mod 2^32` with odd `a`; a and b are drawn by numpy's legacy
+  `RandomState(seed)` (a stream numpy keeps frozen) exactly as datasketch 2.0 draws them. So a
+  signature equals `datasketch.MinHash(num_perm, seed=seed, hashfunc=lambda h: h)` updated with our
+  shingle hashes. No prime: datasketch's older Mersenne-prime scheme ("legacy") folds 61-bit values
+  down to 32 bits, which datasketch found biases estimates on large sets (its issue #212).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SCHEME_VERSION = 1
+EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of a document without shingles
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)  # mask of the k low bytes
+FNV_PRIME = np.uint64(0x100000001B3)
+SHINGLE_MULTIPLIER = FNV_PRIME
+BLOCK_SHINGLES = 8192  # shingles per permutation block: (num_perm x block) uint32 stays in L2 cache
+VERIFY_BLOCK = 65_536  # candidate pairs compared at once
+DOCS_PER_PASS = 20_000  # documents tokenised at once: bounds the per-token arrays (~100 bytes a token)
+LSH_WEIGHTS = (0.01, 0.99)  # false positive, false negative weights of the band choice
+
+_ASCII_WORD = np.zeros(256, dtype=bool)
+for _c in b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz":
+    _ASCII_WORD[_c] = True
+
+
+def scheme(*, ngram: int, num_perm: int, seed: int) -> dict[str, Any]:
+    """Everything that determines a signature; cached signatures are keyed by (a hash of) this."""
+    return {
+        "scheme_version": SCHEME_VERSION,
+        "tokeniser": "pyarrow utf8_lower, then runs of Python \\w (str.isalnum() or '_')",
+        "unicode": unicodedata.unidata_version,
+        "ngram": ngram,
+        "short_documents": "fewer tokens than ngram: one shingle of all tokens; no tokens: empty signature",
+        "token_hash": "murmur3-fmix64(fold h=(h^w)*0x100000001b3 mod 2^64 from h=byte length, w = utf-8 bytes "
+        "as little-endian u64 words, last zero-padded)",
+        "shingle_hash": "high 32 bits of murmur3-fmix64(horner fold h*0x100000001b3 + token_hash mod 2^64)",
+        "permutation": "datasketch affine32: murmur3-fmix32, then a*h+b mod 2^32, a odd",
+        "permutation_params": "numpy RandomState(seed): a = randint(0, 2^31, num_perm, uint32)*2+1, "
+        "b = randint(0, 2^32, num_perm, uint32)",
+        "prime": None,
+        "num_perm": num_perm,
+        "seed": seed,
+        "dtype": "uint32",
+    }
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+def _utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The lowercased UTF-8 bytes of all texts, concatenated, and their n+1 byte offsets."""
+    arr = pc.utf8_lower(pc.fill_null(texts, "")).cast(pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.large_string())
+    if len(arr) == 0:
+        return np.zeros(0, np.uint8), np.zeros(1, np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    return raw, offsets - offsets[0]
+
+
+def _word_bytes(data: np.ndarray) -> np.ndarray:
+    """Whether each byte belongs to a word character (ASCII by table, other characters by Unicode)."""
+    word = _ASCII_WORD[data]
+    leads = np.flatnonzero(data >= 0xC0)
+    if len(leads) == 0:
+        return word
+    codepoints = _decode(data, leads)
+    distinct, inverse = np.unique(codepoints, return_inverse=True)
+    # One Python call per distinct non-ASCII character (not per document): Python's own \w definition.
+    word[leads] = np.array([chr(c).isalnum() for c in distinct.tolist()], dtype=bool)[inverse]
+    # Continuation bytes take the class of their character's lead byte.
+    owner = np.where((data & 0xC0) == 0x80, 0, np.arange(len(data)))
+    return word[np.maximum.accumulate(owner)]
+
+
+def _decode(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    """Code points of the multi-byte UTF-8 characters starting at `leads` (the text is valid UTF-8)."""
+    padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.uint32)
+    b0, b1, b2, b3 = (padded[leads + k] for k in range(4))
+    two = ((b0 & 0x1F) << 6) | (b1 & 0x3F)
+    three = ((b0 & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
+    four = ((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((b2 & 0x3F) << 6) | (b3 & 0x3F)
+    return np.where(b0 < 0xE0, two, np.where(b0 < 0xF0, three, four))
+
+
+def _token_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Byte starts and ends of every token, and each document's first token (n+1 offsets)."""
+    word = _word_bytes(data)
+    edge = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))  # +1 a token starts, -1 ends
+    is_start, is_end = edge == 1, edge == -1
+    # A token must not run from one document into the next: split it where a document starts.
+    inner = offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < len(data))]
+    split = inner[word[inner] & word[inner - 1]]
+    is_start[split] = is_end[split] = True
+    starts, ends = np.flatnonzero(is_start), np.flatnonzero(is_end)
+    return starts, ends, np.searchsorted(starts, offsets)
+
+
+def _token_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """64-bit hash of each token's bytes, 8 bytes a step over all tokens at once (see the module doc)."""
+    padded = np.concatenate([data, np.zeros(8, np.uint8)])
+    windows = np.ndarray((len(data) + 1,), "<u8", buffer=padded, strides=(1,))  # 8 bytes from each offset
+    left = ends - starts
+    h = left.astype(np.uint64)
+    rows, at = None, starts  # rows: the tokens with bytes left (None: all); most are done after one step
+    while len(at):
+        word = windows[at] & _LOW_BYTES[np.minimum(left, 8)]  # zero the bytes past the token's end
+        if rows is None:
+            h ^= word
+            h *= FNV_PRIME
+        else:
+            h[rows] = (h[rows] ^ word) * FNV_PRIME
+        more = left > 8
+        rows = np.flatnonzero(more) if rows is None else rows[more]
+        at, left = at[more] + 8, left[more] - 8
+    return _fmix64(h)
+
+
+# --- shingles and signatures ----------------------------------------------------------------------
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def _shingles(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of every document's shingles, concatenated, and the n+1 shingle offsets."""
+    per_doc = np.diff(token_offsets)
+    count = np.where(per_doc > 0, np.maximum(per_doc - ngram + 1, 1), 0)
+    h = _fold(tokens, ngram)
+    short = np.flatnonzero((per_doc > 0) & (per_doc < ngram))
+    if len(short):  # a document shorter than ngram is one shingle of all its tokens
+        h[token_offsets[short]] = _fold_short(tokens, token_offsets[short], per_doc[short])
+    # The shingles of document d start at its first `count[d]` tokens: mark them by a difference array.
+    first = token_offsets[:-1]
+    edges = np.bincount(first, minlength=len(tokens) + 1) - np.bincount(first + count, minlength=len(tokens) + 1)
+    starts = np.cumsum(edges[:-1]) > 0
+    offsets = np.concatenate([[0], np.cumsum(count)])
+    return (_fmix64(h[starts]) >> np.uint64(32)).astype(np.uint32), offsets
+
+
+def _fold(tokens: np.ndarray, ngram: int) -> np.ndarray:
+    """At every token position, the Horner fold of the `ngram` tokens starting there (clipped at the end)."""
+    h = tokens.copy()
+    for k in range(1, ngram):
+        head = h[: len(h) - k]
+        np.multiply(head, SHINGLE_MULTIPLIER, out=head)
+        np.add(head, tokens[k:], out=head)
+    return h
+
+
+def _fold_short(tokens: np.ndarray, first: np.ndarray, width: np.ndarray) -> np.ndarray:
+    h = np.zeros(len(first), np.uint64)
+    for k in range(int(width.max())):
+        live = k < width
+        h[live] = h[live] * SHINGLE_MULTIPLIER + tokens[first[live] + k]
+    return h
+
+
+@lru_cache(maxsize=16)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of the affine permutations, drawn exactly as datasketch 2.0's affine32 scheme draws them."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def _permute(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """Per-document minimum of every permutation over its shingles, in cache-sized blocks of documents."""
+    a, b = permutations(num_perm, seed)
+    mixed = _fmix32(hashes)
+    docs = np.flatnonzero(np.diff(offsets) > 0)  # reduceat cannot express an empty segment
+    firsts = offsets[docs]
+    mins = np.empty((num_perm, len(docs)), np.uint32)
+    cuts = np.searchsorted(firsts, np.arange(0, offsets[-1], BLOCK_SHINGLES), side="right") - 1
+    bounds = np.unique(np.concatenate([cuts[cuts >= 0], [len(docs)]]))
+    for lo, hi in pairwise(bounds.tolist()):
+        block = np.multiply.outer(a, mixed[firsts[lo] : offsets[docs[hi - 1] + 1]])
+        block += b[:, None]
+        mins[:, lo:hi] = np.minimum.reduceat(block, firsts[lo:hi] - firsts[lo], axis=1)
+    out = np.full((len(offsets) - 1, num_perm), EMPTY, np.uint32)
+    out[docs] = mins.T
+    return out
+
+
+def _arrow(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.Array | pa.ChunkedArray:
+    return texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.string())
+
+
+def _hash_shingles(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    data, offsets = _utf8(texts)
+    starts, ends, token_offsets = _token_spans(data, offsets)
+    return _shingles(_token_hashes(data, starts, ends), token_offsets, ngram)
+
+
+def shingle_hashes(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], *, ngram: int = 5) -> list[np.ndarray]:
+    """Each document's 32-bit shingle hashes (for checks against a reference; signatures() is the fast path)."""
+    hashes, offsets = _hash_shingles(_arrow(texts), ngram)
+    return np.split(hashes, offsets[1:-1])
+
+
+def signatures(
+    texts: pa.Array | pa.ChunkedArray | Sequence[str | None], *, ngram: int = 5, num_perm: int = 128, seed: int = 1
+) -> np.ndarray:
+    """MinHash signatures, shape (len(texts), num_perm), uint32; see the module doc for the scheme."""
+    arr = _arrow(texts)
+    out = np.empty((len(arr), num_perm), np.uint32)
+    for lo in range(0, len(arr), DOCS_PER_PASS):
+        hashes, offsets = _hash_shingles(arr.slice(lo, DOCS_PER_PASS), ngram)
+        out[lo : lo + DOCS_PER_PASS] = _permute(hashes, offsets, num_perm, seed)
+    return out
+
+
+# --- LSH matching ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) for the threshold by datasketch's own optimisation, weighted 1:99 against misses.
+
+    Every candidate is verified, so a false candidate costs one comparison while a missed one is a missed
+    duplicate: datasketch's even weighting (for unverified LSH) finds only 40% of pairs at 0.8.
+    """
+    from datasketch.lsh import _optimal_param  # its MinHashLSH also refuses b < 2, which we can serve
+
+    b, r = _optimal_param(threshold, num_perm, *LSH_WEIGHTS)
+    return int(b), int(r)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard similarity of paired rows: the fraction of equal signature values."""
+    return (a == b).mean(axis=1)
+
+
+def _band_keys(sigs: np.ndarray, b: int, r: int) -> np.ndarray:
+    """(n, b) 32-bit keys of the bands; a key collision only adds a candidate that verification drops."""
+    h = np.broadcast_to(np.arange(b, dtype=np.uint64), (len(sigs), b)).copy()  # salt: a band's own keys
+    for col in range(r):
+        h *= FNV_PRIME
+        h += sigs[:, col : b * r : r]
+    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32)
+
+
+def _within(keys: np.ndarray) -> np.ndarray:
+    """All (i, j), i < j, of rows sharing a key in some band."""
+    flat = keys.ravel()
+    order = np.argsort(flat)
+    ordered = flat[order]
+    position = np.arange(len(flat))
+    new_run = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    start = np.maximum.accumulate(np.where(new_run, position, 0))  # each element's run start, sorted order
+    before = position - start  # earlier members of its run: it pairs with each of them
+    step = np.arange(before.sum()) - np.repeat(np.cumsum(before) - before, before)
+    pairs = np.stack([order[np.repeat(start, before) + step], np.repeat(order, before)], axis=1) // keys.shape[1]
+    return _distinct(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), len(keys))
+
+
+def _across(keys_a: np.ndarray, keys_b: np.ndarray) -> np.ndarray:
+    """All (i, j) of row i of A and row j of B sharing a key in some band."""
+    flat_a, flat_b = keys_a.ravel(), keys_b.ravel()
+    order = np.argsort(flat_b)
+    sorted_b = flat_b[order]
+    lo = np.searchsorted(sorted_b, flat_a, side="left")
+    count = np.searchsorted(sorted_b, flat_a, side="right") - lo
+    step = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    pairs = np.stack([np.repeat(np.arange(len(flat_a)), count), order[np.repeat(lo, count) + step]], axis=1)
+    return _distinct(pairs // keys_a.shape[1], len(keys_b))
+
+
+def _distinct(pairs: np.ndarray, n: int) -> np.ndarray:
+    codes = np.unique(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+    return np.stack([codes // n, codes % n], axis=1)
+
+
+def _verify(pairs: np.ndarray, sig_a: np.ndarray, sig_b: np.ndarray, threshold: float) -> np.ndarray:
+    """The candidate pairs whose estimated Jaccard reaches the threshold, in blocks to bound memory."""
+    keep = np.zeros(len(pairs), dtype=bool)
+    for lo in range(0, len(pairs), VERIFY_BLOCK):
+        block = pairs[lo : lo + VERIFY_BLOCK]
+        keep[lo : lo + VERIFY_BLOCK] = jaccard(sig_a[block[:, 0]], sig_b[block[:, 1]]) >= threshold
+    return pairs[keep]
+
+
+def _nonempty(sigs: np.ndarray) -> np.ndarray:
+    return np.flatnonzero((sigs != EMPTY).any(axis=1))
+
+
+def match(sig_a: np.ndarray, sig_b: np.ndarray, *, threshold: float) -> np.ndarray:
+    """(i, j) pairs, row i of sig_a and row j of sig_b, with estimated Jaccard >= threshold (via LSH)."""
+    rows_a, rows_b = _nonempty(sig_a), _nonempty(sig_b)
+    a, b = sig_a[rows_a], sig_b[rows_b]
+    nb, nr = bands(threshold, sig_a.shape[1])
+    pairs = _verify(_across(_band_keys(a, nb, nr), _band_keys(b, nb, nr)), a, b, threshold)
+    return np.stack([rows_a[pairs[:, 0]], rows_b[pairs[:, 1]]], axis=1)
+
+
+def lsh_pairs(sigs: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Verified near-duplicate pairs (i < j) within one signature matrix.
+
+    Rows with identical signatures are linked as a star (each to the first of them), not all pairs, so
+    many copies of one text cost linear time; every verified pair between distinct signatures is given.
+    """
+    rows = _nonempty(sigs)
+    first, inverse = _identical(sigs, rows)
+    stars = np.stack([first[inverse], rows], axis=1)
+    stars = _verify(stars[stars[:, 0] != stars[:, 1]], sigs, sigs, 1.0)
+    distinct = sigs[first]
+    nb, nr = bands(threshold, sigs.shape[1])
+    pairs = _verify(_within(_band_keys(distinct, nb, nr)), distinct, distinct, threshold)
+    return np.sort(np.concatenate([stars, first[pairs]]), axis=1)
+
+
+def _identical(sigs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of these rows by a hash of the whole signature: each group's first row, and each row's group."""
+    words = np.ascontiguousarray(sigs[rows]).view(np.uint64) if sigs.shape[1] % 2 == 0 else sigs[rows]
+    h = (words.astype(np.uint64, copy=False) * _row_multipliers(words.shape[1])).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)
+
+
+@lru_cache(maxsize=8)
+def _row_multipliers(width: int) -> np.ndarray:
+    return np.random.RandomState(width).randint(0, 1 << 63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
+    """A cluster label per row: the connected components of the pairs (what union-find computes)."""
+    from scipy.sparse import coo_matrix  # imported here: every CLI command registers this module's filter
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]

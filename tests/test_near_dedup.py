@@ -1,0 +1,302 @@
+"""near-dedup and the MinHash features: planted duplicates, keep policy, clusters, cache, datasketch as reference."""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import combinations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIXTURES, Runner
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
+
+from lineage.errors import LineageError
+from lineage.features import minhash
+from lineage.filters.base import SelectionContext
+from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams
+from lineage.store import Store
+
+PLANTED = json.loads((FIXTURES / "planted.json").read_text(encoding="utf-8"))
+SYNTHETIC_G1 = [json.loads(line) for line in (FIXTURES / "synthetic-g1.jsonl").read_text().splitlines()]
+REAL_ROWS = [json.loads(line) for line in (FIXTURES / "real.jsonl").read_text().splitlines()]
+REAL, REAL_IDS = [r["text"] for r in REAL_ROWS], [r["id"] for r in REAL_ROWS]
+PARENT = {r["id"]: r["parent_id"] for r in SYNTHETIC_G1}
+# The planted near duplicates are 6-10 words and differ from their parent in the last word, so their word
+# 5-gram Jaccard is only 0.33-0.71; word bigrams (0.67-0.8) with a lower threshold are what finds them.
+SHORT_TEXT = {"ngram": "2", "threshold": "0.5"}
+M64 = (1 << 64) - 1
+
+
+def decisions(store: Store) -> dict[str, dict]:
+    rows = store.sql(
+        "SELECT s.external_id, e.decision, e.reason, e.score, k.external_id AS related, c.external_id AS cluster "
+        "FROM status e JOIN samples s USING (sample_id) LEFT JOIN samples k ON k.sample_id = e.related_id "
+        "JOIN samples c ON c.sample_id = e.cluster_id WHERE e.filter = 'near-dedup'"
+    ).to_pylist()
+    return {r.pop("external_id"): r for r in rows}
+
+
+@pytest.mark.parametrize("params", [{}, SHORT_TEXT])
+def test_exact_copies_are_dropped_for_their_real_parent(small_store: Store, params: dict) -> None:
+    small_store.run_filter("near-dedup", params=params)
+    got = decisions(small_store)
+    for ext in PLANTED["exact_dup_of_parent"]:
+        assert got[ext] == {
+            "decision": "drop",
+            "reason": "near_duplicate",
+            "score": 1.0,
+            "related": PARENT[ext],
+            "cluster": PARENT[ext],
+        }
+
+
+def test_planted_near_duplicates_are_dropped_for_their_real_parent(small_store: Store) -> None:
+    result = small_store.run_filter("near-dedup", params=SHORT_TEXT)
+    got = decisions(small_store)
+    for ext in PLANTED["near_dup_of_parent"]:
+        row = got[ext]
+        assert (row["decision"], row["reason"], row["related"], row["cluster"]) == (
+            "drop",
+            "near_duplicate",
+            PARENT[ext],
+            PARENT[ext],
+        )
+        assert 0.5 <= row["score"] < 1.0
+        assert got[PARENT[ext]]["decision"] == "keep"
+    assert result.reasons == {"near_duplicate": result.dropped}
+
+
+def test_keep_policy_prefers_real_then_lower_generation_then_earlier(store: Store) -> None:
+    one = "the committee met on a rainy tuesday to discuss the long delayed plans for the new harbour bridge"
+    two = "a small grey cat slept all afternoon on the warm stone wall beside the old village bakery door"
+    store.ingest([{"id": "s3", "text": one + " tonight"}], origin="synthetic", source="syn3", generation=3)
+    store.ingest([{"id": "s1", "text": one + " today"}], origin="synthetic", source="syn1", generation=1)
+    store.ingest([{"id": "r", "text": one + " again"}], origin="real", source="web")
+    store.ingest([{"id": "r2", "text": one + " anyway"}], origin="real", source="web2")
+    store.ingest([{"id": "t3", "text": two + " today"}], origin="synthetic", source="syn3b", generation=3)
+    store.ingest([{"id": "t1", "text": two + " again"}], origin="synthetic", source="syn1b", generation=1)
+    store.run_filter("near-dedup")
+    assert {k: (v["decision"], v["related"], v["cluster"]) for k, v in decisions(store).items()} == {
+        "r": ("keep", None, "r"),  # real wins, though ingested after the synthetic copies
+        "r2": ("drop", "r", "r"),  # both real and generation 0: the earlier ingest wins
+        "s1": ("drop", "r", "r"),
+        "s3": ("drop", "r", "r"),
+        "t1": ("keep", None, "t1"),  # no real copy: the lower generation wins, though ingested later
+        "t3": ("drop", "t1", "t1"),
+    }
+
+
+def test_every_event_has_a_cluster_named_after_its_kept_sample(small_store: Store) -> None:
+    result = small_store.run_filter("near-dedup", params=SHORT_TEXT)
+    rows = small_store.sql(
+        "SELECT sample_id, decision, related_id, cluster_id FROM events WHERE run_id = ?", params=[result.run_id]
+    ).to_pylist()
+    assert len(rows) == 1125 and all(r["cluster_id"] for r in rows)
+    kept = {r["sample_id"] for r in rows if r["decision"] == "keep"}
+    assert {r["cluster_id"] for r in rows} == kept  # one kept sample per cluster, and it names it
+    for r in rows:
+        if r["decision"] == "keep":
+            assert (r["cluster_id"], r["related_id"]) == (r["sample_id"], None)
+        else:
+            assert r["related_id"] == r["cluster_id"] != r["sample_id"]
+
+
+def test_decisions_do_not_depend_on_how_the_selection_is_chunked(small_store: Store) -> None:
+    flt = NearDedupFilter(NearDedupParams(ngram=2, threshold=0.5))
+    features = small_store.sql("SELECT sample_id, origin, generation, version, input_row, text FROM samples")
+    context = SelectionContext(small_store, "run")
+    whole = flt.decide_all(features.combine_chunks(), context)
+    chunked = flt.decide_all(pa.Table.from_batches(features.to_batches(max_chunksize=100)), context)
+    assert whole.num_rows == 1125 and whole.equals(chunked)
+    assert flt.decide_all(features.slice(0, 0), context).num_rows == 0
+
+
+def cache_parts(store: Store) -> list[pa.Table]:
+    return [pq.read_table(p) for p in sorted((store.root / "data/features/minhash").glob("*/part-*.parquet"))]
+
+
+def test_a_second_run_hashes_only_the_new_samples(store: Store) -> None:
+    store.ingest(REAL_ROWS[:400], origin="real", source="first")
+    store.run_filter("near-dedup")
+    store.ingest([*REAL_ROWS[400:], {"id": "twin", "text": REAL[0] + " indeed"}], origin="real", source="second")
+    second = store.run_filter("near-dedup")
+    parts = cache_parts(store)
+    new_ids = store.sql("SELECT sample_id FROM samples WHERE source = 'second'")["sample_id"]
+    assert [p.num_rows for p in parts] == [400, 201]
+    assert sorted(parts[1]["sample_id"].to_pylist()) == sorted(new_ids.to_pylist())
+    # The cached and the new signatures are matched together: the new sample finds its cached near twin.
+    twin = decisions(store)["twin"]
+    assert (twin["decision"], twin["related"]) == ("drop", REAL_IDS[0])
+    assert second.dropped >= 1
+    texts = store.sql("SELECT sample_id, text FROM samples")
+    cached = pa.concat_tables(parts)
+    order = pc.index_in(cached["sample_id"], value_set=texts["sample_id"])
+    fresh = minhash.signatures(texts["text"].take(order))
+    stored = np.frombuffer(b"".join(cached["minhash"].to_pylist()), "<u4").reshape(len(fresh), -1)
+    assert (stored == fresh).all()
+
+
+def test_the_cache_records_the_hashing_scheme(small_store: Store) -> None:
+    small_store.run_filter("near-dedup", params={"num_perm": "64", "seed": "7"})
+    (config_path,) = (small_store.root / "data/features/minhash").glob("*/config.json")
+    config = json.loads(config_path.read_text())
+    assert (config["num_perm"], config["seed"], config["ngram"]) == (64, 7, 5)
+    for key in ("tokeniser", "token_hash", "shingle_hash", "permutation", "permutation_params", "prime"):
+        assert key in config
+    small_store.run_filter("near-dedup", params={"num_perm": "64", "seed": "8"})
+    assert len(list((small_store.root / "data/features/minhash").glob("*/config.json"))) == 2
+
+
+def reference_shingle_hashes(text: str, ngram: int) -> list[int]:
+    """The documented scheme, one document at a time in plain Python."""
+
+    def token_hash(token: str) -> int:
+        raw = token.encode()
+        h = len(raw)
+        for i in range(0, len(raw), 8):
+            h = ((h ^ int.from_bytes(raw[i : i + 8], "little")) * 0x100000001B3) & M64
+        return fmix64(h)
+
+    def fmix64(h: int) -> int:
+        h = ((h ^ (h >> 33)) * 0xFF51AFD7ED558CCD) & M64
+        h = ((h ^ (h >> 33)) * 0xC4CEB9FE1A85EC53) & M64
+        return h ^ (h >> 33)
+
+    tokens = [token_hash(t) for t in re.findall(r"\w+", pc.utf8_lower(pa.array([text]))[0].as_py())]
+    out = []
+    for i in range(max(len(tokens) - ngram + 1, 1) if tokens else 0):
+        h = 0
+        for t in tokens[i : i + ngram]:
+            h = (h * 0x100000001B3 + t) & M64
+        out.append(fmix64(h) >> 32)
+    return out
+
+
+TRICKY = [
+    "Hello, World! foo_bar 42",
+    "",
+    "  ?!  ",
+    "one two",
+    "Ünïcödé STRASSE—dash naïve café’s x\u00a0y 東京 タワー ２０２４",
+    "the quick brown fox jumps over the lazy dog while the cat sleeps",
+    "supercalifragilisticexpialidocious antidisestablishmentarianism 12345678 1234567 123456789",
+]
+
+
+def test_shingle_hashes_follow_the_documented_scheme() -> None:
+    for ngram in (1, 3, 5):
+        got = [h.tolist() for h in minhash.shingle_hashes([*TRICKY, None], ngram=ngram)]
+        assert got == [reference_shingle_hashes(t, ngram) for t in TRICKY] + [[]]
+
+
+def test_signatures_equal_datasketch_given_the_same_shingle_hashes() -> None:
+    sigs = minhash.signatures(TRICKY + REAL[:20], num_perm=64, seed=3)
+    for row, hashes in zip(sigs, minhash.shingle_hashes(TRICKY + REAL[:20]), strict=True):
+        reference = MinHash(num_perm=64, seed=3, hashfunc=lambda h: h)
+        reference.update_batch(hashes.tolist())
+        assert (row == reference.hashvalues).all()
+
+
+def test_jaccard_estimates_agree_with_datasketch_defaults() -> None:
+    base = " ".join(REAL[:8]).split()
+    texts = [" ".join(base[:-k] + ["changed"] * k) if k else " ".join(base) for k in (0, 5, 15, 30, 60)]
+    ours = minhash.signatures(texts)
+    theirs = []
+    for text in texts:
+        m = MinHash(num_perm=128, seed=1)  # sha1 over the shingle strings: an independent hash
+        words = re.findall(r"\w+", text.lower())
+        m.update_batch([" ".join(words[i : i + 5]).encode() for i in range(len(words) - 4)])
+        theirs.append(m)
+    for i, j in combinations(range(len(texts)), 2):
+        ours_ij = minhash.jaccard(ours[i : i + 1], ours[j : j + 1])[0]
+        assert abs(ours_ij - theirs[i].jaccard(theirs[j])) <= 0.15, (i, j)
+        assert abs(ours_ij - true_jaccard(texts[i], texts[j])) <= 0.12, (i, j)
+
+
+def true_jaccard(a: str, b: str, ngram: int = 5) -> float:
+    def grams(t: str) -> set[tuple[str, ...]]:
+        w = re.findall(r"\w+", t.lower())
+        return {tuple(w[i : i + ngram]) for i in range(max(len(w) - ngram + 1, 1))}
+
+    sa, sb = grams(a), grams(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def brute_force(sig_a: np.ndarray, sig_b: np.ndarray, threshold: float) -> set[tuple[int, int]]:
+    similar = (sig_a[:, None, :] == sig_b[None, :, :]).mean(axis=2) >= threshold
+    return {(int(i), int(j)) for i, j in zip(*np.nonzero(similar), strict=True)}
+
+
+def test_lsh_pairs_are_verified_and_find_what_brute_force_finds() -> None:
+    texts = [" ".join(REAL[i : i + 3]) for i in range(0, 300, 3)]
+    texts += [t.rsplit(" ", k)[0] for k, t in enumerate(texts[:40], start=1)]  # graded truncations
+    texts += [*texts[:5], "", "!!"]
+    sigs = minhash.signatures(texts)
+    pairs = minhash.lsh_pairs(sigs, threshold=0.8)
+    assert all(i < j for i, j in pairs)
+    assert (minhash.jaccard(sigs[pairs[:, 0]], sigs[pairs[:, 1]]) >= 0.8).all()
+    truth = {(i, j) for i, j in brute_force(sigs, sigs, 0.8) if i < j and texts[i].strip("!")}
+    labels = minhash.clusters(len(sigs), pairs)
+    together = {(i, j) for i, j in combinations(range(len(texts)), 2) if labels[i] == labels[j]}
+    assert len(truth - together) <= 0.05 * len(truth)
+    assert labels[-1] != labels[-2]  # texts without words match nothing, not even each other
+
+
+def test_match_pairs_two_sets() -> None:
+    held_out = [" ".join(REAL[i : i + 4]) for i in range(0, 200, 4)]
+    train = [" ".join(REAL[i : i + 4]) for i in range(200, 400, 4)] + [held_out[3] + " extra", held_out[7], ""]
+    a, b = minhash.signatures(train), minhash.signatures(held_out)
+    got = {(int(i), int(j)) for i, j in minhash.match(a, b, threshold=0.8)}
+    assert got == brute_force(a, b, 0.8) - {(52, j) for j in range(len(held_out))}
+    assert {(50, 3), (51, 7)} <= got
+
+
+def test_short_documents_are_one_shingle_and_empty_ones_are_empty() -> None:
+    sigs = minhash.signatures(["a b", "A, B!", "b a", "", None, "..."], ngram=5, num_perm=32)
+    assert (sigs[0] == sigs[1]).all() and not (sigs[0] == sigs[2]).all()
+    assert (sigs[3:] == minhash.EMPTY).all()
+    assert minhash.signatures([], num_perm=8).shape == (0, 8)
+
+
+def test_bands_come_from_datasketch_weighted_against_misses() -> None:
+    assert minhash.bands(0.8, 128) == _optimal_param(0.8, 128, 0.01, 0.99) == (18, 7)
+    assert minhash.bands(0.99, 128)[0] >= 1  # datasketch's own MinHashLSH refuses this one (b < 2)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"threshold": "2"}, "param `threshold` of filter near-dedup: Input should be less than or equal to 1"),
+        ({"ngram": "0"}, "param `ngram` of filter near-dedup: Input should be greater than or equal to 1"),
+        ({"bands": "3"}, "unknown param `bands` for filter near-dedup; allowed: ngram, num_perm, threshold, seed"),
+    ],
+)
+def test_bad_params_are_one_line(store: Store, params: dict, message: str) -> None:
+    with pytest.raises(LineageError, match=message):
+        store.run_filter("near-dedup", params=params)
+
+
+def test_bad_threshold_on_the_cli(store: Store) -> None:
+    result = Runner(store.root)("filter", "run", "near-dedup", "--param", "threshold=2", code=1)
+    assert result.stderr == (
+        "Error: param `threshold` of filter near-dedup: Input should be less than or equal to 1, got '2'\n"
+    )
+
+
+def test_why_was_it_dropped_is_one_query(small_store: Store) -> None:
+    small_store.run_filter("near-dedup", params=SHORT_TEXT)
+    target = PLANTED["near_dup_of_parent"][0]
+    why = small_store.sql(
+        "SELECT e.filter, e.reason, e.score, k.external_id AS kept, k.text AS kept_text FROM status e "
+        "JOIN samples s USING (sample_id) LEFT JOIN samples k ON k.sample_id = e.related_id "
+        "WHERE s.external_id = ? AND e.decision = 'drop'",
+        params=[target],
+    ).to_pylist()
+    assert len(why) == 1
+    assert (why[0]["filter"], why[0]["reason"], why[0]["kept"]) == ("near-dedup", "near_duplicate", PARENT[target])
+    assert why[0]["score"] == pytest.approx(0.75, abs=0.1)  # "...part of some larger system" vs "...things"

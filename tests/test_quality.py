@@ -1,0 +1,150 @@
+"""quality: Gopher-style heuristics, on hand-made bad texts and on the WordNet fixtures in a real store."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow as pa
+import pytest
+from conftest import FIXTURES
+
+from lineage.errors import LineageError
+from lineage.filters import run
+from lineage.filters.quality import QualityFilter, QualityParams
+from lineage.store import Store
+
+REASON = re.compile(r"^[a-z0-9_]+(:[^\s].*)?$")
+NO_STOP_WORDS = (
+    "Quarterly revenue grew sharply across every region while operating costs fell, margins widened, "
+    "analysts raised targets, investors cheered, shares climbed, bonds rallied, currencies steadied today"
+)
+BAD = [
+    ("repeated_2gram", "buy now buy now buy now buy now buy now buy now please", "top_2gram_fraction"),
+    ("repeated_4gram", "we will win the game and we will win the game and we will win", "top_4gram_fraction"),
+    ("lorem_ellipsis", "lorem ipsum ... dolor sit ... amet consectetur ... adipiscing elit", "symbol_ratio"),
+    ("hash_spam", "#deal #sale #free #win #promo click this link now", "symbol_ratio"),
+    (
+        "ellipsis_lines",
+        "and then it went on...\nthe crowd slowly drifted away...\nnobody knew what came next",
+        "ellipsis_lines",
+    ),
+    ("non_alphabetic", "12 345 6789 +1 (555) 0100 42 7.5 99% -- ==", "low_alpha_words"),
+    ("no_stop_words", NO_STOP_WORDS, "no_stop_words"),
+    (
+        "duplicate_lines",
+        "click here for deals\nclick here for deals\nclick here for deals\nthe end of it",
+        "duplicate_lines",
+    ),
+    ("duplicate_paragraphs", "A first paragraph.\n\nA first paragraph.\n\nAnother one here.", "duplicate_paragraphs"),
+    ("too_few_words", "hello there", "too_few_words"),
+    ("short_words", "a b c d e f g h", "short_words"),
+    ("long_words", "internationalization counterrevolutionaries electroencephalographically", "long_words"),
+]
+
+
+def decide(texts: list[str], **params: object) -> list[dict[str, object]]:
+    batch = pa.RecordBatch.from_pydict({"sample_id": [f"s{i}" for i in range(len(texts))], "text": texts})
+    return QualityFilter(QualityParams(**params)).decide(batch).to_pylist()
+
+
+def failed_rules(row: dict[str, object]) -> list[str]:
+    reason = str(row["reason"])
+    assert reason.startswith("low_quality:") and REASON.match(reason), reason
+    return reason.removeprefix("low_quality:").split(",")
+
+
+@pytest.mark.parametrize(("text", "rule"), [pytest.param(t, r, id=i) for i, t, r in BAD])
+def test_bad_text_dropped_for_its_rule(text: str, rule: str) -> None:
+    (row,) = decide([text])
+    assert row["decision"] == "drop"
+    assert rule in failed_rules(row)
+
+
+def test_good_sentences_kept_with_headroom() -> None:
+    rows = decide(
+        [
+            "negotiations ran into a brick wall",
+            "the committee agreed to publish the report with a short summary of the findings",
+            "A cheerful tune.\n\nThe choir sang it twice, and the hall was quiet after that.",
+        ]
+    )
+    assert [r["decision"] for r in rows] == ["keep"] * 3
+    assert all(r["reason"] is None and 0 <= r["score"] <= 1 for r in rows)
+
+
+def test_reason_lists_every_failing_rule_and_score_is_the_worst() -> None:
+    (row,) = decide(["the the the the the the the the the the"])
+    assert failed_rules(row) == ["top_2gram_fraction", "top_3gram_fraction", "top_4gram_fraction"]
+    # Every n-gram fraction is 1.0; the 4-gram bound (0.16) is exceeded by the largest relative margin.
+    assert row["score"] == 1.0
+    (row,) = decide(["hello there"], min_words=4)
+    assert failed_rules(row) == ["too_few_words"] and row["score"] == 2.0
+
+
+def test_stop_word_rule_waits_for_long_texts() -> None:
+    short = "quarterly revenue grew sharply across every region"
+    assert decide([short])[0]["decision"] == "keep"
+    assert failed_rules(decide([short], stop_words_min_words=5)[0]) == ["no_stop_words"]
+
+
+def test_empty_and_null_text() -> None:
+    rows = decide(["", "   \n  "])
+    assert [failed_rules(r) for r in rows] == [["too_few_words"], ["too_few_words"]]
+
+
+def test_decisions_do_not_depend_on_batching() -> None:
+    files = [FIXTURES / f"{name}.jsonl" for name in ("real", "synthetic-g1", "synthetic-g2", "synthetic-g3")]
+    texts = [json.loads(line)["text"] for f in files for line in f.read_text().splitlines()]
+    together = decide(texts)
+    for i in range(0, len(texts), 7):
+        assert decide([texts[i]])[0] == together[i] | {"sample_id": "s0"}
+
+
+def rates(store: Store, run_id: str) -> dict[str, float]:
+    rows = store.sql(
+        "SELECT s.source, avg(CASE WHEN e.decision = 'drop' THEN 1 ELSE 0 END) AS rate "
+        "FROM events e JOIN samples s USING (sample_id) WHERE e.run_id = ? GROUP BY s.source",
+        params=[run_id],
+    ).to_pylist()
+    return {r["source"]: r["rate"] for r in rows}
+
+
+def test_fixtures_real_kept_degraded_dropped(small_store: Store) -> None:
+    result = small_store.run_filter("quality")
+    assert result.selected == 1125 and set(result.reasons) == {"low_quality"}
+    by_source = rates(small_store, result.run_id)
+    assert by_source["wordnet"] <= 0.05
+    # Generation 3 is deliberately degraded, repetitive text.
+    assert by_source["syn-v3"] >= 0.6 and by_source["syn-v3"] >= 10 * by_source["wordnet"]
+    reasons = small_store.sql(
+        "SELECT DISTINCT reason FROM events WHERE run_id = ? AND reason IS NOT NULL", params=[result.run_id]
+    )["reason"].to_pylist()
+    assert all(REASON.match(r) for r in reasons)
+
+
+def test_worker_processes_decide_like_inline(small_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    inline = small_store.run_filter("quality", engine="inline")
+    monkeypatch.setattr(run, "BATCH_ROWS", 400)  # three batches, so the process pool runs
+    pooled = small_store.run_filter("quality", engine="local", workers=2, force=True)
+    query = "SELECT sample_id, decision, score, reason FROM events WHERE run_id = ? ORDER BY sample_id"
+    assert pooled.dropped == inline.dropped
+    assert (
+        small_store.sql(query, params=[pooled.run_id]).to_pylist()
+        == small_store.sql(query, params=[inline.run_id]).to_pylist()
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"max_top_2gram_fraction": "1.5"}, "param `max_top_2gram_fraction` of filter quality: "),
+        ({"min_words": "-1"}, "param `min_words` of filter quality: "),
+        ({"min_words": "10", "max_words": "5"}, "param `max_words` of filter quality: Value error, must be at least"),
+        ({"threshold": "0.5"}, "unknown param `threshold` for filter quality; allowed: min_words, max_words"),
+    ],
+)
+def test_param_errors_name_the_param(store: Store, params: dict[str, str], message: str) -> None:
+    with pytest.raises(LineageError) as err:
+        store.run_filter("quality", params=params)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
