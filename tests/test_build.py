@@ -146,7 +146,8 @@ def test_spec_formats_and_file_errors(tmp_path: Path, runner: Runner) -> None:
 
 def test_published_json_schema_is_current() -> None:
     published = Path(__file__).parent.parent / "lineage" / "schemas" / "build_spec.schema.json"
-    assert json.loads(published.read_text(encoding="utf-8")) == json_schema()
+    current = json.loads(published.read_text(encoding="utf-8"))
+    assert current == json_schema(), "regenerate it: python -m lineage.build.spec"
 
 
 def test_cli_dry_run_writes_nothing_then_build_show_diff(runner: Runner, small_store: Store, tmp_path: Path) -> None:

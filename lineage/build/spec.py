@@ -117,6 +117,15 @@ def json_schema() -> dict[str, Any]:
     return BuildSpec.model_json_schema()
 
 
+def write_json_schema(path: Path = Path(__file__).parent.parent / "schemas" / "build_spec.schema.json") -> None:
+    """Publish the spec's JSON Schema (`python -m lineage.build.spec` after changing the spec model)."""
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_json_schema()
+
+
 def load_spec(source: str | Path | dict[str, Any]) -> BuildSpec:
     """Parse and validate a spec file (by extension) or a dict."""
     data = source if isinstance(source, dict) else _read(Path(source))
