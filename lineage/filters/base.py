@@ -176,6 +176,30 @@ def decisions(
     )
 
 
+MARK_SQL = """
+SELECT f.sample_id, CASE WHEN h.sample_id IS NULL THEN 'keep' ELSE $decision END AS decision,
+    CAST(NULL AS DOUBLE) AS score, CASE WHEN h.sample_id IS NULL THEN NULL ELSE $reason END AS reason,
+    h.related AS related_id, h.related AS cluster_id
+FROM features f LEFT JOIN (SELECT sample_id, min(related) AS related FROM hits GROUP BY 1) h USING (sample_id)
+ORDER BY 1
+"""
+
+
+def mark(features: pa.Table, hits: pa.Table, *, decision: str, reason: str) -> pa.Table:
+    """`decision` with `reason` for the selected samples among `hits` (sample_id[, related]); keep the rest."""
+    import duckdb
+
+    if "related" not in hits.column_names:
+        hits = hits.append_column("related", pa.nulls(hits.num_rows, pa.string()))
+    con = duckdb.connect()
+    try:
+        con.register("features", features)
+        con.register("hits", hits)
+        return con.sql(MARK_SQL, params={"decision": decision, "reason": reason}).to_arrow_table()
+    finally:
+        con.close()
+
+
 # Keep policy shared by every dedup filter: real before synthetic, lower generation, earliest ingested.
 KEEP_ORDER_SQL = "(origin <> 'real'), generation, version, input_row, sample_id"
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 
-import duckdb
 import pyarrow as pa
 from pydantic import field_validator
 
 from lineage.errors import LineageError, QueryError
-from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register
 from lineage.readonly import lock_down, run
 
 
@@ -50,16 +49,4 @@ class SqlFilter(SelectionFilter):
                 hits = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")
             except QueryError as exc:
                 raise LineageError(f"param `where` of filter sql: {exc}") from None
-        con = duckdb.connect()
-        try:
-            con.register("features", features)
-            con.register("hits", hits)
-            return con.sql(
-                "SELECT sample_id, CASE WHEN h.sample_id IS NULL THEN 'keep' ELSE $d END AS decision, "
-                "CAST(NULL AS DOUBLE) AS score, CASE WHEN h.sample_id IS NULL THEN NULL ELSE $r END AS reason, "
-                "CAST(NULL AS VARCHAR) AS related_id, CAST(NULL AS VARCHAR) AS cluster_id "
-                "FROM features f LEFT JOIN (SELECT DISTINCT sample_id FROM hits) h USING (sample_id) ORDER BY 1",
-                params={"d": p.decision, "r": p.reason},
-            ).to_arrow_table()
-        finally:
-            con.close()
+        return mark(features, hits, decision=p.decision, reason=p.reason)

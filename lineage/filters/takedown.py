@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
-import duckdb
 import pyarrow as pa
 from pydantic import field_validator
 
-from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register
 from lineage.readonly import lock_down, run
 
 # Roots, then every descendant; each target keeps the smallest root id that reaches it.
@@ -54,15 +53,5 @@ class TakedownFilter(SelectionFilter):
         with context.store.reader() as con:
             lock_down(con, context.store.root)
             roots = run(con, TARGETS_SQL.format(where=p.where))
-        con = duckdb.connect()
-        try:
-            con.register("features", features)
-            con.register("roots", roots)
-            return con.sql(
-                "SELECT f.sample_id, 'drop' AS decision, CAST(NULL AS DOUBLE) AS score, $r AS reason, "
-                "r.root AS related_id, r.root AS cluster_id FROM features f JOIN roots r USING (sample_id) "
-                "ORDER BY 1",
-                params={"r": f"takedown:{slug}"},
-            ).to_arrow_table()
-        finally:
-            con.close()
+        hits = roots.rename_columns(["sample_id", "related"])
+        return mark(features, hits, decision="drop", reason=f"takedown:{slug}")
