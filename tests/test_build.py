@@ -212,3 +212,14 @@ def test_bad_floors() -> None:
         load_spec(spec(floors=[{"metric": "diversity", "min": 1}]))
     with pytest.raises(SpecError, match=r"floors\.0: give exactly one of min or max"):
         load_spec(spec(floors=[{"metric": "distinct_1"}]))
+
+
+def test_hf_export_loads_back(small_store: Store, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="the hf export needs the `hf` extra")
+    b = small_store.build(spec(size=50))
+    out = b.export(tmp_path / "hf", format="hf", with_provenance=True)
+    loaded = datasets.load_from_disk(str(out / "hf"))
+    assert loaded.num_rows == 50 and "_lineage_generation" in loaded.column_names
+    ids = {r["id"] for r in loaded}
+    assert ids == set(b.members(columns="external_id")["external_id"].to_pylist())
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["format"] == "hf"
