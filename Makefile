@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test lint bench-ingest clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch first, pinned: a bare `torch` would pull gigabytes of CUDA packages.

@@ -24,6 +24,7 @@ from lineage.ingest.extract import build_sql
 from lineage.ingest.options import IngestOptions
 from lineage.ingest.readers import Reader, open_reader
 from lineage.ingest.resolve import resolve
+from lineage.models import output_generations, registered_names
 from lineage.schemas import BATCHES, SAMPLES, select_cast_sql
 from lineage.segments import write_parquet
 from lineage.sets import add_members
@@ -102,12 +103,14 @@ def _run(
     progress: Progress,
 ) -> IngestResult:
     started = datetime.now(UTC)
-    read_rejects = _stage(con, reader, opts, progress)
+    models = registered_names(store)
+    read_rejects = _stage(con, reader, opts, progress, models)
     crash_point("ingest_staged")
     rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(read_rejects)
     if rows_read == 0:
         raise InputError(f"`{reader.uri}`: no records (the input is empty)")
     _existing_view(store, con)
+    _model_generations(store, con, models)
     rejects = _reject_until_stable(con, read_rejects, opts, reader.uri)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
     if stored:
@@ -124,9 +127,11 @@ def _run(
     return result
 
 
-def _stage(con: duckdb.DuckDBPyConnection, reader: Reader, opts: IngestOptions, progress: Progress) -> list[Reject]:
+def _stage(
+    con: duckdb.DuckDBPyConnection, reader: Reader, opts: IngestOptions, progress: Progress, models: list[str]
+) -> list[Reject]:
     """Extract every batch into the `staged` table; returns rows the reader itself rejected."""
-    sql, params = build_sql(opts)
+    sql, params = build_sql(opts, models)
     rejects: list[Reject] = []
     done = 0
     created = False
@@ -149,6 +154,19 @@ def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
     with store._connect(read_only=True) as cat:
         paths = catalog.segment_paths(cat, store.root, "samples", None)
     con.execute(catalog._segment_view("existing", paths, SAMPLES))
+
+
+def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
+    """`model_gen`: the output generation of each registered model this input names as generator."""
+    con.execute("CREATE OR REPLACE TEMP TABLE model_gen (name VARCHAR, generation BIGINT)")
+    if not models:
+        return
+    used = con.execute(
+        "SELECT DISTINCT generator FROM staged WHERE list_contains(?::VARCHAR[], generator)", [models]
+    ).fetchall()
+    if used:
+        gens = output_generations(store, [r[0] for r in used])
+        con.executemany("INSERT INTO model_gen VALUES (?, ?)", [list(item) for item in gens.items()])
 
 
 def _reject_until_stable(

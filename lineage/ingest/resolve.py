@@ -1,7 +1,9 @@
 """Resolve parent references to sample ids and compute generations, over the staged rows.
 
-Runs in the ingest's own DuckDB connection, where `staged` holds the extracted rows and `existing`
-is a view of the store's samples. Everything here is set-based SQL; only the generation fixpoint
+Runs in the ingest's own DuckDB connection, where `staged` holds the extracted rows, `existing`
+is a view of the store's samples and `model_gen(name, generation)` gives, for registered models used as
+generators, 1 + the deepest generation of their training build: their outputs are at least that deep
+(parents, when deeper, still win). Everything here is set-based SQL; only the generation fixpoint
 loops, once per level of parent depth inside the batch.
 """
 
@@ -13,7 +15,7 @@ from lineage.errors import Reject
 
 SETUP_SQL = """
 CREATE OR REPLACE TEMP TABLE cand AS
-    SELECT input_row, sample_id, external_id, source, origin, given_generation, parent_refs,
+    SELECT input_row, sample_id, external_id, source, origin, generator, given_generation, parent_refs,
            row_number() OVER (PARTITION BY sample_id ORDER BY input_row) = 1 AS first
     FROM staged WHERE len(errors) = 0 AND input_row NOT IN (SELECT input_row FROM excluded);
 CREATE OR REPLACE TEMP TABLE refs AS SELECT DISTINCT unnest(parent_refs) AS ref FROM cand;
@@ -35,8 +37,9 @@ CREATE OR REPLACE TEMP TABLE resolved AS
     SELECT ref, list(DISTINCT sample_id ORDER BY sample_id) AS ids, list(DISTINCT source ORDER BY source) AS sources
     FROM best GROUP BY ref;
 CREATE OR REPLACE TEMP TABLE nodes AS
-    SELECT input_row, sample_id, origin, given_generation FROM cand
-    WHERE first AND sample_id NOT IN (SELECT sample_id FROM existing);
+    SELECT c.input_row, c.sample_id, c.origin, c.given_generation, g.generation AS model_generation
+    FROM cand c LEFT JOIN model_gen g ON c.origin = 'synthetic' AND g.name = c.generator
+    WHERE c.first AND c.sample_id NOT IN (SELECT sample_id FROM existing);
 CREATE OR REPLACE TEMP TABLE node_refs AS
     SELECT c.input_row, c.sample_id, u.ref, u.pos, r.ids
     FROM nodes n JOIN cand c USING (input_row),
@@ -47,13 +50,14 @@ CREATE OR REPLACE TEMP TABLE edges AS
 CREATE OR REPLACE TEMP TABLE gen AS
     SELECT sample_id, generation FROM known WHERE generation IS NOT NULL
     UNION ALL SELECT sample_id, 0 FROM nodes WHERE origin = 'real'
-    UNION ALL SELECT sample_id, coalesce(given_generation, 1) FROM nodes n
+    UNION ALL SELECT sample_id, coalesce(model_generation, given_generation, 1) FROM nodes n
         WHERE origin = 'synthetic' AND sample_id NOT IN (SELECT child FROM edges);
 """
 
 STEP_SQL = """
 INSERT INTO gen
-    SELECT e.child, 1 + max(g.generation) FROM edges e LEFT JOIN gen g ON g.sample_id = e.parent
+    SELECT e.child, greatest(1 + max(g.generation), any_value(n.model_generation))
+    FROM edges e LEFT JOIN gen g ON g.sample_id = e.parent JOIN nodes n ON n.sample_id = e.child
     WHERE e.child NOT IN (SELECT sample_id FROM gen)
     GROUP BY e.child HAVING count(g.generation) = count(*)
 """
@@ -70,8 +74,10 @@ SELECT n.input_row, $field, 'parent cycle: this sample is its own ancestor'
 FROM nodes n WHERE sample_id NOT IN (SELECT sample_id FROM gen)
 UNION ALL
 SELECT n.input_row, 'generation',
-    'generation ' || n.given_generation || ' contradicts its parents (1 + max parent generation = '
-    || g.generation || ')'
+    'generation ' || n.given_generation || CASE WHEN n.model_generation IS NULL
+        THEN ' contradicts its parents (1 + max parent generation = ' || g.generation || ')'
+        ELSE ' contradicts its parents and generator (max of 1 + deepest parent and 1 + deepest sample the '
+             || 'generator was trained on = ' || g.generation || ')' END
 FROM nodes n JOIN gen g USING (sample_id)
 WHERE n.origin = 'synthetic' AND n.given_generation IS NOT NULL AND n.given_generation <> g.generation
 ORDER BY 1
