@@ -221,6 +221,24 @@ class Store:
 
         return diversity(self, **options)
 
+    def register_model(self, name: str, /, **options: Any) -> dict[str, Any]:
+        """Register model `name` (trained_on=BUILD[@vN], parent=, notes=); see `lineage.models`."""
+        from lineage.models import register_model
+
+        return register_model(self, name, **options)
+
+    def record_eval(self, model: str, /, **options: Any) -> Any:
+        """Record eval metrics of `model` (metrics={name: value}, benchmark=, eval_set=, stderr=)."""
+        from lineage.evals import record_eval
+
+        return record_eval(self, model, **options)
+
+    def attribute(self, metric: str, /, **options: Any) -> Any:
+        """Attribute an eval metric to groups of the models' training data (by=, models=, benchmark=, seed=)."""
+        from lineage.attribution import attribute
+
+        return attribute(self, metric, **options)
+
     def doctor(self) -> DoctorReport:
         from lineage.maintenance import doctor
 

@@ -38,9 +38,21 @@ def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, deb
 
 
 def _register() -> None:
-    from lineage.cli import build_cmds, diversity_cmd, filter_cmds, ingest_cmd, query, sets_cmds, store_cmds
+    from lineage.cli import (
+        build_cmds,
+        diversity_cmd,
+        filter_cmds,
+        ingest_cmd,
+        model_cmds,
+        query,
+        report_cmds,
+        sets_cmds,
+        store_cmds,
+    )
 
-    for module in (store_cmds, ingest_cmd, query, filter_cmds, sets_cmds, build_cmds, diversity_cmd):
+    modules = (store_cmds, ingest_cmd, query, filter_cmds, sets_cmds, build_cmds, diversity_cmd, model_cmds,
+               report_cmds)
+    for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,171 @@
+"""Models and their evaluations: model register, models, eval record / import / outputs / list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lineage.cli.common import echo_err, json_option, open_store, print_table, to_json
+
+
+@click.group("model")
+def model_group() -> None:
+    """Register models trained on builds (`lineage models` lists them)."""
+
+
+@model_group.command("register")
+@click.argument("name")
+@click.option("--trained-on", required=True, metavar="BUILD[@vN]", help="The build it was trained on.")
+@click.option("--parent", metavar="MODEL", help="The registered model it was fine-tuned from.")
+@click.option("--notes", help="Free text: checkpoint path, hyperparameters, ...")
+@json_option
+@click.pass_context
+def model_register(
+    ctx: click.Context, name: str, trained_on: str, parent: str | None, notes: str | None, as_json: bool
+) -> None:
+    """Register model NAME. Samples later ingested with `--generator NAME` get generation 1 + the deepest
+    generation in its training build.
+
+    \b
+    Examples:
+      lineage model register gen-1 --trained-on mix@v1
+      lineage model register gen-2 --trained-on mix@v2 --parent gen-1 --notes "lr 3e-4"
+    """
+    from lineage.models import register_model
+
+    row = register_model(open_store(ctx), name, trained_on=trained_on, parent=parent, notes=notes)
+    if as_json:
+        click.echo(to_json(row))
+        return
+    build = f"{row['build_name']}@v{row['build_version']}"
+    click.echo(f"registered model {name}: trained on {build} (version {row['version']})")
+
+
+@click.command()
+@json_option
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """List models in lineage order (parents first) with the generation their outputs get.
+
+    \b
+    Example:
+      lineage models
+    """
+    from lineage.models import list_models
+
+    table = list_models(open_store(ctx))
+    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Record evaluations of registered models (benchmarks, lm-evaluation-harness files, output diversity)."""
+
+
+def _report(result: Any, as_json: bool, what: str) -> None:
+    for warning in result.warnings:
+        echo_err(f"Warning: {warning}")
+    if as_json:
+        click.echo(to_json({"version": result.version, "warnings": result.warnings, "evals": result.rows}))
+        return
+    import pyarrow as pa
+
+    cols = ("benchmark", "metric", "value", "stderr")
+    print_table(pa.Table.from_pylist([{c: r[c] for c in cols} for r in result.rows]))
+    click.echo(f"recorded {len(result.rows):,} {what} (version {result.version})")
+
+
+@eval_group.command("record")
+@click.argument("model")
+@click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME=VALUE", help="Repeatable.")
+@click.option("--stderr", "errors", multiple=True, metavar="NAME=VALUE", help="Standard error of a --metric.")
+@click.option("--benchmark", help="Benchmark or task name.")
+@click.option("--eval-set", help="The (protected) set of held-out data it was measured on.")
+@json_option
+@click.pass_context
+def eval_record(
+    ctx: click.Context,
+    model: str,
+    metrics: tuple[str, ...],
+    errors: tuple[str, ...],
+    benchmark: str | None,
+    eval_set: str | None,
+    as_json: bool,
+) -> None:
+    """Record metric values for MODEL.
+
+    \b
+    Example:
+      lineage eval record gen-2 --metric acc=0.61 --stderr acc=0.01 --benchmark heldout-qa --eval-set heldout
+    """
+    from lineage.evals import parse_assignments, record_eval
+
+    values, stderr = parse_assignments(metrics, "--metric"), parse_assignments(errors, "--stderr")
+    result = record_eval(open_store(ctx), model, values, stderr=stderr, benchmark=benchmark, eval_set=eval_set)
+    _report(result, as_json, "evals")
+
+
+@eval_group.command("import")
+@click.argument("model")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--eval-set", help="The (protected) set of held-out data it was measured on.")
+@json_option
+@click.pass_context
+def eval_import(ctx: click.Context, model: str, results: str, eval_set: str | None, as_json: bool) -> None:
+    """Import an lm-evaluation-harness results JSON: one eval per task and metric (benchmark = task;
+    metric = `acc`, or `METRIC,FILTER` when the filter is not `none`), with stderr.
+
+    \b
+    Example:
+      lineage eval import gen-2 results_2024-06-10T12-00-00.json
+    """
+    from lineage.evals import import_lm_eval
+
+    _report(import_lm_eval(open_store(ctx), model, results, eval_set=eval_set), as_json, "evals")
+
+
+@eval_group.command("outputs")
+@click.argument("model")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--metrics", default="text", show_default=True, help="Text metrics or sets (see `lineage diversity`).")
+@click.option("--sample-size", type=int, default=1000, show_default=True, help="Outputs per draw.")
+@click.option("--draws", type=int, default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@click.pass_context
+def eval_outputs_cmd(
+    ctx: click.Context, model: str, file: str, metrics: str, sample_size: int, draws: int, seed: int, as_json: bool
+) -> None:
+    """Measure the diversity of MODEL's own generations (JSONL with `text`, or one per line) against the
+    store's real data, recorded as evals with benchmark `outputs`.
+
+    \b
+    Example:
+      lineage eval outputs gen-2 samples.jsonl --sample-size 500
+    """
+    from lineage.evals import eval_outputs
+
+    store = open_store(ctx)
+    result = eval_outputs(store, model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed)
+    _report(result, as_json, "output diversity evals")
+
+
+@eval_group.command("list")
+@click.argument("model", required=False)
+@json_option
+@click.pass_context
+def eval_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """List recorded evals (of MODEL, or all).
+
+    \b
+    Example:
+      lineage eval list gen-2
+    """
+    from lineage.evals import list_evals
+
+    table = list_evals(open_store(ctx), model)
+    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+
+
+COMMANDS = [model_group, models, eval_group]
