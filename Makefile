@@ -1,11 +1,11 @@
 # Two entry points for a fresh machine; each makes its own virtual environment in .venv.
-#   make demo   set up, then run the quickstart on the fixtures
+#   make demo   set up, then run `lineage demo` (the closed loop: model collapse and its cure)
 #   make test   set up, then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench-ingest clean
+.PHONY: demo quickstart test bench-ingest clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: $(VENV)/.installed
+	$(VENV)/bin/lineage demo ./lineage-demo --force
+
+quickstart: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/quickstart.sh
 
 test: $(VENV)/.installed
@@ -26,4 +29,4 @@ bench-ingest: $(VENV)/.installed
 	$(PY) benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) quickstart-store
+	rm -rf $(VENV) quickstart-store lineage-demo

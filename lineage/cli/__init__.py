@@ -40,6 +40,7 @@ def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, deb
 def _register() -> None:
     from lineage.cli import (
         build_cmds,
+        demo_cmd,
         diversity_cmd,
         filter_cmds,
         ingest_cmd,
@@ -51,7 +52,7 @@ def _register() -> None:
     )
 
     modules = (store_cmds, ingest_cmd, query, filter_cmds, sets_cmds, build_cmds, diversity_cmd, model_cmds,
-               report_cmds)
+               report_cmds, demo_cmd)
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
