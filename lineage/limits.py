@@ -3,4 +3,4 @@
 MAX_GENERATION = 1_000_000
 DEFAULT_MAX_RECORD_BYTES = 16 << 20
 # DuckDB spills the ingest's staged rows to STORE/tmp beyond this.
-DEFAULT_MEMORY_LIMIT = "512MB"
+DEFAULT_MEMORY_LIMIT = "384MB"

@@ -115,4 +115,69 @@ def attribute_ablate(ctx: click.Context, ref: str, by: str, output: str) -> None
     click.echo(f"wrote {len(paths):,} specs to {output}")
 
 
-COMMANDS = [attribute_group]
+@click.group("report")
+def report_group() -> None:
+    """One self-contained report file about a build or about the registered models.
+
+    \b
+    The format follows the output's extension (.html, .md, .json) unless --format says otherwise:
+    HTML has inline SVG charts and no scripts and loads nothing from the network; Markdown has the same
+    content as tables; JSON has the data both render.
+
+    \b
+    Examples:
+      lineage report build mix@v2 --output reports/mix.html
+      lineage report models --output reports/models.html --metric acc
+    """
+
+
+def _format_option(f: Any) -> Any:
+    f = click.option("--format", "fmt", metavar="html|md|json", help="Default: from the output's extension.")(f)
+    return click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Report file.")(f)
+
+
+@report_group.command("build")
+@click.argument("ref", metavar="NAME[@vN]")
+@_format_option
+@click.pass_context
+def report_build(ctx: click.Context, ref: str, output: str, fmt: str | None) -> None:
+    """Report on a build: spec, quotas, floors, composition, funnel, samples.
+
+    Build NAME (its latest version unless @vN): the spec, quotas and diversity floors (target vs
+    achieved), composition by origin, source and generation, the filter funnel from ingest to members,
+    the contamination check against protected sets, and a few member samples per source.
+
+    \b
+    Example:
+      lineage report build mix@v2 --output mix.html
+    """
+    from lineage.report import report
+
+    click.echo(f"wrote {report(open_store(ctx), 'build', ref, output=output, format=fmt)}")
+
+
+@report_group.command("models")
+@click.option("--metric", help="Default: the eval metric recorded most often (not output diversity).")
+@click.option("--benchmark", help="When the metric was recorded on several benchmarks.")
+@_format_option
+@click.pass_context
+def report_models(
+    ctx: click.Context, metric: str | None, benchmark: str | None, output: str, fmt: str | None
+) -> None:
+    """Report on the models: metric and output diversity per generation, attribution.
+
+    A line per lineage of models (chains of `parent` links), mitigated lineages (every build keeps at
+    least 10% real data) beside unmitigated ones, each model's training-data composition, and the
+    attribution of the metric to the sources of the training data.
+
+    \b
+    Example:
+      lineage report models --output models.html --metric acc --benchmark heldout-qa
+    """
+    from lineage.report import report
+
+    path = report(open_store(ctx), "models", output=output, format=fmt, metric=metric, benchmark=benchmark)
+    click.echo(f"wrote {path}")
+
+
+COMMANDS = [attribute_group, report_group]

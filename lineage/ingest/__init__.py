@@ -7,7 +7,7 @@ registered with the batch in a single catalog transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,15 +202,27 @@ SELECT {casts} FROM (
            $now AS ingested_at, $version AS version
     FROM nodes n JOIN staged s USING (input_row) JOIN gen g ON g.sample_id = n.sample_id
     LEFT JOIN node_parents p ON p.input_row = n.input_row
+    WHERE n.input_row BETWEEN $lo AND $hi
 ) ORDER BY input_row
 """
 
 
 def _write_samples(con: duckdb.DuckDBPyConnection, path: Path, version: int, batch_id: str, uri: str) -> None:
-    """Stream the new rows into one Parquet file whose schema is exactly the SAMPLES contract."""
+    """Stream the new rows into one Parquet file whose schema is exactly the SAMPLES contract.
+
+    In input order, one range of input rows at a time: sorting a range of wide rows, not all of them, keeps
+    memory bounded however large the input.
+    """
     params = {"batch_id": batch_id, "uri": uri, "now": datetime.now(UTC), "version": version}
-    reader = con.sql(SELECT_SQL.format(casts=select_cast_sql(SAMPLES)), params=params).to_arrow_reader(ROW_GROUP_ROWS)
-    write_parquet(path, SAMPLES, reader)
+    lo, hi = con.execute("SELECT min(input_row), max(input_row) FROM nodes").fetchall()[0]
+    sql = SELECT_SQL.format(casts=select_cast_sql(SAMPLES))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for start in range(lo, hi + 1, ROW_GROUP_ROWS):
+            part = params | {"lo": start, "hi": start + ROW_GROUP_ROWS - 1}
+            yield from con.sql(sql, params=part).to_arrow_reader(ROW_GROUP_ROWS)
+
+    write_parquet(path, SAMPLES, batches())
 
 
 def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, started: datetime) -> pa.Table:

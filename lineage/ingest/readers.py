@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from lineage.errors import InputError, Reject
 from lineage.segments import file_sha256
 
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 16 << 20
 # DuckDB scans an Arrow table one record batch per thread: several per block keep both cores busy.
 SCAN_BATCH_ROWS = 16_384
 ARROW_BATCH_ROWS = 65_536

@@ -1,0 +1,147 @@
+"""What a build report shows, as plain data (the JSON format is exactly this; HTML and Markdown render it).
+
+Everything comes from the build's catalog row (spec, composition, allocation, floors, checks) and from the
+store as of the version the build was drawn from, so a report of an old build still tells its own story.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import TYPE_CHECKING, Any
+
+from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
+
+if TYPE_CHECKING:
+    from lineage.build import Build
+    from lineage.store import Store
+
+PREVIEW_PER_GROUP = 3
+PREVIEW_GROUPS = 20
+PREVIEW_CHARS = 200
+
+PREVIEW_SQL = """
+SELECT s.source, s.sample_id, s.external_id, s.origin, s.method, s.generator, s.generation,
+       left(s.text, ?) AS text, length(s.text) AS chars
+FROM samples s SEMI JOIN _members m USING (sample_id)
+QUALIFY row_number() OVER (PARTITION BY s.source ORDER BY s.sample_id) <= ?
+ORDER BY s.source, s.sample_id
+"""
+
+
+def build_data(store: Store, ref: str) -> dict[str, Any]:
+    from lineage.build import Build
+
+    build = Build.parse(store, ref)
+    info = build.info
+    spec, composition = json.loads(info["spec"]), json.loads(info["composition"])
+    allocation, floors, checks = (json.loads(info[k]) for k in ("allocation", "floors", "checks"))
+    quotas = [_quota(r) for r in allocation if r["kind"] == "quota"]
+    data = {
+        "kind": "build",
+        "title": f"{build.name}@v{build.version}",
+        "build": _about(info),
+        "spec": spec,
+        "quotas": quotas,
+        "cells": [r for r in allocation if r["kind"] == "cell"],
+        "floors": floors,
+        "composition": {dim: _shares(counts, info["size"]) for dim, counts in composition.items()},
+        "funnel": funnel(store, info, spec),
+        "checks": checks,
+        "preview": preview(build, [r["group"] for r in _shares(composition.get("source", {}), info["size"])]),
+    }
+    data["summary"] = _summary(data)
+    return data
+
+
+def _about(info: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "build_version", "size", "pool_size", "seed", "store_version", "spec_hash", "members_sha256",
+            "created_at", "version")
+    return {k: info[k] for k in keys}
+
+
+def _quota(row: dict[str, Any]) -> dict[str, Any]:
+    lo, hi, chosen = row["min"], row["max"], row["chosen"]
+    within = (lo is None or chosen >= lo) and (hi is None or chosen <= hi)
+    on_target = row["target"] is not None and chosen == row["target"]
+    status = "on target" if on_target else "within bounds" if within else "out of bounds"
+    return {**row, "status": status, "ok": within}
+
+
+def _shares(counts: dict[str, int], size: int) -> list[dict[str, Any]]:
+    rows = [{"group": g, "count": n, "share": n / size if size else 0.0} for g, n in counts.items()]
+    if all(r["group"].lstrip("-").isdigit() for r in rows):
+        return sorted(rows, key=lambda r: int(r["group"]))  # generations in depth order
+    return sorted(rows, key=lambda r: (-r["count"], r["group"]))
+
+
+def funnel(store: Store, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Samples ingested, then remaining after each filter's latest drops (cumulative, in the order the
+    filters first ran; only the filters the pool honours), then the pool, then the build."""
+    at = store.at(info["store_version"])
+    total = at.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py()
+    note = f"all samples at store version {info['store_version']}"
+    stages = [{"stage": "ingested", "remaining": total, "note": note}]
+    applied: list[str] = []
+    for name in _filters(at, spec):
+        applied.append(name)
+        stages.append({"stage": f"after {name}", "remaining": _undropped(at, applied),
+                       "note": f"latest decision of {name} is drop"})
+    pool_note = "the spec's where and max generation; protected sets, their text and descendants excluded"
+    stages.append({"stage": "pool", "remaining": info["pool_size"], "note": pool_note})
+    stages.append({"stage": "selected", "remaining": info["size"], "note": "members of the build"})
+    stages[0]["removed"] = None
+    for prev, stage in itertools.pairwise(stages):
+        stage["removed"] = prev["remaining"] - stage["remaining"]
+    return stages
+
+
+def _undropped(at: Store, filters: list[str]) -> int:
+    return at.sql(
+        "SELECT count(*) AS n FROM samples WHERE sample_id NOT IN "
+        "(SELECT sample_id FROM status WHERE decision = 'drop' AND list_contains(?, filter))",
+        params=[filters],
+    )["n"][0].as_py()
+
+
+def _filters(at: Store, spec: dict[str, Any]) -> list[str]:
+    names = at.sql("SELECT filter FROM runs GROUP BY filter ORDER BY min(version), filter")["filter"].to_pylist()
+    honoured = (spec.get("pool") or {}).get("exclude_dropped_by")
+    if honoured is None:
+        return names
+    return [n for n in names if n in honoured or n in ALWAYS_EXCLUDED_FILTERS]
+
+
+def preview(build: Build, order: list[str]) -> list[dict[str, Any]]:
+    """A few member samples per source, largest source first (the first samples by sample id, which is a
+    hash: effectively a random pick)."""
+    with build.store.reader() as con:
+        con.register("_members", build.member_ids())
+        rows = con.sql(PREVIEW_SQL, params=[PREVIEW_CHARS, PREVIEW_PER_GROUP]).to_arrow_table().to_pylist()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        source = row.pop("source")
+        row["truncated"] = row.pop("chars") > PREVIEW_CHARS
+        row["text"] = row["text"] + ("…" if row["truncated"] else "")
+        groups.setdefault(source, []).append(row)
+    ranked = sorted(groups, key=lambda g: order.index(g) if g in order else len(order))
+    return [{"group": g, "samples": groups[g]} for g in ranked[:PREVIEW_GROUPS]]
+
+
+def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
+    about, comp = data["build"], data["composition"]
+    real = next((r["share"] for r in comp.get("origin", []) if r["group"] == "real"), 0.0)
+    depths = [int(r["group"]) for r in comp.get("generation", []) if r["group"].lstrip("-").isdigit()]
+    quotas_ok = sum(q["ok"] for q in data["quotas"])
+    floors_ok = sum(bool(f["met"]) for f in data["floors"])
+    leaks = data["checks"].get("exact_matches", 0) + data["checks"].get("lineage_matches", 0)
+    return [
+        {"label": "samples", "value": f"{about['size']:,}"},
+        {"label": "pool", "value": f"{about['pool_size']:,}"},
+        {"label": "real", "value": f"{real:.1%}"},
+        {"label": "sources", "value": f"{len(comp.get('source', [])):,}"},
+        {"label": "max generation", "value": str(max(depths)) if depths else "–"},
+        {"label": "quotas met", "value": f"{quotas_ok}/{len(data['quotas'])}"},
+        {"label": "floors met", "value": f"{floors_ok}/{len(data['floors'])}"},
+        {"label": "contamination", "value": "clean" if not leaks else f"{leaks:,} matches"},
+    ]
