@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo quickstart test bench-ingest clean
+.PHONY: demo quickstart test chromium bench-ingest clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ demo: $(VENV)/.installed
 quickstart: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/quickstart.sh
 
-test: $(VENV)/.installed
+# The HTML report tests render in a real browser: Debian's chromium, installed here when missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(VENV)/.installed chromium
 	$(VENV)/bin/ruff check lineage tests benchmarks fixtures
 	$(PY) -m pytest
 

@@ -239,6 +239,13 @@ class Store:
 
         return attribute(self, metric, **options)
 
+    def report(self, kind: str, ref: str | None = None, /, **options: Any) -> Path:
+        """Write a report: `build` (ref NAME[@vN]) or `models` (metric=, benchmark=, by=) to output= as HTML,
+        Markdown or JSON (format=, default from the extension); see `lineage.report`."""
+        from lineage.report import report
+
+        return report(self, kind, ref, **options)
+
     def doctor(self) -> DoctorReport:
         from lineage.maintenance import doctor
 

@@ -159,10 +159,11 @@ def report_build(ctx: click.Context, ref: str, output: str, fmt: str | None) -> 
 @report_group.command("models")
 @click.option("--metric", help="Default: the eval metric recorded most often (not output diversity).")
 @click.option("--benchmark", help="When the metric was recorded on several benchmarks.")
+@click.option("--by", default="source", show_default=True, type=BY, help="Groups for the attribution.")
 @_format_option
 @click.pass_context
 def report_models(
-    ctx: click.Context, metric: str | None, benchmark: str | None, output: str, fmt: str | None
+    ctx: click.Context, metric: str | None, benchmark: str | None, by: str, output: str, fmt: str | None
 ) -> None:
     """Report on the models: metric and output diversity per generation, attribution.
 
@@ -176,7 +177,8 @@ def report_models(
     """
     from lineage.report import report
 
-    path = report(open_store(ctx), "models", output=output, format=fmt, metric=metric, benchmark=benchmark)
+    store = open_store(ctx)
+    path = report(store, "models", output=output, format=fmt, metric=metric, benchmark=benchmark, by=by)
     click.echo(f"wrote {path}")
 
 

@@ -92,6 +92,8 @@ def run_demo(
             if progress:
                 progress(policy, generation)
     result.attribution = store.attribute("heldout_loss", by="generation", benchmark="demo", seed=config.seed)
+    result.report = store.report("models", output=Path(directory) / "report.html", metric="heldout_loss",
+                                 benchmark="demo", by="generation")
     return result
 
 

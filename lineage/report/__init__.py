@@ -40,7 +40,13 @@ def report_format(output: str | Path, fmt: str | None = None) -> str:
 
 
 def report_data(
-    store: Store, kind: str, ref: str | None = None, *, metric: str | None = None, benchmark: str | None = None
+    store: Store,
+    kind: str,
+    ref: str | None = None,
+    *,
+    metric: str | None = None,
+    benchmark: str | None = None,
+    by: str = "source",
 ) -> dict[str, Any]:
     """The report's content as plain data (what the JSON format writes)."""
     if kind not in KINDS:
@@ -54,7 +60,7 @@ def report_data(
     else:
         from lineage.report.models_data import models_data
 
-        data = models_data(store, metric, benchmark)
+        data = models_data(store, metric, benchmark, by=by)
     return {**data, "store_version": store.version, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "lineage_version": _version()}
 
@@ -68,13 +74,15 @@ def report(
     format: str | None = None,  # noqa: A002 - the user-facing name, as in Build.export
     metric: str | None = None,
     benchmark: str | None = None,
+    by: str = "source",
 ) -> Path:
-    """Write the report of `kind` (`build` with ref NAME[@vN], or `models`) to `output`; returns its path."""
+    """Write the report of `kind` (`build` with ref NAME[@vN], or `models`: `metric` on `benchmark`,
+    attributed to groups `by` of the training data) to `output`; returns its path."""
     from lineage.report.render import render
     from lineage.segments import atomic_write_bytes
 
     fmt = report_format(output, format)  # before any work: a wrong name fails at once
-    data = report_data(store, kind, ref, metric=metric, benchmark=benchmark)
+    data = report_data(store, kind, ref, metric=metric, benchmark=benchmark, by=by)
     text, path = render(data, fmt), Path(output)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,24 +34,17 @@ def build_data(store: Store, ref: str) -> dict[str, Any]:
 
     build = Build.parse(store, ref)
     info = build.info
-    spec, composition = json.loads(info["spec"]), json.loads(info["composition"])
-    allocation, floors, checks = (json.loads(info[k]) for k in ("allocation", "floors", "checks"))
-    quotas = [_quota(r) for r in allocation if r["kind"] == "quota"]
+    spec, allocation = json.loads(info["spec"]), json.loads(info["allocation"])
+    composition = {dim: _shares(counts, info["size"]) for dim, counts in json.loads(info["composition"]).items()}
     data = {
-        "kind": "build",
-        "title": f"{build.name}@v{build.version}",
-        "build": _about(info),
-        "spec": spec,
-        "quotas": quotas,
+        "kind": "build", "title": f"{build.name}@v{build.version}", "build": _about(info), "spec": spec,
+        "quotas": [_quota(r) for r in allocation if r["kind"] == "quota"],
         "cells": [r for r in allocation if r["kind"] == "cell"],
-        "floors": floors,
-        "composition": {dim: _shares(counts, info["size"]) for dim, counts in composition.items()},
-        "funnel": funnel(store, info, spec),
-        "checks": checks,
-        "preview": preview(build, [r["group"] for r in _shares(composition.get("source", {}), info["size"])]),
+        "floors": json.loads(info["floors"]), "composition": composition, "funnel": funnel(store, info, spec),
+        "checks": json.loads(info["checks"]),
+        "preview": preview(build, [r["group"] for r in composition.get("source", [])]),
     }
-    data["summary"] = _summary(data)
-    return data
+    return {**data, "summary": _summary(data)}
 
 
 def _about(info: dict[str, Any]) -> dict[str, Any]:
@@ -129,19 +122,15 @@ def preview(build: Build, order: list[str]) -> list[dict[str, Any]]:
 
 
 def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
-    about, comp = data["build"], data["composition"]
+    about, comp, checks = data["build"], data["composition"], data["checks"]
     real = next((r["share"] for r in comp.get("origin", []) if r["group"] == "real"), 0.0)
     depths = [int(r["group"]) for r in comp.get("generation", []) if r["group"].lstrip("-").isdigit()]
-    quotas_ok = sum(q["ok"] for q in data["quotas"])
-    floors_ok = sum(bool(f["met"]) for f in data["floors"])
-    leaks = data["checks"].get("exact_matches", 0) + data["checks"].get("lineage_matches", 0)
-    return [
-        {"label": "samples", "value": f"{about['size']:,}"},
-        {"label": "pool", "value": f"{about['pool_size']:,}"},
-        {"label": "real", "value": f"{real:.1%}"},
-        {"label": "sources", "value": f"{len(comp.get('source', [])):,}"},
-        {"label": "max generation", "value": str(max(depths)) if depths else "–"},
-        {"label": "quotas met", "value": f"{quotas_ok}/{len(data['quotas'])}"},
-        {"label": "floors met", "value": f"{floors_ok}/{len(data['floors'])}"},
-        {"label": "contamination", "value": "clean" if not leaks else f"{leaks:,} matches"},
-    ]
+    leaks = checks.get("exact_matches", 0) + checks.get("lineage_matches", 0)
+    values = {
+        "samples": f"{about['size']:,}", "pool": f"{about['pool_size']:,}", "real": f"{real:.1%}",
+        "sources": f"{len(comp.get('source', [])):,}", "max generation": str(max(depths)) if depths else "–",
+        "quotas met": f"{sum(q['ok'] for q in data['quotas'])}/{len(data['quotas'])}",
+        "floors met": f"{sum(bool(f['met']) for f in data['floors'])}/{len(data['floors'])}",
+        "contamination": "clean" if not leaks else f"{leaks:,} matches",
+    }
+    return [{"label": k, "value": v} for k, v in values.items()]

@@ -1,4 +1,5 @@
-"""Charts for the HTML reports: matplotlib figures rendered to SVG strings, cleaned up to be inlined.
+"""Charts for the HTML reports: matplotlib figures rendered to SVG strings, cleaned up to be inlined, and
+which charts each report gets (drawn from the same data the JSON format holds).
 
 Figures are made with `matplotlib.figure.Figure` (no pyplot), so no global backend or figure registry is
 touched. Text stays text (`svg.fonttype: none`): smaller files, crisp at any zoom, and matplotlib's XML
@@ -53,11 +54,17 @@ STYLE = {
 }
 
 
-def label(value: object) -> str:
+def label(value: object, limit: int = LABEL_CHARS) -> str:
     """A user-supplied name as a plain matplotlib label: `$` would start mathtext, long names are cut."""
     text = str(value)
-    text = text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
     return text.replace("$", r"\$")
+
+
+def _legend_columns(labels: Sequence[str], width: float) -> int:
+    """As many legend columns as fit the figure's width (a legend wider than its figure is cut off)."""
+    entry = 0.55 + 0.075 * max((len(x) for x in labels), default=1)  # inches at legend.fontsize 9
+    return max(1, min(4, len(labels), int((width - 0.3) // entry)))
 
 
 def colour(i: int) -> str:
@@ -87,11 +94,16 @@ def to_svg(fig: Figure, key: str, title: str) -> Markup:
     svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
     svg = re.sub(r"<!--.*?-->\s*", "", svg, flags=re.S)
-    svg = re.sub(r'\bid="([^"]+)"', rf'id="{key}-\1"', svg)
-    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{key}-\1)", svg)
-    svg = re.sub(r'href="#([^"]+)"', rf'href="#{key}-\1"', svg)
+    svg = re.sub(r"<[^>]+>", lambda tag: _scoped(tag.group(0), key), svg)  # tags only: never the text
     head, rest = svg.split(">", 1)
     return Markup(f'{head} class="chart" role="img" aria-label="{escape(title)}">{rest}')
+
+
+def _scoped(tag: str, key: str) -> str:
+    """One SVG tag with its ids, and references to them, prefixed by the chart's key."""
+    tag = re.sub(r'\bid="([^"]+)"', rf'id="{key}-\1"', tag)
+    tag = re.sub(r"url\(#([^)]+)\)", rf"url(#{key}-\1)", tag)
+    return re.sub(r'href="#([^"]+)"', rf'href="#{key}-\1"', tag)
 
 
 def _tidy(ax: Axes, *, categories: str) -> None:
@@ -117,6 +129,7 @@ def hbars(key: str, title: str, labels: Sequence[object], values: Sequence[float
         ax.set_xlabel(xlabel)
         ax.set_title(label(title), loc="left")
         ax.set_xlim(0, max([*values, 1]) * 1.3)
+        ax.xaxis.set_major_formatter("{x:,.0f}")
         _tidy(ax, categories="y")
         return to_svg(fig, key, title)
 
@@ -133,6 +146,7 @@ def columns(key: str, title: str, labels: Sequence[object], values: Sequence[flo
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, max([*values, 1]) * 1.18)
+        ax.yaxis.set_major_formatter("{x:,.0f}")
         ax.set_title(label(title), loc="left")
         _tidy(ax, categories="x")
         return to_svg(fig, key, title)
@@ -141,24 +155,29 @@ def columns(key: str, title: str, labels: Sequence[object], values: Sequence[flo
 def quotas(key: str, rows: Sequence[dict[str, Any]]) -> Markup:
     """Per quota: the allowed range min..max as a pale band, the chosen count as a bar, the target as a tick."""
     title = "Quotas: chosen vs allowed range"
-    with figure(8.0, _height(len(rows)) + 0.35) as fig:
+    with figure(8.0, _height(len(rows)) + 0.4) as fig:
         ax = fig.add_subplot()
         ys = list(range(len(rows)))[::-1]
-        lows = [r["min"] or 0 for r in rows]
-        spans = [(r["max"] if r["max"] is not None else r["chosen"]) - lo for r, lo in zip(rows, lows, strict=True)]
-        ax.barh(ys, spans, left=lows, height=0.74, color=RANGE, label="allowed (min … max)")
+        _bounds(ax, ys, rows)
         bars = ax.barh(ys, [r["chosen"] for r in rows], height=0.34, color=ACCENT, label="chosen")
         ax.bar_label(bars, labels=[f"{r['chosen']:,}" for r in rows], padding=3, color=INK, fontsize=9)
-        targets = [(y, r["target"]) for y, r in zip(ys, rows, strict=True) if r["target"] is not None]
-        if targets:
-            ax.scatter([t for _, t in targets], [y for y, _ in targets], marker="|", s=260, linewidths=2,
-                       color=TARGET, label="target", zorder=3)
         ax.set_yticks(ys, [label(r["name"]) for r in rows])
         ax.set_xlabel("samples")
+        ax.xaxis.set_major_formatter("{x:,.0f}")
         ax.set_title(title, loc="left")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / _height(len(rows))), ncols=3)
+        fig.legend(loc="outside lower center", ncols=3)
         _tidy(ax, categories="y")
         return to_svg(fig, key, title)
+
+
+def _bounds(ax: Axes, ys: list[int], rows: Sequence[dict[str, Any]]) -> None:
+    lows = [r["min"] or 0 for r in rows]
+    spans = [(r["max"] if r["max"] is not None else r["chosen"]) - lo for r, lo in zip(rows, lows, strict=True)]
+    ax.barh(ys, spans, left=lows, height=0.74, color=RANGE, label="allowed (min … max)")
+    targets = [(y, r["target"]) for y, r in zip(ys, rows, strict=True) if r["target"] is not None]
+    if targets:
+        ax.scatter([t for _, t in targets], [y for y, _ in targets], marker="|", s=260, linewidths=2,
+                   color=TARGET, label="target", zorder=3)
 
 
 def funnel(key: str, stages: Sequence[dict[str, Any]]) -> Markup:
@@ -171,21 +190,28 @@ def funnel(key: str, stages: Sequence[dict[str, Any]]) -> Markup:
 def stacked(key: str, title: str, rows: Sequence[str], shares: Sequence[dict[str, float]],
             groups: Sequence[str]) -> Markup:
     """One 100% bar per row (a model's build), split into groups (origin or source shares)."""
-    with figure(HALF, _height(len(rows)) + 0.25 + 0.18 * ((len(groups) + 3) // 4)) as fig:
+    names = [label(g) for g in groups]
+    ncols = _legend_columns(names, HALF)
+    with figure(HALF, _height(len(rows)) + 0.3 + 0.2 * -(-len(groups) // ncols)) as fig:
         ax = fig.add_subplot()
         ys = list(range(len(rows)))[::-1]
-        left = [0.0] * len(rows)
-        for i, g in enumerate(groups):
-            widths = [s.get(g, 0.0) for s in shares]
-            ax.barh(ys, widths, left=left, height=0.66, label=label(g), color=_group_colour(g, i))
-            left = [a + b for a, b in zip(left, widths, strict=True)]
+        _segments(ax, ys, shares, groups, names)
         ax.set_yticks(ys, [label(r) for r in rows])
         ax.set_xlim(0, 1)
         ax.xaxis.set_major_formatter("{x:.0%}")
         ax.set_title(label(title), loc="left")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / _height(len(rows))), ncols=4)
+        fig.legend(loc="outside lower center", ncols=ncols)
         _tidy(ax, categories="y")
         return to_svg(fig, key, title)
+
+
+def _segments(ax: Axes, ys: list[int], shares: Sequence[dict[str, float]], groups: Sequence[str],
+              names: list[str]) -> None:
+    left = [0.0] * len(ys)
+    for i, g in enumerate(groups):
+        widths = [s.get(g, 0.0) for s in shares]
+        ax.barh(ys, widths, left=left, height=0.66, label=names[i], color=_group_colour(g, i))
+        left = [a + b for a, b in zip(left, widths, strict=True)]
 
 
 def _group_colour(group: str, i: int) -> str:
@@ -196,16 +222,25 @@ def collapse(key: str, rows: Sequence[dict[str, Any]], cols: Sequence[dict[str, 
     """The model-collapse picture: one row per measure (the metric, output diversity), one column per kind
     of lineage (unmitigated, mitigated), a line per lineage over its generations. Rows share a y-axis so
     the columns compare at a glance."""
-    title = " and ".join(r["title"] for r in rows) + " per generation"
+    title = " and ".join(r["title"].split("\n")[0] for r in rows) + " per generation"
     with figure(4.4 * len(cols) + 0.5, 3.0 * len(rows) + 0.6) as fig:
         fig.get_layout_engine().set(h_pad=0.12)  # room between the rows' axes
         axes = fig.subplots(len(rows), len(cols), squeeze=False, sharey="row", sharex=True)
         for r, row in enumerate(rows):
             for c, col in enumerate(cols):
                 _lines(axes[r][c], row, col, first_row=r == 0, last_row=r == len(rows) - 1, first_col=c == 0)
+        _generation_ticks(axes[0][0], max((len(s["x"]) for col in cols for s in col["lineages"]), default=1))
         handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 4))
         return to_svg(fig, key, title)
+
+
+def _generation_ticks(ax: Axes, longest: int) -> None:
+    """A tick per generation (the axes share x, so one call sets them all); past 12, whole numbers only."""
+    if longest <= 12:
+        ax.set_xticks(range(1, longest + 1))
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def _lines(ax: Axes, row: dict[str, Any], col: dict[str, Any], *, first_row: bool, last_row: bool,
@@ -218,8 +253,87 @@ def _lines(ax: Axes, row: dict[str, Any], col: dict[str, Any], *, first_row: boo
     if first_row:
         ax.set_title(label(col["title"]), loc="left")
     if first_col:  # the axes of a row share their y scale; one label says it
-        ax.set_ylabel(label(row["title"]))
+        ax.set_ylabel("\n".join(label(line, 40) for line in row["title"].split("\n")))
     if last_row:
         ax.set_xlabel("generation (position in lineage)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(axis="x", visible=False)
+
+
+# -- which charts a report gets, drawn from its data (what the JSON format holds) ------------------------
+
+
+def build_charts(data: dict[str, Any]) -> dict[str, Markup]:
+    out: dict[str, Markup] = {}
+    if data["quotas"]:
+        out["quotas"] = quotas("quotas", data["quotas"])
+    comp = data["composition"]
+    for dim in ("origin", "source"):
+        if comp.get(dim):
+            out[dim] = _composition(dim, comp[dim])
+    if comp.get("generation"):
+        gens = comp["generation"]
+        out["generation"] = columns(
+            "generation", "Generation depth", [g["group"] for g in gens], [g["count"] for g in gens],
+            xlabel="generation (0 = real)", ylabel="samples",
+        )
+    out["funnel"] = funnel("funnel", data["funnel"])
+    return out
+
+
+def _composition(dim: str, rows: list[dict[str, Any]]) -> Markup:
+    colours = [ORIGIN_COLOURS.get(r["group"], colour(i)) if dim == "origin" else ACCENT
+               for i, r in enumerate(rows)]
+    return hbars(
+        f"comp-{dim}", f"Composition by {dim}", [r["group"] for r in rows], [r["count"] for r in rows],
+        xlabel="samples", colours=colours, texts=[f"{r['count']:,} ({r['share']:.1%})" for r in rows],
+    )
+
+
+def models_charts(data: dict[str, Any]) -> dict[str, Markup]:
+    out: dict[str, Markup] = {}
+    rows = _measures(data)
+    if rows:
+        out["collapse"] = collapse("collapse", rows, _columns(data))
+    names = [m["name"] for m in data["models"] if m["build"]]
+    shares = [m["shares"] for m in data["models"] if m["build"]]
+    for dim in ("origin", "source"):
+        if names and data["groups"][dim]:
+            out[dim] = stacked(f"stack-{dim}", f"Training build by {dim}", names, [s[dim] for s in shares],
+                               data["groups"][dim])
+    return out
+
+
+def _measures(data: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    if data["metric"] and any(m["metric"] is not None for m in data["models"]):
+        bench = f" ({data['benchmark']})" if data["benchmark"] else ""
+        better = "higher" if data["higher_is_better"] else "lower"
+        rows.append({"title": f"{data['metric']}{bench}\n{better} is better", "field": "metric"})
+    if data["diversity_metric"] and any(m["diversity"] is not None for m in data["models"]):
+        rows.append({"title": f"output {data['diversity_metric']}", "field": "diversity"})
+    return rows
+
+
+def _columns(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Unmitigated and mitigated lineages side by side when both exist, else one panel of all."""
+    by_name = {m["name"]: m for m in data["models"]}
+    series = [_series(lin, i, by_name) for i, lin in enumerate(data["lineages"])]
+    kinds = {lin["kind"] for lin in data["lineages"]}
+    if {"mitigated", "unmitigated"} <= kinds:
+        return [
+            {"title": "unmitigated", "lineages": [s for s in series if s["kind"] != "mitigated"]},
+            {"title": "mitigated (real data kept)", "lineages": [s for s in series if s["kind"] == "mitigated"]},
+        ]
+    return [{"title": "all lineages", "lineages": series}]
+
+
+def _series(lineage: dict[str, Any], i: int, by_name: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    models = [by_name[n] for n in lineage["models"]]
+    return {
+        "name": lineage["name"],
+        "kind": lineage["kind"],
+        "colour": colour(i),
+        "x": list(range(1, len(models) + 1)),
+        "metric": [m["metric"] for m in models],
+        "diversity": [m["diversity"] for m in models],
+    }

@@ -1,15 +1,30 @@
 """What a models report shows, as plain data: per model its lineage, generation, build composition, the
-chosen metric and its output diversity; lineages (mitigated or not); and the attribution of the metric."""
+chosen metric and its output diversity; lineages (mitigated or not); and the attribution of the metric.
+
+Lineages are the chains a training loop makes, generation after generation. The rule, in order:
+
+1. Models linked by `parent` form trees; every root-to-leaf path is one lineage (a branch shares its
+   ancestors with its siblings, so each line starts where the loop started).
+2. Models with neither parent nor children are grouped by name prefix: the name without a trailing
+   `-g<N>`, `-m<N>`, `-gen<N>`, `-v<N>` or plain digits (`replace-m3` -> `replace`, `run7` -> `run`),
+   ordered by that number, then by registration.
+3. If that leaves only one-model groups, the prefixes say nothing, so all those models form one lineage
+   in registration order.
+
+A lineage is *mitigated* when every build in it keeps at least `MITIGATED_REAL_SHARE` real data: the
+usual remedy against collapse (mix or accumulate real data) rather than training on the last model's
+outputs alone.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from lineage.errors import LineageError
 from lineage.evals import OUTPUTS_BENCHMARK
-from lineage.report.lineages import RULE, group_lineages, mitigated
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -23,61 +38,68 @@ LATEST_SQL = """
 SELECT model, benchmark, metric, value, stderr FROM evals
 QUALIFY row_number() OVER (PARTITION BY model, benchmark, metric ORDER BY version DESC, recorded_at DESC) = 1
 """
+MITIGATED_REAL_SHARE = 0.10
+_SUFFIX = re.compile(r"^(?P<prefix>.+?)(?:[-_.](?:gen|g|m|v)?)?(?P<n>\d+)$", re.IGNORECASE)
+RULE = (
+    "Lineages follow parent links (one per root-to-leaf chain); models without links are grouped by their "
+    "name without a trailing -g<N>/-m<N>/digits, or form a single lineage when no two share a prefix. "
+    f"A lineage is mitigated when every build in it keeps at least {MITIGATED_REAL_SHARE:.0%} real data."
+)
 
 
-def models_data(store: Store, metric: str | None = None, benchmark: str | None = None) -> dict[str, Any]:
+def models_data(
+    store: Store, metric: str | None = None, benchmark: str | None = None, *, by: str = "source"
+) -> dict[str, Any]:
+    evals, notes = store.sql(LATEST_SQL).to_pylist(), []
+    metric, benchmark = choose_metric(evals, metric, benchmark, notes)
+    diversity = choose_diversity(evals)
+    models = [_model(row, evals, metric, benchmark, diversity) for row in _registered(store)]
+    data = {
+        "kind": "models", "title": "models", "metric": metric, "benchmark": benchmark,
+        "higher_is_better": None if metric is None else higher_is_better(metric), "diversity_metric": diversity,
+        "models": models, "lineages": _lineages(models), "lineage_rule": RULE,
+        "groups": {dim: _groups(models, dim) for dim in ("origin", "source")},
+        "attribution": _attribution(store, metric, benchmark, by, notes), "notes": notes,
+    }
+    return {**data, "summary": _summary(data)}
+
+
+def _registered(store: Store) -> list[dict[str, Any]]:
+    """Registered models with their build's composition, parents before children."""
     from lineage.models import lineage_order
 
     order = lineage_order(store)
     if not order:
         raise LineageError("no registered models; `lineage model register NAME --trained-on BUILD` first")
     info = {r["name"]: r for r in store.sql(MODELS_SQL).to_pylist()}
-    evals = store.sql(LATEST_SQL).to_pylist()
-    notes: list[str] = []
-    metric, benchmark = choose_metric(evals, metric, benchmark, notes)
-    diversity = choose_diversity(evals)
-    models = [_model(info[n], evals, metric, benchmark, diversity) for n in order]
-    lineages = _lineages(models)
-    data = {
-        "kind": "models",
-        "title": "models",
-        "metric": metric,
-        "benchmark": benchmark,
-        "higher_is_better": None if metric is None else higher_is_better(metric),
-        "diversity_metric": diversity,
-        "models": models,
-        "lineages": lineages,
-        "lineage_rule": RULE,
-        "groups": {dim: _groups(models, dim) for dim in ("origin", "source")},
-        "attribution": _attribution(store, metric, benchmark, notes),
-        "notes": notes,
-    }
-    data["summary"] = _summary(data)
-    return data
+    return [info[name] for name in order]
 
 
 def choose_metric(
     evals: list[dict[str, Any]], metric: str | None, benchmark: str | None, notes: list[str]
 ) -> tuple[str | None, str | None]:
-    """The metric (default: the most common one not measured on outputs) and the benchmark it is read from
-    (default: the one most models have it on)."""
-    scored = [e for e in evals if e["benchmark"] != OUTPUTS_BENCHMARK]
+    """The metric (default: the most common one not measured on outputs) and the benchmark it is read from."""
     if metric is None:
-        counts = Counter(e["metric"] for e in scored)
+        counts = Counter(e["metric"] for e in evals if e["benchmark"] != OUTPUTS_BENCHMARK)
         if not counts:
             notes.append("no eval metric recorded (other than output diversity): nothing to chart or attribute")
             return None, benchmark
         metric = min(counts, key=lambda m: (-counts[m], m))
+    return metric, benchmark if benchmark is not None else _benchmark(evals, metric, notes)
+
+
+def _benchmark(evals: list[dict[str, Any]], metric: str, notes: list[str]) -> str | None:
+    """The benchmark most models have `metric` on (output diversity only if asked for by name and recorded
+    nowhere else); a note when there was a choice."""
     found = [e["benchmark"] for e in evals if e["metric"] == metric]
-    # Output diversity only when asked for by name and recorded nowhere else.
     benches = Counter(b for b in found if b != OUTPUTS_BENCHMARK) or Counter(found)
-    if benchmark is None and len(benches) > 1:
-        benchmark = min(benches, key=lambda b: (-benches[b], str(b)))
+    if not benches:
+        return None
+    chosen = min(benches, key=lambda b: (-benches[b], str(b)))
+    if len(benches) > 1:
         notes.append(f"`{metric}` was recorded on several benchmarks ({', '.join(sorted(map(str, benches)))}); "
-                     f"showing {benchmark} (choose with --benchmark)")
-    elif benchmark is None and benches:
-        benchmark = next(iter(benches))
-    return metric, benchmark
+                     f"showing {chosen} (choose with --benchmark)")
+    return chosen
 
 
 def higher_is_better(metric: str) -> bool:
@@ -146,13 +168,15 @@ def _groups(models: list[dict[str, Any]], dim: str) -> list[str]:
     return sorted(totals, key=lambda g: (-totals[g], g))
 
 
-def _attribution(store: Store, metric: str | None, benchmark: str | None, notes: list[str]) -> dict[str, Any] | None:
+def _attribution(
+    store: Store, metric: str | None, benchmark: str | None, by: str, notes: list[str]
+) -> dict[str, Any] | None:
     from lineage.attribution import attribute
 
     if metric is None:
         return None
     try:
-        result = attribute(store, metric, by="source", benchmark=benchmark)
+        result = attribute(store, metric, by=by, benchmark=benchmark)
     except LineageError as exc:
         notes.append(f"attribution of `{metric}`: {exc}")
         return None
@@ -171,5 +195,61 @@ def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
     ]
     suspects = (data["attribution"] or {}).get("suspects") or []
     if suspects:
-        out.append({"label": "top suspect", "value": str(suspects[0]["group"])})
+        out.append({"label": f"top suspect ({data['attribution']['by']})", "value": str(suspects[0]["group"])})
     return out
+
+# -- lineages ------------------------------------------------------------------------------------------
+
+def prefix(name: str) -> tuple[str, int | None]:
+    """`replace-m3` -> (`replace`, 3); a name without a trailing number is its own prefix."""
+    found = _SUFFIX.match(name)
+    return (found["prefix"], int(found["n"])) if found else (name, None)
+
+
+def group_lineages(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`models`: dicts with `name` and `parent`, parents before children. Returns lineages as dicts with
+    `name`, `models` (names in generation order) and `rule` (`parent`, `prefix` or `all`)."""
+    names = [m["name"] for m in models]
+    parent = {m["name"]: m["parent"] for m in models if m["parent"] in names}
+    linked = set(parent) | set(parent.values())
+    leaves = [n for n in names if n in linked and n not in parent.values()]
+    chains = [_chain(leaf, parent) for leaf in leaves]
+    chains.sort(key=lambda c: (names.index(c[0]), names.index(c[-1])))
+    out = [{"name": "", "models": c, "rule": "parent"} for c in chains]
+    out += _loose([n for n in names if n not in linked])
+    return _named(out)
+
+
+def _chain(leaf: str, parent: dict[str, str]) -> list[str]:
+    chain = [leaf]
+    while chain[-1] in parent:
+        chain.append(parent[chain[-1]])
+    return chain[::-1]
+
+
+def _loose(names: list[str]) -> list[dict[str, Any]]:
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(prefix(name)[0], []).append(name)
+    if len(groups) > 1 and all(len(g) == 1 for g in groups.values()):
+        return [{"name": "models", "models": names, "rule": "all"}]
+    for members in groups.values():
+        members.sort(key=lambda n: (prefix(n)[1] is None, prefix(n)[1] or 0, names.index(n)))
+    return [{"name": p, "models": m, "rule": "prefix"} for p, m in groups.items()]
+
+
+def _named(lineages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chains are named by their leaf's prefix when that is unique, else by the leaf itself."""
+    taken = {lin["name"] for lin in lineages if lin["rule"] != "parent"}
+    stems = [prefix(lin["models"][-1])[0] for lin in lineages if lin["rule"] == "parent"]
+    for lin in lineages:
+        if lin["rule"] == "parent":
+            stem = prefix(lin["models"][-1])[0]
+            lin["name"] = stem if stems.count(stem) == 1 and stem not in taken else lin["models"][-1]
+    return lineages
+
+
+def mitigated(real_shares: list[float | None]) -> bool | None:
+    """Whether every build of a lineage keeps enough real data (None: no build composition known)."""
+    known = [s for s in real_shares if s is not None]
+    return min(known) >= MITIGATED_REAL_SHARE if known else None

@@ -12,7 +12,7 @@ import re
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 if TYPE_CHECKING:
     import jinja2
@@ -66,6 +66,11 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=plain)
 
 
+def code_spans(value: Any) -> Markup:
+    """Messages name things in `backticks`: escape everything, then show those spans as <code>."""
+    return Markup(re.sub(r"`([^`<>]+)`", r"<code>\1</code>", str(escape(value))))
+
+
 def compact(value: Any) -> Any:
     """The spec without its unset fields (nulls, empty lists and mappings): what the user actually chose."""
     if isinstance(value, dict):
@@ -108,7 +113,7 @@ def environment(fmt: str) -> jinja2.Environment:
         **options,
     )
     env.filters.update(num=num, pct=pct, signed=signed, reading=reading, pretty=pretty, compact=compact,
-                       md_code=md_code)
+                       md_code=md_code, code_spans=code_spans)
     return env
 
 
@@ -120,6 +125,6 @@ def render(data: dict[str, Any], fmt: str) -> str:
 
 
 def charts(data: dict[str, Any]) -> dict[str, Markup]:
-    from lineage.report import chart_data
+    from lineage.report import charts
 
-    return chart_data.build_charts(data) if data["kind"] == "build" else chart_data.models_charts(data)
+    return charts.build_charts(data) if data["kind"] == "build" else charts.models_charts(data)
