@@ -27,6 +27,10 @@ def store(tmp_path: Path) -> Store:
 @pytest.fixture
 def small_store(store: Store) -> Store:
     """Real WordNet sentences plus three synthetic generations derived from them (1,125 samples)."""
+    return fill_small_store(store)
+
+
+def fill_small_store(store: Store) -> Store:
     store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human", license="WordNet-3.0")
     for g in (1, 2, 3):
         store.ingest(
@@ -77,4 +81,4 @@ def count(store: Store, where: str = "true") -> int:
     return store.sql(f"SELECT count(*) AS n FROM samples WHERE {where}")["n"][0].as_py()
 
 
-__all__ = ["FIXTURES", "Runner", "count", "lineage", "run_cli"]
+__all__ = ["FIXTURES", "Runner", "count", "fill_small_store", "lineage", "run_cli"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIXTURES, Runner
+from conftest import Runner, fill_small_store
 
 from lineage.attribution import attribute
 from lineage.attribution.ablate import ablate
@@ -54,17 +54,7 @@ def planted(store: Store, plan: list[tuple[float, ...]] = PLAN) -> None:
 @pytest.fixture(scope="module")
 def planted_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The full planted scenario, made once per module; tests work on copies (a store is a directory)."""
-    store = Store.init(tmp_path_factory.mktemp("planted") / "store")
-    store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human")
-    for g in (1, 2, 3):
-        store.ingest(
-            FIXTURES / f"synthetic-g{g}.jsonl",
-            origin="synthetic",
-            source=f"syn-v{g}",
-            method="paraphrase",
-            generator="llama-3-8b",
-            parent_field="parent_id",
-        )
+    store = fill_small_store(Store.init(tmp_path_factory.mktemp("planted") / "store"))
     planted(store)
     return store.root
 

@@ -204,35 +204,18 @@ def _decide(
     workers: int | None,
     progress: Progress | None,
 ) -> pa.Table:
-    if isinstance(flt, SampleFilter):
-        out = map_batches(
-            flt,
-            "decide",
-            selection.batches(),
-            engine=engine,
-            total=selection.n_batches,
-            workers=workers,
-            progress=progress,
-        )
-        table = pa.Table.from_batches(list(out), schema=DECISIONS)
-    elif isinstance(flt, SelectionFilter):
-        # Filters without a map phase just collect the selection: no worker processes for an identity.
-        map_engine = engine if type(flt).features is not SelectionFilter.features else "inline"
-        feats = list(
-            map_batches(
-                flt,
-                "features",
-                selection.batches(),
-                engine=map_engine,
-                total=selection.n_batches,
-                workers=workers,
-                progress=progress,
-            )
-        )
-        features = pa.Table.from_batches(feats) if feats else pa.table({"sample_id": pa.array([], pa.string())})
-        table = flt.decide_all(features, SelectionContext(store, run_id)).cast(DECISIONS)
-    else:
+    if not isinstance(flt, SampleFilter | SelectionFilter):
         raise LineageError(f"{type(flt).__name__} is neither a SampleFilter nor a SelectionFilter")
+    method = "decide" if isinstance(flt, SampleFilter) else "features"
+    # Filters without a map phase just collect the selection: no worker processes for an identity.
+    identity = isinstance(flt, SelectionFilter) and type(flt).features is SelectionFilter.features
+    out = list(map_batches(flt, method, selection.batches(), engine="inline" if identity else engine,
+                           total=selection.n_batches, workers=workers, progress=progress))
+    if isinstance(flt, SampleFilter):
+        table = pa.Table.from_batches(out, schema=DECISIONS)
+    else:
+        features = pa.Table.from_batches(out) if out else pa.table({"sample_id": pa.array([], pa.string())})
+        table = flt.decide_all(features, SelectionContext(store, run_id)).cast(DECISIONS)
     _check(flt.name, table, selection.count)
     return table
 
