@@ -58,7 +58,8 @@ def _model_side(g: str, share: np.ndarray, effect: np.ndarray, reg: Regression, 
             found.append(
                 (
                     2 * -r,
-                    f"share {share[0]:.0%} → {share[-1]:.0%} across models while the metric worsened (r = {r:+.2f})",
+                    f"share {share.min():.0%}..{share.max():.0%} across models, higher where the metric is worse "
+                    f"(r = {r:+.2f})",
                 )
             )
     return found
