@@ -81,7 +81,7 @@ def test_planted_degraded_source_ranks_first(full: Store) -> None:
     evidence = " | ".join(result.suspects[0]["evidence"])
     assert (
         "regression coefficient" in evidence
-        and "metric worsened (r = -1.00)" in evidence
+        and "higher where the metric is worse (r = -1.00)" in evidence
         and "deep generation" in evidence
     )
     assert "low diversity" in evidence and "far from real" in evidence
