@@ -1,6 +1,7 @@
 """One SQL statement turns raw (input_row, record) batches into typed provenance columns plus errors.
 
-Each record is parsed once (`json_extract` with a list of paths); every field is type-checked, and a
+Each record's fields are read by two list lookups (`json_type` and `json_extract_string` over all paths at
+once), so no field is parsed again; every field is type-checked, and a
 failed check becomes an entry `field<TAB>reason` in the row's `errors` list instead of an exception,
 so one bad row never hides the others.
 """
@@ -57,16 +58,16 @@ def _type_error(t: str, allowed: str, what: str) -> str:
 
 def _string(f: _Fields, name: str, default: str) -> tuple[str, str]:
     x, t = f.x(name), f.t(name)
-    value = f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR) WHEN {t} = {_STRING} THEN {x}->>'$' END"
+    value = f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR) WHEN {t} = {_STRING} THEN {x} END"
     return value, _type_error(t, f"({_STRING})", "a string")
 
 
 def _string_list(f: _Fields, name: str, default: str) -> tuple[str, str]:
     x, t = f.x(name), f.t(name)
-    ok_items = f"coalesce(list_bool_and(list_transform(json_type({x}, '$[*]'), lambda y: y IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true)"
+    ok_items = f"coalesce(list_bool_and(list_transform(json_type(CASE WHEN {t} = 'ARRAY' THEN {x} END, '$[*]'), lambda y: y IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true)"
     value = (
-        f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR[]) WHEN {t} = {_STRING} THEN [{x}->>'$'] "
-        f"WHEN {t} = 'ARRAY' AND {ok_items} THEN CAST({x} AS VARCHAR[]) END"
+        f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR[]) WHEN {t} = {_STRING} THEN [{x}] "
+        f"WHEN {t} = 'ARRAY' AND {ok_items} THEN CAST(CAST(CASE WHEN {t} = 'ARRAY' THEN {x} END AS JSON) AS VARCHAR[]) END"
     )
     error = (
         f"CASE WHEN NOT {_absent(t)} AND NOT ({t} = {_STRING} OR ({t} = 'ARRAY' AND {ok_items})) "
@@ -81,10 +82,10 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     x, t = f.x(opts.text_field), f.t(opts.text_field)
     mx, mt = f.x("messages"), f.t("messages")
     chat = (
-        f"array_to_string(list_transform(CAST({mx} AS JSON[]), lambda m: coalesce(m->>'role', '?') || ': ' || "
+        f"array_to_string(list_transform(CAST(CAST(CASE WHEN {mt} = 'ARRAY' THEN {mx} END AS JSON) AS JSON[]), lambda m: coalesce(m->>'role', '?') || ': ' || "
         f"coalesce(m->>'content', '')), chr(10))"
     )
-    value = f"CASE WHEN {t} = {_STRING} THEN {x}->>'$' WHEN {_absent(t)} AND {mt} = 'ARRAY' THEN {chat} END"
+    value = f"CASE WHEN {t} = {_STRING} THEN {x} WHEN {_absent(t)} AND {mt} = 'ARRAY' THEN {chat} END"
     error = (
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' "
@@ -100,7 +101,7 @@ def _template_text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
             pieces.append(_quote(literal))
         if name:
             x, t = f.x(name), f.t(name)
-            pieces.append(f"CASE WHEN {t} = {_STRING} THEN {x}->>'$' ELSE CAST({x} AS VARCHAR) END")
+            pieces.append(x)
             missing.append(f"CASE WHEN {_absent(t)} THEN '`{_lit(name)}`' END")
     value = "concat(" + ", ".join(pieces) + ")"
     error = f"nullif('missing ' || concat_ws(', ', {', '.join(missing)}) || ' (needed by --template)', 'missing  (needed by --template)')"
@@ -133,7 +134,7 @@ def build_sql(opts: IngestOptions, models: Sequence[str] = ()) -> tuple[str, dic
     tags, tags_err = _string_list(f, "tags", "$d_tags")
     gx, gt = f.x("generation"), f.t("generation")
     px, pt = f.x("gen_params"), f.t("gen_params")
-    extract = ", ".join(f"v[{i}] AS x{i}, json_type(v[{i}]) AS t{i}" for i in range(1, len(f.names) + 1))
+    extract = ", ".join(f"s[{i}] AS x{i}, t[{i}] AS t{i}" for i in range(1, len(f.names) + 1))
     params: dict[str, object] = {f"d_{k}": getattr(opts, k) for k in cols}
     import json as _json
 
@@ -161,20 +162,22 @@ def build_sql(opts: IngestOptions, models: Sequence[str] = ()) -> tuple[str, dic
         f"CASE WHEN ({err}) IS NOT NULL THEN '{_lit(name)}' || chr(9) || ({err}) END" for name, err in checks
     )
     sql = f"""
-WITH parsed AS (
+WITH checked AS (
     SELECT input_row, record,
         CASE WHEN strlen(record) > $max_bytes THEN 'too_big'
              WHEN NOT json_valid(record) THEN 'malformed'
-             WHEN json_type(record) <> 'OBJECT' THEN 'not_object' END AS bad,
-        CASE WHEN strlen(record) <= $max_bytes AND json_valid(record) AND json_type(record) = 'OBJECT'
-             THEN json_extract(record, $paths) END AS v
+             WHEN json_type(record) <> 'OBJECT' THEN 'not_object' END AS bad
     FROM raw
+), parsed AS (
+    -- Only well-formed objects reach the JSON functions (NULL in, NULL out): no row can fail the query.
+    SELECT input_row, record, bad, json_type(good, $paths) AS t, json_extract_string(good, $paths) AS s
+    FROM (SELECT *, CASE WHEN bad IS NULL THEN record END AS good FROM checked)
 ), fields AS (
     SELECT input_row, record, bad, {extract} FROM parsed
 ), typed AS (
     SELECT input_row, record, bad,
         {CANONICAL_TEXT_SQL.format(text=text)} AS text,
-        CASE WHEN {ext_t} = {_STRING} THEN {ext_x}->>'$' WHEN {ext_t} IN {_INTEGER} THEN CAST({ext_x} AS VARCHAR) END
+        CASE WHEN {ext_t} = {_STRING} OR {ext_t} IN {_INTEGER} THEN {ext_x} END
             AS external_id,
         {", ".join(f"{value} AS {name}" for name, (value, _) in cols.items())},
         CASE WHEN {_absent(gt)} THEN CAST($d_generation AS BIGINT) WHEN {gt} IN {_INTEGER} THEN TRY_CAST({gx} AS BIGINT) END
@@ -182,7 +185,7 @@ WITH parsed AS (
         {gt} AS generation_type, {gx} AS generation_raw,
         {parents} AS parent_refs,
         {tags} AS tags,
-        CASE WHEN {_absent(pt)} THEN CAST($d_gen_params AS VARCHAR) WHEN {pt} = 'OBJECT' THEN CAST({px} AS VARCHAR) END
+        CASE WHEN {_absent(pt)} THEN CAST($d_gen_params AS VARCHAR) WHEN {pt} = 'OBJECT' THEN {px} END
             AS gen_params,
         list_filter([{checks_sql}], lambda e: e IS NOT NULL) AS type_errors
     FROM fields
