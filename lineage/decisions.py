@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.errors import InputError, LineageError
-from lineage.filters.base import REGISTRY, load_builtins
-from lineage.filters.imported import ImportedDecisions, ImportedParams, slug
+from lineage.filters.base import REGISTRY, load_builtins, slug
+from lineage.filters.imported import ImportedDecisions, ImportedParams
 from lineage.filters.run import RunResult, execute
 from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL
 from lineage.names import check_name

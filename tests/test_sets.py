@@ -14,21 +14,12 @@ from lineage.errors import InputError, LineageError
 from lineage.sets import create_set, protected_ids
 from lineage.store import Store
 
+EVAL_INGEST = ("--origin", "real", "--source", "eval", "--set", "heldout", "--template", "{prompt} {response}")
+
 
 def test_protected_set_filled_by_ingest(runner: Runner, store: Store) -> None:
     runner("set", "create", "heldout", "--protected", "--description", "eval data")
-    runner(
-        "ingest",
-        str(FIXTURES / "qa.jsonl"),
-        "--origin",
-        "real",
-        "--source",
-        "eval",
-        "--set",
-        "heldout",
-        "--template",
-        "{prompt} {response}",
-    )
+    runner("ingest", str(FIXTURES / "qa.jsonl"), *EVAL_INGEST)
     info = runner.json("set", "show", "heldout")
     assert (info["protected"], info["members"], info["composition"]) == (
         True,
@@ -36,18 +27,7 @@ def test_protected_set_filled_by_ingest(runner: Runner, store: Store) -> None:
         [{"origin": "real", "source": "eval", "n": 20}],
     )
     assert protected_ids(store).num_rows == 20
-    runner(
-        "ingest",
-        str(FIXTURES / "qa.jsonl"),
-        "--origin",
-        "real",
-        "--source",
-        "eval",
-        "--set",
-        "heldout",
-        "--template",
-        "{prompt} {response}",
-    )
+    runner("ingest", str(FIXTURES / "qa.jsonl"), *EVAL_INGEST)
     assert runner.json("set", "show", "heldout")["members"] == 20  # re-ingest adds no duplicates
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -128,6 +129,14 @@ def parse_params(cls: type[Filter], raw: dict[str, Any]) -> FilterParams:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "params"
         raise LineageError(f"param `{key}` of filter {cls.name}: {err['msg']}, got {err['input']!r}") from None
+
+
+def slug(reason: str | None) -> str | None:
+    """Free-text reasons become short snake_case, as every reason in the log is."""
+    if reason is None:
+        return None
+    text = re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")[:64]
+    return text or None
 
 
 def parse_param_pairs(pairs: Sequence[str]) -> dict[str, str]:

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pyarrow as pa
 
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter
-
-
-def slug(reason: str | None) -> str | None:
-    """Free-text reasons become short snake_case, as every reason in the log is."""
-    if reason is None:
-        return None
-    text = re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")[:64]
-    return text or None
 
 
 class ImportedParams(FilterParams):

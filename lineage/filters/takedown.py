@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pyarrow as pa
 from pydantic import field_validator
 
-from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register
+from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 from lineage.readonly import lock_down, run
 
 # Roots, then every descendant; each target keeps the smallest root id that reaches it.
@@ -28,8 +26,7 @@ class TakedownParams(FilterParams):
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
-        if not slug:
+        if not slug(value):
             raise ValueError("must contain letters or digits")
         return value
 
@@ -49,9 +46,8 @@ class TakedownFilter(SelectionFilter):
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         p: TakedownParams = self.params  # type: ignore[assignment]
-        slug = re.sub(r"[^a-z0-9]+", "_", p.reason.lower()).strip("_")
         with context.store.reader() as con:
             lock_down(con, context.store.root)
             roots = run(con, TARGETS_SQL.format(where=p.where))
         hits = roots.rename_columns(["sample_id", "related"])
-        return mark(features, hits, decision="drop", reason=f"takedown:{slug}")
+        return mark(features, hits, decision="drop", reason=f"takedown:{slug(p.reason)}")
