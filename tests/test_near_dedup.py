@@ -6,6 +6,7 @@ import json
 import re
 from itertools import combinations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,8 +18,8 @@ from datasketch.lsh import _optimal_param
 
 from lineage.errors import LineageError
 from lineage.features import minhash
-from lineage.filters.base import SelectionContext
-from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams
+from lineage.filters.base import KEEP_ORDER_SQL, SelectionContext
+from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams, _kept
 from lineage.store import Store
 
 PLANTED = json.loads((FIXTURES / "planted.json").read_text(encoding="utf-8"))
@@ -89,6 +90,70 @@ def test_keep_policy_prefers_real_then_lower_generation_then_earlier(store: Stor
         "t1": ("keep", None, "t1"),  # no real copy: the lower generation wins, though ingested later
         "t3": ("drop", "t1", "t1"),
     }
+
+
+def passage(first: int, words: int = 60) -> list[str]:
+    """`words` words of consecutive fixture sentences, from sentence `first`."""
+    return " ".join(REAL[first : first + 12]).split()[:words]
+
+
+def shingle_jaccard(a: str, b: str, ngram: int = 5) -> float:
+    """Jaccard of the two texts' sets of shingle hashes, with Python sets."""
+    sa, sb = (set(h.tolist()) for h in minhash.shingle_hashes([a, b], ngram=ngram))
+    return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
+
+
+def test_the_threshold_bounds_the_exact_jaccard_not_its_estimate(store: Store) -> None:
+    above = [" ".join(passage(8)), " ".join(passage(8)[:-10])]  # truncated: exact Jaccard 48/59
+    below = [" ".join(passage(24)), " ".join(passage(24)[:-12])]  # exact Jaccard 44/56
+    sigs = minhash.signatures(above + below)
+    assert shingle_jaccard(*above) == 48 / 59 and minhash.jaccard(sigs[:1], sigs[1:2])[0] < 0.8  # 0.773
+    assert shingle_jaccard(*below) == 44 / 56 and minhash.jaccard(sigs[2:3], sigs[3:])[0] >= 0.8  # 0.828
+    store.ingest([{"id": "above", "text": above[0]}, {"id": "below", "text": below[0]}], origin="real", source="r")
+    copies = [{"id": "above-cut", "text": above[1]}, {"id": "below-cut", "text": below[1]}]
+    store.ingest(copies, origin="synthetic", source="s", generation=1)
+    store.run_filter("near-dedup")
+    got = decisions(store)
+    assert got["above-cut"] == {
+        "decision": "drop",
+        "reason": "near_duplicate",
+        "score": 48 / 59,
+        "related": "above",
+        "cluster": "above",
+    }
+    assert [got[k]["decision"] for k in ("above", "below", "below-cut")] == ["keep"] * 3
+
+
+def test_a_sample_linked_through_another_scores_its_exact_jaccard_with_the_kept_one(store: Store) -> None:
+    words = passage(100)
+    a, b, c = " ".join(words), " ".join(words[:-6]), " ".join(words[:-12])  # a ~ b ~ c, but not a ~ c
+    assert (shingle_jaccard(a, b), shingle_jaccard(b, c), shingle_jaccard(a, c)) == (50 / 56, 44 / 50, 44 / 56)
+    store.ingest([{"id": "a", "text": a}], origin="real", source="r")
+    store.ingest([{"id": "b", "text": b}, {"id": "c", "text": c}], origin="synthetic", source="s", generation=1)
+    store.run_filter("near-dedup")
+    got = {k: (v["decision"], v["related"], v["score"]) for k, v in decisions(store).items()}
+    assert got == {"a": ("keep", None, None), "b": ("drop", "a", 50 / 56), "c": ("drop", "a", 44 / 56)}
+
+
+def test_kept_follows_the_shared_keep_order_of_sql() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    features = pa.table(
+        {
+            "sample_id": [f"s{i:03d}" for i in rng.permutation(n)],
+            "origin": rng.choice(["real", "synthetic"], n).tolist(),
+            "generation": pa.array(rng.integers(0, 3, n), mask=rng.random(n) < 0.1),
+            "version": rng.integers(1, 3, n),
+            "input_row": pa.array(rng.integers(0, 4, n), mask=rng.random(n) < 0.2),
+        }
+    )
+    labels = np.concatenate([rng.integers(0, 60, n - 20), np.arange(60, 80)])  # singletons too
+    table = features.append_column("cluster", pa.array(labels)).append_column("row", pa.array(np.arange(n)))
+    query = f'SELECT first_value("row") OVER (PARTITION BY cluster ORDER BY {KEEP_ORDER_SQL}) FROM t ORDER BY "row"'
+    with duckdb.connect() as con:
+        con.register("t", table)
+        expected = [row[0] for row in con.sql(query).fetchall()]
+    assert _kept(features, labels).tolist() == expected
 
 
 def test_every_event_has_a_cluster_named_after_its_kept_sample(small_store: Store) -> None:
@@ -247,6 +312,57 @@ def test_lsh_pairs_are_verified_and_find_what_brute_force_finds() -> None:
     assert labels[-1] != labels[-2]  # texts without words match nothing, not even each other
 
 
+def near_duplicate_texts() -> list[str]:
+    """Passages, graded truncations of some, exact copies and texts without words."""
+    texts = [" ".join(REAL[i : i + 3]) for i in range(0, 300, 3)]
+    texts += [t.rsplit(" ", k)[0] for k, t in enumerate(texts[:40], start=1)]
+    return [*texts, *texts[:5], "", "!!", None]
+
+
+def test_candidates_verified_exactly_are_the_pairs_at_the_threshold() -> None:
+    texts = near_duplicate_texts()
+    n, sigs = len(texts), minhash.signatures(texts)
+    candidates = minhash.candidate_pairs(sigs, threshold=0.8)
+    codes = candidates[:, 0] * n + candidates[:, 1]
+    assert (candidates[:, 0] < candidates[:, 1]).all() and (np.diff(codes) > 0).all()  # i < j, ascending
+    assert not set(candidates.ravel().tolist()) & {n - 3, n - 2, n - 1}  # no words, no pairs
+    pairs, similarity = minhash.verify_exact(candidates, texts, threshold=0.8)
+    assert similarity.tolist() == [shingle_jaccard(texts[i], texts[j]) for i, j in pairs.tolist()]
+    assert (similarity >= 0.8).all()
+    truth = [(i, j) for i, j in combinations(range(n - 3), 2) if shingle_jaccard(texts[i], texts[j]) >= 0.8]
+    found, expected = minhash.clusters(n, pairs), minhash.clusters(n, np.array(truth))
+    assert all((found[i] == found[j]) == (expected[i] == expected[j]) for i, j in combinations(range(n), 2))
+
+
+def test_verify_exact_is_the_jaccard_of_the_shingle_hash_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [*TRICKY, None, *(" ".join(REAL[i : i + 2]) for i in range(0, 20, 2))]
+    texts += [t.rsplit(" ", 2)[0] for t in texts[-6:]]
+    n = len(texts)
+    pairs = np.array([(i, j) for i in range(n) for j in range(n)])  # both orders, and each text with itself
+    sets = [set(h.tolist()) for h in minhash.shingle_hashes(texts, ngram=3)]
+    expected = [len(sets[i] & sets[j]) / len(sets[i] | sets[j]) if sets[i] | sets[j] else 0.0 for i, j in pairs]
+    monkeypatch.setattr(minhash, "VERIFY_SHINGLES", 7)  # many blocks
+    got_pairs, got = minhash.verify_exact(pairs, texts, ngram=3, threshold=0.0)
+    assert got_pairs.tolist() == pairs.tolist() and got.tolist() == expected
+    kept, similarity = minhash.verify_exact(pairs, texts, ngram=3, threshold=0.5)
+    assert kept.tolist() == [p for p, s in zip(pairs.tolist(), expected, strict=True) if s >= 0.5]
+    assert similarity.tolist() == [s for s in expected if s >= 0.5]
+    # Two sets of texts: row i of the first against row j of the second.
+    _, across = minhash.verify_exact(pairs, texts, texts[::-1], ngram=3, threshold=0.0)
+    assert across.tolist() == [expected[i * n + (n - 1 - j)] for i, j in pairs.tolist()]
+    assert minhash.verify_exact(np.zeros((0, 2), np.int64), texts, threshold=0.8)[0].shape == (0, 2)
+
+
+def test_signatures_do_not_depend_on_passes_threads_or_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [*TRICKY, None, *REAL[:40], "東京 タワー", "abc"]
+    whole = minhash.signatures(texts, num_perm=32, threads=1)
+    monkeypatch.setattr(minhash, "DOCS_PER_PASS", 3)
+    chunked = pa.chunked_array([pa.array(texts[:5], pa.string()), pa.array(texts[5:], pa.string())])
+    for threads in (1, 3):
+        assert (minhash.signatures(chunked, num_perm=32, threads=threads) == whole).all()
+    assert (minhash.signatures(chunked.slice(4), num_perm=32) == whole[4:]).all()
+
+
 def test_match_pairs_two_sets() -> None:
     held_out = [" ".join(REAL[i : i + 4]) for i in range(0, 200, 4)]
     train = [" ".join(REAL[i : i + 4]) for i in range(200, 400, 4)] + [held_out[3] + " extra", held_out[7], ""]
@@ -261,10 +377,14 @@ def test_short_documents_are_one_shingle_and_empty_ones_are_empty() -> None:
     assert (sigs[0] == sigs[1]).all() and not (sigs[0] == sigs[2]).all()
     assert (sigs[3:] == minhash.EMPTY).all()
     assert minhash.signatures([], num_perm=8).shape == (0, 8)
+    # Fewer tokens in all than ngram - 1: each document is still one shingle.
+    assert [h.tolist() for h in minhash.shingle_hashes(["a", "b"])] == [reference_shingle_hashes(t, 5) for t in "ab"]
 
 
 def test_bands_come_from_datasketch_weighted_against_misses() -> None:
     assert minhash.bands(0.8, 128) == _optimal_param(0.8, 128, 0.01, 0.99) == (18, 7)
+    candidates = minhash._optimal_bands(0.8, 128, minhash.CANDIDATE_WEIGHTS)
+    assert candidates == _optimal_param(0.8, 128, 0.001, 0.999) == (21, 6)
     assert minhash.bands(0.99, 128)[0] >= 1  # datasketch's own MinHashLSH refuses this one (b < 2)
 
 

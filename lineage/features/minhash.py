@@ -1,8 +1,9 @@
-"""MinHash signatures of word n-gram shingles and LSH matching, vectorised with numpy.
+"""MinHash signatures of word n-gram shingles, LSH candidates and exact verification, vectorised with numpy.
 
 Pure functions, shared by near-dedup and the contamination filter. No Python loop runs per document or
 per shingle: texts become one UTF-8 byte array, tokens are runs of word bytes, token and shingle hashes
-are computed over all tokens at once, and the permutations run over blocks of documents at once.
+are computed over all tokens at once, and the permutations run over blocks of documents at once. Texts
+are processed `DOCS_PER_PASS` documents at a time, so the per-token arrays stay small and cache-resident.
 
 The scheme (`scheme()`, stored with cached signatures as config.json) fixes every step, so signatures
 stay comparable across library versions:
@@ -22,15 +23,26 @@ stay comparable across library versions:
   signature equals `datasketch.MinHash(num_perm, seed=seed, hashfunc=lambda h: h)` updated with our
   shingle hashes. No prime: datasketch's older Mersenne-prime scheme ("legacy") folds 61-bit values
   down to 32 bits, which datasketch found biases estimates on large sets (its issue #212).
+
+Near duplicates within one set of documents are found in two steps that any engine can reproduce:
+`candidate_pairs` bands the signatures for high recall at the threshold (a candidate is cheap, a miss is
+lost), then `verify_exact` keeps the candidates whose exact Jaccard similarity of shingle-hash sets (the
+distinct 32-bit shingle hashes above, recomputed from the texts of the candidates only) reaches the
+threshold. Exact verification has no estimation error: no pair below the threshold is kept, and a pair
+above it is lost only if banding missed it (probability 0.002 at the threshold, less above it, for the
+default 128 values and 0.8). `lsh_pairs` and `match` verify by the estimate instead.
 """
 
 from __future__ import annotations
 
+import os
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -41,14 +53,16 @@ EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of a document without shing
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)  # mask of the k low bytes
 FNV_PRIME = np.uint64(0x100000001B3)
 SHINGLE_MULTIPLIER = FNV_PRIME
+BAND_MULTIPLIER = np.uint32(0x9E3779B1)  # odd: h -> (h xor value) * it is a bijection for each value
 BLOCK_SHINGLES = 8192  # shingles per permutation block: (num_perm x block) uint32 stays in L2 cache
-VERIFY_BLOCK = 65_536  # candidate pairs compared at once
-DOCS_PER_PASS = 20_000  # documents tokenised at once: bounds the per-token arrays (~100 bytes a token)
+VERIFY_BLOCK = 65_536  # candidate pairs compared at once by their signatures
+VERIFY_SHINGLES = 1 << 20  # shingle look-ups at once in exact verification
+DOCS_PER_PASS = 2_000  # documents hashed at once: small per-token arrays (~100 bytes a token) stay cached
+THREADS = min(4, os.cpu_count() or 1)  # threads hashing passes of documents at once
 LSH_WEIGHTS = (0.01, 0.99)  # false positive, false negative weights of the band choice
+CANDIDATE_WEIGHTS = (0.001, 0.999)  # the same for candidates verified exactly: recall first
 
-_ASCII_WORD = np.zeros(256, dtype=bool)
-for _c in b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz":
-    _ASCII_WORD[_c] = True
+T = TypeVar("T")
 
 
 def scheme(*, ngram: int, num_perm: int, seed: int) -> dict[str, Any]:
@@ -76,53 +90,55 @@ def scheme(*, ngram: int, num_perm: int, seed: int) -> dict[str, Any]:
 
 
 def _utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """The lowercased UTF-8 bytes of all texts, concatenated, and their n+1 byte offsets."""
-    arr = pc.utf8_lower(pc.fill_null(texts, "")).cast(pa.large_string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.large_string())
+    """The lowercased UTF-8 bytes of all texts, each followed by a space, concatenated, and n+1 offsets.
+
+    The space ends every document's last token, so no token runs from one document into the next.
+    """
+    arr = pc.binary_join_element_wise(pc.utf8_lower(pc.fill_null(texts, "")), " ", "")
+    if isinstance(arr, pa.ChunkedArray):  # 64-bit offsets where chunks are joined: no 2 GB limit
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.cast(pa.large_string()).combine_chunks()
     if len(arr) == 0:
         return np.zeros(0, np.uint8), np.zeros(1, np.int64)
-    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = arr.buffers()[2]
-    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], width)[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+    raw = np.frombuffer(arr.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
     return raw, offsets - offsets[0]
 
 
 def _word_bytes(data: np.ndarray) -> np.ndarray:
-    """Whether each byte belongs to a word character (ASCII by table, other characters by Unicode)."""
-    word = _ASCII_WORD[data]
+    """Whether each byte belongs to a word character (ASCII by range, other characters by Unicode)."""
+    word = (data - np.uint8(ord("a"))) < 26  # the text is lowercased: no ASCII capitals are left
+    word |= (data - np.uint8(ord("0"))) < 10
+    word |= data == ord("_")
     leads = np.flatnonzero(data >= 0xC0)
     if len(leads) == 0:
         return word
-    codepoints = _decode(data, leads)
+    codepoints, width = _decode(data, leads)
     distinct, inverse = np.unique(codepoints, return_inverse=True)
     # One Python call per distinct non-ASCII character (not per document): Python's own \w definition.
-    word[leads] = np.array([chr(c).isalnum() for c in distinct.tolist()], dtype=bool)[inverse]
-    # Continuation bytes take the class of their character's lead byte.
-    owner = np.where((data & 0xC0) == 0x80, 0, np.arange(len(data)))
-    return word[np.maximum.accumulate(owner)]
+    is_word = np.array([chr(c).isalnum() for c in distinct.tolist()], dtype=bool)[inverse]
+    for k in range(4):  # a character's continuation bytes take the class of its lead byte
+        has = width > k
+        word[leads[has] + k] = is_word[has]
+    return word
 
 
-def _decode(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
-    """Code points of the multi-byte UTF-8 characters starting at `leads` (the text is valid UTF-8)."""
-    padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.uint32)
-    b0, b1, b2, b3 = (padded[leads + k] for k in range(4))
+def _decode(data: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Code points and byte widths of the multi-byte UTF-8 characters at `leads` (the text is valid UTF-8)."""
+    padded = np.concatenate([data, np.zeros(3, np.uint8)])
+    b0, b1, b2, b3 = (padded[leads + k].astype(np.uint32) for k in range(4))
+    width = np.where(b0 < 0xE0, 2, np.where(b0 < 0xF0, 3, 4))
     two = ((b0 & 0x1F) << 6) | (b1 & 0x3F)
     three = ((b0 & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
     four = ((b0 & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((b2 & 0x3F) << 6) | (b3 & 0x3F)
-    return np.where(b0 < 0xE0, two, np.where(b0 < 0xF0, three, four))
+    return np.where(width == 2, two, np.where(width == 3, three, four)), width
 
 
 def _token_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Byte starts and ends of every token, and each document's first token (n+1 offsets)."""
-    word = _word_bytes(data)
-    edge = np.diff(word.view(np.int8), prepend=np.int8(0), append=np.int8(0))  # +1 a token starts, -1 ends
-    is_start, is_end = edge == 1, edge == -1
-    # A token must not run from one document into the next: split it where a document starts.
-    inner = offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < len(data))]
-    split = inner[word[inner] & word[inner - 1]]
-    is_start[split] = is_end[split] = True
-    starts, ends = np.flatnonzero(is_start), np.flatnonzero(is_end)
+    # Word runs start and end alternately: the data starts outside a word and ends with a space.
+    edges = np.flatnonzero(np.diff(_word_bytes(data), prepend=False))
+    starts, ends = edges.reshape(-1, 2).T.copy()  # contiguous, for the gathers that follow
     return starts, ends, np.searchsorted(starts, offsets)
 
 
@@ -130,19 +146,16 @@ def _token_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     """64-bit hash of each token's bytes, 8 bytes a step over all tokens at once (see the module doc)."""
     padded = np.concatenate([data, np.zeros(8, np.uint8)])
     windows = np.ndarray((len(data) + 1,), "<u8", buffer=padded, strides=(1,))  # 8 bytes from each offset
-    left = ends - starts
-    h = left.astype(np.uint64)
-    rows, at = None, starts  # rows: the tokens with bytes left (None: all); most are done after one step
-    while len(at):
-        word = windows[at] & _LOW_BYTES[np.minimum(left, 8)]  # zero the bytes past the token's end
-        if rows is None:
-            h ^= word
-            h *= FNV_PRIME
-        else:
-            h[rows] = (h[rows] ^ word) * FNV_PRIME
+    length = ends - starts
+    h = length.astype(np.uint64)
+    h ^= windows[starts] & _LOW_BYTES[np.minimum(length, 8)]  # zero the bytes past the token's end
+    h *= FNV_PRIME
+    rows = np.flatnonzero(length > 8)  # the few tokens longer than 8 bytes take more steps
+    at, left = starts[rows] + 8, length[rows] - 8
+    while len(rows):
+        h[rows] = (h[rows] ^ (windows[at] & _LOW_BYTES[np.minimum(left, 8)])) * FNV_PRIME
         more = left > 8
-        rows = np.flatnonzero(more) if rows is None else rows[more]
-        at, left = at[more] + 8, left[more] - 8
+        rows, at, left = rows[more], at[more] + 8, left[more] - 8
     return _fmix64(h)
 
 
@@ -151,10 +164,11 @@ def _token_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
+    h ^= h >> np.uint64(33)
+    return h
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -173,19 +187,18 @@ def _shingles(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int) -> tupl
     short = np.flatnonzero((per_doc > 0) & (per_doc < ngram))
     if len(short):  # a document shorter than ngram is one shingle of all its tokens
         h[token_offsets[short]] = _fold_short(tokens, token_offsets[short], per_doc[short])
-    # The shingles of document d start at its first `count[d]` tokens: mark them by a difference array.
-    first = token_offsets[:-1]
-    edges = np.bincount(first, minlength=len(tokens) + 1) - np.bincount(first + count, minlength=len(tokens) + 1)
-    starts = np.cumsum(edges[:-1]) > 0
-    offsets = np.concatenate([[0], np.cumsum(count)])
-    return (_fmix64(h[starts]) >> np.uint64(32)).astype(np.uint32), offsets
+    offsets = np.zeros(len(count) + 1, np.int64)
+    np.cumsum(count, out=offsets[1:])
+    # The shingles of document d start at its first `count[d]` tokens.
+    first = np.arange(offsets[-1]) + np.repeat(token_offsets[:-1] - offsets[:-1], count)
+    return (_fmix64(h[first]) >> np.uint64(32)).astype(np.uint32), offsets
 
 
 def _fold(tokens: np.ndarray, ngram: int) -> np.ndarray:
     """At every token position, the Horner fold of the `ngram` tokens starting there (clipped at the end)."""
     h = tokens.copy()
     for k in range(1, ngram):
-        head = h[: len(h) - k]
+        head = h[: max(len(h) - k, 0)]
         np.multiply(head, SHINGLE_MULTIPLIER, out=head)
         np.add(head, tokens[k:], out=head)
     return h
@@ -213,14 +226,17 @@ def _permute(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) 
     a, b = permutations(num_perm, seed)
     mixed = _fmix32(hashes)
     docs = np.flatnonzero(np.diff(offsets) > 0)  # reduceat cannot express an empty segment
-    firsts = offsets[docs]
+    firsts, lasts = offsets[docs], offsets[docs + 1]
     mins = np.empty((num_perm, len(docs)), np.uint32)
     cuts = np.searchsorted(firsts, np.arange(0, offsets[-1], BLOCK_SHINGLES), side="right") - 1
     bounds = np.unique(np.concatenate([cuts[cuts >= 0], [len(docs)]]))
-    for lo, hi in pairwise(bounds.tolist()):
-        block = np.multiply.outer(a, mixed[firsts[lo] : offsets[docs[hi - 1] + 1]])
+    widths = lasts[bounds[1:] - 1] - firsts[bounds[:-1]]
+    buffer = np.empty(num_perm * int(widths.max(initial=0)), np.uint32)  # one buffer for every block
+    for lo, hi, width in zip(bounds[:-1].tolist(), bounds[1:].tolist(), widths.tolist(), strict=True):
+        block = buffer[: num_perm * width].reshape(num_perm, width)
+        np.multiply.outer(a, mixed[firsts[lo] : lasts[hi - 1]], out=block)
         block += b[:, None]
-        mins[:, lo:hi] = np.minimum.reduceat(block, firsts[lo:hi] - firsts[lo], axis=1)
+        np.minimum.reduceat(block, firsts[lo:hi] - firsts[lo], axis=1, out=mins[:, lo:hi])
     out = np.full((len(offsets) - 1, num_perm), EMPTY, np.uint32)
     out[docs] = mins.T
     return out
@@ -243,30 +259,55 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], *, 
 
 
 def signatures(
-    texts: pa.Array | pa.ChunkedArray | Sequence[str | None], *, ngram: int = 5, num_perm: int = 128, seed: int = 1
+    texts: pa.Array | pa.ChunkedArray | Sequence[str | None],
+    *,
+    ngram: int = 5,
+    num_perm: int = 128,
+    seed: int = 1,
+    threads: int | None = None,
 ) -> np.ndarray:
-    """MinHash signatures, shape (len(texts), num_perm), uint32; see the module doc for the scheme."""
+    """MinHash signatures, shape (len(texts), num_perm), uint32; see the module doc for the scheme.
+
+    Passes of `DOCS_PER_PASS` documents run in `threads` threads (default `THREADS`; numpy releases the
+    GIL in its loops); the result does not depend on it.
+    """
     arr = _arrow(texts)
     out = np.empty((len(arr), num_perm), np.uint32)
-    for lo in range(0, len(arr), DOCS_PER_PASS):
+
+    def one_pass(lo: int) -> None:
         hashes, offsets = _hash_shingles(arr.slice(lo, DOCS_PER_PASS), ngram)
         out[lo : lo + DOCS_PER_PASS] = _permute(hashes, offsets, num_perm, seed)
+
+    _in_passes(len(arr), one_pass, THREADS if threads is None else threads)
     return out
+
+
+def _in_passes(n: int, work: Callable[[int], T], threads: int) -> list[T]:
+    """`work(lo)` for the passes of `DOCS_PER_PASS` documents starting at lo, in order, in threads."""
+    starts = range(0, n, DOCS_PER_PASS)
+    if threads <= 1 or len(starts) <= 1:
+        return [work(lo) for lo in starts]
+    with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+        return list(pool.map(work, starts))
 
 
 # --- LSH matching ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
 def bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) for the threshold by datasketch's own optimisation, weighted 1:99 against misses.
 
     Every candidate is verified, so a false candidate costs one comparison while a missed one is a missed
     duplicate: datasketch's even weighting (for unverified LSH) finds only 40% of pairs at 0.8.
     """
+    return _optimal_bands(threshold, num_perm, LSH_WEIGHTS)
+
+
+@lru_cache(maxsize=64)
+def _optimal_bands(threshold: float, num_perm: int, weights: tuple[float, float]) -> tuple[int, int]:
     from datasketch.lsh import _optimal_param  # its MinHashLSH also refuses b < 2, which we can serve
 
-    b, r = _optimal_param(threshold, num_perm, *LSH_WEIGHTS)
+    b, r = _optimal_param(threshold, num_perm, *weights)
     return int(b), int(r)
 
 
@@ -277,11 +318,11 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _band_keys(sigs: np.ndarray, b: int, r: int) -> np.ndarray:
     """(n, b) 32-bit keys of the bands; a key collision only adds a candidate that verification drops."""
-    h = np.broadcast_to(np.arange(b, dtype=np.uint64), (len(sigs), b)).copy()  # salt: a band's own keys
+    h = np.broadcast_to(np.arange(b, dtype=np.uint32), (len(sigs), b)).copy()  # salt: a band's own keys
     for col in range(r):
-        h *= FNV_PRIME
-        h += sigs[:, col : b * r : r]
-    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32)
+        h ^= sigs[:, col : b * r : r]
+        h *= BAND_MULTIPLIER
+    return _fmix32(h)
 
 
 def _within(keys: np.ndarray) -> np.ndarray:
@@ -289,7 +330,10 @@ def _within(keys: np.ndarray) -> np.ndarray:
     flat = keys.ravel()
     order = np.argsort(flat)
     ordered = flat[order]
-    position = np.arange(len(flat))
+    same = ordered[1:] == ordered[:-1]  # element k + 1 is in the run of element k
+    in_run = np.flatnonzero(np.concatenate([same, [False]]) | np.concatenate([[False], same]))  # runs of 2+
+    order, ordered = order[in_run], ordered[in_run]
+    position = np.arange(len(order))
     new_run = np.concatenate([[True], ordered[1:] != ordered[:-1]])
     start = np.maximum.accumulate(np.where(new_run, position, 0))  # each element's run start, sorted order
     before = position - start  # earlier members of its run: it pairs with each of them
@@ -354,16 +398,108 @@ def lsh_pairs(sigs: np.ndarray, *, threshold: float) -> np.ndarray:
 
 
 def _identical(sigs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Groups of these rows by a hash of the whole signature: each group's first row, and each row's group."""
-    words = np.ascontiguousarray(sigs[rows]).view(np.uint64) if sigs.shape[1] % 2 == 0 else sigs[rows]
-    h = (words.astype(np.uint64, copy=False) * _row_multipliers(words.shape[1])).sum(axis=1, dtype=np.uint64)
+    """Groups of these rows by a hash of the whole signature: each group's first row (ascending), each row's group."""
+    words = np.ascontiguousarray(sigs).view(np.uint64) if sigs.shape[1] % 2 == 0 else sigs
+    h = (words @ _row_multipliers(words.shape[1]))[rows]  # a matrix product wraps mod 2^64, as a hash may
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    return rows[first], inverse.reshape(-1)
+    order = np.argsort(first)  # groups by their first row, so `first` is ascending
+    group = np.empty_like(order)
+    group[order] = np.arange(len(order))
+    return rows[first[order]], group[inverse.reshape(-1)]
 
 
 @lru_cache(maxsize=8)
 def _row_multipliers(width: int) -> np.ndarray:
     return np.random.RandomState(width).randint(0, 1 << 63, width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def candidate_pairs(sigs: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Candidate near-duplicate pairs (i < j, distinct, ascending) within one signature matrix, unverified.
+
+    Bands are chosen for recall, weighted 1:999 against misses (21 bands of 6 values for 128 values at
+    0.8: a pair of Jaccard 0.8 is a candidate with probability 0.998), as `verify_exact` removes the false
+    candidates. Rows with identical signatures are linked as a star (each to the first of them), not all
+    pairs, so many copies of one text cost linear time. Rows without shingles are in no pair.
+    """
+    rows = _nonempty(sigs)
+    first, inverse = _identical(sigs, rows)
+    stars = np.stack([first[inverse], rows], axis=1)
+    nb, nr = _optimal_bands(threshold, sigs.shape[1], CANDIDATE_WEIGHTS)
+    banded = first[_within(_band_keys(sigs, nb, nr)[first])]  # `first` ascending: banded pairs are i < j
+    return _distinct(np.concatenate([stars[stars[:, 0] != stars[:, 1]], banded]), len(sigs))
+
+
+# --- exact verification ---------------------------------------------------------------------------
+
+
+def verify_exact(
+    pairs: np.ndarray,
+    texts: pa.Array | pa.ChunkedArray | Sequence[str | None],
+    other: pa.Array | pa.ChunkedArray | Sequence[str | None] | None = None,
+    *,
+    ngram: int = 5,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (i, j) whose exact Jaccard similarity reaches the threshold, in their order, and its value.
+
+    i is a row of `texts`, j a row of `other` (default: `texts` too). The similarity is that of the two
+    documents' sets of distinct shingle hashes (`shingle_hashes`), so it equals the Jaccard of their word
+    n-gram sets barring 32-bit hash collisions; it is 0 for a document without shingles. Only the texts
+    of rows in `pairs` are hashed. `threshold=0` gives the similarity of every pair.
+    """
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if other is None:
+        sets_a = sets_b = _ShingleSets.of(texts, pairs.ravel(), ngram)
+    else:
+        sets_a, sets_b = _ShingleSets.of(texts, pairs[:, 0], ngram), _ShingleSets.of(other, pairs[:, 1], ngram)
+    similarity = _exact_jaccard(sets_a, pairs[:, 0], sets_b, pairs[:, 1])
+    keep = similarity >= threshold
+    return pairs[keep], similarity[keep]
+
+
+@dataclass(frozen=True)
+class _ShingleSets:
+    """Distinct shingle hashes of some rows: keys `position << 32 | hash`, ascending; offsets by position."""
+
+    rows: np.ndarray  # ascending
+    keys: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def of(cls, texts: pa.Array | pa.ChunkedArray | Sequence[str | None], rows: np.ndarray, ngram: int) -> _ShingleSets:
+        rows = np.unique(rows)
+        arr = _arrow(texts).take(pa.array(rows))
+
+        def one_pass(lo: int) -> np.ndarray:
+            hashes, offsets = _hash_shingles(arr.slice(lo, DOCS_PER_PASS), ngram)
+            position = np.repeat(np.arange(lo, lo + len(offsets) - 1, dtype=np.uint64), np.diff(offsets))
+            keys = np.sort((position << np.uint64(32)) | hashes)
+            distinct = np.ones(len(keys), bool)
+            np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+            return keys[distinct]
+
+        keys = np.concatenate([np.zeros(0, np.uint64), *_in_passes(len(rows), one_pass, THREADS)])
+        return cls(rows, keys, np.searchsorted(keys, np.arange(len(rows) + 1, dtype=np.uint64) << np.uint64(32)))
+
+
+def _exact_jaccard(a: _ShingleSets, rows_a: np.ndarray, b: _ShingleSets, rows_b: np.ndarray) -> np.ndarray:
+    """|A & B| / |A | B| of each pair: each hash of A looked up among B's, in blocks to bound memory."""
+    at_a, at_b = np.searchsorted(a.rows, rows_a), np.searchsorted(b.rows, rows_b)
+    size_a, size_b = np.diff(a.offsets)[at_a], np.diff(b.offsets)[at_b]
+    common = np.zeros(len(at_a), np.int64)
+    starts = np.cumsum(size_a) - size_a
+    bounds = np.unique(np.searchsorted(starts, np.arange(0, starts[-1] + 1 if len(starts) else 0, VERIFY_SHINGLES)))
+    for lo, hi in pairwise([*bounds.tolist(), len(at_a)]):
+        sizes = size_a[lo:hi]
+        if len(b.keys) == 0 or not sizes.any():
+            continue
+        pair = np.repeat(np.arange(hi - lo), sizes)
+        at = np.arange(len(pair)) + np.repeat(a.offsets[at_a[lo:hi]] - (starts[lo:hi] - starts[lo]), sizes)
+        query = (a.keys[at] & np.uint64(0xFFFFFFFF)) | (at_b[lo:hi].astype(np.uint64) << np.uint64(32))[pair]
+        found = b.keys[np.minimum(np.searchsorted(b.keys, query), len(b.keys) - 1)] == query
+        common[lo:hi] = np.bincount(pair, weights=found, minlength=hi - lo).astype(np.int64)
+    union = size_a + size_b - common
+    return np.where(union > 0, common / np.maximum(union, 1), 0.0)
 
 
 def clusters(n: int, pairs: np.ndarray) -> np.ndarray:

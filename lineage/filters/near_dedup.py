@@ -9,38 +9,44 @@ params and a batch, so `features` could not skip cached samples and would re-has
 every run. Hashing is vectorised numpy and cheap next to reading the selection, so the map phase passes
 batches through unchanged.
 
+Matching is the two steps of `lineage.features.minhash`: LSH candidates from the signatures, then each
+candidate verified by the exact Jaccard similarity of the two texts' shingle sets (hashed again, for the
+candidates only), so `threshold` is a bound on the exact similarity, not on an estimate. Clusters are the
+connected components of the verified pairs and keep one sample each, by the shared keep policy.
+
 Every event gets cluster_id = the kept sample of its cluster (a singleton is its own cluster). Drops get
-reason `near_duplicate`, related_id = the kept sample, score = estimated Jaccard with it.
+reason `near_duplicate`, related_id = the kept sample, score = the exact Jaccard similarity with it. That
+score is below the threshold when the sample joined the cluster through another member (A ~ B and B ~ C,
+but not A ~ C): near duplicates are transitive here, similarity is not.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
 from lineage.features.cache import FeatureCache
-from lineage.features.minhash import clusters, jaccard, lsh_pairs, scheme, signatures
-from lineage.filters.base import KEEP_ORDER_SQL, FilterParams, SelectionContext, SelectionFilter, register
+from lineage.features.minhash import candidate_pairs, clusters, scheme, signatures, verify_exact
+from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
     from lineage.store import Store
 
-KEPT_SQL = f"""
-SELECT first_value("row") OVER (PARTITION BY cluster ORDER BY {KEEP_ORDER_SQL}) AS kept
-FROM features ORDER BY "row"
-"""
+# The shared keep policy, lineage.filters.base.KEEP_ORDER_SQL, as Arrow sort keys (nulls last, as DuckDB):
+# (origin <> 'real'), generation, version, input_row, sample_id.
+KEEP_ORDER = [(c, "ascending", "at_end") for c in ("synthetic", "generation", "version", "input_row", "sample_id")]
 
 
 class NearDedupParams(FilterParams):
     ngram: int = Field(5, ge=1, le=64, description="words per shingle")
     num_perm: int = Field(128, ge=2, le=1024, description="MinHash permutations")
-    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard that makes a near duplicate")
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard similarity that makes a near duplicate")
     seed: int = Field(1, ge=0, lt=2**32, description="seed of the permutations")
 
 
@@ -55,7 +61,7 @@ def signature_schema(num_perm: int) -> pa.Schema:
 
 
 def to_binary(sigs: np.ndarray) -> pa.Array:
-    data = pa.py_buffer(np.ascontiguousarray(sigs, dtype="<u4").tobytes())
+    data = pa.py_buffer(np.ascontiguousarray(sigs, dtype="<u4"))  # no copy: the buffer keeps the array alive
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * sigs.shape[1]), len(sigs), [None, data])
 
 
@@ -84,39 +90,74 @@ class NearDedupFilter(SelectionFilter):
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         if features.num_rows == 0:
             return DECISIONS.empty_table()
-        sigs = self.cached_signatures(features, context.store)
-        labels = clusters(len(sigs), lsh_pairs(sigs, threshold=self.params.threshold))
-        kept = _kept(features, labels)
-        return _decisions(features["sample_id"], kept, jaccard(sigs, sigs[kept]))
+        p, cache = self.params, self.cache(context.store)
+        sigs, fresh = self._signatures(features, cache)
+        with ThreadPoolExecutor(1) as pool:  # the new cache part is written while the pairs are found
+            written = pool.submit(cache.add, fresh)
+            candidates = candidate_pairs(sigs, threshold=p.threshold)
+            pairs, similarity = verify_exact(candidates, features["text"], ngram=p.ngram, threshold=p.threshold)
+            written.result()
+        kept = _kept(features, clusters(len(sigs), pairs))
+        return _decisions(features["sample_id"], kept, _scores(features["text"], kept, pairs, similarity, p.ngram))
 
     def cached_signatures(self, features: pa.Table, store: Store) -> np.ndarray:
         """Signatures of the selection in its order: cached ones reused, missing ones hashed and cached."""
-        p, cache, ids = self.params, self.cache(store), features["sample_id"]
+        cache = self.cache(store)
+        sigs, fresh = self._signatures(features, cache)
+        cache.add(fresh)
+        return sigs
+
+    def _signatures(self, features: pa.Table, cache: FeatureCache) -> tuple[np.ndarray, pa.Table]:
+        """Signatures of the selection in its order, and the rows to add to the cache (the missing ones)."""
+        p, ids = self.params, features["sample_id"]
         cached = cache.lookup(ids)
         position = pc.index_in(ids, value_set=cached["sample_id"])
         missing = pc.is_null(position)
-        fresh = signatures(features["text"].filter(missing), ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
-        cache.add(pa.table({"sample_id": ids.filter(missing), "minhash": to_binary(fresh)}))
+        texts = features["text"] if cached.num_rows == 0 else features["text"].filter(missing)
+        fresh = signatures(texts, ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
+        rows = pa.table({"sample_id": ids.filter(missing), "minhash": to_binary(fresh)})
+        if cached.num_rows == 0:
+            return fresh, rows
         out = np.empty((len(ids), p.num_perm), np.uint32)
         is_missing = missing.to_numpy()
         out[is_missing] = fresh
         out[~is_missing] = from_binary(cached["minhash"], p.num_perm)[position.drop_null().to_numpy()]
-        return out
+        return out, rows
 
 
 def _kept(features: pa.Table, labels: np.ndarray) -> np.ndarray:
     """Row of the sample each row's cluster keeps, by the shared keep policy."""
     kept = np.arange(len(labels))
     grouped = np.flatnonzero(np.bincount(labels)[labels] > 1)  # a singleton keeps itself: skip the sort
-    table = features.drop_columns(["text"]).take(pa.array(grouped))
-    table = table.append_column("cluster", pa.array(labels[grouped])).append_column("row", pa.array(grouped))
-    con = duckdb.connect()
-    try:
-        con.register("features", table)
-        kept[grouped] = con.sql(KEPT_SQL).to_arrow_table()["kept"].to_numpy()
-    finally:
-        con.close()
+    if len(grouped) == 0:
+        return kept
+    table = features.select(["sample_id", "generation", "version", "input_row"]).take(pa.array(grouped))
+    table = table.append_column("synthetic", pc.not_equal(features["origin"].take(pa.array(grouped)), "real"))
+    table = table.append_column("cluster", pa.array(labels[grouped]))
+    order = grouped[pc.sort_indices(table, [("cluster", "ascending", "at_end"), *KEEP_ORDER])]
+    heads = order[np.flatnonzero(np.diff(labels[order], prepend=-1))]  # the first row of each cluster
+    first = np.empty(labels.max() + 1, np.int64)
+    first[labels[heads]] = heads
+    kept[grouped] = first[labels[grouped]]
     return kept
+
+
+def _scores(
+    texts: pa.ChunkedArray, kept: np.ndarray, pairs: np.ndarray, similarity: np.ndarray, ngram: int
+) -> np.ndarray:
+    """Exact Jaccard of each dropped row with its kept row (NaN for kept rows).
+
+    Taken from the verified pairs where the two are one; computed for rows linked only through others.
+    """
+    n, score = len(kept), np.full(len(kept), np.nan)
+    dropped = np.flatnonzero(kept != np.arange(n))
+    links = np.sort(np.stack([dropped, kept[dropped]], axis=1), axis=1)
+    codes, verified = links[:, 0] * n + links[:, 1], pairs[:, 0] * n + pairs[:, 1]  # verified: ascending
+    at = np.minimum(np.searchsorted(verified, codes), max(len(verified) - 1, 0))
+    known = verified[at] == codes if len(verified) else np.zeros(len(codes), bool)
+    score[dropped[known]] = similarity[at[known]]
+    score[dropped[~known]] = verify_exact(links[~known], texts, ngram=ngram, threshold=0.0)[1]
+    return score
 
 
 def _decisions(ids: pa.ChunkedArray, kept: np.ndarray, score: np.ndarray) -> pa.Table:
