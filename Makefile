@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch first, pinned: a bare `torch` would pull gigabytes of CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,embed,hf]'
+	$(PY) -m pip install --quiet -e '.[dev,embed,hf,ray]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -15,8 +15,9 @@ import pyarrow as pa
 
 from lineage import catalog, readonly
 from lineage.errors import LineageError, StoreError, StoreNotFound
+from lineage.faults import crash_point
 from lineage.lock import WriterLock
-from lineage.segments import Segment, write_segment
+from lineage.segments import Segment, fsync_path, write_segment
 
 if TYPE_CHECKING:
     from lineage.diversity import DiversityResult
@@ -40,6 +41,18 @@ class Transaction:
     def write_segment(self, kind: str, segment_id: str, write: Callable[[Path], None], **where: str) -> Segment:
         segment = write_segment(self.store.root, kind, segment_id, write, **where)
         self.segments.append(segment)
+        return segment
+
+    def adopt_segment(self, kind: str, segment_id: str, staged: Path, rows: int, sha256: str) -> Segment:
+        """Move a file a worker wrote and fsynced under STORE/tmp/ into data/<kind>/ (same filesystem)."""
+        where = self.store.root / "data" / kind
+        final = where / f"{segment_id}.parquet"
+        size = staged.stat().st_size
+        os.rename(staged, final)
+        segment = Segment(segment_id, kind, final.relative_to(self.store.root).as_posix(), rows, size, sha256)
+        self.segments.append(segment)
+        crash_point("segment_adopted")
+        fsync_path(where)
         return segment
 
     def add_rows(self, table: str, rows: pa.Table) -> None:
@@ -135,7 +148,12 @@ class Store:
                 yield txn
                 with self._connect(read_only=False) as con:
                     catalog.commit(
-                        con, version=version, kind=kind, ref_id=ref_id, summary=summary, segments=txn.segments,
+                        con,
+                        version=version,
+                        kind=kind,
+                        ref_id=ref_id,
+                        summary=summary,
+                        segments=txn.segments,
                         rows=txn.rows,
                     )
             except BaseException:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,3 +33,26 @@ class ShoutingFilter(SampleFilter):
             score=share.to_pylist(),
             reason=["shouting" if x else None for x in loud],
         )
+
+
+class KillerParams(FilterParams):
+    marker: str
+
+
+class KillerFilter(SampleFilter):
+    """Keeps everything, but the worker running it dies (SIGKILL) while the marker file exists.
+
+    A marker reading `once` is removed by the first worker that sees it, so only that worker dies.
+    """
+
+    name = "killer"
+    Params = KillerParams
+    columns = ()
+
+    def decide(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        marker = Path(self.params.marker)  # type: ignore[attr-defined]
+        if marker.exists():
+            if marker.read_text() == "once":
+                marker.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return decisions(batch["sample_id"], "keep")

@@ -20,12 +20,17 @@ def filter_group() -> None:
 @click.option("--module", help="A user filter class, package.module:ClassName.")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "inline"]),
+    type=click.Choice(["local", "inline", "ray"]),
     default="local",
     show_default=True,
-    help="local: a process pool over batches; inline: this process.",
+    help="local: a process pool over batches; inline: this process; ray: a Ray cluster (`lineage[ray]`).",
 )
-@click.option("--workers", type=int, help="Worker processes for --engine local (default: all cores).")
+@click.option("--workers", type=int, help="Worker processes (local) or concurrent tasks (ray); default: all cores.")
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="With --engine ray: `auto` or host:port of a running cluster (default: start a local one for this run).",
+)
 @json_option
 @click.pass_context
 def run_cmd(
@@ -37,6 +42,7 @@ def run_cmd(
     module: str | None,
     engine: str,
     workers: int | None,
+    ray_address: str | None,
     as_json: bool,
 ) -> None:
     """Run filter NAME and record a decision for every selected sample.
@@ -48,6 +54,8 @@ def run_cmd(
       lineage filter run quality --where "origin = 'synthetic'"
       lineage filter run sql --param where="length(text) < 20" --param reason=too_short
       lineage filter run mine --module my_filters:ShoutingFilter
+      lineage filter run quality --engine ray
+      lineage filter run near-dedup --engine ray --ray-address auto
     """
     from lineage.filters.base import parse_param_pairs
 
@@ -61,6 +69,7 @@ def run_cmd(
             module=module,
             engine=engine,
             workers=workers,
+            ray_address=ray_address,
             progress=progress,
         )
     click.echo(to_json(result.__dict__) if as_json else result.summary())

@@ -1,6 +1,6 @@
 """Executors run a filter's pure per-batch function over the selection: in-process or a process pool.
 
-The same functions run on Ray later (issue: scale-out); only this module knows how work is spread.
+The same per-batch functions run on Ray through `lineage.scaleout.engine`; the run (`filters.run`) picks one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lineage.errors import LineageError
 from lineage.filters.base import Filter, FilterParams
 
 Progress = Callable[[int, int | None], None]
-ENGINES = ("local", "inline")
+ENGINES = ("local", "inline", "ray")
 
 
 def _apply(cls: type[Filter], params: FilterParams, method: str, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -34,9 +34,9 @@ def map_batches(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield `flt.<method>(batch)` for every batch, in order."""
-    if engine not in ENGINES:
-        raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(ENGINES)}")
+    """Yield `flt.<method>(batch)` for every batch, in order (the Ray engine is `lineage.scaleout`)."""
+    if engine not in ("local", "inline"):
+        raise LineageError(f"map_batches runs locally; engine `{engine}` has its own executor")
     report = progress or (lambda done, all_: None)
     if engine == "inline" or (total is not None and total <= 1):
         for done, batch in enumerate(batches, start=1):

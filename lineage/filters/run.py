@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lineage import readonly
 from lineage.errors import LineageError
@@ -29,17 +25,14 @@ from lineage.filters.base import (
     filter_class,
     parse_params,
 )
-from lineage.filters.executor import Progress, map_batches
+from lineage.filters.events import BATCH_ROWS, Decided, check
+from lineage.filters.executor import ENGINES, Progress, map_batches
 from lineage.ids import uuid7
-from lineage.schemas import DECISION_VALUES, DECISIONS, EVENTS, RUNS
-from lineage.segments import write_parquet
+from lineage.schemas import DECISIONS, RUNS
 from lineage.sqlutil import quote_ident
 
 if TYPE_CHECKING:
     from lineage.store import Store
-
-BATCH_ROWS = 20_000
-_REASON = re.compile(r"^[a-z0-9_]+(:[^\s].*)?$")
 
 
 @dataclass(frozen=True)
@@ -85,11 +78,21 @@ def run_filter(
     module: str | None = None,
     engine: str = "local",
     workers: int | None = None,
+    ray_address: str | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     cls = filter_class(name, module)
     flt = cls(parse_params(cls, params or {}))
-    return execute(store, flt, where=where, force=force, engine=engine, workers=workers, progress=progress)
+    return execute(
+        store,
+        flt,
+        where=where,
+        force=force,
+        engine=engine,
+        workers=workers,
+        ray_address=ray_address,
+        progress=progress,
+    )
 
 
 def execute(
@@ -101,9 +104,14 @@ def execute(
     force: bool = False,
     engine: str = "local",
     workers: int | None = None,
+    ray_address: str | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version."""
+    if engine not in ENGINES:
+        raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(ENGINES)}")
+    if ray_address and engine != "ray":
+        raise LineageError("--ray-address goes with --engine ray")
     params_json, params_hash = canonical(flt.params)
     run_id = uuid7()
     summary: dict[str, Any] = {"filter": flt.name}
@@ -117,9 +125,18 @@ def execute(
             if previous and not force:
                 raise _AlreadyRun(previous)
             flt.prepare(store)
-            table = _decide(store, flt, selection, run_id, engine, workers, progress)
-            result = _result(run_id, flt.name, table, selection.count, txn.version, time.perf_counter() - clock)
-            txn.write_segment("events", run_id, lambda tmp: _write_events(tmp, table, run_id, txn.version))
+            if engine == "ray":
+                from lineage.scaleout.engine import decide_on_ray
+
+                decided = decide_on_ray(store, flt, selection, run_id, txn.version, workers, ray_address, progress)
+            else:
+                decided = Decided.of_table(_decide(store, flt, selection, run_id, engine, workers, progress), run_id)
+            if decided.rows != selection.count:
+                raise LineageError(
+                    f"filter {flt.name} returned {decided.rows:,} decisions for {selection.count:,} selected samples"
+                )
+            result = _result(run_id, flt.name, decided, selection.count, txn.version, time.perf_counter() - clock)
+            decided.register(txn)
             txn.add_rows(
                 "runs", _run_row(result, flt, params_json, params_hash, where, selection_hash, engine, started)
             )
@@ -140,6 +157,8 @@ def execute(
             skipped=True,
             previous=prev,
         )
+    finally:
+        store.remove_scratch(run_id)  # parts a Ray run staged: registered ones were moved out already
     return result
 
 
@@ -181,6 +200,11 @@ class Selection:
             readonly.check_statement(con, query)
             yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
 
+    def sample_ids(self) -> pa.Array:
+        """The selected sample ids (what other engines semi-join the segments with)."""
+        with self._connect() as con:
+            return con.sql(f"SELECT sample_id FROM {self._from()}").to_arrow_table()["sample_id"].combine_chunks()
+
     @property
     def n_batches(self) -> int:
         return -(-self.count // BATCH_ROWS)
@@ -209,44 +233,39 @@ def _decide(
     method = "decide" if isinstance(flt, SampleFilter) else "features"
     # Filters without a map phase just collect the selection: no worker processes for an identity.
     identity = isinstance(flt, SelectionFilter) and type(flt).features is SelectionFilter.features
-    out = list(map_batches(flt, method, selection.batches(), engine="inline" if identity else engine,
-                           total=selection.n_batches, workers=workers, progress=progress))
+    out = list(
+        map_batches(
+            flt,
+            method,
+            selection.batches(),
+            engine="inline" if identity else engine,
+            total=selection.n_batches,
+            workers=workers,
+            progress=progress,
+        )
+    )
     if isinstance(flt, SampleFilter):
         table = pa.Table.from_batches(out, schema=DECISIONS)
     else:
         features = pa.Table.from_batches(out) if out else pa.table({"sample_id": pa.array([], pa.string())})
         table = flt.decide_all(features, SelectionContext(store, run_id)).cast(DECISIONS)
-    _check(flt.name, table, selection.count)
+    check(flt.name, table, selection.count)
     return table
 
 
-def _check(name: str, table: pa.Table, expected: int) -> None:
-    """A filter's output is part of the audit log: one valid decision per selected sample."""
-    if table.num_rows != expected or pc.count_distinct(table["sample_id"]).as_py() != expected:
-        raise LineageError(f"filter {name} returned {table.num_rows:,} decisions for {expected:,} selected samples")
-    bad = set(pc.unique(table["decision"]).to_pylist()) - set(DECISION_VALUES)
-    if bad:
-        raise LineageError(f"filter {name} returned decision `{sorted(bad)[0]}`; allowed: keep, drop, flag")
-    for reason in pc.unique(table["reason"]).drop_null().to_pylist():
-        if not _REASON.match(reason):
-            raise LineageError(f"filter {name} returned reason `{reason}`; reasons are short snake_case")
-
-
-def _result(run_id: str, name: str, table: pa.Table, selected: int, version: int, seconds: float) -> RunResult:
-    counts = Counter(table["decision"].to_pylist())
-    mask = pc.not_equal(table["decision"], "keep")
-    reasons = Counter(r.split(":")[0] for r in table.filter(mask)["reason"].to_pylist() if r)
+def _result(run_id: str, name: str, decided: Decided, selected: int, version: int, seconds: float) -> RunResult:
+    counts = decided.counts
     return RunResult(
-        run_id, name, selected, counts["keep"], counts["drop"], counts["flag"], dict(reasons), version, seconds
+        run_id,
+        name,
+        selected,
+        counts["keep"],
+        counts["drop"],
+        counts["flag"],
+        dict(decided.reasons),
+        version,
+        seconds,
     )
-
-
-def _write_events(path: Path, table: pa.Table, run_id: str, version: int) -> None:
-    n = table.num_rows
-    stamped = table.append_column("run_id", pa.array([run_id] * n, pa.string())).append_column(
-        "version", pa.array([version] * n, pa.int64())
-    )
-    write_parquet(path, EVENTS, stamped.to_batches(max_chunksize=BATCH_ROWS))
 
 
 def _run_row(

@@ -1,0 +1,78 @@
+"""Connect to a Ray cluster, or start a local one for the length of a run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+from lineage.errors import LineageError
+
+CONNECT_TIMEOUT = 5.0
+INSTALL_HINT = "--engine ray needs Ray: pip install 'lineage[ray]'"
+
+
+def import_ray() -> ModuleType:
+    try:
+        import ray
+        import ray.data  # Ray Data ships with the `data` extra of ray
+    except ImportError:
+        raise LineageError(INSTALL_HINT) from None
+    return ray
+
+
+@contextmanager
+def connect(address: str | None, workers: int | None) -> Iterator[ModuleType]:
+    """Ray, initialised: an already initialised session is used as is; otherwise join `address`
+    ("auto" or host:port) or start a local cluster with `workers` CPUs, shut down again afterwards."""
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        _check_reachable(address)
+        try:
+            ray.init(
+                address=address,
+                num_cpus=None if address else workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                runtime_env={"env_vars": {"PYTHONPATH": _python_path()}},
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise LineageError(f"cannot reach a Ray cluster at `{address}`: {str(exc).splitlines()[0]}") from None
+    _quiet(ray)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail in seconds, not after Ray's own minutes of retries, when a host:port does not answer."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise LineageError(f"--ray-address must be `auto` or host:port, got `{address}`")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise LineageError(f"cannot reach a Ray cluster at `{address}`: {exc.strerror or exc}") from None
+
+
+def _python_path() -> str:
+    # Workers must import what the driver imports (user filters given by --module included).
+    return os.pathsep.join(p or os.getcwd() for p in sys.path)
+
+
+def _quiet(ray: ModuleType) -> None:
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # lineage draws its own progress bar
+    context.print_on_execution_start = False
+    # Failures reach the user as one line (engine._one_line); Ray Data's own report stays in its log files.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)

@@ -1,0 +1,157 @@
+"""The Ray engine on a real local Ray cluster (2 CPUs): same decisions as the local engine, crash safety."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, fill_small_store, run_cli
+
+from lineage.errors import LineageError
+from lineage.store import Store
+
+ray = pytest.importorskip("ray")
+
+EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    # As a team's cluster would have them installed, the workers can import the tests' user filters.
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Store]:
+    """Two stores with the same samples: one for each engine."""
+    root = tmp_path_factory.mktemp("engines")
+    first = fill_small_store(Store.init(root / "local"))
+    shutil.copytree(root / "local", root / "ray")
+    return first, Store(root / "ray")
+
+
+def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
+    rows = store.sql(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?", params=[run_id]).to_pylist()
+    return {tuple(round(v, 9) if isinstance(v, float) else v for v in r.values()) for r in rows}
+
+
+def test_without_ray_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, small_store: Store) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(LineageError, match=r"pip install 'lineage\[ray\]'"):
+        small_store.run_filter("quality", engine="ray")
+    assert small_store.sql("SELECT count(*) AS n FROM runs")["n"].to_pylist() == [0]
+
+
+def test_unreachable_address_is_one_line(small_store: Store) -> None:
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already open in this process")
+    with pytest.raises(LineageError, match=r"cannot reach a Ray cluster at `127\.0\.0\.1:1`"):
+        small_store.run_filter("quality", engine="ray", ray_address="127.0.0.1:1")
+
+
+def test_cli_starts_a_local_cluster_when_no_address_is_given(small_store: Store) -> None:
+    done = run_cli("--store", str(small_store.root), "filter", "run", "quality", "--engine", "ray", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("quality: 1,125 selected")
+    runs = small_store.sql("SELECT engine, selected FROM runs").to_pylist()
+    assert runs == [{"engine": "ray", "selected": 1125}]
+    assert small_store.sql("SELECT count(*) AS n FROM events")["n"].to_pylist() == [1125]
+
+
+def test_ray_address_without_ray_engine_is_refused(small_store: Store) -> None:
+    done = run_cli("--store", str(small_store.root), "filter", "run", "quality", "--ray-address", "auto")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: --ray-address goes with --engine ray"
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "where"),
+    [
+        ("quality", {}, None),
+        ("quality", {"min_words": 6}, "origin = 'synthetic'"),
+        ("exact-dedup", {}, None),
+        ("near-dedup", {"threshold": 0.7}, None),
+        ("sql", {"where": "length(text) < 40", "reason": "too_short"}, "generation < 3"),
+    ],
+)
+def test_same_events_on_both_engines(
+    cluster: None, pair: tuple[Store, Store], name: str, params: dict[str, Any], where: str | None
+) -> None:
+    local, on_ray = pair
+    a = local.run_filter(name, params=params, where=where, engine="local", force=True)
+    b = on_ray.run_filter(name, params=params, where=where, engine="ray", force=True)
+    assert (a.selected, a.kept, a.dropped, a.flagged, a.reasons) == (
+        b.selected,
+        b.kept,
+        b.dropped,
+        b.flagged,
+        b.reasons,
+    )
+    assert a.selected > 0
+    assert events(local, a.run_id) == events(on_ray, b.run_id)
+    assert on_ray.sql("SELECT engine FROM runs WHERE run_id = ?", params=[b.run_id])["engine"].to_pylist() == ["ray"]
+    assert on_ray.doctor().ok
+    assert not list((on_ray.root / "tmp").iterdir())
+
+
+def test_sample_filter_parts_are_registered_segments(cluster: None, pair: tuple[Store, Store]) -> None:
+    _, on_ray = pair
+    result = on_ray.run_filter("quality", params={"min_words": 4}, engine="ray", workers=2, force=True)
+    segments = on_ray.sql(
+        "SELECT path, row_count FROM segments WHERE kind = 'events' AND version = ?", params=[result.version]
+    ).to_pylist()
+    assert sum(s["row_count"] for s in segments) == result.selected == 1125
+    assert all(Path(on_ray.root / s["path"]).is_file() for s in segments)
+
+
+def test_user_filter_runs_on_workers(cluster: None, pair: tuple[Store, Store]) -> None:
+    _, on_ray = pair
+    result = on_ray.run_filter("shouting", module="user_filters:ShoutingFilter", engine="ray", force=True)
+    assert result.selected == 1125 and result.kept + result.dropped + result.flagged == 1125
+
+
+def test_killed_worker_registers_nothing_and_the_run_can_be_retried(cluster: None, tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "store")
+    store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet")
+    before = store.version
+    killer = tmp_path / "marker"
+    run = {"module": "user_filters:KillerFilter", "params": {"marker": str(killer)}, "engine": "ray"}
+    killer.write_text("always")
+    with pytest.raises(LineageError, match="failed on Ray: WorkerCrashedError: The worker died"):
+        store.run_filter("killer", **run)
+    assert store.version == before
+    assert store.sql("SELECT count(*) AS n FROM events")["n"].to_pylist() == [0]
+    assert store.sql("SELECT count(*) AS n FROM runs")["n"].to_pylist() == [0]
+    assert store.doctor().ok
+    assert not (store.root / "tmp").exists() or not list((store.root / "tmp").iterdir())
+
+    killer.write_text("once")  # the first worker to see it dies; Ray retries its task elsewhere
+    result = store.run_filter("killer", **run)
+    assert not killer.exists()
+    assert result.kept == result.selected == store.sql("SELECT count(*) AS n FROM samples")["n"].to_pylist()[0]
+    assert store.sql("SELECT count(*) AS n, count(DISTINCT sample_id) AS d FROM events").to_pylist() == [
+        {"n": result.selected, "d": result.selected}
+    ]
+    assert store.doctor().ok
+
+
+def test_empty_selection(cluster: None, pair: tuple[Store, Store]) -> None:
+    _, on_ray = pair
+    result = on_ray.run_filter("quality", where="false", engine="ray", force=True)
+    assert result.selected == 0
