@@ -13,8 +13,15 @@ def uuid7() -> str:
     return str(uuid.UUID(int=value))
 
 
+_WHITESPACE = ("' '", "chr(9)", "chr(10)", "chr(13)", "chr(12)")
 # Canonical text: NFC, surrounding whitespace removed (RE2's \s: space, tab, LF, CR, FF); inner breaks kept.
-CANONICAL_TEXT_SQL = "trim(nfc_normalize({text}), ' ' || chr(9) || chr(10) || chr(13) || chr(12))"
+# trim() with a character set costs as much as the rest of the extraction, so it runs only on texts that start
+# or end with whitespace (a byte test); the lambda names the NFC text once.
+_EDGE_WHITESPACE = " OR ".join(f"starts_with(c, {w}) OR ends_with(c, {w})" for w in _WHITESPACE)
+CANONICAL_TEXT_SQL = (
+    f"list_transform([nfc_normalize({{text}})], lambda c: CASE WHEN {_EDGE_WHITESPACE} "
+    f"THEN trim(c, {' || '.join(_WHITESPACE)}) ELSE c END)[1]"
+)
 # Normalised text (of canonical text): inner whitespace runs collapsed to one space. The regex runs only on
 # texts that have such a run: it costs as much as everything else in the extraction together.
 NORMALIZED_TEXT_SQL = (

@@ -234,3 +234,53 @@ def test_last_line_without_newline_and_blocks_split_mid_line(store: Store, tmp_p
     path.write_text("\n".join(json.dumps({"text": f"sentence number {i} " * 5}) for i in range(50)), encoding="utf-8")
     assert store.ingest(path, origin="real", source="s").rows_stored == 50
     assert store.sql("SELECT max(input_row) m FROM samples")["m"][0].as_py() == 50
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_exact(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "blanks.jsonl"
+    lines = ['{"text": "a"}', "", "   ", "\t\r", "\u3000", ' {"text": "b"}', '{"text": "c"}\r']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = store.ingest(path, origin="real", source="s")
+    assert (result.rows_read, result.rows_stored) == (3, 3)
+    rows = store.sql("SELECT input_row, record FROM samples ORDER BY input_row").to_pylist()
+    assert [(r["input_row"], r["record"]) for r in rows] == [
+        (1, '{"text": "a"}'),
+        (6, ' {"text": "b"}'),
+        (7, '{"text": "c"}'),
+    ]
+
+
+def test_draft_is_the_segment_unless_resolution_changes_it(store: Store, tmp_path: Path, monkeypatch) -> None:
+    from lineage.ingest import segment
+
+    rewrites: list[int] = []
+    rewrite = segment._rewrite
+    monkeypatch.setattr(segment, "_rewrite", lambda *args: rewrites.append(1) or rewrite(*args))
+    real(store)
+    assert rewrites == []
+    path = tmp_path / "more.jsonl"
+    first = REAL.read_text(encoding="utf-8").splitlines()[0]
+    new = [json.dumps({"id": f"n{i}", "text": text}) for i, text in enumerate(["new one", "new one", "new two"])]
+    path.write_text("\n".join([first, *new]) + "\n", encoding="utf-8")
+    result = real(store, path)  # line 1 is stored already and line 3 repeats line 2: the draft is rewritten
+    assert rewrites == [1]
+    assert (result.rows_stored, result.rows_present) == (2, 2)
+    rows = store.sql(
+        "SELECT external_id, input_row FROM samples WHERE batch_id = ? ORDER BY input_row", params=[result.batch_id]
+    ).to_pylist()
+    assert rows == [{"external_id": "n0", "input_row": 2}, {"external_id": "n2", "input_row": 4}]
+
+
+def test_rewritten_segment_equals_the_draft_it_replaces(tmp_path: Path, monkeypatch) -> None:
+    from lineage.ingest import segment
+
+    kept = Store.init(tmp_path / "kept")
+    real(kept)
+    monkeypatch.setattr(segment, "CHANGED_SQL", "SELECT 1")  # as if resolution had changed a row
+    rewritten = Store.init(tmp_path / "rewritten")
+    real(rewritten)
+    query = "SELECT * EXCLUDE (batch_id, ingested_at) FROM samples ORDER BY input_row"
+    assert kept.sql(query).equals(rewritten.sql(query))
+    for store in (kept, rewritten):
+        (path,) = (store.root / "data" / "samples").glob("*.parquet")
+        assert pq.read_schema(path).remove_metadata().equals(SAMPLES.remove_metadata())

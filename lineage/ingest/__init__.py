@@ -1,16 +1,15 @@
 """Ingest: read an input in batches, type-check and hash every record, resolve parents, commit one segment.
 
-The store is untouched until the end: rows are staged in the ingest's own DuckDB database (which
-spills to STORE/tmp/<batch_id>/ past its memory limit), then written as one Parquet segment and
+The store is untouched until the end: each row's resolution columns are staged in the ingest's own DuckDB
+database (which spills to STORE/tmp/<batch_id>/ past its memory limit) while the rows themselves are drafted
+as Parquet in that directory; the draft, or its rewrite when resolution changed it, becomes one segment,
 registered with the batch in a single catalog transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -20,13 +19,13 @@ from lineage import catalog
 from lineage.errors import IngestError, InputError, LineageError, Reject
 from lineage.faults import crash_point
 from lineage.ids import uuid7
-from lineage.ingest.extract import build_sql
 from lineage.ingest.options import IngestOptions
 from lineage.ingest.readers import Reader, open_reader
 from lineage.ingest.resolve import resolve
+from lineage.ingest.segment import write_samples
+from lineage.ingest.staging import Batch, Progress, stage
 from lineage.models import output_generations, registered_names
-from lineage.schemas import BATCHES, SAMPLES, select_cast_sql
-from lineage.segments import write_parquet
+from lineage.schemas import BATCHES, SAMPLES
 from lineage.sets import add_members
 from lineage.sqlutil import sql_string
 
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
     from lineage.store import Store, Transaction
 
 __all__ = ["IngestOptions", "IngestResult", "ingest"]
-
-ROW_GROUP_ROWS = 65_536
-Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -104,19 +100,18 @@ def _run(
 ) -> IngestResult:
     started = datetime.now(UTC)
     models = registered_names(store)
-    read_rejects = _stage(con, reader, opts, progress, models)
+    draft = store.scratch_dir(batch_id) / "draft.parquet"
+    staged = stage(con, reader, opts, models, Batch(batch_id, reader.uri, started, txn.version), draft, progress)
     crash_point("ingest_staged")
-    rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(read_rejects)
+    rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(staged.rejects)
     if rows_read == 0:
         raise InputError(f"`{reader.uri}`: no records (the input is empty)")
     _existing_view(store, con)
     _model_generations(store, con, models)
-    rejects = _reject_until_stable(con, read_rejects, opts, reader.uri)
+    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
     if stored:
-        txn.write_segment(
-            "samples", batch_id, lambda path: _write_samples(con, path, txn.version, batch_id, reader.uri)
-        )
+        write_samples(con, txn, batch_id, draft, staged, stored)
     present = rows_read - stored - len(rejects)
     result = IngestResult(batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects)
     if opts.set_name:
@@ -125,29 +120,6 @@ def _run(
     txn.add_rows("batches", _batch_row(result, reader, opts, started))
     crash_point("ingest_before_commit")
     return result
-
-
-def _stage(
-    con: duckdb.DuckDBPyConnection, reader: Reader, opts: IngestOptions, progress: Progress, models: list[str]
-) -> list[Reject]:
-    """Extract every batch into the `staged` table; returns rows the reader itself rejected."""
-    sql, params = build_sql(opts, models)
-    rejects: list[Reject] = []
-    done = 0
-    created = False
-    for batch in reader:
-        rejects.extend(batch.rejects)
-        con.register("raw", batch.rows)
-        verb = "INSERT INTO staged" if created else "CREATE TEMP TABLE staged AS"
-        con.execute(f"{verb} {sql}", params)
-        con.unregister("raw")
-        created = True
-        done += batch.progress
-        progress(done, reader.total)
-    if not created:
-        con.register("raw", pa.table({"input_row": pa.array([], pa.int64()), "record": pa.array([], pa.string())}))
-        con.execute(f"CREATE TEMP TABLE staged AS {sql}", params)
-    return rejects
 
 
 def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
@@ -192,37 +164,6 @@ def _reject_until_stable(
 def _refuse(uri: str, rejects: list[Reject]) -> None:
     ordered = sorted(rejects, key=lambda r: r.line)
     raise IngestError(uri, ordered[:10], total=len(ordered))
-
-
-SELECT_SQL = """
-SELECT {casts} FROM (
-    SELECT s.sample_id, s.content_hash, s.external_id, s.text, s.record, s.origin, s.source, s.method,
-           s.generator, g.generation, coalesce(p.parent_ids, []) AS parent_ids, s.gen_params, s.license,
-           s.language, coalesce(s.tags, []) AS tags, $batch_id AS batch_id, $uri AS input_uri, s.input_row,
-           $now AS ingested_at, $version AS version
-    FROM nodes n JOIN staged s USING (input_row) JOIN gen g ON g.sample_id = n.sample_id
-    LEFT JOIN node_parents p ON p.input_row = n.input_row
-    WHERE n.input_row BETWEEN $lo AND $hi
-) ORDER BY input_row
-"""
-
-
-def _write_samples(con: duckdb.DuckDBPyConnection, path: Path, version: int, batch_id: str, uri: str) -> None:
-    """Stream the new rows into one Parquet file whose schema is exactly the SAMPLES contract.
-
-    In input order, one range of input rows at a time: sorting a range of wide rows, not all of them, keeps
-    memory bounded however large the input.
-    """
-    params = {"batch_id": batch_id, "uri": uri, "now": datetime.now(UTC), "version": version}
-    lo, hi = con.execute("SELECT min(input_row), max(input_row) FROM nodes").fetchall()[0]
-    sql = SELECT_SQL.format(casts=select_cast_sql(SAMPLES))
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for start in range(lo, hi + 1, ROW_GROUP_ROWS):
-            part = params | {"lo": start, "hi": start + ROW_GROUP_ROWS - 1}
-            yield from con.sql(sql, params=part).to_arrow_reader(ROW_GROUP_ROWS)
-
-    write_parquet(path, SAMPLES, batches())
 
 
 def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, started: datetime) -> pa.Table:

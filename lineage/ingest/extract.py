@@ -140,6 +140,7 @@ def build_sql(opts: IngestOptions, models: Sequence[str] = ()) -> tuple[str, dic
 
     params |= {
         "paths": f.paths(),
+        "type_paths": ["$", *f.paths()],
         "d_tags": list(opts.tags),
         "d_generation": opts.generation,
         "d_gen_params": _json.dumps(opts.gen_params, sort_keys=True) if opts.gen_params is not None else None,
@@ -162,20 +163,24 @@ def build_sql(opts: IngestOptions, models: Sequence[str] = ()) -> tuple[str, dic
         f"CASE WHEN ({err}) IS NOT NULL THEN '{_lit(name)}' || chr(9) || ({err}) END" for name, err in checks
     )
     sql = f"""
-WITH checked AS (
-    SELECT input_row, record,
-        CASE WHEN strlen(record) > $max_bytes THEN 'too_big'
-             WHEN NOT json_valid(record) THEN 'malformed'
-             WHEN json_type(record) <> 'OBJECT' THEN 'not_object' END AS bad
+WITH typed_paths AS (
+    -- One parse gives the type of the record and of every field; malformed JSON gives NULL (try).
+    SELECT input_row, record, strlen(record) > $max_bytes AS too_big,
+        CASE WHEN NOT too_big THEN try(json_type(record, $type_paths)) END AS types
     FROM raw
+), checked AS (
+    SELECT input_row, record, types[1] AS root, types[2:] AS t,
+        CASE WHEN too_big THEN 'too_big' WHEN types IS NULL THEN 'malformed'
+             WHEN types[1] <> 'OBJECT' THEN 'not_object' END AS bad
+    FROM typed_paths
 ), parsed AS (
-    -- Only well-formed objects reach the JSON functions (NULL in, NULL out): no row can fail the query.
-    SELECT input_row, record, bad, json_type(good, $paths) AS t, json_extract_string(good, $paths) AS s
-    FROM (SELECT *, CASE WHEN bad IS NULL THEN record END AS good FROM checked)
+    -- Only well-formed objects reach json_extract_string (NULL in, NULL out): no row can fail the query.
+    SELECT input_row, record, bad, root, t, json_extract_string(CASE WHEN bad IS NULL THEN record END, $paths) AS s
+    FROM checked
 ), fields AS (
-    SELECT input_row, record, bad, {extract} FROM parsed
+    SELECT input_row, record, bad, root, {extract} FROM parsed
 ), typed AS (
-    SELECT input_row, record, bad,
+    SELECT input_row, record, bad, root,
         {CANONICAL_TEXT_SQL.format(text=text)} AS text,
         CASE WHEN {ext_t} = {_STRING} OR {ext_t} IN {_INTEGER} THEN {ext_x} END
             AS external_id,
@@ -200,7 +205,7 @@ SELECT input_row, record, text, external_id, origin, source, method, generator, 
         WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
             || $max_bytes || ' (--max-record-bytes)']
         WHEN bad = 'malformed' THEN ['record' || chr(9) || 'malformed JSON']
-        WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || {_kind("json_type(record)")}]
+        WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || {_kind("root")}]
         ELSE list_filter(type_errors || [
             CASE WHEN len(type_errors) = 0 AND norm = '' THEN 'text' || chr(9) || 'empty after trimming whitespace' END,
             CASE WHEN origin IS NULL AND NOT list_contains(list_transform(type_errors, lambda e: split_part(e, chr(9), 1)), 'origin')

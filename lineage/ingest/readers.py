@@ -36,6 +36,7 @@ class RawBatch:
     rows: pa.Table  # RAW_SCHEMA
     rejects: list[Reject] = field(default_factory=list)
     progress: int = 0  # units of the reader's `total` consumed by this batch
+    lines: int = 0  # input lines this batch covers, blank and rejected ones included
 
 
 class Reader:
@@ -105,51 +106,70 @@ class JsonlReader(Reader):
             stream = gzip.GzipFile(fileobj=raw) if self._gz else raw
             while True:
                 before = raw.tell()
-                chunk = stream.read(BLOCK_BYTES)
-                if not self._gz:
-                    digest.update(chunk)
-                done = raw.tell() - before
-                if not chunk:
+                # Read after the carried-over partial line, into a fresh buffer that the batch then shares.
+                buf = bytearray(len(rest) + BLOCK_BYTES)
+                buf[: len(rest)] = rest
+                view = memoryview(buf)
+                got = stream.readinto(view[len(rest) :])
+                if not got:
                     break
-                buf = rest + chunk
-                cut = buf.rfind(b"\n") + 1
-                rest = buf[cut:]
-                if cut:
-                    batch = _split_lines(buf[:cut], line_no, self.uri)
-                    line_no += buf.count(b"\n", 0, cut)
-                    batch.progress = done
-                    yield batch
-                else:
-                    yield RawBatch(RAW_SCHEMA.empty_table(), progress=done)
+                if not self._gz:
+                    digest.update(view[len(rest) : len(rest) + got])
+                end = len(rest) + got
+                cut = buf.rfind(b"\n", 0, end) + 1
+                rest = bytes(view[cut:end])
+                batch = _split_lines(view[:cut], line_no, self.uri) if cut else RawBatch(RAW_SCHEMA.empty_table())
+                line_no += batch.lines
+                batch.progress = raw.tell() - before
+                yield batch
             if rest:
-                yield _split_lines(rest + b"\n", line_no, self.uri)
+                yield _split_lines(memoryview(rest + b"\n"), line_no, self.uri)
         self.sha256 = file_sha256(self.path) if self._gz else digest.hexdigest()
 
 
-def _split_lines(block: bytes, first: int, uri: str) -> RawBatch:
-    """Lines of a block that ends with a newline; blank lines are skipped, line numbers are 1-based."""
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
-    # Line i spans block[starts[i]:ends[i]]: the newline itself is excluded.
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts
-    flat = np.empty(len(ends) + 1, dtype=np.int32)
-    flat[0] = 0
-    np.cumsum(lengths, out=flat[1:])
-    data = _gather(block, ends)
-    binary = pa.BinaryArray.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(flat), pa.py_buffer(data)])
+def _split_lines(block: memoryview, first: int, uri: str) -> RawBatch:
+    """Lines of a block that ends with a newline; blank lines are skipped, line numbers are 1-based.
+
+    No line is copied to find it: the lines are the block's bytes cut at each newline (the newline stays at
+    the end of its line until the one copy that strips it and any CR before it).
+    """
+    data = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    large = len(block) >= 1 << 31
+    offsets = np.empty(len(ends) + 1, dtype=np.int64 if large else np.int32)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    binary = pa.Array.from_buffers(
+        pa.large_binary() if large else pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    )
     rows = pa.array(np.arange(first + 1, first + len(ends) + 1, dtype=np.int64))
     strings, rejects = _decode(binary, rows, uri)
-    strings = pc.utf8_rtrim(strings, characters="\r")
-    keep = pc.and_kleene(pc.is_valid(strings), pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(strings)), 0))
-    table = pa.table({"input_row": rows, "record": strings}).filter(keep).combine_chunks()
-    return RawBatch(pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), RAW_SCHEMA), rejects)
+    strings = pc.utf8_rtrim(strings, characters="\r\n").cast(pa.string())
+    keep = _keep(strings, data[offsets[:-1]], bool(rejects))
+    table = pa.table({"input_row": rows, "record": strings})
+    if keep is not None:
+        table = table.filter(keep)
+    rows_table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), RAW_SCHEMA)
+    return RawBatch(rows_table, rejects, lines=len(ends))
 
 
-def _gather(block: bytes, ends: np.ndarray) -> bytes:
-    """The block without its newline characters, so the lines lie end to end."""
-    keep = np.ones(len(block), dtype=bool)
-    keep[ends] = False
-    return np.frombuffer(block, dtype=np.uint8)[keep].tobytes()
+def _keep(strings: pa.Array, first_bytes: np.ndarray, has_nulls: bool) -> pa.Array | None:
+    """Which lines to keep: not rejected and not blank. None when that is all of them.
+
+    Only a line whose first byte could start whitespace (ASCII space or control, or a non-ASCII character)
+    is checked in full; JSON lines start with `{`.
+    """
+    maybe_blank = np.flatnonzero((first_bytes <= 32) | (first_bytes >= 128))
+    if not has_nulls and len(maybe_blank) == 0:
+        return None
+    keep = np.ones(len(strings), dtype=bool)
+    if len(maybe_blank):
+        trimmed = pc.utf8_trim_whitespace(strings.take(pa.array(maybe_blank)))
+        blank = pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True).to_numpy(zero_copy_only=False)
+        keep[maybe_blank[blank]] = False
+    if has_nulls:
+        keep &= pc.is_valid(strings).to_numpy(zero_copy_only=False)
+    return pa.array(keep)
 
 
 def _decode(binary: pa.BinaryArray, rows: pa.Array, uri: str) -> tuple[pa.Array, list[Reject]]:

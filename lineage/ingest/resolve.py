@@ -16,16 +16,30 @@ from lineage.errors import Reject
 SETUP_SQL = """
 CREATE OR REPLACE TEMP TABLE cand AS
     SELECT input_row, sample_id, external_id, source, origin, generator, given_generation, parent_refs,
-           row_number() OVER (PARTITION BY sample_id ORDER BY input_row) = 1 AS first
+           generation AS draft_generation
     FROM staged WHERE len(errors) = 0 AND input_row NOT IN (SELECT input_row FROM excluded);
+-- Rows repeating the sample id of an earlier row of the input, which are not stored (a hash aggregate, no sort).
+CREATE OR REPLACE TEMP TABLE repeats AS
+    SELECT c.input_row FROM cand c
+    JOIN (SELECT sample_id, min(input_row) AS first_row FROM cand GROUP BY sample_id HAVING count(*) > 1) d
+        USING (sample_id)
+    WHERE c.input_row > d.first_row;
 CREATE OR REPLACE TEMP TABLE refs AS SELECT DISTINCT unnest(parent_refs) AS ref FROM cand;
+CREATE OR REPLACE TEMP TABLE nodes AS
+    SELECT c.input_row, c.sample_id, c.external_id, c.source, c.origin, c.given_generation, c.parent_refs,
+           c.draft_generation, g.generation AS model_generation
+    FROM cand c LEFT JOIN model_gen g ON c.origin = 'synthetic' AND g.name = c.generator
+    WHERE c.input_row NOT IN (SELECT input_row FROM repeats) AND c.sample_id NOT IN (SELECT sample_id FROM existing);
+-- Samples a reference may name: in the store, or new in this input. Only those some reference matches
+-- take part in resolving, so only those are kept.
 CREATE OR REPLACE TEMP TABLE known AS
     SELECT sample_id, external_id, source, generation FROM existing
     WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
        OR source || ':' || external_id IN (SELECT ref FROM refs)
     UNION ALL
-    SELECT sample_id, external_id, source, NULL FROM cand
-    WHERE first AND sample_id NOT IN (SELECT sample_id FROM existing);
+    SELECT sample_id, external_id, source, NULL FROM nodes
+    WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
+       OR source || ':' || external_id IN (SELECT ref FROM refs);
 CREATE OR REPLACE TEMP TABLE resolved AS
     WITH matches AS (
         SELECT r.ref, k.sample_id, k.source, 1 AS prio FROM refs r JOIN known k ON k.sample_id = r.ref
@@ -36,14 +50,10 @@ CREATE OR REPLACE TEMP TABLE resolved AS
     ), best AS (SELECT * FROM matches QUALIFY prio = min(prio) OVER (PARTITION BY ref))
     SELECT ref, list(DISTINCT sample_id ORDER BY sample_id) AS ids, list(DISTINCT source ORDER BY source) AS sources
     FROM best GROUP BY ref;
-CREATE OR REPLACE TEMP TABLE nodes AS
-    SELECT c.input_row, c.sample_id, c.origin, c.given_generation, g.generation AS model_generation
-    FROM cand c LEFT JOIN model_gen g ON c.origin = 'synthetic' AND g.name = c.generator
-    WHERE c.first AND c.sample_id NOT IN (SELECT sample_id FROM existing);
 CREATE OR REPLACE TEMP TABLE node_refs AS
-    SELECT c.input_row, c.sample_id, u.ref, u.pos, r.ids
-    FROM nodes n JOIN cand c USING (input_row),
-         LATERAL (SELECT unnest(c.parent_refs) AS ref, generate_subscripts(c.parent_refs, 1) AS pos) u
+    SELECT n.input_row, n.sample_id, u.ref, u.pos, r.ids
+    FROM (SELECT * FROM nodes WHERE len(parent_refs) > 0) n,
+         LATERAL (SELECT unnest(n.parent_refs) AS ref, generate_subscripts(n.parent_refs, 1) AS pos) u
     LEFT JOIN resolved r ON r.ref = u.ref;
 CREATE OR REPLACE TEMP TABLE edges AS
     SELECT sample_id AS child, ids[1] AS parent FROM node_refs WHERE len(ids) = 1;
@@ -70,9 +80,11 @@ FROM node_refs n JOIN resolved r USING (ref) WHERE len(r.ids) > 1
 UNION ALL
 SELECT input_row, $field, 'unknown parent `' || ref || '`' FROM node_refs WHERE ids IS NULL AND NOT $allow_missing
 UNION ALL
+-- Only a child in `edges` can be left without a generation: SETUP gives every other node one.
 SELECT n.input_row, $field, 'parent cycle: this sample is its own ancestor'
-FROM nodes n WHERE sample_id NOT IN (SELECT sample_id FROM gen)
+FROM nodes n WHERE sample_id IN (SELECT child FROM edges) AND sample_id NOT IN (SELECT sample_id FROM gen)
 UNION ALL
+-- Without parents or a registered generator, a synthetic node's generation is the one given: no contradiction.
 SELECT n.input_row, 'generation',
     'generation ' || n.given_generation || CASE WHEN n.model_generation IS NULL
         THEN ' contradicts its parents (1 + max parent generation = ' || g.generation || ')'
@@ -80,6 +92,7 @@ SELECT n.input_row, 'generation',
              || 'generator was trained on = ' || g.generation || ')' END
 FROM nodes n JOIN gen g USING (sample_id)
 WHERE n.origin = 'synthetic' AND n.given_generation IS NOT NULL AND n.given_generation <> g.generation
+    AND (n.model_generation IS NOT NULL OR len(n.parent_refs) > 0)
 ORDER BY 1
 """
 
@@ -93,8 +106,9 @@ CREATE OR REPLACE TEMP TABLE node_parents AS
 def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
     """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
     con.execute(SETUP_SQL)
-    while con.execute(STEP_SQL).fetchall()[0][0] > 0:
-        pass
+    if con.execute("SELECT count(*) FROM edges").fetchall()[0][0]:
+        while con.execute(STEP_SQL).fetchall()[0][0] > 0:
+            pass
     rows = con.execute(ERRORS_SQL, {"allow_missing": allow_missing, "field": field}).fetchall()
     con.execute(PARENTS_SQL)
     return [Reject(line, field, reason) for line, field, reason in rows]

@@ -1,0 +1,65 @@
+"""Turn the staged draft into the batch's samples segment: as it is when resolution changed nothing, else
+rewritten with the resolved generations and parents, and without the rows that are not stored."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from lineage.ingest.staging import ROW_GROUP_ROWS, Staged
+from lineage.ingest.writer import BackgroundWriter
+from lineage.schemas import SAMPLES, select_cast_sql
+
+if TYPE_CHECKING:
+    from lineage.store import Transaction
+
+# Stored rows whose generation or parents differ from the draft's. Only a row with parent references or a
+# registered model as generator can: any other row's generation is 0 (real) or the one given (else 1), as
+# drafted, and its parents are none, as drafted.
+CHANGED_SQL = """
+SELECT count(*) FROM nodes n JOIN gen g USING (sample_id) LEFT JOIN node_parents p USING (input_row)
+WHERE (n.model_generation IS NOT NULL OR len(n.parent_refs) > 0)
+    AND (g.generation IS DISTINCT FROM n.draft_generation OR coalesce(p.parent_ids, []) IS DISTINCT FROM n.parent_refs)
+"""
+
+FINAL_SQL = """
+CREATE OR REPLACE TEMP TABLE final AS
+SELECT n.input_row, g.generation, coalesce(p.parent_ids, []) AS parent_ids,
+    (row_number() OVER (ORDER BY n.input_row) - 1) // $rows AS part
+FROM nodes n JOIN gen g USING (sample_id) LEFT JOIN node_parents p USING (input_row)
+ORDER BY n.input_row
+"""
+
+REWRITE_SQL = """
+SELECT {casts} FROM (
+    SELECT d.* REPLACE (f.generation AS generation, f.parent_ids AS parent_ids)
+    FROM read_parquet($draft) d JOIN final f USING (input_row)
+    WHERE d.input_row BETWEEN $lo AND $hi AND f.input_row BETWEEN $lo AND $hi
+) ORDER BY input_row
+"""
+
+
+def write_samples(
+    con: duckdb.DuckDBPyConnection, txn: Transaction, batch_id: str, draft: Path, staged: Staged, stored: int
+) -> None:
+    """Register the segment of the `stored` rows in `nodes` (at least one) with the transaction."""
+    changed = con.execute(CHANGED_SQL).fetchall()[0][0]
+    if staged.draft_in_order and changed == 0 and stored == staged.draft_rows:
+        txn.write_segment("samples", batch_id, lambda tmp: os.replace(draft, tmp))
+    else:
+        txn.write_segment("samples", batch_id, lambda tmp: _rewrite(con, draft, tmp))
+
+
+def _rewrite(con: duckdb.DuckDBPyConnection, draft: Path, path: Path) -> None:
+    """The stored rows of the draft, resolved, in input order: one range of about a row group at a time, so
+    only that range is ever sorted in memory."""
+    con.execute(FINAL_SQL, {"rows": ROW_GROUP_ROWS})
+    parts = con.execute("SELECT min(input_row), max(input_row) FROM final GROUP BY part ORDER BY part").fetchall()
+    sql = REWRITE_SQL.format(casts=select_cast_sql(SAMPLES))
+    with BackgroundWriter(path, SAMPLES) as writer:
+        for lo, hi in parts:
+            for batch in con.sql(sql, params={"draft": str(draft), "lo": lo, "hi": hi}).to_arrow_reader(ROW_GROUP_ROWS):
+                writer.write(batch)

@@ -1,0 +1,141 @@
+"""Stage an input in one streaming pass: extract every record, keep the narrow columns, draft the segment.
+
+The reader's batches stream through a single DuckDB query (planned once; DuckDB's threads take batches as
+they come). Each result batch is split two ways: the columns that parent resolution and error reporting need
+go into the `staged` table, and the rows without errors, already in the SAMPLES schema, go to a Parquet draft
+that a background thread compresses meanwhile. When resolution changes nothing (no duplicate, no row
+already stored, generation and parents as drafted) the draft is the segment; otherwise it is rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lineage.errors import Reject
+from lineage.ingest.extract import build_sql
+from lineage.ingest.options import IngestOptions
+from lineage.ingest.readers import RAW_SCHEMA, Reader
+from lineage.ingest.writer import BackgroundWriter
+from lineage.schemas import SAMPLES, select_cast_sql
+
+ROW_GROUP_ROWS = 65_536
+Progress = Callable[[int, int | None], None]
+
+# What resolve and the error report read, per input row. `generation` is the drafted one.
+STAGED_DDL = """
+CREATE TABLE staged (input_row BIGINT, sample_id VARCHAR, external_id VARCHAR, source VARCHAR, origin VARCHAR,
+    generator VARCHAR, given_generation BIGINT, parent_refs VARCHAR[], errors VARCHAR[], generation INTEGER)
+"""
+STAGED_COLUMNS = [
+    "input_row", "sample_id", "external_id", "source", "origin", "generator", "given_generation", "parent_refs",
+    "errors", "generation",
+]  # fmt: skip
+
+# The draft's generation and parents are what resolve gives when nothing in the batch changes them: 0 for
+# real data, else the given generation (one that contradicts the parents is an error), and the parent
+# references as written (right when they are sample ids). Rows with errors get no generation (no cast fails).
+DRAFT_SQL = """
+SELECT {casts}, given_generation, parent_refs, errors FROM (
+    SELECT *, $batch_id AS batch_id, $uri AS input_uri, $now AS ingested_at, $version AS version,
+        CASE WHEN len(errors) > 0 THEN NULL WHEN origin = 'real' THEN 0 ELSE coalesce(given_generation, 1) END
+            AS generation,
+        parent_refs AS parent_ids
+    FROM ({extract})
+)
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What every row of a segment shares."""
+
+    batch_id: str
+    uri: str
+    now: datetime
+    version: int
+
+
+@dataclass
+class Staged:
+    rejects: list[Reject] = field(default_factory=list)  # rows the reader itself rejected
+    draft_rows: int = 0  # rows without errors, all in the draft
+    draft_in_order: bool = True
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    reader: Reader,
+    opts: IngestOptions,
+    models: list[str],
+    batch: Batch,
+    draft: Path,
+    progress: Progress,
+) -> Staged:
+    """Fill the `staged` table and write the draft segment to `draft`."""
+    extract, params = build_sql(opts, models)
+    sql = DRAFT_SQL.format(casts=select_cast_sql(SAMPLES), extract=extract)
+    params |= {"batch_id": batch.batch_id, "uri": batch.uri, "now": batch.now, "version": batch.version}
+    con.execute(STAGED_DDL)
+    source = _Source(reader)
+    result = Staged()
+    insert = con.cursor()  # the query's result streams on `con`; the inserts need a connection of their own
+    try:
+        con.register("raw", pa.RecordBatchReader.from_batches(RAW_SCHEMA, source.batches()))
+        with BackgroundWriter(draft, SAMPLES, order_by="input_row") as writer:
+            for rows in _stream(con, sql, params, source):
+                insert.register("rows", rows)
+                insert.execute(f"INSERT INTO staged SELECT {', '.join(STAGED_COLUMNS)} FROM rows")
+                insert.unregister("rows")
+                writer.write(_good(rows).select(SAMPLES.names))
+                progress(source.done, reader.total)
+        result.draft_rows, result.draft_in_order = writer.rows, writer.ascending
+    finally:
+        insert.close()
+        con.unregister("raw")
+    result.rejects = source.rejects
+    return result
+
+
+def _stream(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], source: _Source
+) -> Iterator[pa.RecordBatch]:
+    """The query's result batches; an error the reader raised inside the scan comes out as itself."""
+    try:
+        yield from con.sql(sql, params=params).to_arrow_reader(ROW_GROUP_ROWS)
+    except Exception:
+        if source.error is not None:
+            raise source.error from None
+        raise
+
+
+def _good(rows: pa.RecordBatch) -> pa.RecordBatch:
+    """The rows without errors."""
+    failed = pc.greater(pc.list_value_length(rows.column("errors")), 0)
+    return rows.filter(pc.invert(failed)) if pc.any(failed).as_py() else rows
+
+
+class _Source:
+    """The reader as a stream of record batches for DuckDB, noting rejects, progress and any error."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self.rejects: list[Reject] = []
+        self.done = 0
+        self.error: BaseException | None = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            for raw in self.reader:
+                self.rejects.extend(raw.rejects)
+                self.done += raw.progress
+                yield from raw.rows.to_batches()
+        except BaseException as exc:
+            self.error = exc
+            raise

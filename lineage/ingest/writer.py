@@ -1,0 +1,90 @@
+"""A Parquet writer on a background thread: pyarrow compresses one batch while DuckDB computes the next.
+
+Parquet encoding and zstd run without the GIL, so on two cores the write overlaps the extraction instead of
+following it. Memory stays bounded: at most `depth` batches wait in the queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_DONE = object()
+
+
+class BackgroundWriter:
+    """`write(batch)` queues a batch (cast to `schema`, nullability included); `close()` waits for the file.
+
+    Row groups follow the batches. `rows` counts what was written; `ascending` tells whether the `order_by`
+    column rose strictly from the first batch to the last, for callers that need the file in that order.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, *, order_by: str | None = None, depth: int = 2) -> None:
+        self.path, self.schema, self.order_by = path, schema, order_by
+        self.rows, self.ascending = 0, True
+        self._last: int | None = None
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._abort = False
+        self._thread = threading.Thread(target=self._run, name=f"parquet-writer-{path.name}", daemon=True)
+        self._thread.start()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        if batch.num_rows == 0:
+            return
+        if self.order_by is not None:
+            self._track_order(batch.column(self.order_by).to_numpy())
+        self.rows += batch.num_rows
+        self._queue.put(batch)
+
+    def _track_order(self, values: object) -> None:
+        import numpy as np
+
+        values = np.asarray(values)
+        if (self._last is not None and values[0] <= self._last) or bool(np.any(values[1:] <= values[:-1])):
+            self.ascending = False
+        self._last = int(values[-1])
+
+    def close(self) -> None:
+        """Flush and close the file; re-raise what went wrong in the writer thread."""
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            self.close()
+            return
+        self._abort = True  # the thread drops what is still queued, closes the file and ends
+        self._queue.put(_DONE)
+        self._thread.join()
+
+    def _run(self) -> None:
+        writer: pq.ParquetWriter | None = None
+        try:
+            writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            while (item := self._queue.get()) is not _DONE:
+                if not self._abort and self._error is None:
+                    assert isinstance(item, pa.RecordBatch)
+                    writer.write_batch(item.cast(self.schema))
+        except BaseException as exc:  # handed to the caller's thread; keep draining so it never blocks
+            self._error = exc
+            while self._queue.get() is not _DONE:
+                pass
+        finally:
+            if writer is not None:
+                try:
+                    writer.close()
+                except BaseException as exc:
+                    self._error = self._error or exc
