@@ -9,7 +9,7 @@ so one bad row never hides the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
 from lineage.ingest.options import IngestOptions
@@ -21,9 +21,10 @@ _INTEGER = "('BIGINT', 'UBIGINT')"
 
 @dataclass
 class _Fields:
-    """The JSON paths extracted from each record, by field name."""
+    """The JSON paths extracted from each record, by field name, and columns derived once from them."""
 
     names: list[str]
+    derived: dict[str, str] = field(default_factory=dict)
 
     def index(self, name: str) -> int:
         if name not in self.names:
@@ -35,6 +36,11 @@ class _Fields:
 
     def t(self, name: str) -> str:
         return f"t{self.index(name)}"
+
+    def derive(self, name: str, expression: str) -> str:
+        """A column computed once next to the fields (`expression` may use their x and t columns)."""
+        self.derived[name] = expression
+        return name
 
     def paths(self) -> list[str]:
         return ['$."' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in self.names]
@@ -64,7 +70,11 @@ def _string(f: _Fields, name: str, default: str) -> tuple[str, str]:
 
 def _string_list(f: _Fields, name: str, default: str) -> tuple[str, str]:
     x, t = f.x(name), f.t(name)
-    ok_items = f"coalesce(list_bool_and(list_transform(json_type(CASE WHEN {t} = 'ARRAY' THEN {x} END, '$[*]'), lambda y: y IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true)"
+    items = f"json_type(CASE WHEN {t} = 'ARRAY' THEN {x} END, '$[*]')"
+    ok_items = f.derive(
+        f"ok{t}",
+        f"coalesce(list_bool_and(list_transform({items}, lambda y: y IN ('VARCHAR', 'BIGINT', 'UBIGINT'))), true)",
+    )
     value = (
         f"CASE WHEN {_absent(t)} THEN CAST({default} AS VARCHAR[]) WHEN {t} = {_STRING} THEN [{x}] "
         f"WHEN {t} = 'ARRAY' AND {ok_items} THEN CAST(CAST(CASE WHEN {t} = 'ARRAY' THEN {x} END AS JSON) AS VARCHAR[]) END"
@@ -135,6 +145,7 @@ def build_sql(opts: IngestOptions, models: Sequence[str] = ()) -> tuple[str, dic
     gx, gt = f.x("generation"), f.t("generation")
     px, pt = f.x("gen_params"), f.t("gen_params")
     extract = ", ".join(f"s[{i}] AS x{i}, t[{i}] AS t{i}" for i in range(1, len(f.names) + 1))
+    derived = "".join(f", {expression} AS {name}" for name, expression in f.derived.items())
     params: dict[str, object] = {f"d_{k}": getattr(opts, k) for k in cols}
     import json as _json
 
@@ -159,9 +170,8 @@ def build_sql(opts: IngestOptions, models: Sequence[str] = ()) -> tuple[str, dic
         ("tags", tags_err),
         ("gen_params", _type_error(pt, "('OBJECT')", "an object")),
     ]
-    checks_sql = ", ".join(
-        f"CASE WHEN ({err}) IS NOT NULL THEN '{_lit(name)}' || chr(9) || ({err}) END" for name, err in checks
-    )
+    # `name<TAB>reason`, NULL when the check passes (|| with NULL is NULL).
+    checks_sql = ", ".join(f"'{_lit(name)}' || chr(9) || ({err})" for name, err in checks)
     sql = f"""
 WITH typed_paths AS (
     -- One parse gives the type of the record and of every field; malformed JSON gives NULL (try).
@@ -178,7 +188,7 @@ WITH typed_paths AS (
     SELECT input_row, record, bad, root, t, json_extract_string(CASE WHEN bad IS NULL THEN record END, $paths) AS s
     FROM checked
 ), fields AS (
-    SELECT input_row, record, bad, root, {extract} FROM parsed
+    SELECT input_row, record, bad, root, {extract}{derived} FROM parsed
 ), typed AS (
     SELECT input_row, record, bad, root,
         {CANONICAL_TEXT_SQL.format(text=text)} AS text,

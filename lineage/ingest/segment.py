@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from lineage.ingest.staging import ROW_GROUP_ROWS, Staged
+from lineage.ingest.staging import ROW_GROUP_ROWS, UNIQUE_COLUMNS, Staged
 from lineage.ingest.writer import BackgroundWriter
 from lineage.schemas import SAMPLES, select_cast_sql
 
@@ -59,7 +59,7 @@ def _rewrite(con: duckdb.DuckDBPyConnection, draft: Path, path: Path) -> None:
     con.execute(FINAL_SQL, {"rows": ROW_GROUP_ROWS})
     parts = con.execute("SELECT min(input_row), max(input_row) FROM final GROUP BY part ORDER BY part").fetchall()
     sql = REWRITE_SQL.format(casts=select_cast_sql(SAMPLES))
-    with BackgroundWriter(path, SAMPLES) as writer:
+    with BackgroundWriter(path, SAMPLES, unique=UNIQUE_COLUMNS) as writer:
         for lo, hi in parts:
             for batch in con.sql(sql, params={"draft": str(draft), "lo": lo, "hi": hi}).to_arrow_reader(ROW_GROUP_ROWS):
                 writer.write(batch)

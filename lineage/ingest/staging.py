@@ -26,6 +26,7 @@ from lineage.ingest.writer import BackgroundWriter
 from lineage.schemas import SAMPLES, select_cast_sql
 
 ROW_GROUP_ROWS = 65_536
+UNIQUE_COLUMNS = ("sample_id", "content_hash", "external_id", "text", "record", "input_row")
 Progress = Callable[[int, int | None], None]
 
 # What resolve and the error report read, per input row. `generation` is the drafted one.
@@ -88,7 +89,7 @@ def stage(
     insert = con.cursor()  # the query's result streams on `con`; the inserts need a connection of their own
     try:
         con.register("raw", pa.RecordBatchReader.from_batches(RAW_SCHEMA, source.batches()))
-        with BackgroundWriter(draft, SAMPLES, order_by="input_row") as writer:
+        with BackgroundWriter(draft, SAMPLES, unique=UNIQUE_COLUMNS, order_by="input_row") as writer:
             for rows in _stream(con, sql, params, source):
                 insert.register("rows", rows)
                 insert.execute(f"INSERT INTO staged SELECT {', '.join(STAGED_COLUMNS)} FROM rows")

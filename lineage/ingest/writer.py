@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 
@@ -20,12 +21,22 @@ _DONE = object()
 class BackgroundWriter:
     """`write(batch)` queues a batch (cast to `schema`, nullability included); `close()` waits for the file.
 
-    Row groups follow the batches. `rows` counts what was written; `ascending` tells whether the `order_by`
+    Row groups follow the batches. Columns in `unique` (a value per row) skip the dictionary encoding that
+    would only be tried and dropped. `rows` counts what was written; `ascending` tells whether the `order_by`
     column rose strictly from the first batch to the last, for callers that need the file in that order.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, *, order_by: str | None = None, depth: int = 2) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        *,
+        unique: Collection[str] = (),
+        order_by: str | None = None,
+        depth: int = 2,
+    ) -> None:
         self.path, self.schema, self.order_by = path, schema, order_by
+        self.dictionary = [name for name in schema.names if name not in unique]
         self.rows, self.ascending = 0, True
         self._last: int | None = None
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -73,7 +84,7 @@ class BackgroundWriter:
     def _run(self) -> None:
         writer: pq.ParquetWriter | None = None
         try:
-            writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", use_dictionary=self.dictionary)
             while (item := self._queue.get()) is not _DONE:
                 if not self._abort and self._error is None:
                     assert isinstance(item, pa.RecordBatch)
