@@ -284,3 +284,22 @@ def test_rewritten_segment_equals_the_draft_it_replaces(tmp_path: Path, monkeypa
     for store in (kept, rewritten):
         (path,) = (store.root / "data" / "samples").glob("*.parquet")
         assert pq.read_schema(path).remove_metadata().equals(SAMPLES.remove_metadata())
+
+
+@pytest.mark.parametrize("rewritten", [False, True])
+def test_row_groups_are_bounded_in_bytes_and_rows_stay_in_order(
+    store: Store, tmp_path: Path, monkeypatch, rewritten: bool
+) -> None:
+    from lineage.ingest import segment, staging
+
+    monkeypatch.setattr(staging, "BATCH_BYTES", 1 << 20)  # 2,048 rows of these records
+    if rewritten:
+        monkeypatch.setattr(segment, "CHANGED_SQL", "SELECT 1")
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"text": f"record {i} " + "x" * 300}) + "\n" for i in range(5000)))
+    assert store.ingest(path, origin="real", source="s").rows_stored == 5000
+    (segment_path,) = (store.root / "data" / "samples").glob("*.parquet")
+    meta = pq.ParquetFile(segment_path).metadata
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 2048
+    rows = pq.read_table(segment_path, columns=["input_row"])["input_row"].to_pylist()
+    assert rows == list(range(1, 5001))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from lineage.ingest.staging import ROW_GROUP_ROWS, UNIQUE_COLUMNS, Staged
+from lineage.ingest.staging import UNIQUE_COLUMNS, Staged
 from lineage.ingest.writer import BackgroundWriter
 from lineage.schemas import SAMPLES, select_cast_sql
 
@@ -50,16 +50,17 @@ def write_samples(
     if staged.draft_in_order and changed == 0 and stored == staged.draft_rows:
         txn.write_segment("samples", batch_id, lambda tmp: os.replace(draft, tmp))
     else:
-        txn.write_segment("samples", batch_id, lambda tmp: _rewrite(con, draft, tmp))
+        txn.write_segment("samples", batch_id, lambda tmp: _rewrite(con, draft, tmp, staged.batch_rows))
 
 
-def _rewrite(con: duckdb.DuckDBPyConnection, draft: Path, path: Path) -> None:
-    """The stored rows of the draft, resolved, in input order: one range of about a row group at a time, so
+def _rewrite(con: duckdb.DuckDBPyConnection, draft: Path, path: Path, batch_rows: int) -> None:
+    """The stored rows of the draft, resolved, in input order: one range of a row group's rows at a time, so
     only that range is ever sorted in memory."""
-    con.execute(FINAL_SQL, {"rows": ROW_GROUP_ROWS})
+    con.execute(FINAL_SQL, {"rows": batch_rows})
     parts = con.execute("SELECT min(input_row), max(input_row) FROM final GROUP BY part ORDER BY part").fetchall()
     sql = REWRITE_SQL.format(casts=select_cast_sql(SAMPLES))
     with BackgroundWriter(path, SAMPLES, unique=UNIQUE_COLUMNS) as writer:
         for lo, hi in parts:
-            for batch in con.sql(sql, params={"draft": str(draft), "lo": lo, "hi": hi}).to_arrow_reader(ROW_GROUP_ROWS):
+            params = {"draft": str(draft), "lo": lo, "hi": hi}
+            for batch in con.sql(sql, params=params).to_arrow_reader(batch_rows):
                 writer.write(batch)

@@ -26,6 +26,9 @@ from lineage.ingest.writer import BackgroundWriter
 from lineage.schemas import SAMPLES, select_cast_sql
 
 ROW_GROUP_ROWS = 65_536
+# Result batches (and so row groups) hold about this much, however long the records: bounded memory.
+BATCH_BYTES = 64 << 20
+VECTOR_ROWS = 2048  # DuckDB's vector size: batches are made of whole vectors
 UNIQUE_COLUMNS = ("sample_id", "content_hash", "external_id", "text", "record", "input_row")
 Progress = Callable[[int, int | None], None]
 
@@ -68,6 +71,7 @@ class Staged:
     rejects: list[Reject] = field(default_factory=list)  # rows the reader itself rejected
     draft_rows: int = 0  # rows without errors, all in the draft
     draft_in_order: bool = True
+    batch_rows: int = ROW_GROUP_ROWS  # rows per result batch and row group
 
 
 def stage(
@@ -85,12 +89,12 @@ def stage(
     params |= {"batch_id": batch.batch_id, "uri": batch.uri, "now": batch.now, "version": batch.version}
     con.execute(STAGED_DDL)
     source = _Source(reader)
-    result = Staged()
+    result = Staged(batch_rows=_batch_rows(source.first))
     insert = con.cursor()  # the query's result streams on `con`; the inserts need a connection of their own
     try:
         con.register("raw", pa.RecordBatchReader.from_batches(RAW_SCHEMA, source.batches()))
         with BackgroundWriter(draft, SAMPLES, unique=UNIQUE_COLUMNS, order_by="input_row") as writer:
-            for rows in _stream(con, sql, params, source):
+            for rows in _stream(con, sql, params, source, result.batch_rows):
                 insert.register("rows", rows)
                 insert.execute(f"INSERT INTO staged SELECT {', '.join(STAGED_COLUMNS)} FROM rows")
                 insert.unregister("rows")
@@ -104,12 +108,22 @@ def stage(
     return result
 
 
+def _batch_rows(first: pa.RecordBatch | None) -> int:
+    """Rows per result batch: about BATCH_BYTES of rows like the first ones (each holds its record twice,
+    verbatim and as text), at most ROW_GROUP_ROWS."""
+    if first is None or first.num_rows == 0:
+        return ROW_GROUP_ROWS
+    row_bytes = 2 * first.column("record").nbytes // first.num_rows + 256
+    rows = min(ROW_GROUP_ROWS, BATCH_BYTES // row_bytes)
+    return max(VECTOR_ROWS, rows - rows % VECTOR_ROWS)
+
+
 def _stream(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], source: _Source
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], source: _Source, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     """The query's result batches; an error the reader raised inside the scan comes out as itself."""
     try:
-        yield from con.sql(sql, params=params).to_arrow_reader(ROW_GROUP_ROWS)
+        yield from con.sql(sql, params=params).to_arrow_reader(batch_rows)
     except Exception:
         if source.error is not None:
             raise source.error from None
@@ -123,20 +137,30 @@ def _good(rows: pa.RecordBatch) -> pa.RecordBatch:
 
 
 class _Source:
-    """The reader as a stream of record batches for DuckDB, noting rejects, progress and any error."""
+    """The reader as a stream of record batches for DuckDB, noting rejects, progress and any error.
+
+    The first batch is read at once (in the caller's thread), so its records can size the result batches.
+    """
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         self.rejects: list[Reject] = []
         self.done = 0
         self.error: BaseException | None = None
+        self._read = self._batches()
+        self.first = next(self._read, None)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        if self.first is not None:
+            yield self.first
         try:
-            for raw in self.reader:
-                self.rejects.extend(raw.rejects)
-                self.done += raw.progress
-                yield from raw.rows.to_batches()
+            yield from self._read
         except BaseException as exc:
             self.error = exc
             raise
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        for raw in self.reader:
+            self.rejects.extend(raw.rejects)
+            self.done += raw.progress
+            yield from raw.rows.to_batches()
