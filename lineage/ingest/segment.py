@@ -59,7 +59,7 @@ def _rewrite(con: duckdb.DuckDBPyConnection, draft: Path, path: Path, batch_rows
     con.execute(FINAL_SQL, {"rows": batch_rows})
     parts = con.execute("SELECT min(input_row), max(input_row) FROM final GROUP BY part ORDER BY part").fetchall()
     sql = REWRITE_SQL.format(casts=select_cast_sql(SAMPLES))
-    with BackgroundWriter(path, SAMPLES, unique=UNIQUE_COLUMNS) as writer:
+    with BackgroundWriter(path, SAMPLES, row_group_rows=batch_rows, unique=UNIQUE_COLUMNS) as writer:
         for lo, hi in parts:
             params = {"draft": str(draft), "lo": lo, "hi": hi}
             for batch in con.sql(sql, params=params).to_arrow_reader(batch_rows):

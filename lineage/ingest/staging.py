@@ -93,7 +93,9 @@ def stage(
     insert = con.cursor()  # the query's result streams on `con`; the inserts need a connection of their own
     try:
         con.register("raw", pa.RecordBatchReader.from_batches(RAW_SCHEMA, source.batches()))
-        with BackgroundWriter(draft, SAMPLES, unique=UNIQUE_COLUMNS, order_by="input_row") as writer:
+        with BackgroundWriter(
+            draft, SAMPLES, row_group_rows=result.batch_rows, unique=UNIQUE_COLUMNS, order_by="input_row"
+        ) as writer:
             for rows in _stream(con, sql, params, source, result.batch_rows):
                 insert.register("rows", rows)
                 insert.execute(f"INSERT INTO staged SELECT {', '.join(STAGED_COLUMNS)} FROM rows")

@@ -1,7 +1,7 @@
 """A Parquet writer on a background thread: pyarrow compresses one batch while DuckDB computes the next.
 
 Parquet encoding and zstd run without the GIL, so on two cores the write overlaps the extraction instead of
-following it. Memory stays bounded: at most `depth` batches wait in the queue.
+following it. Memory stays bounded: at most `depth` batches wait in the queue, and one row group is gathered.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -21,9 +22,10 @@ _DONE = object()
 class BackgroundWriter:
     """`write(batch)` queues a batch (cast to `schema`, nullability included); `close()` waits for the file.
 
-    Row groups follow the batches. Columns in `unique` (a value per row) skip the dictionary encoding that
-    would only be tried and dropped. `rows` counts what was written; `ascending` tells whether the `order_by`
-    column rose strictly from the first batch to the last, for callers that need the file in that order.
+    Batches are gathered into row groups of at most `row_group_rows` rows (or one larger batch). Columns in
+    `unique` (a value per row) skip the dictionary encoding that would only be tried and dropped. `rows` counts
+    what was written; `ascending` tells whether the `order_by` column rose strictly from the first batch to the
+    last, for callers that need the file in that order.
     """
 
     def __init__(
@@ -31,11 +33,13 @@ class BackgroundWriter:
         path: Path,
         schema: pa.Schema,
         *,
+        row_group_rows: int,
         unique: Collection[str] = (),
         order_by: str | None = None,
         depth: int = 2,
     ) -> None:
         self.path, self.schema, self.order_by = path, schema, order_by
+        self.row_group_rows = row_group_rows
         self.dictionary = [name for name in schema.names if name not in unique]
         self.rows, self.ascending = 0, True
         self._last: int | None = None
@@ -55,10 +59,7 @@ class BackgroundWriter:
         self.rows += batch.num_rows
         self._queue.put(batch)
 
-    def _track_order(self, values: object) -> None:
-        import numpy as np
-
-        values = np.asarray(values)
+    def _track_order(self, values: np.ndarray) -> None:
         if (self._last is not None and values[0] <= self._last) or bool(np.any(values[1:] <= values[:-1])):
             self.ascending = False
         self._last = int(values[-1])
@@ -81,14 +82,25 @@ class BackgroundWriter:
         self._queue.put(_DONE)
         self._thread.join()
 
+    def _write_group(self, writer: pq.ParquetWriter, group: list[pa.RecordBatch]) -> None:
+        table = pa.Table.from_batches(group, self.schema)
+        writer.write_table(table, row_group_size=table.num_rows)
+
     def _run(self) -> None:
         writer: pq.ParquetWriter | None = None
         try:
             writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", use_dictionary=self.dictionary)
+            group: list[pa.RecordBatch] = []
             while (item := self._queue.get()) is not _DONE:
-                if not self._abort and self._error is None:
-                    assert isinstance(item, pa.RecordBatch)
-                    writer.write_batch(item.cast(self.schema))
+                if self._abort:
+                    continue
+                assert isinstance(item, pa.RecordBatch)
+                if group and sum(b.num_rows for b in group) + item.num_rows > self.row_group_rows:
+                    self._write_group(writer, group)
+                    group = []
+                group.append(item.cast(self.schema))
+            if group and not self._abort:
+                self._write_group(writer, group)
         except BaseException as exc:  # handed to the caller's thread; keep draining so it never blocks
             self._error = exc
             while self._queue.get() is not _DONE:
