@@ -19,7 +19,7 @@ from datasketch.lsh import _optimal_param
 from lineage.errors import LineageError
 from lineage.features import minhash
 from lineage.filters.base import KEEP_ORDER_SQL, SelectionContext
-from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams, _kept
+from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams, _kept, _scores
 from lineage.store import Store
 
 PLANTED = json.loads((FIXTURES / "planted.json").read_text(encoding="utf-8"))
@@ -133,6 +133,14 @@ def test_a_sample_linked_through_another_scores_its_exact_jaccard_with_the_kept_
     store.run_filter("near-dedup")
     got = {k: (v["decision"], v["related"], v["score"]) for k, v in decisions(store).items()}
     assert got == {"a": ("keep", None, None), "b": ("drop", "a", 50 / 56), "c": ("drop", "a", 44 / 56)}
+
+
+def test_scores_come_from_the_verified_pairs_in_any_order() -> None:
+    texts = pa.chunked_array([pa.array(["a b c", "a b c d", "x y z", "x y z w", "q"])])
+    kept = np.array([0, 0, 2, 2, 4])
+    pairs = np.array([[3, 2], [0, 1]])  # neither ascending nor i < j
+    score = _scores(texts, kept, pairs, np.array([0.25, 0.5]), ngram=2)  # the given values, not recomputed
+    assert np.isnan(score[[0, 2, 4]]).all() and score[[1, 3]].tolist() == [0.5, 0.25]
 
 
 def test_kept_follows_the_shared_keep_order_of_sql() -> None:

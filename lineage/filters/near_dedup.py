@@ -147,15 +147,19 @@ def _scores(
 ) -> np.ndarray:
     """Exact Jaccard of each dropped row with its kept row (NaN for kept rows).
 
-    Taken from the verified pairs where the two are one; computed for rows linked only through others.
+    Taken from the verified pairs (in any order) where the two are one; computed for rows linked only
+    through others.
     """
     n, score = len(kept), np.full(len(kept), np.nan)
     dropped = np.flatnonzero(kept != np.arange(n))
     links = np.sort(np.stack([dropped, kept[dropped]], axis=1), axis=1)
-    codes, verified = links[:, 0] * n + links[:, 1], pairs[:, 0] * n + pairs[:, 1]  # verified: ascending
+    ordered = np.sort(pairs.reshape(-1, 2), axis=1)
+    verified = ordered[:, 0] * n + ordered[:, 1]
+    by_code = np.argsort(verified)
+    codes, verified = links[:, 0] * n + links[:, 1], verified[by_code]
     at = np.minimum(np.searchsorted(verified, codes), max(len(verified) - 1, 0))
     known = verified[at] == codes if len(verified) else np.zeros(len(codes), bool)
-    score[dropped[known]] = similarity[at[known]]
+    score[dropped[known]] = similarity[by_code[at[known]]]
     score[dropped[~known]] = verify_exact(links[~known], texts, ngram=ngram, threshold=0.0)[1]
     return score
 
