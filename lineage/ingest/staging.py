@@ -27,7 +27,7 @@ from lineage.schemas import SAMPLES, select_cast_sql
 
 ROW_GROUP_ROWS = 65_536
 # Result batches (and so row groups) hold about this much, however long the records: bounded memory.
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 32 << 20
 VECTOR_ROWS = 2048  # DuckDB's vector size: batches are made of whole vectors
 UNIQUE_COLUMNS = ("sample_id", "content_hash", "external_id", "text", "record", "input_row")
 Progress = Callable[[int, int | None], None]
