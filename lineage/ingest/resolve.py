@@ -14,7 +14,7 @@ import duckdb
 from lineage.errors import Reject
 
 SETUP_SQL = """
-CREATE OR REPLACE TEMP TABLE cand AS
+CREATE OR REPLACE TEMP VIEW cand AS
     SELECT input_row, sample_id, external_id, source, origin, generator, given_generation, parent_refs,
            generation AS draft_generation
     FROM staged WHERE len(errors) = 0 AND input_row NOT IN (SELECT input_row FROM excluded);
