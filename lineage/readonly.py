@@ -13,7 +13,13 @@ _ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    """After this, the connection can read the store's segments and nothing else, and write nothing."""
+    """After this, the connection can read the store's segments and nothing else, and write nothing.
+
+    The settings belong to the database instance, which DuckDB shares between a process's connections to
+    one file: a connection opened while another is locked down is locked down already.
+    """
+    if con.sql("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+        return
     data = str((root / "data").resolve()) + "/"
     con.execute(f"SET allowed_directories = ['{data.replace(chr(39), chr(39) * 2)}']")
     con.execute("SET enable_external_access = false")

@@ -42,6 +42,11 @@ def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
     return {tuple(round(v, 9) if isinstance(v, float) else v for v in r.values()) for r in rows}
 
 
+def scores(store: Store, run_id: str) -> dict[str, float]:
+    rows = store.sql("SELECT sample_id, score FROM events WHERE run_id = ?", params=[run_id]).to_pylist()
+    return {r["sample_id"]: r["score"] if r["score"] is not None else -1.0 for r in rows}
+
+
 def test_without_ray_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, small_store: Store) -> None:
     import builtins
 
@@ -86,7 +91,8 @@ def test_ray_address_without_ray_engine_is_refused(small_store: Store) -> None:
         ("quality", {}, None),
         ("quality", {"min_words": 6}, "origin = 'synthetic'"),
         ("exact-dedup", {}, None),
-        ("near-dedup", {"threshold": 0.7}, None),
+        ("near-dedup", {}, None),
+        ("near-dedup", {"threshold": 0.5, "ngram": 3}, "generation > 0"),
         ("sql", {"where": "length(text) < 40", "reason": "too_short"}, "generation < 3"),
     ],
 )
@@ -108,6 +114,22 @@ def test_same_events_on_both_engines(
     assert on_ray.sql("SELECT engine FROM runs WHERE run_id = ?", params=[b.run_id])["engine"].to_pylist() == ["ray"]
     assert on_ray.doctor().ok
     assert not list((on_ray.root / "tmp").iterdir())
+
+
+def test_semantic_dedup_embeds_on_actors_and_decides_the_same(cluster: None, pair: tuple[Store, Store]) -> None:
+    local, on_ray = pair
+    where = "length(text) < 70"
+    a = local.run_filter("semantic-dedup", params={"threshold": 0.9}, where=where, engine="local", force=True)
+    b = on_ray.run_filter("semantic-dedup", params={"threshold": 0.9}, where=where, engine="ray", force=True)
+    assert a.selected == b.selected > 100 and a.dropped == b.dropped > 0
+    # Vectors from other batches differ in the last float32 bits (padding changes the kernels' sums):
+    # the decisions are the same, the cosine scores agree to float32 precision.
+    without_score = "sample_id, decision, reason, related_id, cluster_id"
+    query = f"SELECT {without_score} FROM events WHERE run_id = ? ORDER BY sample_id"
+    assert local.sql(query, params=[a.run_id]) == on_ray.sql(query, params=[b.run_id])
+    x, y = scores(local, a.run_id), scores(on_ray, b.run_id)
+    assert x.keys() == y.keys() and all(abs(x[k] - y[k]) < 1e-5 for k in x)
+    assert list((on_ray.root / "data" / "features" / "embeddings").iterdir())  # the driver cached the vectors
 
 
 def test_sample_filter_parts_are_registered_segments(cluster: None, pair: tuple[Store, Store]) -> None:

@@ -162,7 +162,7 @@ def embeddings(
     parts = [known]
     for start in range(0, len(new_ids), CHUNK_ROWS):
         ids, chunk = new_ids[start : start + CHUNK_ROWS], new_texts[start : start + CHUNK_ROWS]
-        part = _table(ids, embed(chunk.to_pylist(), model=model, batch_size=batch_size), features.schema)
+        part = vector_table(ids, embed(chunk.to_pylist(), model=model, batch_size=batch_size), features.schema)
         features.add(part)
         parts.append(part)
     table = pa.concat_tables(parts)
@@ -170,7 +170,7 @@ def embeddings(
     return to_matrix(table["embedding"].take(order), spec(model).dim)
 
 
-def _table(sample_ids: pa.Array, vectors: np.ndarray, table_schema: pa.Schema) -> pa.Table:
+def vector_table(sample_ids: pa.Array, vectors: np.ndarray, table_schema: pa.Schema) -> pa.Table:
     dim = vectors.shape[1]
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
     return pa.table({"sample_id": sample_ids, "embedding": column}, schema=table_schema)

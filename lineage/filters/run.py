@@ -118,10 +118,14 @@ def execute(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     try:
-        with store.transaction("filter", run_id, summary) as txn:
-            selection = Selection(store, where, _columns(flt), ids)
+        with (
+            store.transaction("filter", run_id, summary) as txn,
+            Selection.open(store, where, _columns(flt), ids) as selection,
+        ):
+            # One reader connection serves the run's own queries; it closes before the commit opens the
+            # catalog for writing (DuckDB refuses read-only and read-write connections to one file at once).
             selection_hash = _hash(selection.fingerprint, flt.context_key(store))
-            previous = _previous_run(store, flt, params_hash, selection_hash)
+            previous = _previous_run(selection, flt, params_hash, selection_hash)
             if previous and not force:
                 raise _AlreadyRun(previous)
             flt.prepare(store)
@@ -173,24 +177,49 @@ def _hash(*parts: str) -> str:
 class Selection:
     """The samples a run sees: `--where` over the samples view (and/or explicit ids), read-only, in batches."""
 
-    def __init__(self, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None) -> None:
-        self.store, self.where, self.columns, self.ids = store, where, columns, ids
+    def __init__(
+        self, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None, con: Any = None
+    ) -> None:
+        """`con`: a reader connection of `store` to use throughout (see `open`); else one per query."""
+        self.store, self.where, self.columns, self.ids, self._con = store, where, columns, ids, con
+        if con is not None:
+            self._prepare(con)
         query = f"SELECT count(*) AS n, hex(bit_xor(md5_number(sample_id))) AS fp FROM {self._from()}"
         with self._connect() as con:
             row = readonly.run(con, query).to_pylist()[0]
         self.count, self.fingerprint = row["n"], f"{row['n']}:{row['fp']}"
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None
+    ) -> Iterator[Selection]:
+        """A selection reading through one connection while the block runs (a run's queries share it)."""
+        with store.reader() as con:
+            yield cls(store, where, columns, ids, con)
+
+    def sql(self, query: str, params: list[object] | None = None) -> pa.Table:
+        """A read-only query over the store's views on the selection's connection."""
+        with self._connect() as con:
+            return readonly.run(con, query, params)
 
     def _from(self) -> str:
         where = f"({self.where})" if self.where else "true"
         ids = " SEMI JOIN _selected_ids USING (sample_id)" if self.ids is not None else ""
         return f"(SELECT * FROM samples WHERE {where}){ids}"
 
+    def _prepare(self, con: Any) -> None:
+        if self.ids is not None:
+            con.register("_selected_ids", pa.table({"sample_id": pa.array(self.ids, pa.string())}))
+        readonly.lock_down(con, self.store.root)
+
     @contextmanager
     def _connect(self) -> Iterator[Any]:
+        if self._con is not None:
+            yield self._con
+            return
         with self.store.reader() as con:
-            if self.ids is not None:
-                con.register("_selected_ids", pa.table({"sample_id": pa.array(self.ids, pa.string())}))
-            readonly.lock_down(con, self.store.root)
+            self._prepare(con)
             yield con
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -210,11 +239,11 @@ class Selection:
         return -(-self.count // BATCH_ROWS)
 
 
-def _previous_run(store: Store, flt: Any, params_hash: str, selection_hash: str) -> dict[str, Any] | None:
-    rows = store.sql(
+def _previous_run(selection: Selection, flt: Any, params_hash: str, selection_hash: str) -> dict[str, Any] | None:
+    rows = selection.sql(
         "SELECT * FROM runs WHERE filter = ? AND filter_version = ? AND params_hash = ? AND selection_hash = ? "
         "ORDER BY version DESC LIMIT 1",
-        params=[flt.name, flt.version, params_hash, selection_hash],
+        [flt.name, flt.version, params_hash, selection_hash],
     ).to_pylist()
     return rows[0] if rows else None
 

@@ -44,7 +44,7 @@ def connect(address: str | None, workers: int | None) -> Iterator[ModuleType]:
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise LineageError(f"cannot reach a Ray cluster at `{address}`: {str(exc).splitlines()[0]}") from None
-    _quiet(ray)
+    _configure(ray)
     try:
         yield ray
     finally:
@@ -70,8 +70,13 @@ def _python_path() -> str:
     return os.pathsep.join(p or os.getcwd() for p in sys.path)
 
 
-def _quiet(ray: ModuleType) -> None:
+def _configure(ray: ModuleType) -> None:
+    from ray.data.context import ShuffleStrategy
+
     context = ray.data.DataContext.get_current()
+    # The sort-based shuffle needs no aggregator actors: on a small cluster the LSH shuffles of near-dedup
+    # take half the time of the default hash shuffle (measured: 9.9 s against 17.1 s on 1,125 samples).
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     context.enable_progress_bars = False  # lineage draws its own progress bar
     context.print_on_execution_start = False
     # Failures reach the user as one line (engine._one_line); Ray Data's own report stays in its log files.

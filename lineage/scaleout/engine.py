@@ -129,12 +129,21 @@ def map_batches(ds: Dataset, fn: Any, **options: Any) -> Dataset:
     with warnings.catch_warnings():
         # max_retries has no named parameter yet (ray 2.60); the deprecated remote-args path is the only one.
         warnings.simplefilter("ignore", RayDeprecationWarning)
+        if isinstance(fn, type):  # an actor pool: Ray Data bounds actor restarts itself
+            return ds.map_batches(fn, **options)
         return ds.map_batches(fn, max_retries=TASK_RETRIES, **options)
 
 
 def tasks(workers: int | None, count: int) -> int | None:
     """At most one task per batch (Ray warns of a concurrency it cannot use); Ray's default when unset."""
     return None if workers is None else max(1, min(workers, -(-count // BATCH_ROWS)))
+
+
+def cluster_cpus(workers: int | None) -> int:
+    """`workers`, or else the CPUs of the Ray cluster."""
+    import ray
+
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _semi_join(batch: pa.Table, ids: pa.Array) -> pa.Table:
@@ -198,11 +207,14 @@ def _decide_batch(flt: SampleFilter, batch: pa.Table) -> pa.Table:
     return pa.Table.from_batches(out, schema=DECISIONS)
 
 
-def collect(ds: Dataset) -> pa.Table:
-    """The dataset on the driver, in sample_id order (the order the local engine reads the selection in)."""
+def collect(ds: Dataset, empty: pa.Schema | None = None) -> pa.Table:
+    """The dataset on the driver, in sample_id order (the order the local engine reads the selection in);
+    `empty` is the schema of a dataset without sample_id, returned unsorted."""
     import ray
 
     tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    if empty is not None:
+        return pa.concat_tables(tables).cast(empty) if tables else empty.empty_table()
     if not tables:
         return pa.table({"sample_id": pa.array([], pa.string())})
     return pa.concat_tables(tables, promote_options="permissive").sort_by("sample_id")

@@ -1,8 +1,259 @@
-"""Distributed plans of the selection filters whose work would not fit the driver."""
+"""Distributed plans of the selection filters whose reduce phase would not fit the driver.
+
+near-dedup, as `NearDedupFilter.decide_all` does it, with each step where the data is:
+
+1. workers: MinHash signatures of every sample (`signatures`);
+2. shuffle on the whole signature: samples with identical signatures are linked as a star to the
+   smallest sample_id of the group, verified exactly in the group; the smallest goes on as representative;
+3. shuffle on the LSH band keys of the representatives (the recall-first bands of `candidate_pairs`): all
+   pairs within a bucket, verified exactly in the bucket (`verify_exact`, texts travel with the keys);
+4. driver: the verified pairs (few) give the clusters, the keep policy and the scores, by the local code
+   over only the samples in some pair;
+5. workers: every sample's event (keep for all samples in no cluster), staged as parts.
+
+Candidates, verification and keep policy are the local engine's, so the events are the same (identical
+signatures are grouped by their bytes here and by a 64-bit hash of them locally: a difference needs a
+hash collision). Signatures are computed on the workers and not cached (the cache is a local file set).
+
+semantic-dedup: embeddings of the samples the cache lacks on an actor pool (each actor loads the model
+once), written to the cache by the driver; then the local greedy dedup on the driver, from the cache.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-PLANS: dict[str, Callable[..., Any]] = {}
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lineage.features.minhash import (
+    CANDIDATE_WEIGHTS,
+    EMPTY,
+    _band_keys,
+    _optimal_bands,
+    clusters,
+    signatures,
+    verify_exact,
+)
+from lineage.filters.events import BATCH_ROWS, Decided, check
+from lineage.filters.near_dedup import (
+    NearDedupFilter,
+    NearDedupParams,
+    _decisions,
+    _kept,
+    _scores,
+    from_binary,
+    to_binary,
+)
+from lineage.filters.semantic_dedup import SemanticDedupFilter
+from lineage.scaleout.engine import Context, cluster_cpus, collect, map_batches, stage, tasks
+from lineage.schemas import DECISIONS
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+PAIRS = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.float64())])
+SHUFFLE_ROWS = 250_000  # samples per shuffle partition, at least
+KEEP_COLUMNS = ["sample_id", "text", "origin", "generation", "version", "input_row"]
+
+
+def near_dedup(ds: Dataset, flt: NearDedupFilter, context: Context) -> Decided:
+    p = flt.params
+    signed = map_batches(
+        ds.select_columns(["sample_id", "text"]),
+        _signed,
+        batch_size=BATCH_ROWS,
+        batch_format="pyarrow",
+        concurrency=tasks(context.workers, context.count),
+        fn_kwargs={"params": p},
+    )
+    partitions = shuffle_partitions(context)
+    grouped = signed.groupby("minhash", num_partitions=partitions).map_groups(
+        _stars, batch_format="pyarrow", fn_kwargs={"params": p}
+    )
+    grouped = grouped.materialize()  # read twice: its star pairs, and its representatives for banding
+    banded = (
+        map_batches(grouped, _band_rows, batch_format="pyarrow", fn_kwargs={"params": p})
+        .groupby("key", num_partitions=partitions)
+        .map_groups(_bucket_pairs, batch_format="pyarrow", fn_kwargs={"params": p})
+    )
+    stars = map_batches(grouped, _star_pairs, batch_format="pyarrow")
+    table = _clustered(ds, collect(stars.union(banded), PAIRS), p)
+    return stage(ds.select_columns(["sample_id"]), _near_dup_events, flt, context, clustered=table)
+
+
+def shuffle_partitions(context: Context) -> int:
+    """Partitions of a shuffle: a few per worker, more for big selections (Ray's default, 200, costs
+    seconds of scheduling on a small cluster)."""
+    return max(2 * cluster_cpus(context.workers), context.count // SHUFFLE_ROWS)
+
+
+def _signed(batch: pa.Table, params: NearDedupParams) -> pa.Table:
+    """sample_id, text, minhash of the samples with shingles (the others are in no pair)."""
+    sigs = signatures(batch["text"], ngram=params.ngram, num_perm=params.num_perm, seed=params.seed)
+    nonempty = pa.array((sigs != EMPTY).any(axis=1))
+    return pa.table({"sample_id": batch["sample_id"], "text": batch["text"], "minhash": to_binary(sigs)}).filter(
+        nonempty
+    )
+
+
+def _stars(group: pa.Table, params: NearDedupParams) -> pa.Table:
+    """One signature's samples: the smallest id represents them (b null, minhash kept); the others are
+    star pairs (a = the smallest) with their exact similarity, when it reaches the threshold."""
+    group = group.sort_by("sample_id")
+    rep = group.slice(0, 1)
+    out = [
+        pa.table(
+            {
+                "a": rep["sample_id"],
+                "b": pa.nulls(1, pa.string()),
+                "similarity": pa.nulls(1, pa.float64()),
+                "text": rep["text"],
+                "minhash": rep["minhash"],
+            }
+        )
+    ]
+    if group.num_rows > 1:
+        pairs = np.stack([np.zeros(group.num_rows - 1, np.int64), np.arange(1, group.num_rows)], axis=1)
+        kept, sims = verify_exact(pairs, group["text"], ngram=params.ngram, threshold=params.threshold)
+        out.append(
+            _pair_table(group["sample_id"], kept, sims)
+            .append_column("text", pa.nulls(len(kept), pa.string()))
+            .append_column("minhash", pa.nulls(len(kept), rep["minhash"].type))
+        )
+    return pa.concat_tables(out)
+
+
+def _star_pairs(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_valid(batch["b"])).select(["a", "b", "similarity"])
+
+
+def _band_rows(batch: pa.Table, params: NearDedupParams) -> pa.Table:
+    """(key, sample_id, text) for every band of every representative."""
+    reps = batch.filter(pc.is_null(batch["b"]))
+    nb, nr = _optimal_bands(params.threshold, params.num_perm, CANDIDATE_WEIGHTS)
+    keys = _band_keys(from_binary(reps["minhash"], params.num_perm), nb, nr)
+    at = pa.array(np.repeat(np.arange(reps.num_rows), keys.shape[1]))
+    return pa.table(
+        {"key": pa.array(keys.ravel().astype(np.int64)), "sample_id": reps["a"].take(at), "text": reps["text"].take(at)}
+    )
+
+
+def _bucket_pairs(bucket: pa.Table, params: NearDedupParams) -> pa.Table:
+    """Every pair of the bucket's samples (a < b), verified exactly."""
+    bucket = bucket.sort_by("sample_id")
+    n = bucket.num_rows
+    if n < 2:
+        return PAIRS.empty_table()
+    i, j = np.triu_indices(n, k=1)
+    kept, sims = verify_exact(np.stack([i, j], axis=1), bucket["text"], ngram=params.ngram, threshold=params.threshold)
+    return _pair_table(bucket["sample_id"], kept, sims)
+
+
+def _pair_table(ids: pa.ChunkedArray, pairs: np.ndarray, sims: np.ndarray) -> pa.Table:
+    return pa.table(
+        {"a": ids.take(pa.array(pairs[:, 0])), "b": ids.take(pa.array(pairs[:, 1])), "similarity": pa.array(sims)},
+        schema=PAIRS,
+    )
+
+
+def _clustered(ds: Dataset, pairs: pa.Table, params: NearDedupParams) -> pa.Table:
+    """The decisions of the samples in some verified pair, by the local code over just those samples."""
+    if pairs.num_rows == 0:
+        return DECISIONS.empty_table()
+    ids = pc.unique(pa.concat_arrays([pairs["a"].combine_chunks(), pairs["b"].combine_chunks()]))
+    members = collect(
+        map_batches(ds.select_columns(KEEP_COLUMNS), _members, batch_format="pyarrow", fn_kwargs={"ids": ids})
+    )
+    n = members.num_rows
+    at_a = pc.index_in(pairs["a"], value_set=members["sample_id"]).to_numpy()
+    at_b = pc.index_in(pairs["b"], value_set=members["sample_id"]).to_numpy()
+    codes, first = np.unique(at_a.astype(np.int64) * n + at_b, return_index=True)
+    rows = np.stack([codes // n, codes % n], axis=1)
+    kept = _kept(members, clusters(n, rows))
+    score = _scores(members["text"], kept, rows, pairs["similarity"].to_numpy()[first], params.ngram)
+    return _decisions(members["sample_id"], kept, score)
+
+
+def _members(batch: pa.Table, ids: pa.Array) -> pa.Table:
+    return batch.filter(pc.is_in(batch["sample_id"], value_set=ids))
+
+
+def _near_dup_events(flt: NearDedupFilter, batch: pa.Table, clustered: pa.Table) -> pa.Table:
+    """Every sample of the batch: its clustered decision, or keep in a cluster of its own."""
+    ids = batch["sample_id"]
+    at = pc.index_in(ids, value_set=clustered["sample_id"])
+    found = pc.is_valid(at)
+    rows = clustered.take(at.drop_null())
+    alone = ids.filter(pc.invert(found))
+    singletons = pa.table(
+        {
+            "sample_id": alone,
+            "decision": pa.array(["keep"] * len(alone)),
+            "score": pa.nulls(len(alone), pa.float64()),
+            "reason": pa.nulls(len(alone), pa.string()),
+            "related_id": pa.nulls(len(alone), pa.string()),
+            "cluster_id": alone,
+        },
+        schema=DECISIONS,
+    )
+    return pa.concat_tables([rows.cast(DECISIONS), singletons])
+
+
+def semantic_dedup(ds: Dataset, flt: SemanticDedupFilter, context: Context) -> Decided:
+    """Embeddings of the samples the cache lacks on an actor pool; then the local reduce, from the cache."""
+    from lineage.features import embeddings as emb
+
+    p = flt.params
+    features = collect(ds.select_columns(KEEP_COLUMNS))
+    cache = emb.cache(context.store, p.model)
+    known = cache.lookup(features["sample_id"])["sample_id"]
+    missing = features["sample_id"].filter(pc.invert(pc.is_in(features["sample_id"], value_set=known)))
+    if len(missing):
+        actors = min(cluster_cpus(context.workers), -(-len(missing) // p.batch_size))
+        todo = (
+            map_batches(
+                ds.select_columns(["sample_id", "text"]),
+                _members,
+                batch_format="pyarrow",
+                fn_kwargs={"ids": missing.combine_chunks()},
+            )
+            .repartition(actors)  # a block per actor
+            .materialize()  # before the actors start: they hold every CPU, reading tasks would starve
+        )
+        vectors = map_batches(
+            todo,
+            _Embedder,
+            batch_size=min(emb.CHUNK_ROWS, -(-len(missing) // actors)),
+            batch_format="pyarrow",
+            concurrency=actors,
+            fn_constructor_kwargs={"model": p.model, "batch_size": p.batch_size},
+        )
+        cache.add(collect(vectors, cache.schema))  # the driver writes the cache, as locally
+    table = flt.decide_all(features, context).cast(DECISIONS)
+    check(flt.name, table, context.count)
+    return Decided.of_table(table, context.run_id)
+
+
+class _Embedder:
+    """An actor holding the embedding model: loaded once per actor, not once per batch."""
+
+    def __init__(self, model: str, batch_size: int) -> None:
+        import torch
+
+        from lineage.features import embeddings as emb
+
+        torch.set_num_threads(1)  # one actor per CPU: torch's own threads would fight over them
+        self.model, self.batch_size = model, batch_size
+        emb.load_model(model)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from lineage.features import embeddings as emb
+
+        vectors = emb.embed(batch["text"].to_pylist(), model=self.model, batch_size=self.batch_size)
+        return emb.vector_table(batch["sample_id"], vectors, emb.schema(self.model))
+
+
+PLANS: dict[str, Callable[..., Any]] = {"near-dedup": near_dedup, "semantic-dedup": semantic_dedup}
