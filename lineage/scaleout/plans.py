@@ -33,6 +33,7 @@ from lineage.features.minhash import (
     EMPTY,
     _band_keys,
     _optimal_bands,
+    _within,
     clusters,
     signatures,
     verify_exact,
@@ -60,23 +61,24 @@ KEEP_COLUMNS = ["sample_id", "text", "origin", "generation", "version", "input_r
 
 
 def near_dedup(ds: Dataset, flt: NearDedupFilter, context: Context) -> Decided:
-    p = flt.params
+    p, partitions = flt.params, shuffle_partitions(context)
     signed = map_batches(
         ds.select_columns(["sample_id", "text"]),
         _signed,
         batch_size=BATCH_ROWS,
         batch_format="pyarrow",
         concurrency=tasks(context.workers, context.count),
-        fn_kwargs={"params": p},
+        fn_kwargs={"params": p, "partitions": partitions},
     )
-    partitions = shuffle_partitions(context)
-    grouped = signed.groupby("minhash", num_partitions=partitions).map_groups(
+    # Grouped by a partition number, not by the key itself: one call per partition, vectorised inside,
+    # instead of one Python call per signature or bucket (measured: 80 s against ~4 s on 20,000 samples).
+    grouped = signed.groupby("part", num_partitions=partitions).map_groups(
         _stars, batch_format="pyarrow", fn_kwargs={"params": p}
     )
     grouped = grouped.materialize()  # read twice: its star pairs, and its representatives for banding
     banded = (
-        map_batches(grouped, _band_rows, batch_format="pyarrow", fn_kwargs={"params": p})
-        .groupby("key", num_partitions=partitions)
+        map_batches(grouped, _band_rows, batch_format="pyarrow", fn_kwargs={"params": p, "partitions": partitions})
+        .groupby("part", num_partitions=partitions)
         .map_groups(_bucket_pairs, batch_format="pyarrow", fn_kwargs={"params": p})
     )
     stars = map_batches(grouped, _star_pairs, batch_format="pyarrow")
@@ -90,66 +92,82 @@ def shuffle_partitions(context: Context) -> int:
     return max(2 * cluster_cpus(context.workers), context.count // SHUFFLE_ROWS)
 
 
-def _signed(batch: pa.Table, params: NearDedupParams) -> pa.Table:
-    """sample_id, text, minhash of the samples with shingles (the others are in no pair)."""
+def _signed(batch: pa.Table, params: NearDedupParams, partitions: int) -> pa.Table:
+    """sample_id, text, minhash and partition (by the signature) of the samples with shingles."""
     sigs = signatures(batch["text"], ngram=params.ngram, num_perm=params.num_perm, seed=params.seed)
     nonempty = pa.array((sigs != EMPTY).any(axis=1))
-    return pa.table({"sample_id": batch["sample_id"], "text": batch["text"], "minhash": to_binary(sigs)}).filter(
-        nonempty
+    table = pa.table(
+        {
+            "sample_id": batch["sample_id"],
+            "text": batch["text"],
+            "minhash": to_binary(sigs),
+            "part": pa.array(sigs[:, 0].astype(np.int64) % partitions),  # equal signatures, equal partition
+        }
     )
+    return table.filter(nonempty)
 
 
-def _stars(group: pa.Table, params: NearDedupParams) -> pa.Table:
-    """One signature's samples: the smallest id represents them (b null, minhash kept); the others are
-    star pairs (a = the smallest) with their exact similarity, when it reaches the threshold."""
-    group = group.sort_by("sample_id")
-    rep = group.slice(0, 1)
-    out = [
-        pa.table(
-            {
-                "a": rep["sample_id"],
-                "b": pa.nulls(1, pa.string()),
-                "similarity": pa.nulls(1, pa.float64()),
-                "text": rep["text"],
-                "minhash": rep["minhash"],
-            }
-        )
-    ]
-    if group.num_rows > 1:
-        pairs = np.stack([np.zeros(group.num_rows - 1, np.int64), np.arange(1, group.num_rows)], axis=1)
-        kept, sims = verify_exact(pairs, group["text"], ngram=params.ngram, threshold=params.threshold)
-        out.append(
-            _pair_table(group["sample_id"], kept, sims)
+def _stars(part: pa.Table, params: NearDedupParams) -> pa.Table:
+    """A partition's samples by signature: the smallest id of each signature represents it (b null, text
+    and minhash kept); the others are star pairs (a = the smallest) that reach the threshold exactly."""
+    part = part.sort_by([("minhash", "ascending"), ("sample_id", "ascending")])
+    sigs = from_binary(part["minhash"], params.num_perm)
+    position = np.arange(part.num_rows)
+    new = np.concatenate([[True], (sigs[1:] != sigs[:-1]).any(axis=1)])
+    start = np.maximum.accumulate(np.where(new, position, 0))
+    pairs = np.stack([start[~new], position[~new]], axis=1)
+    kept, sims = verify_exact(pairs, part["text"], ngram=params.ngram, threshold=params.threshold)
+    reps = part.filter(pa.array(new))
+    return pa.concat_tables(
+        [
+            pa.table(
+                {
+                    "a": reps["sample_id"],
+                    "b": pa.nulls(reps.num_rows, pa.string()),
+                    "similarity": pa.nulls(reps.num_rows, pa.float64()),
+                    "text": reps["text"],
+                    "minhash": reps["minhash"],
+                }
+            ),
+            _pair_table(part["sample_id"], kept, sims)
             .append_column("text", pa.nulls(len(kept), pa.string()))
-            .append_column("minhash", pa.nulls(len(kept), rep["minhash"].type))
-        )
-    return pa.concat_tables(out)
+            .append_column("minhash", pa.nulls(len(kept), part["minhash"].type)),
+        ]
+    )
 
 
 def _star_pairs(batch: pa.Table) -> pa.Table:
     return batch.filter(pc.is_valid(batch["b"])).select(["a", "b", "similarity"])
 
 
-def _band_rows(batch: pa.Table, params: NearDedupParams) -> pa.Table:
-    """(key, sample_id, text) for every band of every representative."""
+def _band_rows(batch: pa.Table, params: NearDedupParams, partitions: int) -> pa.Table:
+    """(key, partition, sample_id, text) for every band of every representative."""
     reps = batch.filter(pc.is_null(batch["b"]))
     nb, nr = _optimal_bands(params.threshold, params.num_perm, CANDIDATE_WEIGHTS)
-    keys = _band_keys(from_binary(reps["minhash"], params.num_perm), nb, nr)
-    at = pa.array(np.repeat(np.arange(reps.num_rows), keys.shape[1]))
+    keys = _band_keys(from_binary(reps["minhash"], params.num_perm), nb, nr).ravel().astype(np.int64)
+    at = pa.array(np.repeat(np.arange(reps.num_rows), nb))
     return pa.table(
-        {"key": pa.array(keys.ravel().astype(np.int64)), "sample_id": reps["a"].take(at), "text": reps["text"].take(at)}
+        {
+            "key": pa.array(keys),
+            "part": pa.array(keys % partitions),
+            "sample_id": reps["a"].take(at),
+            "text": reps["text"].take(at),
+        }
     )
 
 
-def _bucket_pairs(bucket: pa.Table, params: NearDedupParams) -> pa.Table:
-    """Every pair of the bucket's samples (a < b), verified exactly."""
-    bucket = bucket.sort_by("sample_id")
-    n = bucket.num_rows
-    if n < 2:
-        return PAIRS.empty_table()
-    i, j = np.triu_indices(n, k=1)
-    kept, sims = verify_exact(np.stack([i, j], axis=1), bucket["text"], ngram=params.ngram, threshold=params.threshold)
-    return _pair_table(bucket["sample_id"], kept, sims)
+def _bucket_pairs(part: pa.Table, params: NearDedupParams) -> pa.Table:
+    """Every pair of samples (a < b) sharing a band key in this partition, verified exactly."""
+    part = part.sort_by("sample_id")
+    encoded = pc.dictionary_encode(part["sample_id"]).combine_chunks()  # codes in sample_id order
+    sample = encoded.indices.to_numpy()
+    rows = _within(part["key"].to_numpy().reshape(-1, 1))  # rows i < j with equal keys
+    pairs = np.unique(np.sort(sample[rows], axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    first_row = np.flatnonzero(np.concatenate([[True], sample[1:] != sample[:-1]]))
+    texts = part["text"].take(pa.array(first_row))
+    kept, sims = verify_exact(pairs, texts, ngram=params.ngram, threshold=params.threshold)
+    return _pair_table(encoded.dictionary, kept, sims)
 
 
 def _pair_table(ids: pa.ChunkedArray, pairs: np.ndarray, sims: np.ndarray) -> pa.Table:
