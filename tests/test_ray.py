@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -74,8 +75,8 @@ def test_cli_starts_a_local_cluster_when_no_address_is_given(small_store: Store)
     done = run_cli("--store", str(small_store.root), "filter", "run", "quality", "--engine", "ray", "--workers", "2")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("quality: 1,125 selected")
-    runs = small_store.sql("SELECT engine, selected FROM runs").to_pylist()
-    assert runs == [{"engine": "ray", "selected": 1125}]
+    listed = run_cli("--store", str(small_store.root), "runs", "--json")
+    assert [(r["filter"], r["engine"], r["selected"]) for r in json.loads(listed.stdout)] == [("quality", "ray", 1125)]
     assert small_store.sql("SELECT count(*) AS n FROM events")["n"].to_pylist() == [1125]
 
 

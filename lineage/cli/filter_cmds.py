@@ -112,8 +112,8 @@ def runs(ctx: click.Context, filter_name: str | None, as_json: bool) -> None:
       lineage runs --filter near-dedup
     """
     table = open_store(ctx).sql(
-        "SELECT run_id, filter, version, selected, kept, dropped, flagged, reasons, round(seconds, 2) AS seconds, "
-        "selection FROM runs WHERE ? IS NULL OR filter = ? ORDER BY version",
+        "SELECT run_id, filter, version, selected, kept, dropped, flagged, reasons, engine, "
+        "round(seconds, 2) AS seconds, selection FROM runs WHERE ? IS NULL OR filter = ? ORDER BY version",
         params=[filter_name, filter_name],
     )
     click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
