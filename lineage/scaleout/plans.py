@@ -5,11 +5,13 @@ near-dedup, as `NearDedupFilter.decide_all` does it, with each step where the da
 1. workers: MinHash signatures of every sample (`signatures`);
 2. shuffle on the whole signature: samples with identical signatures are linked as a star to the
    smallest sample_id of the group, verified exactly in the group; the smallest goes on as representative;
-3. shuffle on the LSH band keys of the representatives (the recall-first bands of `candidate_pairs`): all
-   pairs within a bucket, verified exactly in the bucket (`verify_exact`, texts travel with the keys);
-4. driver: the verified pairs (few) give the clusters, the keep policy and the scores, by the local code
+3. shuffle of the representatives' ids on their LSH band keys (the recall-first bands of
+   `candidate_pairs`): all pairs within a bucket are the candidates;
+4. two shuffles on sample ids give each candidate the text of `a`, then of `b`, where it is verified
+   exactly (`verify_exact`): each text moves twice, not once per band;
+5. driver: the verified pairs (few) give the clusters, the keep policy and the scores, by the local code
    over only the samples in some pair;
-5. workers: every sample's event (keep for all samples in no cluster), staged as parts.
+6. workers: every sample's event (keep for all samples in no cluster), staged as parts.
 
 Candidates, verification and keep policy are the local engine's, so the events are the same (identical
 signatures are grouped by their bytes here and by a 64-bit hash of them locally: a difference needs a
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
 PAIRS = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.float64())])
+SHUFFLE = pa.schema([("part", pa.int64()), ("a", pa.string()), ("b", pa.string()), ("text", pa.string())])
 SHUFFLE_ROWS = 250_000  # samples per shuffle partition, at least
 KEEP_COLUMNS = ["sample_id", "text", "origin", "generation", "version", "input_row"]
 
@@ -76,10 +80,28 @@ def near_dedup(ds: Dataset, flt: NearDedupFilter, context: Context) -> Decided:
         _stars, batch_format="pyarrow", fn_kwargs={"params": p}
     )
     grouped = grouped.materialize()  # read twice: its star pairs, and its representatives for banding
-    banded = (
+    candidates = (
         map_batches(grouped, _band_rows, batch_format="pyarrow", fn_kwargs={"params": p, "partitions": partitions})
         .groupby("part", num_partitions=partitions)
-        .map_groups(_bucket_pairs, batch_format="pyarrow", fn_kwargs={"params": p})
+        .map_groups(_bucket_candidates, batch_format="pyarrow", fn_kwargs={"partitions": partitions})
+    )
+    # Texts join the candidate pairs by two shuffles on sample ids (each text moves twice), not through
+    # the band shuffle (it would move once per band: 21 times).
+    texts = map_batches(
+        ds.select_columns(["sample_id", "text"]),
+        _text_rows,
+        batch_format="pyarrow",
+        fn_kwargs={"partitions": partitions},
+    )
+    with_a = (
+        candidates.union(texts)
+        .groupby("part", num_partitions=partitions)
+        .map_groups(_attach_text, batch_format="pyarrow", fn_kwargs={"partitions": partitions})
+    )
+    banded = (
+        with_a.union(texts)
+        .groupby("part", num_partitions=partitions)
+        .map_groups(_verify_pairs, batch_format="pyarrow", fn_kwargs={"params": p})
     )
     stars = map_batches(grouped, _star_pairs, batch_format="pyarrow")
     table = _clustered(ds, collect(stars.union(banded), PAIRS), p)
@@ -141,7 +163,7 @@ def _star_pairs(batch: pa.Table) -> pa.Table:
 
 
 def _band_rows(batch: pa.Table, params: NearDedupParams, partitions: int) -> pa.Table:
-    """(key, partition, sample_id, text) for every band of every representative."""
+    """(key, partition, sample_id) for every band of every representative."""
     reps = batch.filter(pc.is_null(batch["b"]))
     nb, nr = _optimal_bands(params.threshold, params.num_perm, CANDIDATE_WEIGHTS)
     keys = _band_keys(from_binary(reps["minhash"], params.num_perm), nb, nr).ravel().astype(np.int64)
@@ -151,23 +173,69 @@ def _band_rows(batch: pa.Table, params: NearDedupParams, partitions: int) -> pa.
             "key": pa.array(keys),
             "part": pa.array(keys % partitions),
             "sample_id": reps["a"].take(at),
-            "text": reps["text"].take(at),
         }
     )
 
 
-def _bucket_pairs(part: pa.Table, params: NearDedupParams) -> pa.Table:
-    """Every pair of samples (a < b) sharing a band key in this partition, verified exactly."""
+def _bucket_candidates(part: pa.Table, partitions: int) -> pa.Table:
+    """Every pair of samples (a < b) sharing a band key in this partition, unverified, in the shape of
+    `_text_rows` and partitioned by `a`."""
     part = part.sort_by("sample_id")
     encoded = pc.dictionary_encode(part["sample_id"]).combine_chunks()  # codes in sample_id order
     sample = encoded.indices.to_numpy()
     rows = _within(part["key"].to_numpy().reshape(-1, 1))  # rows i < j with equal keys
     pairs = np.unique(np.sort(sample[rows], axis=1), axis=0)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    first_row = np.flatnonzero(np.concatenate([[True], sample[1:] != sample[:-1]]))
-    texts = part["text"].take(pa.array(first_row))
-    kept, sims = verify_exact(pairs, texts, ngram=params.ngram, threshold=params.threshold)
-    return _pair_table(encoded.dictionary, kept, sims)
+    a, b = encoded.dictionary.take(pa.array(pairs[:, 0])), encoded.dictionary.take(pa.array(pairs[:, 1]))
+    return _shuffle_rows(_partition(a, partitions), a, b, pa.nulls(len(a), pa.string()))
+
+
+def _text_rows(batch: pa.Table, partitions: int) -> pa.Table:
+    """(part, a = sample_id, b = null, text) rows: the texts the pair rows of a partition look up."""
+    ids = batch["sample_id"]
+    return _shuffle_rows(_partition(ids, partitions), ids, pa.nulls(len(ids), pa.string()), batch["text"])
+
+
+def _attach_text(part: pa.Table, partitions: int) -> pa.Table:
+    """The partition's pairs with the text of `a` (in `text`), moved on to the partition of `b`."""
+    texts, pairs = _split(part)
+    pairs = pairs.set_column(3, "text", texts["text"].take(pc.index_in(pairs["a"], value_set=texts["a"])))
+    return pairs.set_column(0, "part", _partition(pairs["b"], partitions))
+
+
+def _verify_pairs(part: pa.Table, params: NearDedupParams) -> pa.Table:
+    """The partition's pairs (with the text of `a`) verified exactly against the text of `b`."""
+    texts, pairs = _split(part)
+    text_b = texts["text"].take(pc.index_in(pairs["b"], value_set=texts["a"]))
+    rows = np.repeat(np.arange(pairs.num_rows), 2).reshape(-1, 2)
+    kept, sims = verify_exact(rows, pairs["text"], text_b, ngram=params.ngram, threshold=params.threshold)
+    keep = pa.array(kept[:, 0])
+    return pa.table(
+        {"a": pairs["a"].take(keep), "b": pairs["b"].take(keep), "similarity": pa.array(sims)}, schema=PAIRS
+    )
+
+
+def _split(part: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(text rows, pair rows) of a partition."""
+    return part.filter(pc.is_null(part["b"])), part.filter(pc.is_valid(part["b"]))
+
+
+def _shuffle_rows(part: pa.Array, a: pa.Array, b: pa.Array, text: pa.Array) -> pa.Table:
+    return pa.table({"part": part, "a": a, "b": b, "text": text}, schema=SHUFFLE)
+
+
+def _partition(ids: pa.Array | pa.ChunkedArray, partitions: int) -> pa.Array:
+    """A partition number per sample id, the same in every process (DuckDB's hash has no seed)."""
+    con = duckdb.connect()
+    try:
+        con.register("ids", pa.table({"id": ids}))
+        return (
+            con.sql(f"SELECT (hash(id) % {int(partitions)})::BIGINT AS p FROM ids")
+            .to_arrow_table()["p"]
+            .combine_chunks()
+        )
+    finally:
+        con.close()
 
 
 def _pair_table(ids: pa.ChunkedArray, pairs: np.ndarray, sims: np.ndarray) -> pa.Table:
