@@ -143,6 +143,15 @@ def test_sample_filter_parts_are_registered_segments(cluster: None, pair: tuple[
     assert all(Path(on_ray.root / s["path"]).is_file() for s in segments)
 
 
+def test_a_workers_lineage_error_reaches_the_user_as_itself(cluster: None, pair: tuple[Store, Store]) -> None:
+    _, on_ray = pair
+    before = on_ray.version
+    with pytest.raises(LineageError, match=r"^filter undecided returned decision `maybe`; allowed: keep, drop, flag$"):
+        on_ray.run_filter("undecided", module="user_filters:UndecidedFilter", engine="ray")
+    assert on_ray.version == before
+    assert not list((on_ray.root / "tmp").iterdir())
+
+
 def test_user_filter_runs_on_workers(cluster: None, pair: tuple[Store, Store]) -> None:
     _, on_ray = pair
     result = on_ray.run_filter("shouting", module="user_filters:ShoutingFilter", engine="ray", force=True)

@@ -56,3 +56,13 @@ class KillerFilter(SampleFilter):
                 marker.unlink()
             os.kill(os.getpid(), signal.SIGKILL)
         return decisions(batch["sample_id"], "keep")
+
+
+class UndecidedFilter(SampleFilter):
+    """Returns a decision that is not one: every engine must refuse it with the same one-line error."""
+
+    name = "undecided"
+    columns = ()
+
+    def decide(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return decisions(batch["sample_id"], "maybe")

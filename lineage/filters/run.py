@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage import readonly
+from lineage import catalog, readonly
 from lineage.errors import LineageError
 from lineage.faults import crash_point
 from lineage.filters.base import (
@@ -228,6 +228,11 @@ class Selection:
         with self._connect() as con:
             readonly.check_statement(con, query)
             yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
+
+    def segment_paths(self) -> list[str]:
+        """The sample segment files the selection reads (as of the store's version)."""
+        with self._connect() as con:
+            return catalog.segment_paths(con, self.store.root, "samples", self.store.as_of)
 
     def sample_ids(self) -> pa.Array:
         """The selected sample ids (what other engines semi-join the segments with)."""

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage import catalog
 from lineage.errors import LineageError
 from lineage.filters.base import Filter, FilterParams, SampleFilter, SelectionContext, SelectionFilter
 from lineage.filters.events import BATCH_ROWS, Decided, Part, check, tally, write_events
@@ -79,7 +78,7 @@ def decide_on_ray(
 def _decide(ray: Any, store: Store, flt: Filter, selection: Selection, context: Context) -> Decided:
     from lineage.scaleout.plans import PLANS
 
-    ds = read_selection(ray, store, selection)
+    ds = read_selection(ray, selection)
     if isinstance(flt, SampleFilter):
         return stage(ds, _decide_batch, flt, context)
     if not isinstance(flt, SelectionFilter):
@@ -90,16 +89,25 @@ def _decide(ray: Any, store: Store, flt: Filter, selection: Selection, context: 
     return _reduce_on_driver(ds, flt, context)
 
 
-def _one_line(name: str, exc: Exception) -> LineageError:
-    """Ray's error as lineage's one line: a LineageError a worker raised as itself, others by first line."""
-    cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, LineageError):
-        return cause
-    first = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip().splitlines()[0] if str(cause).strip() else ""
+def _one_line(name: str, exc: BaseException) -> LineageError:
+    """Ray's error as lineage's one line: a LineageError a worker raised as itself (Ray wraps it in a
+    RayTaskError that subclasses it), any other by the first line of the innermost cause that has one."""
+    chain = [exc]
+    while (cause := getattr(chain[-1], "cause", None) or chain[-1].__cause__) is not None and cause not in chain:
+        chain.append(cause)
+    for err in reversed(chain):  # innermost first: RayTaskError(LineageError) is also a LineageError
+        if isinstance(err, LineageError):
+            return LineageError(_lines(err)[0])  # Ray appends its retry advice on further lines
+    root = next((err for err in reversed(chain) if _lines(err)), chain[0])
+    lines = _lines(root)
     return LineageError(
-        f"filter {name} failed on Ray: {type(cause).__name__}: {first}; nothing was registered, run it again "
-        f"(Ray's logs: /tmp/ray/session_latest/logs)"
+        f"filter {name} failed on Ray: {type(root).__name__}: {lines[0] if lines else ''}; nothing was registered, "
+        f"run it again (Ray's logs: /tmp/ray/session_latest/logs)"
     )
+
+
+def _lines(exc: BaseException) -> list[str]:
+    return [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)
@@ -113,12 +121,10 @@ class Context(SelectionContext):
     progress: Progress | None
 
 
-def read_selection(ray: Any, store: Store, selection: Selection) -> Dataset:
-    with store.reader() as con:
-        paths = catalog.segment_paths(con, store.root, "samples", store.as_of)
-    ds = ray.data.read_parquet(paths).select_columns(selection.columns)
+def read_selection(ray: Any, selection: Selection) -> Dataset:
+    ds = ray.data.read_parquet(selection.segment_paths()).select_columns(selection.columns)
     if selection.where or selection.ids is not None:
-        ds = ds.map_batches(_semi_join, fn_kwargs={"ids": selection.sample_ids()}, batch_format="pyarrow")
+        ds = map_batches(ds, _semi_join, fn_kwargs={"ids": selection.sample_ids()}, batch_format="pyarrow")
     return ds
 
 
@@ -132,6 +138,18 @@ def map_batches(ds: Dataset, fn: Any, **options: Any) -> Dataset:
         if isinstance(fn, type):  # an actor pool: Ray Data bounds actor restarts itself
             return ds.map_batches(fn, **options)
         return ds.map_batches(fn, max_retries=TASK_RETRIES, **options)
+
+
+def per_batch(ds: Dataset, fn: Any, context: Context, **fn_kwargs: Any) -> Dataset:
+    """`fn(batch, **fn_kwargs)` on the workers over batches of BATCH_ROWS, as many at once as `--workers`."""
+    return map_batches(
+        ds,
+        fn,
+        batch_size=BATCH_ROWS,
+        batch_format="pyarrow",
+        concurrency=tasks(context.workers, context.count),
+        fn_kwargs=fn_kwargs,
+    )
 
 
 def tasks(workers: int | None, count: int) -> int | None:
@@ -152,28 +170,25 @@ def _semi_join(batch: pa.Table, ids: pa.Array) -> pa.Table:
 
 def stage(ds: Dataset, decide: Any, flt: Filter, context: Context, **kwargs: Any) -> Decided:
     """Map `decide(flt, batch, **kwargs)` over the dataset on the workers, staging one events part per batch."""
-    parts = map_batches(
+    parts = per_batch(
         ds,
         _stage_batch,
-        batch_size=BATCH_ROWS,
-        batch_format="pyarrow",
-        concurrency=tasks(context.workers, context.count),
-        fn_kwargs={
-            "decide": decide,
-            "cls": type(flt),
-            "params": flt.params,
-            "staging": str(context.staging),
-            "run_id": context.run_id,
-            "version": context.version,
-            "kwargs": kwargs,
-        },
+        context,
+        decide=decide,
+        cls=type(flt),
+        params=flt.params,
+        staging=str(context.staging),
+        run_id=context.run_id,
+        version=context.version,
+        kwargs=kwargs,
     )
     rows: list[dict[str, Any]] = []
-    total = -(-context.count // BATCH_ROWS)
+    total, done = -(-context.count // BATCH_ROWS), 0
     for batch in parts.iter_batches(batch_format="pyarrow", batch_size=None):
         rows.extend(batch.to_pylist())
+        done += pc.sum(batch["rows"]).as_py() or 0
         if context.progress:
-            context.progress(min(total, -(-sum(r["rows"] for r in rows) // BATCH_ROWS)), total)
+            context.progress(min(total, -(-done // BATCH_ROWS)), total)
     return Decided.of_parts(rows, context.run_id)
 
 
@@ -203,8 +218,12 @@ def _stage_batch(
 
 
 def _decide_batch(flt: SampleFilter, batch: pa.Table) -> pa.Table:
-    out = [flt.decide(b) for b in batch.combine_chunks().to_batches()]
-    return pa.Table.from_batches(out, schema=DECISIONS)
+    return pa.Table.from_batches(_each_record_batch(flt.decide, batch), schema=DECISIONS)
+
+
+def _each_record_batch(method: Any, batch: pa.Table) -> list[pa.RecordBatch]:
+    """A filter's per-batch method over a Ray block (a table), one record batch at a time."""
+    return [method(b) for b in batch.combine_chunks().to_batches()]
 
 
 def collect(ds: Dataset, empty: pa.Schema | None = None) -> pa.Table:
@@ -221,22 +240,14 @@ def collect(ds: Dataset, empty: pa.Schema | None = None) -> pa.Table:
 
 
 def _features(batch: pa.Table, cls: type[SelectionFilter], params: FilterParams) -> pa.Table:
-    flt = cls(params)
-    out = [flt.features(b) for b in batch.combine_chunks().to_batches()]
+    out = _each_record_batch(cls(params).features, batch)
     return pa.Table.from_batches(out) if out else batch
 
 
 def _reduce_on_driver(ds: Dataset, flt: SelectionFilter, context: Context) -> Decided:
     mapped = ds
     if type(flt).features is not SelectionFilter.features:
-        mapped = map_batches(
-            ds,
-            _features,
-            batch_size=BATCH_ROWS,
-            batch_format="pyarrow",
-            concurrency=tasks(context.workers, context.count),
-            fn_kwargs={"cls": type(flt), "params": flt.params},
-        )
+        mapped = per_batch(ds, _features, context, cls=type(flt), params=flt.params)
     features = collect(mapped)
     table = flt.decide_all(features, context).cast(DECISIONS)
     check(flt.name, table, context.count)
