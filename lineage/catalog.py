@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from lineage.errors import StoreError, StoreFormatError
 from lineage.faults import crash_point
+from lineage.location import Location
 from lineage.schemas import (
     BATCHES,
     BUILDS,
@@ -70,12 +71,14 @@ def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.Duc
             time.sleep(0.05)
 
 
-def create(con: duckdb.DuckDBPyConnection, lineage_version: str) -> None:
+def create(con: duckdb.DuckDBPyConnection, lineage_version: str, data_uri: str | None = None) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     for name, schema in TABLES.items():
         con.execute(create_table_sql(name, schema).replace("TABLE IF NOT EXISTS ", f"TABLE IF NOT EXISTS {SCHEMA}."))
     now = datetime.now(UTC).isoformat()
     meta = {"format_version": str(FORMAT_VERSION), "created_at": now, "created_by": f"lineage {lineage_version}"}
+    if data_uri is not None:
+        meta["data_uri"] = data_uri
     con.executemany(f"INSERT INTO {SCHEMA}.meta VALUES (?, ?)", list(meta.items()))
     con.execute(f"INSERT INTO {SCHEMA}.commits VALUES (0, ?, 'init', NULL, 'store created')", [now])
 
@@ -113,16 +116,23 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return done
 
 
+def data_uri(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Where the store's data lives when not in the store directory (see `lineage.location`)."""
+    row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'data_uri'").fetchall()
+    return row[0][0] if row else None
+
+
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(f"SELECT max(version) FROM {SCHEMA}.commits").fetchall()[0][0]
 
 
-def segment_paths(con: duckdb.DuckDBPyConnection, root: Path, kind: str, as_of: int | None) -> list[str]:
+def segment_paths(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) -> list[str]:
+    """The registered segments of `kind` as of a version, relative to the data location's base."""
     rows = con.execute(
         f"SELECT path FROM {SCHEMA}.segments WHERE kind = ? AND version <= ? ORDER BY version, segment_id",
         [kind, as_of if as_of is not None else 2**62],
     ).fetchall()
-    return [str(root / r[0]) for r in rows]
+    return [r[0] for r in rows]
 
 
 def _segment_view(name: str, paths: Sequence[str], schema: pa.Schema) -> str:
@@ -169,11 +179,18 @@ CREATE OR REPLACE TEMP MACRO descendants(id) AS TABLE
 """
 
 
-def create_views(con: duckdb.DuckDBPyConnection, root: Path, as_of: int | None) -> None:
+def segment_view(con: duckdb.DuckDBPyConnection, name: str, data: Location, kind: str, as_of: int | None) -> None:
+    """A temporary view `name` over the registered segments of `kind` (samples or events) as of `as_of`."""
+    data.register(con)
+    paths = [data.sql_path(p) for p in segment_paths(con, kind, as_of)]
+    con.execute(_segment_view(name, paths, SAMPLES if kind == "samples" else EVENTS))
+
+
+def create_views(con: duckdb.DuckDBPyConnection, data: Location, as_of: int | None) -> None:
     """Temporary views over the registered segments, as of `as_of` (default: the latest version)."""
     version = as_of if as_of is not None else current_version(con)
-    con.execute(_segment_view("samples", segment_paths(con, root, "samples", version), SAMPLES))
-    con.execute(_segment_view("_events", segment_paths(con, root, "events", version), EVENTS))
+    segment_view(con, "samples", data, "samples", version)
+    segment_view(con, "_events", data, "events", version)
     con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version)))
 
 

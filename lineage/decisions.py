@@ -146,7 +146,7 @@ def export_review(store: Store, output: str | Path, *, where: str | None, n: int
         "ORDER BY md5(sample_id || ?), sample_id LIMIT ?"
     )
     with store.reader() as con:
-        readonly.lock_down(con, store.root)
+        readonly.lock_down(con, store.data)
         table = readonly.run(con, query, [str(seed), n])
     with open(output, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)

@@ -250,7 +250,7 @@ def _reference_tokens(store: Store, reference: str) -> pl.Series | None:
     from lineage.metrics.text import token_expr
 
     with store.reader() as con:
-        readonly.lock_down(con, store.root)
+        readonly.lock_down(con, store.data)
         table = readonly.run(con, f"SELECT text FROM samples WHERE ({reference}) ORDER BY sample_id")
     if table.num_rows == 0:
         return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from lineage import catalog
-from lineage.segments import TMP_PREFIX, file_sha256
+from lineage.location import TMP_PREFIX, Location
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -30,6 +29,7 @@ class DoctorReport:
     problems: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     missing_parents: list[tuple[str, str]] = field(default_factory=list)
+    data: str | None = None  # the data location, when not the store directory
 
     @property
     def ok(self) -> bool:
@@ -46,45 +46,54 @@ def doctor(store: Store) -> DoctorReport:
             f"SELECT path, row_count, sha256 FROM {catalog.SCHEMA}.segments ORDER BY version, path"
         ).fetchall()
         report = DoctorReport(
-            catalog.current_version(con), catalog.format_version(con), len(segs), sum(s[1] for s in segs)
+            catalog.current_version(con), catalog.format_version(con), len(segs), sum(s[1] for s in segs),
+            data=store.data.uri,
         )
     for path, rows, checksum in segs:
-        report.problems.extend(_check_segment(store.root, path, rows, checksum))
-    report.orphans = [str(p.relative_to(store.root)) for p in _orphans(store.root, {s[0] for s in segs})]
+        report.problems.extend(_check_segment(store.location_of(path), path, rows, checksum))
+    report.orphans = [_label(store, where, rel) for where, rel in _orphans(store, {s[0] for s in segs})]
     if report.ok:
         with store.reader() as con:
             report.missing_parents = [(c, p) for c, p in con.execute(MISSING_PARENTS_SQL).fetchall()]
     return report
 
 
-def _check_segment(root: Path, rel: str, rows: int, checksum: str) -> list[str]:
-    path = root / rel
-    if not path.is_file():
+def _check_segment(where: Location, rel: str, rows: int, checksum: str) -> list[str]:
+    if not where.exists(rel):
         return [f"segment `{rel}` is registered but missing"]
-    found = pq.ParquetFile(path).metadata.num_rows
+    with where.open_input(rel) as f:
+        found = pq.ParquetFile(f).metadata.num_rows
     if found != rows:
         return [f"segment `{rel}` has {found:,} rows, the catalog says {rows:,}"]
-    if file_sha256(path) != checksum:
+    if where.sha256(rel) != checksum:
         return [f"segment `{rel}` does not match its recorded sha256"]
     return []
 
 
-def _orphans(root: Path, registered: set[str]) -> list[Path]:
-    """Files under data/ the catalog does not know, unregistered build folders, scratch dirs, an unfinished init."""
-    found = [
-        p
-        for p in sorted((root / "data").rglob("*"))
-        if p.is_file() and p.relative_to(root).as_posix() not in registered and "features" not in p.parts
-    ]
-    builds = root / "builds"
-    unregistered = [p for p in sorted(builds.glob("*/v*/members.parquet")) if p.relative_to(root).as_posix()
-                    not in registered]
-    found += [p.parent for p in unregistered]
-    found += [p for p in sorted(builds.rglob(f"{TMP_PREFIX}*")) if p.parent not in found]
-    scratch = root / "tmp"
-    found += sorted(scratch.iterdir()) if scratch.is_dir() else []
-    found += [p for p in root.glob(".*.init")]
+def _orphans(store: Store, registered: set[str]) -> list[tuple[Location, str]]:
+    """Files under data/ the catalog does not know, unregistered build folders, scratch and staging folders,
+    an unfinished init. Feature caches are not registered: they are not orphans."""
+    data, files = store.data, store.files
+    found = [(data, r) for r in data.files("data") if r not in registered and not r.startswith("data/features/")]
+    builds = files.files("builds")
+    members = [rel for rel in builds if rel.endswith("/members.parquet") and rel not in registered]
+    folders = {rel.rsplit("/", 1)[0] for rel in members}
+    found += [(files, folder) for folder in sorted(folders)]
+    found += [(files, rel) for rel in builds if Path(rel).name.startswith(TMP_PREFIX) and not _under(rel, folders)]
+    found += [(files, rel) for rel in files.children("tmp")]
+    if data.uri is not None:
+        found += [(data, rel) for rel in data.children("tmp")]
+    found += [(files, p.name) for p in sorted(store.root.glob(".*.init"))]
     return found
+
+
+def _under(rel: str, folders: set[str]) -> bool:
+    return any(rel.startswith(f"{folder}/") for folder in folders)
+
+
+def _label(store: Store, where: Location, rel: str) -> str:
+    """Paths in the store directory as they were always shown; elsewhere with the data location in front."""
+    return rel if where == store.files else f"{where}/{rel}"
 
 
 def gc(store: Store, *, dry_run: bool = True) -> list[str]:
@@ -95,7 +104,11 @@ def gc(store: Store, *, dry_run: bool = True) -> list[str]:
     with WriterLock(store.root / LOCK_FILE, wait=store.wait):
         report = doctor(store)
         if not dry_run:
-            for rel in report.orphans:
-                path = store.root / rel
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            for where, rel in _orphans(store, _registered(store)):
+                where.delete(rel)
     return report.orphans
+
+
+def _registered(store: Store) -> set[str]:
+    with store._connect(read_only=True) as con:
+        return {r[0] for r in con.execute(f"SELECT path FROM {catalog.SCHEMA}.segments").fetchall()}

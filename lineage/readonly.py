@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
 from lineage.errors import QueryError
+from lineage.sqlutil import sql_string
+
+if TYPE_CHECKING:
+    from lineage.location import Location
 
 _ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+def lock_down(con: duckdb.DuckDBPyConnection, data: Location) -> None:
     """After this, the connection can read the store's segments and nothing else, and write nothing.
 
     The settings belong to the database instance, which DuckDB shares between a process's connections to
@@ -20,8 +24,8 @@ def lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     """
     if con.sql("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
         return
-    data = str((root / "data").resolve()) + "/"
-    con.execute(f"SET allowed_directories = ['{data.replace(chr(39), chr(39) * 2)}']")
+    allowed = ", ".join(sql_string(d) for d in data.allowed_directories())
+    con.execute(f"SET allowed_directories = [{allowed}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 

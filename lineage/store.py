@@ -16,8 +16,9 @@ import pyarrow as pa
 from lineage import catalog, readonly
 from lineage.errors import LineageError, StoreError, StoreNotFound
 from lineage.faults import crash_point
+from lineage.location import Location
 from lineage.lock import WriterLock
-from lineage.segments import Segment, fsync_path, write_segment
+from lineage.segments import Segment, write_segment
 
 if TYPE_CHECKING:
     from lineage.diversity import DiversityResult
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 CATALOG_FILE = "lineage.duckdb"
 LOCK_FILE = "lineage.lock"
 LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
+LOCAL_LAYOUT = ("builds", "tmp")  # what stays in the store directory when the data lives elsewhere
+DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
 
 
 class Transaction:
@@ -38,21 +41,24 @@ class Transaction:
         self.segments: list[Segment] = []
         self.rows: dict[str, pa.Table] = {}
 
-    def write_segment(self, kind: str, segment_id: str, write: Callable[[Path], None], **where: str) -> Segment:
-        segment = write_segment(self.store.root, kind, segment_id, write, **where)
+    def write_segment(
+        self, kind: str, segment_id: str, write: Callable[[Path], None], *, folder: str | None = None,
+        filename: str | None = None,
+    ) -> Segment:
+        # Build folders (`folder`) stay beside the catalog; data goes to the data location.
+        location = self.store.files if folder else self.store.data
+        segment = write_segment(location, kind, segment_id, write, folder=folder, filename=filename)
         self.segments.append(segment)
         return segment
 
-    def adopt_segment(self, kind: str, segment_id: str, staged: Path, rows: int, sha256: str) -> Segment:
-        """Move a file a worker wrote and fsynced under STORE/tmp/ into data/<kind>/ (same filesystem)."""
-        where = self.store.root / "data" / kind
-        final = where / f"{segment_id}.parquet"
-        size = staged.stat().st_size
-        os.rename(staged, final)
-        segment = Segment(segment_id, kind, final.relative_to(self.store.root).as_posix(), rows, size, sha256)
+    def adopt_segment(self, kind: str, segment_id: str, staged: str, rows: int, sha256: str) -> Segment:
+        """Move a file a worker staged under tmp/ of the data location (`staged`, relative) into data/<kind>/."""
+        rel = f"data/{kind}/{segment_id}.parquet"
+        size = self.store.data.size(staged)
+        self.store.data.move(staged, rel)
+        segment = Segment(segment_id, kind, rel, rows, size, sha256)
         self.segments.append(segment)
         crash_point("segment_adopted")
-        fsync_path(where)
         return segment
 
     def add_rows(self, table: str, rows: pa.Table) -> None:
@@ -60,7 +66,7 @@ class Transaction:
 
     def discard(self) -> None:
         for seg in self.segments:
-            (self.store.root / seg.path).unlink(missing_ok=True)
+            self.store.location_of(seg.path).delete(seg.path)
 
 
 class Store:
@@ -75,11 +81,16 @@ class Store:
         with self._connect(read_only=True) as con:
             catalog.check_format(con, self.root)
             latest = catalog.current_version(con)
+            uri = catalog.data_uri(con)
+        self.files = Location.open(self.root, None)  # the store directory: catalog, builds, local scratch
+        self.data = Location.open(self.root, uri)  # data/ and workers' tmp/: here, or where `init` put them
         if as_of is not None and not 0 <= as_of <= latest:
             raise StoreError(f"--as-of {as_of} is not a version of this store (0..{latest})")
 
     @classmethod
-    def init(cls, root: str | os.PathLike[str]) -> Store:
+    def init(cls, root: str | os.PathLike[str], *, data: str | None = None) -> Store:
+        """Create a store at `root`; `data` puts its data on another path or a pyarrow filesystem URI
+        (s3://bucket/prefix, gs://..., /mnt/shared/...), while the catalog stays in `root`."""
         from lineage import __version__
 
         path = Path(root)
@@ -87,14 +98,18 @@ class Store:
             raise StoreError(f"`{path}` is already a lineage store")
         if path.exists() and not path.is_dir():
             raise StoreError(f"`{path}` exists and is not a directory")
-        for sub in LAYOUT:
+        if data is not None:
+            location = Location.open(path, data)
+            location.check()  # before anything is made here: a bad URI leaves no trace
+            data = location.uri
+        for sub in LAYOUT if data is None else LOCAL_LAYOUT:
             (path / sub).mkdir(parents=True, exist_ok=True)
         # Build the catalog under a temporary name so a crash never leaves a half-made store.
         tmp = path / f".{CATALOG_FILE}.init"
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))
         try:
-            catalog.create(con, __version__)
+            catalog.create(con, __version__, data)
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -119,7 +134,7 @@ class Store:
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection with the user-facing views, as of this store's version."""
         with self._connect(read_only=True) as con:
-            catalog.create_views(con, self.root, self.as_of)
+            catalog.create_views(con, self.data, self.as_of)
             yield con
 
     @property
@@ -169,20 +184,31 @@ class Store:
         except Exception:
             return True  # cannot tell: keeping an orphan is safe, deleting registered data is not
 
+    def location_of(self, rel: str) -> Location:
+        """The location holding a path the catalog records (data segments or build members)."""
+        return self.data if rel.startswith(DATA_FOLDERS) else self.files
+
+    def staging(self, run_id: str) -> str:
+        """Where a run's workers stage their parts: tmp/<run_id>/ of the data location (relative)."""
+        return f"tmp/{run_id}"
+
     def scratch_dir(self, name: str) -> Path:
         path = self.root / "tmp" / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def remove_scratch(self, name: str) -> None:
+        """The driver's scratch folder `name`, and the workers' staging folder of the same name."""
         shutil.rmtree(self.root / "tmp" / name, ignore_errors=True)
+        if self.data.uri is not None:
+            self.data.delete(self.staging(name))
 
     # -- the public API ----------------------------------------------------------------------
 
     def sql(self, query: str, *, params: list[object] | None = None) -> pa.Table:
         """Run one read-only SELECT over the store's views; returns an Arrow table."""
         with self.reader() as con:
-            readonly.lock_down(con, self.root)
+            readonly.lock_down(con, self.data)
             return readonly.run(con, query, params)
 
     def sql_polars(self, query: str, *, params: list[object] | None = None) -> pl.DataFrame:

@@ -193,9 +193,11 @@ def test_report_cli_and_one_line_errors(scenario: Store, tmp_path: Path) -> None
 # -- a real browser ------------------------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium")
-# Requests the browser makes for itself at start-up (time, account and search services), not for the page.
+# Requests the browser makes for itself at start-up (time, account, search and, since Chromium 156, component
+# update services, whatever the flags say), not for the page.
 BROWSER_OWN = ("https://www.google.com/async/", "https://accounts.google.com/ListAccounts",
-               "http://clients2.google.com/time/")
+               "http://clients2.google.com/time/", "https://update.googleapis.com/service/update2/",
+               "http://update.googleapis.com/service/update2/")
 
 
 def screenshot(html: Path, png: Path, profile: Path) -> str:

@@ -98,7 +98,7 @@ def test_paraphrases_dropped_unrelated_kept(deduped: tuple[Store, RunResult]) ->
 def test_cache_reused_and_extended(model: None, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.ingest(real_rows()[:30], origin="real", source="wordnet")
     store.run_filter("semantic-dedup")
-    folder = emb.cache(store).folder
+    folder = Path(store.data.path(emb.cache(store).folder))
     parts = sorted(folder.glob("part-*.parquet"))
     assert [pq.read_metadata(p).num_rows for p in parts] == [30]
 

@@ -71,7 +71,7 @@ def build(
 
 def _plan(store: Store, spec: BuildSpec) -> tuple[BuildPlan, pa.Table]:
     with store.reader() as con:
-        readonly.lock_down(con, store.root)
+        readonly.lock_down(con, store.data)
         pool = create_pool(con, spec)
         allocation = allocate(spec, pool)
         members = select_members(con, pool, allocation, seed=spec.seed, spread=bool(spec.floors))

@@ -9,18 +9,32 @@ from lineage.cli.common import json_option, open_store, store_path, to_json
 
 @click.command()
 @click.argument("path", required=False)
+@click.option(
+    "--data",
+    "data_uri",
+    default=None,
+    metavar="URI",
+    help="Keep the data (segments, features, workers' staging) here instead of in PATH: a shared path or a "
+    "pyarrow filesystem URI such as s3://bucket/prefix. The catalog stays in PATH.",
+)
 @click.pass_context
-def init(ctx: click.Context, path: str | None) -> None:
+def init(ctx: click.Context, path: str | None, data_uri: str | None) -> None:
     """Create an empty store at PATH (default: --store).
 
+    Credentials for object storage come from the environment (AWS_ACCESS_KEY_ID, ...), never the URI;
+    options such as endpoint_override, region or scheme go in the URI's query string.
+
     \b
-    Example:
+    Examples:
       lineage init ./store
+      lineage init ./store --data /mnt/shared/lineage-data
+      lineage init ./store --data "s3://team-bucket/lineage?region=eu-west-1"
     """
     from lineage.store import Store
 
-    store = Store.init(path or store_path(ctx))
-    click.echo(f"initialised lineage store at {store.root}")
+    store = Store.init(path or store_path(ctx), data=data_uri)
+    where = f" (data in {store.data})" if store.data.uri else ""
+    click.echo(f"initialised lineage store at {store.root}{where}")
 
 
 @click.command()
@@ -43,7 +57,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         status = "ok" if report.ok else "PROBLEMS"
         click.echo(
             f"{status}: version {report.version}, format {report.format_version}, "
-            f"{report.segments:,} segments, {report.rows:,} rows"
+            f"{report.segments:,} segments, {report.rows:,} rows" + (f", data in {report.data}" if report.data else "")
         )
         for problem in report.problems:
             click.echo(f"problem: {problem}")

@@ -1,7 +1,8 @@
 """A feature cache: Parquet parts keyed by sample_id, under data/features/<kind>/<config-hash>/.
 
 Features are pure functions of a sample's text and the config, so the cache needs no catalog entry:
-a part is written to a temporary name, fsynced and renamed, and a crash at worst loses work. The
+a part is written to a temporary name, fsynced and published (renamed or uploaded), and a crash at worst
+loses work. The
 config (including the hashing scheme and library versions that make values reproducible) is stored
 beside the parts as config.json, so a reader can check what it is reusing.
 """
@@ -10,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from lineage.ids import uuid7
-from lineage.segments import TMP_PREFIX, fsync_path, write_parquet
+from lineage.location import fsync_path
+from lineage.segments import write_parquet
 from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
@@ -34,15 +34,15 @@ class FeatureCache:
     """Cached features of one kind and config. `schema` must start with a `sample_id` string column."""
 
     def __init__(self, store: Store, kind: str, config: dict[str, Any], schema: pa.Schema) -> None:
-        self.config, self.schema = config, schema
-        self.folder = store.root / "data" / "features" / kind / config_hash(config)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        meta = self.folder / "config.json"
-        if not meta.exists():
-            _atomic_write(meta, json.dumps(config, sort_keys=True, indent=2).encode())
+        self.config, self.schema, self.data = config, schema, store.data
+        self.folder = f"data/features/{kind}/{config_hash(config)}"
+        if not self.data.exists(f"{self.folder}/config.json"):
+            self.data.mkdirs(self.folder)
+            self.data.write_bytes(f"{self.folder}/config.json", json.dumps(config, sort_keys=True, indent=2).encode())
 
     def _parts(self) -> list[str]:
-        return [str(p) for p in sorted(self.folder.glob("part-*.parquet"))]
+        names = self.data.files(self.folder)
+        return [self.data.sql_path(p) for p in names if p.rsplit("/", 1)[-1].startswith("part-")]
 
     def lookup(self, sample_ids: pa.Array) -> pa.Table:
         """Cached rows for these ids (each id once), in no particular order."""
@@ -51,6 +51,7 @@ class FeatureCache:
             return self.schema.empty_table()
         con = duckdb.connect()
         try:
+            self.data.register(con)
             con.register("wanted", pa.table({"sample_id": sample_ids}))
             files = ", ".join(sql_string(p) for p in parts)
             return (
@@ -68,15 +69,8 @@ class FeatureCache:
         """Append newly computed rows as one part."""
         if table.num_rows == 0:
             return
-        final = self.folder / f"part-{uuid7()}.parquet"
-        tmp = self.folder / f"{TMP_PREFIX}{final.name}"
-        write_parquet(tmp, self.schema, table.cast(self.schema).to_batches(max_chunksize=65_536))
-        fsync_path(tmp)
-        os.rename(tmp, final)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    tmp.write_bytes(data)
-    fsync_path(tmp)
-    os.rename(tmp, path)
+        rel = f"{self.folder}/part-{uuid7()}.parquet"
+        draft = self.data.draft(rel)
+        write_parquet(draft, self.schema, table.cast(self.schema).to_batches(max_chunksize=65_536))
+        fsync_path(draft)
+        self.data.publish(draft, rel)

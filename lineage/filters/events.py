@@ -58,15 +58,15 @@ def stamp(table: pa.Table | pa.RecordBatch, run_id: str, version: int) -> pa.Tab
     )
 
 
-def write_events(path: Path, table: pa.Table, run_id: str, version: int) -> None:
+def write_events(path: Path | Any, table: pa.Table, run_id: str, version: int) -> None:
     write_parquet(path, EVENTS, stamp(table, run_id, version).to_batches(max_chunksize=BATCH_ROWS))
 
 
 @dataclass(frozen=True)
 class Part:
-    """An events file a worker staged (written and fsynced under STORE/tmp/<run_id>/), not yet registered."""
+    """An events file a worker staged under tmp/<run_id>/ of the data location, not yet registered."""
 
-    path: str
+    path: str  # relative to the data location's base
     rows: int
     sha256: str
 
@@ -113,6 +113,6 @@ class Decided:
 
         def register(txn: Transaction) -> None:
             for i, part in enumerate(parts):
-                txn.adopt_segment("events", f"{run_id}-{i:05d}", Path(part.path), part.rows, part.sha256)
+                txn.adopt_segment("events", f"{run_id}-{i:05d}", part.path, part.rows, part.sha256)
 
         return cls(sum(p.rows for p in parts), counts, reasons, register)

@@ -211,7 +211,7 @@ class Selection:
     def _prepare(self, con: Any) -> None:
         if self.ids is not None:
             con.register("_selected_ids", pa.table({"sample_id": pa.array(self.ids, pa.string())}))
-        readonly.lock_down(con, self.store.root)
+        readonly.lock_down(con, self.store.data)
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -230,9 +230,10 @@ class Selection:
             yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
 
     def segment_paths(self) -> list[str]:
-        """The sample segment files the selection reads (as of the store's version)."""
+        """The sample segment files the selection reads (as of the store's version), relative to the data
+        location's base."""
         with self._connect() as con:
-            return catalog.segment_paths(con, self.store.root, "samples", self.store.as_of)
+            return catalog.segment_paths(con, "samples", self.store.as_of)
 
     def sample_ids(self) -> pa.Array:
         """The selected sample ids (what other engines semi-join the segments with)."""

@@ -44,7 +44,7 @@ class SqlFilter(SelectionFilter):
         p: SqlParams = self.params  # type: ignore[assignment]
         store = context.store
         with store.reader() as con:
-            lock_down(con, store.root)
+            lock_down(con, store.data)
             try:
                 hits = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")
             except QueryError as exc:

@@ -47,7 +47,7 @@ class TakedownFilter(SelectionFilter):
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         p: TakedownParams = self.params  # type: ignore[assignment]
         with context.store.reader() as con:
-            lock_down(con, context.store.root)
+            lock_down(con, context.store.data)
             roots = run(con, TARGETS_SQL.format(where=p.where))
         hits = roots.rename_columns(["sample_id", "related"])
         return mark(features, hits, decision="drop", reason=f"takedown:{slug(p.reason)}")

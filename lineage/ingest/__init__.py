@@ -124,8 +124,9 @@ def _run(
 
 def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
     with store._connect(read_only=True) as cat:
-        paths = catalog.segment_paths(cat, store.root, "samples", None)
-    con.execute(catalog._segment_view("existing", paths, SAMPLES))
+        paths = catalog.segment_paths(cat, "samples", None)
+    store.data.register(con)
+    con.execute(catalog._segment_view("existing", [store.data.sql_path(p) for p in paths], SAMPLES))
 
 
 def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:

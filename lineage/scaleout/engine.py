@@ -1,7 +1,8 @@
 """The Ray executor of a filter run: Ray Data over the store's registered sample segments.
 
 * `SampleFilter`: `map_batches` runs `decide` on the workers; each task checks its decisions, stamps them
-  with the run and version, and stages them as a Parquet part under STORE/tmp/<run_id>/ (fsynced), then
+  with the run and version, and stages them as a Parquet part under tmp/<run_id>/ of the data location
+  (fsynced on POSIX, one PUT on object storage), then
   returns only the part's path, row count, checksum and tallies. The driver registers the parts in the
   run's one transaction, so a worker that dies leaves at most an unregistered file in tmp/.
 * `SelectionFilter` with a distributed plan (`lineage.scaleout.plans`: near-dedup, semantic-dedup): the plan.
@@ -18,7 +19,6 @@ import re
 import uuid
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -28,9 +28,9 @@ from lineage.errors import LineageError
 from lineage.filters.base import Filter, FilterParams, SampleFilter, SelectionContext, SelectionFilter
 from lineage.filters.events import BATCH_ROWS, Decided, Part, check, tally, write_events
 from lineage.filters.executor import Progress
+from lineage.location import Location
 from lineage.scaleout.cluster import connect
 from lineage.schemas import DECISIONS
-from lineage.segments import file_sha256, fsync_path
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -65,7 +65,7 @@ def decide_on_ray(
 ) -> Decided:
     if selection.count == 0:
         return Decided.of_table(DECISIONS.empty_table(), run_id)
-    staging = store.scratch_dir(run_id)  # removed by the run when it ends, committed or not
+    staging = store.staging(run_id)  # removed by the run when it ends, committed or not
     with connect(address, workers) as ray:
         try:
             return _decide(
@@ -115,14 +115,16 @@ class Context(SelectionContext):
     """What a distributed plan needs besides the dataset: where to stage parts, and how big the run is."""
 
     version: int
-    staging: Path
+    staging: str  # relative to the data location's base
     count: int
     workers: int | None
     progress: Progress | None
 
 
 def read_selection(ray: Any, selection: Selection) -> Dataset:
-    ds = ray.data.read_parquet(selection.segment_paths()).select_columns(selection.columns)
+    data = selection.store.data
+    paths = [data.path(p) for p in selection.segment_paths()]
+    ds = ray.data.read_parquet(paths, filesystem=data.fs).select_columns(selection.columns)
     if selection.where or selection.ids is not None:
         ds = map_batches(ds, _semi_join, fn_kwargs={"ids": selection.sample_ids()}, batch_format="pyarrow")
     return ds
@@ -177,7 +179,8 @@ def stage(ds: Dataset, decide: Any, flt: Filter, context: Context, **kwargs: Any
         decide=decide,
         cls=type(flt),
         params=flt.params,
-        staging=str(context.staging),
+        location=context.store.data,
+        staging=context.staging,
         run_id=context.run_id,
         version=context.version,
         kwargs=kwargs,
@@ -197,6 +200,7 @@ def _stage_batch(
     decide: Any,
     cls: type[Filter],
     params: FilterParams,
+    location: Location,
     staging: str,
     run_id: str,
     version: int,
@@ -209,11 +213,10 @@ def _stage_batch(
     check(flt.name, decisions, batch.num_rows)
     if not pc.all(pc.is_in(decisions["sample_id"], value_set=batch["sample_id"])).as_py():
         raise LineageError(f"filter {flt.name} returned decisions for samples it was not given")
-    path = Path(staging) / f"part-{uuid.uuid4().hex}.parquet"
-    write_events(path, decisions, run_id, version)
-    fsync_path(path)
+    rel = f"{staging}/part-{uuid.uuid4().hex}.parquet"
+    _, sha256 = location.stage(rel, lambda sink: write_events(sink, decisions, run_id, version))
     counts, reasons = tally(decisions)
-    part = Part(str(path), decisions.num_rows, file_sha256(path))
+    part = Part(rel, decisions.num_rows, sha256)
     return pa.Table.from_pylist([part.to_row(counts, reasons)], schema=PARTS)
 
 

@@ -1,0 +1,239 @@
+"""A store whose data lives on object storage (a real S3 server on localhost: moto), the catalog local.
+
+The same commands work, give the same results as a store on local disk, stay read-only in `lineage sql`,
+survive a SIGKILL around the upload, and run on Ray with the workers reading and staging on S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import pytest
+from conftest import FIXTURES, fill_small_store, run_cli
+
+from lineage.errors import LineageError, QueryError
+from lineage.store import Store
+
+BUCKET = "lineage-test"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
+REAL_ARGS = ["--origin", "real", "--source", "wordnet", "--method", "human"]
+G1_ARGS = ["--origin", "synthetic", "--source", "syn-v1", "--method", "paraphrase", "--generator", "llama-3-8b",
+           "--parent-field", "parent_id"]
+
+
+class S3:
+    """The server's address, a filesystem on it, and fresh store URIs under one bucket."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.fs = pafs.S3FileSystem(
+            endpoint_override=endpoint, scheme="http", region="us-east-1", allow_bucket_creation=True
+        )
+
+    def uri(self, prefix: str | None = None) -> str:
+        prefix = prefix or uuid.uuid4().hex[:12]
+        return f"s3://{BUCKET}/{prefix}?endpoint_override={self.endpoint}&scheme=http&region=us-east-1"
+
+    def files(self, uri: str, under: str = "data") -> list[str]:
+        prefix = uri.split("?")[0].removeprefix("s3://")
+        found = self.fs.get_file_info(pafs.FileSelector(f"{prefix}/{under}", recursive=True, allow_not_found=True))
+        return sorted(i.path[len(prefix) + 1 :] for i in found if i.type == pafs.FileType.File)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    from moto.server import ThreadedMotoServer
+
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)  # the driver, CLI subprocesses and Ray workers all take them from here
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    found = S3(f"{host}:{port}")
+    found.fs.create_dir(BUCKET)
+    yield found
+    server.stop()
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture
+def remote(s3: S3, tmp_path: Path) -> Store:
+    return fill_small_store(Store.init(tmp_path / "store", data=s3.uri()))
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Store:
+    return fill_small_store(Store.init(tmp_path / "local"))
+
+
+def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
+    rows = store.sql(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?", params=[run_id]).to_pylist()
+    return {tuple(round(v, 9) if isinstance(v, float) else v for v in r.values()) for r in rows}
+
+
+def cli_ok(store: Path, *args: str) -> str:
+    done = run_cli("--store", str(store), *args)
+    assert done.returncode == 0, f"`lineage {' '.join(args)}` exited {done.returncode}: {done.stderr}"
+    return done.stdout
+
+
+# -- the CLI, end to end ---------------------------------------------------------------------
+
+
+def test_cli_init_ingest_query_doctor(s3: S3, tmp_path: Path) -> None:
+    store, uri = tmp_path / "store", s3.uri()
+    assert cli_ok(store, "init", "--data", uri).strip() == f"initialised lineage store at {store} (data in {uri})"
+    cli_ok(store, "ingest", str(FIXTURES / "real.jsonl"), *REAL_ARGS)
+    cli_ok(store, "ingest", str(FIXTURES / "synthetic-g1.jsonl"), *G1_ARGS)
+
+    counted = json.loads(cli_ok(store, "sql", "SELECT origin, count(*) AS n FROM samples GROUP BY 1 ORDER BY 1",
+                                "--format", "json"))
+    assert counted == [{"origin": "real", "n": 600}, {"origin": "synthetic", "n": 300}]
+    report = json.loads(cli_ok(store, "doctor", "--json"))
+    assert (report["ok"], report["segments"], report["rows"], report["data"]) == (True, 2, 900, uri)
+    assert [p.split("/")[1] for p in s3.files(uri)] == ["samples", "samples"]
+    assert not (store / "data").exists(), "the data went to S3, not beside the catalog"
+
+    child = json.loads(cli_ok(store, "sql", "SELECT sample_id FROM samples WHERE generation = 1 LIMIT 1",
+                              "--format", "json"))[0]["sample_id"]
+    shown = json.loads(cli_ok(store, "show", child, "--json"))
+    assert [a["generation"] for a in shown["ancestors"]] == [0]
+
+
+def test_same_results_as_a_store_on_local_disk(remote: Store, local: Store) -> None:
+    on_disk = {}
+    for name in ("exact-dedup", "near-dedup", "quality"):
+        on_s3, on_disk[name] = remote.run_filter(name), local.run_filter(name)
+        assert events(remote, on_s3.run_id) == events(local, on_disk[name].run_id), name
+    query = "SELECT source, generation, count(*) AS n, sum(length(text)) AS c FROM samples GROUP BY ALL ORDER BY ALL"
+    assert remote.sql(query).equals(local.sql(query))
+    # The minhash cache went up with the data, and a re-run reads it back.
+    assert any(p.startswith("data/features/minhash/") and p.endswith(".parquet") for p in remote.data.files("data"))
+    again = remote.run_filter("near-dedup", force=True)
+    assert events(remote, again.run_id) == events(local, on_disk["near-dedup"].run_id)
+
+
+def test_builds_read_s3_and_stay_beside_the_catalog(remote: Store, tmp_path: Path) -> None:
+    spec = {"name": "mix", "size": 400, "seed": 1, "quotas": {"origin": {"real": {"min": 0.5}}}}
+    build = remote.build(spec)
+    members = build.members(columns="sample_id, origin")
+    assert members.num_rows == 400
+    assert sum(o == "real" for o in members["origin"].to_pylist()) >= 200
+    assert (remote.root / "builds" / "mix" / "v1" / "members.parquet").is_file()
+    out = build.export(tmp_path / "out", format="jsonl")
+    lines = (out / "data.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 400 and all(json.loads(line)["text"] for line in lines)
+    assert remote.doctor().ok and remote.doctor().orphans == []
+
+
+# -- read-only SQL ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "COPY (SELECT 1) TO 'lineage://data/samples/evil.parquet'",
+        "SELECT * FROM read_text('lineage://data/../../elsewhere/secret.txt')",
+        "SELECT * FROM read_text('lineage://tmp/x')",
+    ],
+)
+def test_sql_cannot_write_or_leave_the_data(remote: Store, s3: S3, query: str) -> None:
+    other = s3.uri("elsewhere").split("?")[0].removeprefix("s3://")
+    with s3.fs.open_output_stream(f"{other}/secret.txt") as out:
+        out.write(b"secret")
+    before = s3.files(remote.data.uri)
+    with pytest.raises(QueryError):
+        remote.sql(query)
+    assert s3.files(remote.data.uri) == before
+
+
+def test_sql_cannot_read_other_buckets(remote: Store, s3: S3) -> None:
+    with pytest.raises(QueryError):
+        remote.sql(f"SELECT * FROM read_text('s3://{BUCKET}/elsewhere/secret.txt')")
+
+
+# -- bad locations ---------------------------------------------------------------------------
+
+
+def test_bad_locations_are_one_line_and_leave_nothing(s3: S3, tmp_path: Path) -> None:
+    cases = {
+        "s3://key:secret@bucket/x": "put credentials in the environment, not the URI",
+        f"s3://{BUCKET}/x?endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1": "cannot be read",
+        "nosuchscheme://bucket/x": "data location `nosuchscheme://bucket/x`",
+    }
+    for i, (uri, message) in enumerate(cases.items()):
+        done = run_cli("init", str(tmp_path / f"s{i}"), "--data", uri)
+        assert done.returncode == 1, done.stderr
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "secret" not in done.stderr
+        assert not (tmp_path / f"s{i}").exists()
+
+
+def test_a_location_holding_data_is_refused(remote: Store, tmp_path: Path) -> None:
+    with pytest.raises(LineageError, match=r"already holds \d+ files under data/: give each store an empty location"):
+        Store.init(tmp_path / "second", data=remote.data.uri)
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_plain_path_is_kept_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = fill_small_store(Store.init(tmp_path / "store", data="shared/lineage-data"))
+    assert store.data.uri == str(tmp_path / "shared" / "lineage-data")
+    monkeypatch.chdir("/")
+    reopened = Store(tmp_path / "store")
+    assert reopened.sql("SELECT count(*) AS n FROM samples")["n"].to_pylist() == [1125]
+    assert len(list((tmp_path / "shared" / "lineage-data" / "data" / "samples").glob("*.parquet"))) == 4
+
+
+# -- SIGKILL around the upload ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["segment_fsynced", "segment_renamed", "catalog_before_commit", "catalog_committed"])
+def test_sigkill_around_the_upload(s3: S3, tmp_path: Path, step: str) -> None:
+    store, uri = tmp_path / "store", s3.uri()
+    cli_ok(store, "init", "--data", uri)
+    cli_ok(store, "ingest", str(FIXTURES / "real.jsonl"), *REAL_ARGS)
+    killed = run_cli("--store", str(store), "ingest", str(FIXTURES / "synthetic-g1.jsonl"), *G1_ARGS,
+                     env={"LINEAGE_CRASH_AT": step})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    committed = step == "catalog_committed"
+    report = json.loads(cli_ok(store, "doctor", "--json"))
+    assert report["ok"] and report["rows"] == (900 if committed else 600), report
+    uploaded_orphan = step in ("segment_renamed", "catalog_before_commit")
+    assert any(o.startswith(f"{uri}/data/samples/") for o in report["orphans"]) == uploaded_orphan, report
+
+    again = json.loads(cli_ok(store, "ingest", str(FIXTURES / "synthetic-g1.jsonl"), *G1_ARGS, "--json"))
+    assert again["rows_stored"] == (0 if committed else 300)
+    cli_ok(store, "gc", "--yes")
+    report = json.loads(cli_ok(store, "doctor", "--json"))
+    assert (report["ok"], report["rows"], report["orphans"]) == (True, 900, [])
+    assert len(s3.files(uri, "data/samples")) == 2
+
+
+# -- Ray workers on S3 -----------------------------------------------------------------------
+
+
+def test_ray_workers_read_and_stage_on_s3(remote: Store, local: Store) -> None:
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for name in ("quality", "near-dedup"):
+            on_ray, on_disk = remote.run_filter(name, engine="ray"), local.run_filter(name)
+            assert events(remote, on_ray.run_id) == events(local, on_disk.run_id), name
+    finally:
+        ray.shutdown()
+    assert remote.data.files("tmp") == [], "staged parts were moved into data/events or removed"
+    assert sum(p.startswith("data/events/") for p in remote.data.files("data")) >= 2
+    assert remote.doctor().ok and remote.doctor().orphans == []
