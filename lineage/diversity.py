@@ -19,7 +19,16 @@ import pyarrow as pa
 from lineage.errors import LineageError
 from lineage.inspect import STAT_DIMENSIONS
 from lineage.metrics import METRICS, resolve
-from lineage.metrics.compute import Embedder, GroupResult, Params, Reference, compute_group, draw_indices, embed_rows
+from lineage.metrics.compute import (
+    Embedder,
+    GroupResult,
+    Params,
+    Reference,
+    compute_group,
+    draw_indices,
+    embed_rows,
+    key_json,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_REFERENCE = "origin = 'real'"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 NEAR_DEDUP = "near-dedup"
+ENGINES = ("local", "ray")
 METRICS_VERSION = 1  # bump when a formula changes, so old recorded values get a different config hash
 
 
@@ -71,31 +81,86 @@ def diversity(
     embed: Embedder | None = None,
     embedding_model: str = DEFAULT_MODEL,
     scope: str = "samples",
+    engine: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> DiversityResult:
     """Diversity metrics per group of `by` over the samples selected by `where` and `sample_ids` or `build`.
 
     `metrics`: names or sets (default: text metrics and near_dup_rate; "all" adds embedding metrics).
     `build`: NAME or NAME@vN, whose members are the selection (recorded with scope `build:NAME@vN`).
     `embed(sample_ids, texts) -> matrix` replaces the cached sentence-transformers embeddings.
+    `engine`: "local" (this process) or "ray" (`lineage.scaleout.metrics`: the same values, the selection and
+    the reference read on a Ray cluster at `ray_address`, or a local one of `workers` CPUs).
     """
     names, dims, params = resolve(metrics), _check_by(by), _params(sample_size, draws, seed)
+    _check_engine(engine, workers, ray_address)
     view = store if store.as_of is not None else store.at(store.version)
     if build is not None:
         sample_ids, scope = _build_members(view, build, sample_ids)
-    frame, dim_fields = _load(view, dims, where, sample_ids)
-    if frame.height == 0:
-        raise LineageError("no samples selected" + (f" by --where {where}" if where else ""))
+    wanted = None if sample_ids is None else pa.array(sample_ids, pa.string())
+    job = Job(store, view, dims, where, wanted, names, params, reference, embed, embedding_model)
     notes: list[str] = []
-    embedder = _embedder(store, names, embed, embedding_model, notes)
-    frame, ref = _reference(view, frame, reference, names, params, embedder, notes)
-    groups = [compute_group(key, part, names, ref, params, embedder) for key, part in _groups(frame, dims)]
+    if engine == "ray":
+        from lineage.scaleout.metrics import measure_on_ray
+
+        frame, dim_fields, groups = measure_on_ray(job, notes, workers=workers, address=ray_address)
+    else:
+        frame, dim_fields, groups = _measure(job, notes)
     if "near_dup_rate" in names:
         _near_dups(view, groups, frame, dims, notes)
     notes += _whole_groups(groups, params)
     config = _config(params, where, reference, sample_ids, embedding_model)
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     result = DiversityResult(_table(groups, dim_fields, names), names, dims, config, config_hash, view.version, notes)
-    return _record(store, result, groups, scope) if record else result
+    return _record(store, result, groups, scope, engine) if record else result
+
+
+@dataclass(frozen=True)
+class Job:
+    """One diversity computation, as either engine sees it."""
+
+    store: Store  # the embedding cache's store
+    view: Store  # the store as of the version measured
+    dims: list[str]
+    where: str | None
+    ids: pa.Array | None
+    names: list[str]
+    params: Params
+    reference: str
+    embed: Embedder | None
+    embedding_model: str
+
+    def embedder(self, notes: list[str]) -> Embedder | None:
+        return _embedder(self.store, self.names, self.embed, self.embedding_model, notes)
+
+
+# The selection's sample_id and dimensions (what near_dup_rate joins), the dimensions' fields, the groups.
+Measured = tuple["pl.DataFrame", list[pa.Field], list[GroupResult]]
+
+
+def _measure(job: Job, notes: list[str]) -> Measured:
+    """The local engine: the selection's texts and the reference's in this process."""
+    frame, dim_fields = _load(job.view, job.dims, job.where, job.ids)
+    if frame.height == 0:
+        raise nothing_selected(job.where)
+    embedder = job.embedder(notes)
+    frame, ref = _reference(job.view, frame, job.reference, job.names, job.params, embedder, notes)
+    parts = group_frames(frame, job.dims)
+    return frame, dim_fields, [compute_group(key, part, job.names, ref, job.params, embedder) for key, part in parts]
+
+
+def nothing_selected(where: str | None) -> LineageError:
+    return LineageError("no samples selected" + (f" by --where {where}" if where else ""))
+
+
+def _check_engine(engine: str, workers: int | None, address: str | None) -> None:
+    """The engine options as `lineage filter run` takes them (`--workers` counts Ray tasks only here)."""
+    from lineage.scaleout.cluster import check_engine
+
+    check_engine(engine, ENGINES, workers, address)
+    if workers is not None and engine != "ray":
+        raise LineageError("--workers goes with --engine ray (the local engine runs in this process)")
 
 
 def _build_members(view: Store, ref: str, sample_ids: Any) -> tuple[pa.Array, str]:
@@ -124,15 +189,14 @@ def _params(sample_size: int, draws: int, seed: int) -> Params:
     return Params(sample_size=sample_size, draws=draws, seed=seed)
 
 
-def _load(view: Store, dims: list[str], where: str | None, ids: Any) -> tuple[pl.DataFrame, list[pa.Field]]:
+def _load(view: Store, dims: list[str], where: str | None, ids: pa.Array | None) -> tuple[pl.DataFrame, list[pa.Field]]:
     """The selection's sample_id, text, dimensions and tokens, ordered by sample_id."""
     import polars as pl
 
     from lineage.filters.run import Selection
     from lineage.metrics.text import token_expr
 
-    wanted = None if ids is None else pa.array(ids, pa.string())
-    selection = Selection(view, where, ["sample_id", "text", *dims], wanted)
+    selection = Selection(view, where, ["sample_id", "text", *dims], ids)
     batches = list(selection.batches())
     table = pa.Table.from_batches(batches) if batches else None
     fields = [table.schema.field(d) if table is not None else pa.field(d, pa.string()) for d in dims]
@@ -143,7 +207,7 @@ def _load(view: Store, dims: list[str], where: str | None, ids: Any) -> tuple[pl
     return frame.with_columns(tokens=token_expr("text")), fields
 
 
-def _groups(frame: pl.DataFrame, dims: list[str]) -> Iterator[tuple[dict[str, Any], pl.DataFrame]]:
+def group_frames(frame: pl.DataFrame, dims: list[str]) -> Iterator[tuple[dict[str, Any], pl.DataFrame]]:
     if not dims:
         yield {}, frame
         return
@@ -187,19 +251,27 @@ def _reference(
     wanted = [n for n in names if METRICS[n].reference]
     ref_frame = _load(view, [], sql, None)[0] if wanted else None
     if ref_frame is not None and ref_frame.height == 0:
-        notes.append(f"no reference samples ({sql}): {', '.join(wanted)} are null")
+        notes.append(no_reference(sql, wanted))
         ref_frame = None
     columns, vocab = encode_columns(frame["tokens"], *([] if ref_frame is None else [ref_frame["tokens"]]))
     frame = frame.with_columns(ids=columns[0]).drop("tokens")
     if ref_frame is None:
         return frame, Reference.none()
     ref = reference_of(columns[1], vocab, params)
-    if "tail_coverage" in names and not ref.rare.any():
-        notes.append(f"tail_coverage is null: no word occurs 1..{params.tail_max_count} times in the reference")
+    check_tail(ref, names, params, notes)
     if "frechet_distance" in names and embedder is not None:
         # One fixed reference sample of the same size as the groups': the groups' draws give the spread.
         ref.vectors = embed_rows(ref_frame, draw_indices(ref_frame.height, "reference", params)[0], embedder)
     return frame, ref
+
+
+def no_reference(sql: str, wanted: list[str]) -> str:
+    return f"no reference samples ({sql}): {', '.join(wanted)} are null"
+
+
+def check_tail(ref: Reference, names: list[str], params: Params, notes: list[str]) -> None:
+    if "tail_coverage" in names and not ref.rare.any():
+        notes.append(f"tail_coverage is null: no word occurs 1..{params.tail_max_count} times in the reference")
 
 
 def _near_dups(view: Store, groups: list[GroupResult], frame: pl.DataFrame, dims: list[str], notes: list[str]) -> None:
@@ -212,18 +284,14 @@ def _near_dups(view: Store, groups: list[GroupResult], frame: pl.DataFrame, dims
         "SELECT sample_id, decision = 'drop' AS dropped FROM status WHERE filter = ?", params=[NEAR_DEDUP]
     )
     seen = frame.select("sample_id", *dims).join(decided, on="sample_id", how="inner")
-    parts = {_key_json(key): part for key, part in _groups(seen, dims)}
+    parts = {key_json(key): part for key, part in group_frames(seen, dims)}
     for g in groups:
-        part = parts.get(_key_json(g.key))
+        part = parts.get(key_json(g.key))
         if part is not None and part.height:
             g.values["near_dup_rate"] = (float(part["dropped"].cast(float).mean()), None, part.height)
     undecided = [_label(g.key) for g in groups if "near_dup_rate" not in g.values]
     if undecided:
         notes.append(f"near_dup_rate is null where {NEAR_DEDUP} decided no sample: {', '.join(undecided)}")
-
-
-def _key_json(key: dict[str, Any]) -> str:
-    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _label(key: dict[str, Any]) -> str:
@@ -265,8 +333,11 @@ def _table(groups: list[GroupResult], dim_fields: list[pa.Field], names: list[st
     return pa.Table.from_pylist(rows, schema=pa.schema([*dim_fields, *counts, *values]))
 
 
-def _record(store: Store, result: DiversityResult, groups: list[GroupResult], scope: str) -> DiversityResult:
-    """Commit every defined value as one version (scripts and reports reuse them by config hash)."""
+def _record(
+    store: Store, result: DiversityResult, groups: list[GroupResult], scope: str, engine: str
+) -> DiversityResult:
+    """Commit every defined value as one version (scripts and reports reuse them by config hash); the engine
+    goes in the commit's summary only: the values do not depend on it, so it is not in the config hash."""
     from dataclasses import replace
 
     from lineage.ids import uuid7
@@ -278,6 +349,7 @@ def _record(store: Store, result: DiversityResult, groups: list[GroupResult], sc
     if rows.num_rows == 0:
         return replace(result, notes=[*result.notes, "not recorded: no metric has a value"])
     summary = {"metric_run_id": run_id, "groups": len(groups), "values": rows.num_rows, "by": ",".join(result.by)}
+    summary["engine"] = engine
     with store.transaction("diversity", run_id, summary) as txn:
         txn.add_rows("metrics", rows)
     return replace(result, metric_run_id=run_id, recorded_version=txn.version)
@@ -294,7 +366,7 @@ def _metric_rows(result: DiversityResult, groups: list[GroupResult], run_id: str
     rows = [
         {
             **common,
-            "group_key": _key_json(g.key),
+            "group_key": key_json(g.key),
             "metric": name,
             "value": value,
             "spread": spread,

@@ -260,7 +260,8 @@ class Store:
 
     def diversity(self, **options: Any) -> DiversityResult:
         """Diversity per group (by=, where=, sample_ids=, build=, metrics=, reference=, sample_size=, draws=,
-        seed=, record=, embed=); `.table` is a pyarrow.Table, one row per group. See `lineage.diversity`."""
+        seed=, record=, embed=, engine="local"|"ray", workers=, ray_address=); `.table` is a pyarrow.Table, one
+        row per group. See `lineage.diversity`."""
         from lineage.diversity import diversity
 
         return diversity(self, **options)

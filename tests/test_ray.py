@@ -86,6 +86,13 @@ def test_ray_address_without_ray_engine_is_refused(small_store: Store) -> None:
     assert done.stderr.strip() == "Error: --ray-address goes with --engine ray"
 
 
+def test_zero_workers_is_refused_before_any_work(small_store: Store) -> None:
+    for engine in ("local", "ray"):
+        with pytest.raises(LineageError, match=r"^--workers must be at least 1, got 0$"):
+            small_store.run_filter("quality", engine=engine, workers=0)
+    assert small_store.sql("SELECT count(*) AS n FROM runs")["n"].to_pylist() == [0]
+
+
 @pytest.mark.parametrize(
     ("name", "params", "where"),
     [

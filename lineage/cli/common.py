@@ -47,6 +47,24 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(f)
 
 
+def engine_options(engines: tuple[str, ...], engine_help: str, workers_help: str) -> Callable[..., Any]:
+    """`--engine`, `--workers`, `--ray-address`: how every command that can run on Ray takes them."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="With --engine ray: `auto` or host:port of a running cluster (default: start a local one for "
+            "this run).",
+        )(f)
+        f = click.option("--workers", type=int, help=workers_help)(f)
+        return click.option(
+            "--engine", type=click.Choice(engines), default="local", show_default=True, help=engine_help
+        )(f)
+
+    return decorate
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()

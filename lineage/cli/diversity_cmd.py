@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from lineage.cli.common import echo_err, json_option, open_store, print_table, to_json
+from lineage.cli.common import echo_err, engine_options, json_option, open_store, print_table, to_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 @click.option("--draws", type=int, default=5, show_default=True, help="Subsample draws per group.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample draws.")
 @click.option("--no-record", is_flag=True, help="Do not record the values in the `metrics` table.")
+@engine_options(
+    ("local", "ray"),
+    "local: this process; ray: read the selection and the reference on a Ray cluster (`lineage[ray]`).",
+    "With --engine ray: concurrent tasks; default: all cores.",
+)
 @json_option
 @click.pass_context
 def diversity(
@@ -42,6 +47,9 @@ def diversity(
     draws: int,
     seed: int,
     no_record: bool,
+    engine: str,
+    workers: int | None,
+    ray_address: str | None,
     as_json: bool,
 ) -> None:
     """Diversity per group: distinct-n, compression, entropy, self-BLEU, tail coverage and divergence from the
@@ -56,6 +64,7 @@ def diversity(
       lineage diversity --by generation --where "method = 'paraphrase'" --metrics distinct,self_bleu
       lineage diversity --by source --metrics all --sample-size 500 --json
       lineage diversity --build mix-v1 --by source
+      lineage diversity --by source --engine ray --ray-address auto
     """
     from lineage.diversity import diversity as measure
 
@@ -71,6 +80,9 @@ def diversity(
         draws=draws,
         seed=seed,
         record=not no_record,
+        engine=engine,
+        workers=workers,
+        ray_address=ray_address,
     )
     if as_json:
         click.echo(to_json(result.table.to_pylist()))

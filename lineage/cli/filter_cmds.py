@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lineage.cli.common import json_option, open_store, print_table, progress_bar, to_json
+from lineage.cli.common import engine_options, json_option, open_store, print_table, progress_bar, to_json
 
 
 @click.group("filter")
@@ -18,18 +18,10 @@ def filter_group() -> None:
 @click.option("--where", help="SQL predicate over `samples` selecting what to filter (default: everything).")
 @click.option("--force", is_flag=True, help="Run again even if the same run over the same selection exists.")
 @click.option("--module", help="A user filter class, package.module:ClassName.")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "inline", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: a process pool over batches; inline: this process; ray: a Ray cluster (`lineage[ray]`).",
-)
-@click.option("--workers", type=int, help="Worker processes (local) or concurrent tasks (ray); default: all cores.")
-@click.option(
-    "--ray-address",
-    metavar="ADDRESS",
-    help="With --engine ray: `auto` or host:port of a running cluster (default: start a local one for this run).",
+@engine_options(
+    ("local", "inline", "ray"),
+    "local: a process pool over batches; inline: this process; ray: a Ray cluster (`lineage[ray]`).",
+    "Worker processes (local) or concurrent tasks (ray); default: all cores.",
 )
 @json_option
 @click.pass_context

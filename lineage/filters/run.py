@@ -28,6 +28,7 @@ from lineage.filters.base import (
 from lineage.filters.events import BATCH_ROWS, Decided, check
 from lineage.filters.executor import ENGINES, Progress, map_batches
 from lineage.ids import uuid7
+from lineage.scaleout.cluster import check_engine
 from lineage.schemas import DECISIONS, RUNS
 from lineage.sqlutil import quote_ident
 
@@ -108,10 +109,7 @@ def execute(
     progress: Progress | None = None,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version."""
-    if engine not in ENGINES:
-        raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(ENGINES)}")
-    if ray_address and engine != "ray":
-        raise LineageError("--ray-address goes with --engine ray")
+    check_engine(engine, ENGINES, workers, ray_address)
     params_json, params_hash = canonical(flt.params)
     run_id = uuid7()
     summary: dict[str, Any] = {"filter": flt.name}

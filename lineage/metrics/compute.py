@@ -149,10 +149,30 @@ def compute_group(
     embed: Embedder | None,
 ) -> GroupResult:
     """Subsampled metrics of one group; `frame` has sample_id, text and token ids, sorted by sample_id."""
+    draws = draw_indices(frame.height, key_json(key), params)
+    return compute_draws(key, frame.height, frame, draws, names, ref, params, embed)
+
+
+def key_json(key: dict[str, Any]) -> str:
+    """A group's key as canonical JSON: what seeds its draws, and how it is recorded."""
     import json
 
-    draws = draw_indices(frame.height, json.dumps(key, sort_keys=True, default=str), params)
-    result = GroupResult(key, frame.height, len(draws[0]), len(draws))
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def compute_draws(
+    key: dict[str, Any],
+    size: int,
+    frame: pl.DataFrame,
+    draws: list[np.ndarray],
+    names: Sequence[str],
+    ref: Reference,
+    params: Params,
+    embed: Embedder | None,
+) -> GroupResult:
+    """The metrics of a group of `size` samples from its `draws`, row positions in `frame` (which may hold
+    just the drawn rows, in the group's sample_id order: the Ray engine's case)."""
+    result = GroupResult(key, size, len(draws[0]), len(draws))
     text_names = [n for n in names if METRICS[n].needs == "text"]
     if text_names:
         per_draw = [_text_draw(frame, idx, text_names, ref, params) for idx in draws]

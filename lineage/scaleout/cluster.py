@@ -1,9 +1,10 @@
-"""Connect to a Ray cluster, or start a local one for the length of a run."""
+"""Connect to a Ray cluster, or start a local one for the length of a run; Ray's failures as one line."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,16 @@ from lineage.errors import LineageError
 
 CONNECT_TIMEOUT = 5.0
 INSTALL_HINT = "--engine ray needs Ray: pip install 'lineage[ray]'"
+
+
+def check_engine(engine: str, engines: tuple[str, ...], workers: int | None, address: str | None) -> None:
+    """The engine options every command that can run on Ray takes, checked before any work starts."""
+    if engine not in engines:
+        raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(engines)}")
+    if address and engine != "ray":
+        raise LineageError("--ray-address goes with --engine ray")
+    if workers is not None and workers < 1:
+        raise LineageError(f"--workers must be at least 1, got {workers}")
 
 
 def import_ray() -> ModuleType:
@@ -80,5 +91,27 @@ def _configure(ray: ModuleType) -> None:
     context.enable_progress_bars = False  # lineage draws its own progress bar
     context.raise_original_map_exception = True  # a worker's LineageError reaches the user as itself
     context.print_on_execution_start = False
-    # Failures reach the user as one line (engine._one_line); Ray Data's own report stays in its log files.
+    # Failures reach the user as one line (`one_line`); Ray Data's own report stays in its log files.
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+
+
+def one_line(what: str, exc: BaseException, *, undone: str) -> LineageError:
+    """Ray's error as lineage's one line: a LineageError a worker raised as itself (Ray wraps it in a
+    RayTaskError that subclasses it), any other by the first line of the innermost cause that has one.
+    `what` failed; nothing was `undone` (registered, recorded)."""
+    chain = [exc]
+    while (cause := getattr(chain[-1], "cause", None) or chain[-1].__cause__) is not None and cause not in chain:
+        chain.append(cause)
+    for err in reversed(chain):  # innermost first: RayTaskError(LineageError) is also a LineageError
+        if isinstance(err, LineageError):
+            return LineageError(_lines(err)[0])  # Ray appends its retry advice on further lines
+    root = next((err for err in reversed(chain) if _lines(err)), chain[0])
+    lines = _lines(root)
+    return LineageError(
+        f"{what} failed on Ray: {type(root).__name__}: {lines[0] if lines else ''}; nothing was {undone}, "
+        f"run it again (Ray's logs: /tmp/ray/session_latest/logs)"
+    )
+
+
+def _lines(exc: BaseException) -> list[str]:
+    return [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines() if line.strip()]

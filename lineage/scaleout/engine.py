@@ -15,7 +15,6 @@ the workers as a semi-join.
 
 from __future__ import annotations
 
-import re
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from lineage.filters.base import Filter, FilterParams, SampleFilter, SelectionCo
 from lineage.filters.events import BATCH_ROWS, Decided, Part, check, tally, write_events
 from lineage.filters.executor import Progress
 from lineage.location import Location
-from lineage.scaleout.cluster import connect
+from lineage.scaleout.cluster import connect, one_line
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
@@ -72,7 +71,7 @@ def decide_on_ray(
                 ray, store, flt, selection, Context(store, run_id, version, staging, selection.count, workers, progress)
             )
         except ray.exceptions.RayError as exc:
-            raise _one_line(flt.name, exc) from None
+            raise one_line(f"filter {flt.name}", exc, undone="registered") from None
 
 
 def _decide(ray: Any, store: Store, flt: Filter, selection: Selection, context: Context) -> Decided:
@@ -87,27 +86,6 @@ def _decide(ray: Any, store: Store, flt: Filter, selection: Selection, context: 
     if plan is not None:
         return plan(ds, flt, context)
     return _reduce_on_driver(ds, flt, context)
-
-
-def _one_line(name: str, exc: BaseException) -> LineageError:
-    """Ray's error as lineage's one line: a LineageError a worker raised as itself (Ray wraps it in a
-    RayTaskError that subclasses it), any other by the first line of the innermost cause that has one."""
-    chain = [exc]
-    while (cause := getattr(chain[-1], "cause", None) or chain[-1].__cause__) is not None and cause not in chain:
-        chain.append(cause)
-    for err in reversed(chain):  # innermost first: RayTaskError(LineageError) is also a LineageError
-        if isinstance(err, LineageError):
-            return LineageError(_lines(err)[0])  # Ray appends its retry advice on further lines
-    root = next((err for err in reversed(chain) if _lines(err)), chain[0])
-    lines = _lines(root)
-    return LineageError(
-        f"filter {name} failed on Ray: {type(root).__name__}: {lines[0] if lines else ''}; nothing was registered, "
-        f"run it again (Ray's logs: /tmp/ray/session_latest/logs)"
-    )
-
-
-def _lines(exc: BaseException) -> list[str]:
-    return [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)
