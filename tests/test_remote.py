@@ -161,6 +161,31 @@ def test_sql_cannot_read_other_buckets(remote: Store, s3: S3) -> None:
         remote.sql(f"SELECT * FROM read_text('s3://{BUCKET}/elsewhere/secret.txt')")
 
 
+def test_duckdb_threads_sharing_a_remote_file_read_it_whole(s3: S3) -> None:
+    """DuckDB's scan threads share one file handle and seek, then read: with one shared position a thread
+    read at another's offset (zstd errors on most queries, before the fix)."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lineage.remote_fs import ReadOnlyFS
+
+    rows = 100_000
+    table = pa.table({"n": pa.array(range(rows)), "text": pa.array([f"passage {i} " * 6 for i in range(rows)])})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=1_000, compression="zstd")
+    base = s3.uri().split("?")[0].removeprefix("s3://")
+    with s3.fs.open_output_stream(f"{base}/data/many-row-groups.parquet") as out:
+        out.write(sink.getvalue())
+    con = duckdb.connect()
+    con.execute("SET threads = 4")
+    con.register_filesystem(ReadOnlyFS(pafs.SubTreeFileSystem(base, s3.fs)))
+    query = "SELECT count(*), sum(n), sum(length(text)) FROM read_parquet('lineage://data/many-row-groups.parquet')"
+    expected = (rows, rows * (rows - 1) // 2, sum(len(t) for t in table["text"].to_pylist()))
+    for _ in range(8):
+        assert con.execute(query).fetchall() == [expected]
+
+
 # -- bad locations ---------------------------------------------------------------------------
 
 
