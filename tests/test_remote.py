@@ -257,6 +257,16 @@ def test_ray_workers_read_and_stage_on_s3(remote: Store, local: Store) -> None:
         for name in ("quality", "near-dedup"):
             on_ray, on_disk = remote.run_filter(name, engine="ray"), local.run_filter(name)
             assert events(remote, on_ray.run_id) == events(local, on_disk.run_id), name
+        # Embeddings on the actor pool, cached on S3 by the driver; decisions as on local disk.
+        where, params = "length(text) < 70", {"threshold": 0.9}
+        on_ray = remote.run_filter("semantic-dedup", params=params, where=where, engine="ray")
+        on_disk = local.run_filter("semantic-dedup", params=params, where=where)
+        decided = "SELECT sample_id, decision, related_id FROM events WHERE run_id = ? ORDER BY sample_id"
+        assert remote.sql(decided, params=[on_ray.run_id]) == local.sql(decided, params=[on_disk.run_id])
+        assert any(p.startswith("data/features/embeddings/") for p in remote.data.files("data"))
+        # Diversity metrics read the segments on S3 from the workers: the local engine's values.
+        kwargs = {"by": ["source"], "metrics": "text", "sample_size": 100, "record": False}
+        assert remote.diversity(engine="ray", **kwargs).table == local.diversity(**kwargs).table
     finally:
         ray.shutdown()
     assert remote.data.files("tmp") == [], "staged parts were moved into data/events or removed"
