@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,17 @@ from lineage.cli import cli
 from lineage.store import Store
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    """A real local Ray cluster of 2 CPUs for one test module. As a team's cluster would have them installed,
+    its workers can import the tests' user filters."""
+    ray = pytest.importorskip("ray")
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture

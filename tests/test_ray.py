@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,6 @@ from lineage.store import Store
 ray = pytest.importorskip("ray")
 
 EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    # As a team's cluster would have them installed, the workers can import the tests' user filters.
-    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,14 +18,6 @@ from lineage.store import Store
 ray = pytest.importorskip("ray")
 
 RECORDED = "group_by, group_key, metric, value, spread, n_samples, config, config_hash, store_version"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -248,27 +248,23 @@ def test_sigkill_around_the_upload(s3: S3, tmp_path: Path, step: str) -> None:
 # -- Ray workers on S3 -----------------------------------------------------------------------
 
 
-def test_ray_workers_read_and_stage_on_s3(remote: Store, local: Store) -> None:
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        for name in ("quality", "near-dedup"):
-            on_ray, on_disk = remote.run_filter(name, engine="ray"), local.run_filter(name)
-            assert events(remote, on_ray.run_id) == events(local, on_disk.run_id), name
-        # Embeddings on the actor pool, cached on S3 by the driver; decisions as on local disk.
-        where, params = "length(text) < 70", {"threshold": 0.9}
-        on_ray = remote.run_filter("semantic-dedup", params=params, where=where, engine="ray")
-        on_disk = local.run_filter("semantic-dedup", params=params, where=where)
-        decided = "SELECT sample_id, decision, related_id FROM events WHERE run_id = ? ORDER BY sample_id"
-        assert remote.sql(decided, params=[on_ray.run_id]) == local.sql(decided, params=[on_disk.run_id])
-        assert any(p.startswith("data/features/embeddings/") for p in remote.data.files("data"))
-        # Diversity metrics read the segments on S3 from the workers: the local engine's values.
-        kwargs = {"by": ["source"], "metrics": "text", "sample_size": 100, "record": False}
-        assert remote.diversity(engine="ray", **kwargs).table == local.diversity(**kwargs).table
-    finally:
-        ray.shutdown()
+def test_ray_workers_read_and_stage_on_s3(s3: S3, cluster: None, remote: Store, local: Store) -> None:
+    # `s3` before `cluster`: the cluster's workers take the credentials from the environment `s3` sets.
+    for name in ("quality", "near-dedup"):
+        on_ray, on_disk = remote.run_filter(name, engine="ray"), local.run_filter(name)
+        assert events(remote, on_ray.run_id) == events(local, on_disk.run_id), name
     assert remote.data.files("tmp") == [], "staged parts were moved into data/events or removed"
     assert sum(p.startswith("data/events/") for p in remote.data.files("data")) >= 2
+
+    # Embeddings on the actor pool, cached on S3 by the driver; decisions as on local disk.
+    where, params = "length(text) < 70", {"threshold": 0.9}
+    on_ray = remote.run_filter("semantic-dedup", params=params, where=where, engine="ray")
+    on_disk = local.run_filter("semantic-dedup", params=params, where=where)
+    decided = "SELECT sample_id, decision, related_id FROM events WHERE run_id = ? ORDER BY sample_id"
+    assert remote.sql(decided, params=[on_ray.run_id]) == local.sql(decided, params=[on_disk.run_id])
+    assert any(p.startswith("data/features/embeddings/") for p in remote.data.files("data"))
+
+    # Diversity metrics read the segments on S3 from the workers: the local engine's values.
+    kwargs = {"by": ["source"], "metrics": "text", "sample_size": 100, "record": False}
+    assert remote.diversity(engine="ray", **kwargs).table == local.diversity(**kwargs).table
     assert remote.doctor().ok and remote.doctor().orphans == []
