@@ -85,6 +85,11 @@ class Location:
     def __str__(self) -> str:
         return self.uri or self.base
 
+    def label(self, rel: str) -> str:
+        """How a user sees a file here: its URI without the location's options (s3://bucket/prefix/rel)."""
+        scheme = urlsplit(self.uri).scheme if self.uri else ""
+        return f"{scheme}://{self.base}/{rel}" if scheme else f"{self.base}/{rel}"
+
     # -- naming --------------------------------------------------------------------------------
 
     def path(self, rel: str) -> str:

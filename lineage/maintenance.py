@@ -93,7 +93,7 @@ def _under(rel: str, folders: set[str]) -> bool:
 
 def _label(store: Store, where: Location, rel: str) -> str:
     """Paths in the store directory as they were always shown; elsewhere with the data location in front."""
-    return rel if where == store.files else f"{where}/{rel}"
+    return rel if where == store.files else where.label(rel)
 
 
 def gc(store: Store, *, dry_run: bool = True) -> list[str]:
