@@ -218,6 +218,16 @@ class Location:
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(self.path(rel))
 
+    def probe(self) -> None:
+        """Fail with one line, before any work, when the data folder cannot be reached or is not there."""
+        where = self.label("data")
+        try:
+            info = self.info("data")
+        except OSError as exc:
+            raise StoreError(f"data location `{where}` cannot be reached: {_first_line(exc)}") from None
+        if info.type != pafs.FileType.Directory:
+            raise StoreError(f"data location `{where}` is not there: is it mounted, and is it this store's?")
+
     def check(self) -> None:
         """Fail with one line when the location cannot be reached or written, or already holds data."""
         probe = f"data/{TMP_PREFIX}probe-{uuid.uuid4().hex}"

@@ -84,6 +84,8 @@ class Store:
             uri = catalog.data_uri(con)
         self.files = Location.open(self.root, None)  # the store directory: catalog, builds, local scratch
         self.data = Location.open(self.root, uri)  # data/ and workers' tmp/: here, or where `init` put them
+        if uri is not None:
+            self.data.probe()
         if as_of is not None and not 0 <= as_of <= latest:
             raise StoreError(f"--as-of {as_of} is not a version of this store (0..{latest})")
 

@@ -203,6 +203,29 @@ def test_bad_locations_are_one_line_and_leave_nothing(s3: S3, tmp_path: Path) ->
         assert not (tmp_path / f"s{i}").exists()
 
 
+def test_an_unreachable_or_missing_location_is_one_line(s3: S3, tmp_path: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    gone = S3(f"{host}:{port}")
+    gone.fs.create_dir(BUCKET)
+    store = fill_small_store(Store.init(tmp_path / "store", data=gone.uri("s"))).root
+    server.stop()
+    for args in (["sql", "SELECT count(*) FROM samples"], ["ingest", str(FIXTURES / "mixed.jsonl")]):
+        done = run_cli("--store", str(store), *args)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"Error: data location `s3://{BUCKET}/s/data` cannot be reached: "), done.stderr
+
+    mounted = tmp_path / "mount"
+    Store.init(tmp_path / "posix", data=str(mounted))
+    (mounted / "data").rename(tmp_path / "elsewhere")  # as if the share were not mounted
+    done = run_cli("--store", str(tmp_path / "posix"), "stats")
+    message = f"Error: data location `{mounted}/data` is not there: is it mounted, and is it this store's?\n"
+    assert (done.returncode, done.stderr) == (1, message)
+
+
 def test_a_location_holding_data_is_refused(remote: Store, tmp_path: Path) -> None:
     with pytest.raises(LineageError, match=r"already holds \d+ files under data/: give each store an empty location"):
         Store.init(tmp_path / "second", data=remote.data.uri)

@@ -20,15 +20,18 @@ from lineage.errors import LineageError
 
 
 class LineageGroup(click.Group):
-    """Turns a LineageError into `Error: <one line>` and exit status 1 (`--debug` keeps the traceback)."""
+    """Turns a LineageError or an OSError into `Error: <one line>` and exit status 1 (`--debug` keeps the
+    traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except LineageError as exc:
+        except (LineageError, OSError) as exc:
+            # OSError: the disk or the data location failed under us (full, gone, unreachable): one line too.
             if (ctx.obj or {}).get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            click.echo(f"Error: {lines[0]}", err=True)
             ctx.exit(1)
 
 
