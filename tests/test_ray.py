@@ -37,17 +37,7 @@ def scores(store: Store, run_id: str) -> dict[str, float]:
     return {r["sample_id"]: r["score"] if r["score"] is not None else -1.0 for r in rows}
 
 
-def test_without_ray_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, small_store: Store) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+def test_without_ray_the_error_says_how_to_install(without_ray: None, small_store: Store) -> None:
     with pytest.raises(LineageError, match=r"pip install 'lineage\[ray\]'"):
         small_store.run_filter("quality", engine="ray")
     assert small_store.sql("SELECT count(*) AS n FROM runs")["n"].to_pylist() == [0]

@@ -75,17 +75,7 @@ def test_unreachable_address_is_one_line(small_store: Store) -> None:
         small_store.diversity(engine="ray", ray_address="127.0.0.1:1")
 
 
-def test_without_ray_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch, small_store: Store) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+def test_without_ray_the_error_says_how_to_install(without_ray: None, small_store: Store) -> None:
     err = Runner(small_store.root)("diversity", "--engine", "ray", code=1).stderr
     assert err == "Error: --engine ray needs Ray: pip install 'lineage[ray]'\n"
     assert small_store.sql("SELECT count(*) AS n FROM metrics")["n"].to_pylist() == [0]
