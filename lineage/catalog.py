@@ -179,18 +179,17 @@ CREATE OR REPLACE TEMP MACRO descendants(id) AS TABLE
 """
 
 
-def segment_view(con: duckdb.DuckDBPyConnection, name: str, data: Location, kind: str, as_of: int | None) -> None:
-    """A temporary view `name` over the registered segments of `kind` (samples or events) as of `as_of`."""
+def segment_view(con: duckdb.DuckDBPyConnection, name: str, data: Location, kind: str, paths: list[str]) -> None:
+    """A temporary view `name` over segments of `kind` (samples or events), `paths` as `segment_paths` gives."""
     data.register(con)
-    paths = [data.sql_path(p) for p in segment_paths(con, kind, as_of)]
-    con.execute(_segment_view(name, paths, SAMPLES if kind == "samples" else EVENTS))
+    con.execute(_segment_view(name, [data.sql_path(p) for p in paths], SAMPLES if kind == "samples" else EVENTS))
 
 
 def create_views(con: duckdb.DuckDBPyConnection, data: Location, as_of: int | None) -> None:
     """Temporary views over the registered segments, as of `as_of` (default: the latest version)."""
     version = as_of if as_of is not None else current_version(con)
-    segment_view(con, "samples", data, "samples", version)
-    segment_view(con, "_events", data, "events", version)
+    segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
+    segment_view(con, "_events", data, "events", segment_paths(con, "events", version))
     con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version)))
 
 

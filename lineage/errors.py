@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its first non-blank line (terminal colour codes removed), else its type."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
 
 
 class LineageError(Exception):

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from lineage.errors import StoreError
+from lineage.errors import StoreError, first_line
 
 if TYPE_CHECKING:
     import duckdb
@@ -36,10 +36,14 @@ CHUNK = 1 << 22
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
+        return _sha256(f)
+
+
+def _sha256(stream: Any) -> str:
+    digest = hashlib.sha256()
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -73,7 +77,7 @@ class Location:
         try:
             fs, base = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, ValueError, OSError) as exc:
-            raise StoreError(f"data location `{uri}`: {_first_line(exc)}") from None
+            raise StoreError(f"data location `{uri}`: {first_line(exc)}") from None
         if isinstance(fs, pafs.LocalFileSystem):
             base = str(Path(base).resolve())
         return cls(fs, base.rstrip("/"), scratch, uri)
@@ -124,13 +128,8 @@ class Location:
         return int(self.info(rel).size or 0)
 
     def sha256(self, rel: str) -> str:
-        if self.posix:
-            return file_sha256(Path(self.path(rel)))
-        digest = hashlib.sha256()
         with self.fs.open_input_stream(self.path(rel)) as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+            return _sha256(f)
 
     def open_input(self, rel: str) -> Any:
         return self.fs.open_input_file(self.path(rel))
@@ -224,7 +223,7 @@ class Location:
         try:
             info = self.info("data")
         except OSError as exc:
-            raise StoreError(f"data location `{where}` cannot be reached: {_first_line(exc)}") from None
+            raise StoreError(f"data location `{where}` cannot be reached: {first_line(exc)}") from None
         if info.type != pafs.FileType.Directory:
             raise StoreError(f"data location `{where}` is not there: is it mounted, and is it this store's?")
 
@@ -234,7 +233,7 @@ class Location:
         try:
             held = self.files("data")
         except OSError as exc:
-            raise StoreError(f"data location `{self}` cannot be read: {_first_line(exc)}") from None
+            raise StoreError(f"data location `{self}` cannot be read: {first_line(exc)}") from None
         if held:
             # Another catalog's segments here would be orphans to this store's `gc`.
             raise StoreError(f"data location `{self}` already holds {len(held):,} files under data/: give each store "
@@ -245,12 +244,7 @@ class Location:
                 out.write(b"lineage")
             self.fs.delete_file(self.path(probe))
         except OSError as exc:
-            raise StoreError(f"data location `{self}` cannot be written: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+            raise StoreError(f"data location `{self}` cannot be written: {first_line(exc)}") from None
 
 
 def _redacted(uri: str) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from lineage.errors import QueryError
+from lineage.errors import QueryError, first_line
 from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def check_statement(con: duckdb.DuckDBPyConnection, query: str) -> None:
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
-        raise QueryError(_first_line(exc)) from None
+        raise QueryError(first_line(exc)) from None
     if len(statements) != 1:
         raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
     kind = statements[0].type
@@ -47,9 +47,4 @@ def run(con: duckdb.DuckDBPyConnection, query: str, params: list[object] | None 
     try:
         return con.sql(query, params=params or None).to_arrow_table()
     except duckdb.Error as exc:
-        raise QueryError(_first_line(exc)) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+        raise QueryError(first_line(exc)) from None

@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, first_line
 
 
 class LineageGroup(click.Group):
@@ -30,8 +30,7 @@ class LineageGroup(click.Group):
             # OSError: the disk or the data location failed under us (full, gone, unreachable): one line too.
             if (ctx.obj or {}).get("debug"):
                 raise
-            lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-            click.echo(f"Error: {lines[0]}", err=True)
+            click.echo(f"Error: {first_line(exc)}", err=True)
             ctx.exit(1)
 
 

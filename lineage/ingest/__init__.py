@@ -25,7 +25,7 @@ from lineage.ingest.resolve import resolve
 from lineage.ingest.segment import write_samples
 from lineage.ingest.staging import Batch, Progress, stage
 from lineage.models import output_generations, registered_names
-from lineage.schemas import BATCHES, SAMPLES
+from lineage.schemas import BATCHES
 from lineage.sets import add_members
 from lineage.sqlutil import sql_string
 
@@ -125,8 +125,7 @@ def _run(
 def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
     with store._connect(read_only=True) as cat:
         paths = catalog.segment_paths(cat, "samples", None)
-    store.data.register(con)
-    con.execute(catalog._segment_view("existing", [store.data.sql_path(p) for p in paths], SAMPLES))
+    catalog.segment_view(con, "existing", store.data, "samples", paths)
 
 
 def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, first_line
 
 CONNECT_TIMEOUT = 5.0
 INSTALL_HINT = "--engine ray needs Ray: pip install 'lineage[ray]'"
@@ -104,14 +103,10 @@ def one_line(what: str, exc: BaseException, *, undone: str) -> LineageError:
         chain.append(cause)
     for err in reversed(chain):  # innermost first: RayTaskError(LineageError) is also a LineageError
         if isinstance(err, LineageError):
-            return LineageError(_lines(err)[0])  # Ray appends its retry advice on further lines
-    root = next((err for err in reversed(chain) if _lines(err)), chain[0])
-    lines = _lines(root)
+            return LineageError(first_line(err))  # Ray appends its retry advice on further lines
+    root = next((err for err in reversed(chain) if str(err).strip()), chain[0])
+    message = first_line(root) if str(root).strip() else ""
     return LineageError(
-        f"{what} failed on Ray: {type(root).__name__}: {lines[0] if lines else ''}; nothing was {undone}, "
+        f"{what} failed on Ray: {type(root).__name__}: {message}; nothing was {undone}, "
         f"run it again (Ray's logs: /tmp/ray/session_latest/logs)"
     )
-
-
-def _lines(exc: BaseException) -> list[str]:
-    return [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines() if line.strip()]
