@@ -110,3 +110,23 @@ def count(store: Store, where: str = "true") -> int:
 
 
 __all__ = ["FIXTURES", "Runner", "count", "fill_small_store", "lineage", "run_cli"]
+
+
+EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
+
+
+def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
+    """A run's events as a set (scores to 9 digits): what two engines or two stores must agree on."""
+    rows = store.sql(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?", params=[run_id]).to_pylist()
+    return {tuple(round(v, 9) if isinstance(v, float) else v for v in r.values()) for r in rows}
+
+
+def store_pair(root: Path, *filters: str) -> tuple[Store, Store]:
+    """Two copies of the small store (with `filters` run first): one for each engine."""
+    import shutil
+
+    first = fill_small_store(Store.init(root / "local"))
+    for name in filters:
+        first.run_filter(name)
+    shutil.copytree(root / "local", root / "ray")
+    return first, Store(root / "ray")

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, fill_small_store, run_cli
+from conftest import FIXTURES, events, run_cli, store_pair
 
 from lineage.errors import LineageError
 from lineage.store import Store
 
 ray = pytest.importorskip("ray")
 
-EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Store]:
     """Two stores with the same samples: one for each engine."""
-    root = tmp_path_factory.mktemp("engines")
-    first = fill_small_store(Store.init(root / "local"))
-    shutil.copytree(root / "local", root / "ray")
-    return first, Store(root / "ray")
-
-
-def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
-    rows = store.sql(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?", params=[run_id]).to_pylist()
-    return {tuple(round(v, 9) if isinstance(v, float) else v for v in r.values()) for r in rows}
+    return store_pair(tmp_path_factory.mktemp("engines"))
 
 
 def scores(store: Store, run_id: str) -> dict[str, float]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from importlib.util import find_spec
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import Runner, fill_small_store
+from conftest import Runner, store_pair
 
 from lineage.diversity import DiversityResult
 from lineage.errors import LineageError
@@ -23,11 +22,7 @@ RECORDED = "group_by, group_key, metric, value, spread, n_samples, config, confi
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Store]:
     """Two copies of one store, near-dedup run (so near_dup_rate has values): one for each engine."""
-    root = tmp_path_factory.mktemp("metrics")
-    first = fill_small_store(Store.init(root / "local"))
-    first.run_filter("near-dedup")
-    shutil.copytree(root / "local", root / "ray")
-    return first, Store(root / "ray")
+    return store_pair(tmp_path_factory.mktemp("metrics"), "near-dedup")
 
 
 def both(pair: tuple[Store, Store], **options: Any) -> tuple[DiversityResult, DiversityResult]:

@@ -12,18 +12,16 @@ import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
-from conftest import FIXTURES, fill_small_store, run_cli
+from conftest import FIXTURES, events, fill_small_store, run_cli
 
 from lineage.errors import LineageError, QueryError
 from lineage.store import Store
 
 BUCKET = "lineage-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
 REAL_ARGS = ["--origin", "real", "--source", "wordnet", "--method", "human"]
 G1_ARGS = ["--origin", "synthetic", "--source", "syn-v1", "--method", "paraphrase", "--generator", "llama-3-8b",
            "--parent-field", "parent_id"]
@@ -73,11 +71,6 @@ def remote(s3: S3, tmp_path: Path) -> Store:
 @pytest.fixture
 def local(tmp_path: Path) -> Store:
     return fill_small_store(Store.init(tmp_path / "local"))
-
-
-def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
-    rows = store.sql(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?", params=[run_id]).to_pylist()
-    return {tuple(round(v, 9) if isinstance(v, float) else v for v in r.values()) for r in rows}
 
 
 def cli_ok(store: Path, *args: str) -> str:
