@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ from lineage.filters.imported import ImportedDecisions, ImportedParams
 from lineage.filters.run import RunResult, execute
 from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL
 from lineage.names import check_name
+from lineage.outputs import atomic_write, spreadsheet_safe
 from lineage.schemas import DECISION_VALUES, DECISIONS
 from lineage.segments import file_sha256
 from lineage.sqlutil import sql_string
@@ -34,16 +37,28 @@ def read_table(path: Path) -> pa.Table:
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise InputError(f"`{path}`: unknown format; use .csv, .jsonl or .parquet")
-    options = ", all_varchar = true" if reader == "read_csv" else ""
+    # Text as written: CSV cells as strings, JSON values as JSON (DuckDB's detection would read a score
+    # "Infinity" as a DATE); each is judged by the field it fills.
+    options = {"read_csv": ", all_varchar = true", "read_json": ", maximum_depth = 1"}.get(reader, "")
     con = duckdb.connect()
     try:
-        return con.sql(
+        table = con.sql(
             f"SELECT row_number() OVER () AS line, * FROM {reader}({sql_string(str(path))}{options})"
         ).to_arrow_table()
+        return _decoded(table) if reader == "read_json" else table
     except duckdb.Error as exc:
         raise InputError(f"`{path}`: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """JSON columns as text: a JSON string is its value, anything else its JSON."""
+    columns = [table["line"]]
+    for name in table.column_names[1:]:
+        values = [None if raw is None else json.loads(raw) for raw in table[name].to_pylist()]
+        columns.append(pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values]))
+    return pa.table(columns, names=table.column_names)
 
 
 def _match(store: Store, table: pa.Table, path: Path) -> list[dict[str, Any]]:
@@ -89,8 +104,10 @@ def _row(r: dict[str, Any], known: set[str], by_hash: dict[str, list[str]], path
         raise InputError(f"{where}: no sample with this {'sample_id' if r.get('sample_id') else 'text'}")
     try:
         score = None if r.get("score") in (None, "") else float(r["score"])
+        if score is not None and not math.isfinite(score):
+            raise ValueError
     except ValueError:
-        raise InputError(f"{where}: field `score`: expected a number, got `{r['score']}`") from None
+        raise InputError(f"{where}: field `score`: expected a finite number, got `{r['score']}`") from None
     return {"ids": ids, "decision": decision, "score": score, "reason": slug(r.get("reason")), "line": r["line"]}
 
 
@@ -140,19 +157,22 @@ def export_review(store: Store, output: str | Path, *, where: str | None, n: int
     """Write a seeded random sample to a CSV with an empty verdict column for reviewers."""
     from lineage import readonly
 
+    target = store.output_path(output)
     cols = ", ".join(c for c in REVIEW_COLUMNS if c not in ("verdict", "note"))
+    predicate = readonly.check_predicate(where, what="--where") if where else "true"
     query = (
-        f"SELECT {cols}, '' AS verdict, '' AS note FROM samples WHERE ({where or 'true'}) "
+        f"SELECT {cols}, '' AS verdict, '' AS note FROM samples WHERE {predicate} "
         "ORDER BY md5(sample_id || ?), sample_id LIMIT ?"
     )
     with store.reader() as con:
         readonly.lock_down(con, store.data)
         table = readonly.run(con, query, [str(seed), n])
-    with open(output, "w", encoding="utf-8", newline="") as f:
+    with atomic_write(target, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(table.column_names)
-        writer.writerows([list(r.values()) for r in table.to_pylist()])
+        writer.writerows([[spreadsheet_safe(v) for v in r.values()] for r in table.to_pylist()])
     return table.num_rows
+
 
 
 def import_review(store: Store, path: str | Path, *, reviewer: str) -> RunResult:

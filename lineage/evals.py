@@ -9,6 +9,7 @@ METRIC when FILTER is `none` (the harness's default filter), else `METRIC,FILTER
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,14 +74,22 @@ def _row(model: str, v: dict[str, Any], eval_set: str | None, source: str, now: 
         "eval_id": uuid7(),
         "model": model,
         "metric": v["metric"],
-        "value": float(v["value"]),
-        "stderr": None if v.get("stderr") is None else float(v["stderr"]),
+        "value": _finite(v["value"], f"metric `{v['metric']}`"),
+        "stderr": None if v.get("stderr") is None else _finite(v["stderr"], f"stderr of `{v['metric']}`"),
         "benchmark": v.get("benchmark"),
         "eval_set": eval_set,
         "source": source,
         "recorded_at": now,
         "version": version,
     }
+
+
+def _finite(value: Any, what: str) -> float:
+    """NaN or an infinity would poison every mean, regression and chart that reads the evals."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise LineageError(f"{what}: `{value}` is not a finite number; nothing was recorded")
+    return number
 
 
 def record_eval(
@@ -114,6 +123,8 @@ def parse_assignments(items: tuple[str, ...] | list[str], flag: str) -> dict[str
             out[name.strip()] = float(raw)
         except ValueError:
             raise LineageError(f"{flag} `{item}` must look like NAME=NUMBER, e.g. {flag} acc=0.61") from None
+        if not math.isfinite(out[name.strip()]):
+            raise LineageError(f"{flag} `{item}`: the value must be a finite number, not NaN or infinity")
     return out
 
 
@@ -130,6 +141,13 @@ def parse_lm_eval(path: str | Path) -> list[dict[str, Any]]:
     if not isinstance(results, dict):
         raise LineageError(f"`{path}` is not an lm-evaluation-harness results file: no `results` mapping")
     rows = [row for task, values in results.items() if isinstance(values, dict) for row in _task_rows(task, values)]
+    for row in rows:
+        for key in ("value", "stderr"):
+            if row[key] is not None and not math.isfinite(row[key]):
+                raise LineageError(
+                    f"`{path}`: results.{row['benchmark']}.{row['metric']}: {key} is {row[key]}, not a finite number; "
+                    "nothing was recorded"
+                )
     if not rows:
         raise LineageError(f"`{path}`: no numeric metric in `results`")
     return rows

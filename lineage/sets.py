@@ -57,9 +57,10 @@ def _set_row(name: str, protected: bool, description: str | None, version: int) 
 
 def _select(store: Store, where: str | None, ids: list[str] | None) -> list[str]:
     if where is not None:
+        predicate = readonly.check_predicate(where, what="--where")
         with store.reader() as con:
             readonly.lock_down(con, store.data)
-            return readonly.run(con, f"SELECT DISTINCT sample_id FROM samples WHERE ({where}) ORDER BY 1")[
+            return readonly.run(con, f"SELECT DISTINCT sample_id FROM samples WHERE {predicate} ORDER BY 1")[
                 "sample_id"
             ].to_pylist()
     if ids is None:

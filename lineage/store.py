@@ -207,11 +207,28 @@ class Store:
 
     # -- the public API ----------------------------------------------------------------------
 
-    def sql(self, query: str, *, params: list[object] | None = None) -> pa.Table:
-        """Run one read-only SELECT over the store's views; returns an Arrow table."""
+    def output_path(self, path: str | Path, *, option: str = "--output") -> Path:
+        """`path` resolved, or an error if writing there could change this store's own files."""
+        from lineage.outputs import check_output_path
+
+        data = self.data.base if self.data.posix and self.data.uri else None
+        return check_output_path(self.root, path, option=option, data=data)
+
+    def sql(
+        self,
+        query: str,
+        *,
+        params: list[object] | None = None,
+        timeout: float | None = None,
+        memory_limit: str | None = None,
+    ) -> pa.Table:
+        """Run one read-only SELECT over the store's views; returns an Arrow table.
+
+        `timeout` (seconds) stops a query that runs longer; `memory_limit` (DuckDB's, e.g. "2GB") bounds it.
+        """
         with self.reader() as con:
-            readonly.lock_down(con, self.data)
-            return readonly.run(con, query, params)
+            readonly.lock_down(con, self.data, memory_limit=memory_limit)
+            return readonly.run(con, query, params, timeout=timeout)
 
     def sql_polars(self, query: str, *, params: list[object] | None = None) -> pl.DataFrame:
         return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]

@@ -8,6 +8,7 @@ from lineage.errors import LineageError
 from lineage.filters.base import parse_params
 from lineage.filters.run import RunResult, execute
 from lineage.filters.takedown import TakedownFilter, targets_where
+from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -17,9 +18,9 @@ def takedown(store: Store, *, source: str | None = None, where: str | None = Non
     if (source is None) == (where is None):
         raise LineageError("give exactly one of --source or --where")
     if source is not None:
-        where = "source = '" + source.replace("'", "''") + "'"
+        where = f"source = {sql_string(source)}"  # a filter param is stored as text: the run row shows it
     assert where is not None
     flt = TakedownFilter(parse_params(TakedownFilter, {"where": where, "reason": reason}))
-    if store.sql(f"SELECT count(*) AS n FROM samples WHERE {where}")["n"][0].as_py() == 0:
+    if store.sql(f"SELECT count(*) AS n FROM samples WHERE ({where})")["n"][0].as_py() == 0:
         raise LineageError(f"nothing matches the takedown ({where}); nothing was recorded")
     return execute(store, flt, where=targets_where(where), engine="inline")

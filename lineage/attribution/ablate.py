@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lineage.attribution import DIMENSIONS
 from lineage.errors import LineageError
+from lineage.outputs import atomic_write
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -32,7 +33,7 @@ def ablate(store: Store, ref: str, *, by: str = "source", output: str | Path) ->
     build = Build.parse(store, ref)
     spec = json.loads(build.info["spec"])
     groups = sorted(json.loads(build.info["composition"]).get(by, {}))
-    folder = Path(output)
+    folder = store.output_path(output)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     counts = json.loads(build.info["composition"]).get(by, {})
@@ -40,7 +41,8 @@ def ablate(store: Store, ref: str, *, by: str = "source", output: str | Path) ->
         doc = _without(spec, by, group, counts[group] / build.info["size"])
         load_spec(doc)  # the spec must stay valid for `lineage build`
         path = folder / f"{doc['name']}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            f.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         paths.append(path)
     return paths
 

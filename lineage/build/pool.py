@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from lineage import readonly
 from lineage.build.spec import BuildSpec
+from lineage.errors import QueryError, first_line
 from lineage.sqlutil import quote_ident
 
 # Always honoured, whatever `exclude_dropped_by` says: leaked held-out data never enters a build.
@@ -56,12 +56,13 @@ def pool_dimensions(spec: BuildSpec) -> list[str]:
 
 def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
     """Materialise the pool; `con` is a read-only, locked-down reader connection."""
+    # The spec validated `where` and each `expr` as exactly one expression (readonly.check_predicate).
     where = spec.pool.where or "true"
-    readonly.check_statement(con, f"SELECT 1 FROM samples WHERE ({where})")  # one SELECT: no smuggled statements
-    for q in spec.expr:
-        readonly.check_statement(con, f"SELECT ({q.sql}) FROM samples")
-    con.execute(f"CREATE TEMP TABLE pool AS {POOL_SQL.format(columns=_columns(spec), where=where)}", _params(spec))
-    matched = con.execute(f"SELECT count(*) FROM samples WHERE ({where})").fetchall()[0][0]
+    try:
+        con.execute(f"CREATE TEMP TABLE pool AS {POOL_SQL.format(columns=_columns(spec), where=where)}", _params(spec))
+        matched = con.execute(f"SELECT count(*) FROM samples WHERE ({where})").fetchall()[0][0]
+    except duckdb.Error as exc:
+        raise QueryError(f"spec pool.where or expr: {first_line(exc)}") from None
     cells = [(json.loads(key), n) for key, n in con.execute(CELLS_SQL).fetchall()]
     return Pool(matched, sum(n for _, n in cells), cells)
 

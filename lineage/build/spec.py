@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lineage.errors import LineageError
 from lineage.names import check_name
+from lineage.readonly import predicate
 
 DIMENSIONS = ("origin", "source", "method", "generator", "generation", "language", "license")
 
@@ -46,6 +47,8 @@ class ExprQuota(Share):
     name: str
     sql: str
 
+    _sql = field_validator("sql")(predicate)
+
 
 class Pool(_Strict):
     where: str | None = Field(default=None, description="SQL predicate over `samples`.")
@@ -53,6 +56,9 @@ class Pool(_Strict):
         default=None, description="Filters whose latest `drop` decisions exclude a sample; default: every filter run."
     )
     max_generation: int | None = Field(default=None, ge=0)
+
+    # Exactly one expression: spliced into `WHERE (where) AND <exclusions>`, it can only narrow the pool.
+    _where = field_validator("where")(predicate)
 
 
 class Floor(_Strict):

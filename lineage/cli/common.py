@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import click
 
@@ -68,42 +73,102 @@ def engine_options(engines: tuple[str, ...], engine_help: str, workers_help: str
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    """A JSON-able stand-in for what DuckDB and Arrow return beyond JSON's types."""
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return str(value)
+    if isinstance(value, Decimal):  # DECIMAL, HUGEINT sums: an exact integer stays one
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: bare `NaN` is not JSON."""
+    if _is_interval(value):
+        return _interval(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
     return value
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=_plain, ensure_ascii=False, indent=2)
+def to_json(value: Any, *, indent: int | None = 2) -> str:
+    return json.dumps(_finite(value), default=_plain, ensure_ascii=False, indent=indent, allow_nan=False)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (escape sequences that set titles, move the cursor,
+    clear the screen) shown as `\\xNN` instead of acted on; newlines and tabs kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _is_interval(value: Any) -> bool:
+    return isinstance(value, tuple) and type(value).__name__ == "MonthDayNano"  # pyarrow's struct sequence
+
+
+def _interval(value: Any) -> str:
+    """DuckDB's INTERVAL (Arrow's month-day-nano) as an ISO 8601 duration, e.g. P1M3DT1.5S."""
+    seconds = f"{value.nanoseconds / 1e9:g}S" if value.nanoseconds else ""
+    return f"P{value.months}M{value.days}D" + (f"T{seconds}" if seconds else "")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if _is_interval(value):
+        return _interval(value)
+    if isinstance(value, list | dict):
+        return to_json(value, indent=None)
+    if isinstance(value, str):
+        return value
+    return str(_plain(value)) if not isinstance(value, bool | int | float) else str(value)
 
 
 def print_table(table: pa.Table, *, title: str | None = None) -> None:
+    """A table for people on the terminal. Cells are data, never markup (`[/INST]`, `[bold]` print as
+    written) and control characters are escaped."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    out = Table(title=title, show_lines=False)
+    out = Table(title=Text(printable(title)) if title else None, show_lines=False)
     for name in table.column_names:
-        out.add_column(name, overflow="fold")
+        out.add_column(Text(printable(name)), overflow="fold")
     for row in table.to_pylist():
-        out.add_row(*("" if v is None else str(_plain(v)) for v in row.values()))
+        out.add_row(*(Text(printable(_cell(v))) for v in row.values()))
     Console(soft_wrap=False).print(out)
 
 
-def write_csv(table: pa.Table, stream: io.TextIOBase | Any) -> None:
+def write_csv(table: pa.Table, stream: io.TextIOBase | Any, *, escape_formulas: bool = False) -> None:
+    """CSV of `table`; lists and structs as JSON, control characters as `\\xNN` (a terminal or a spreadsheet
+    must not act on them). `escape_formulas` for files people open in spreadsheets (`outputs.spreadsheet_safe`)."""
+    from lineage.outputs import spreadsheet_safe
+
     writer = csv.writer(stream)
     writer.writerow(table.column_names)
     for row in table.to_pylist():
-        writer.writerow(
-            [json.dumps(v, default=_plain) if isinstance(v, list | dict) else _plain(v) for v in row.values()]
-        )
+        cells = [printable(_cell(v)) if v is not None else None for v in row.values()]
+        writer.writerow([spreadsheet_safe(c) for c in cells] if escape_formulas else cells)
 
 
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int | None], None]]:
     """A rich progress bar on stderr, fed with (done, total); silent when stderr is not a terminal."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     console = Console(stderr=True)
@@ -112,7 +177,7 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
         return
     columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress("[progress.description]{task.description}", *columns, console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(escape(printable(description)), total=None)
 
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
@@ -123,3 +188,44 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
     sys.stderr.flush()
+
+
+def write_tsv(table: pa.Table, stream: io.TextIOBase | Any) -> None:
+    """Tab-separated, one line per row: tabs, newlines and backslashes in values escaped as \\t \\n \\\\."""
+    stream.write("\t".join(_tsv(c) for c in table.column_names) + "\n")
+    for row in table.to_pylist():
+        stream.write("\t".join(_tsv(_cell(v)) for v in row.values()) + "\n")
+
+
+def _tsv(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return printable(escaped)
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Parquet of a query result, written beside and renamed into place. Types Parquet cannot hold
+    (intervals, unions) are written as their text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lineage.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        try:
+            pq.write_table(table, tmp)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            pq.write_table(_as_text(table), tmp)
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = []
+    for column in table.columns:
+        try:
+            pq.write_table(pa.table({"c": column}), pa.BufferOutputStream())
+            columns.append(column)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            columns.append(pa.array([None if v is None else _cell(v) for v in column.to_pylist()], pa.string()))
+    return pa.table(columns, names=table.column_names)

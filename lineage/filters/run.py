@@ -180,6 +180,7 @@ class Selection:
     ) -> None:
         """`con`: a reader connection of `store` to use throughout (see `open`); else one per query."""
         self.store, self.where, self.columns, self.ids, self._con = store, where, columns, ids, con
+        self._predicate = readonly.check_predicate(where, what="--where") if where else "true"
         if con is not None:
             self._prepare(con)
         query = f"SELECT count(*) AS n, hex(bit_xor(md5_number(sample_id))) AS fp FROM {self._from()}"
@@ -202,9 +203,8 @@ class Selection:
             return readonly.run(con, query, params)
 
     def _from(self) -> str:
-        where = f"({self.where})" if self.where else "true"
         ids = " SEMI JOIN _selected_ids USING (sample_id)" if self.ids is not None else ""
-        return f"(SELECT * FROM samples WHERE {where}){ids}"
+        return f"(SELECT * FROM samples WHERE {self._predicate}){ids}"
 
     def _prepare(self, con: Any) -> None:
         if self.ids is not None:

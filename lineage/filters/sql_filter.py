@@ -9,13 +9,18 @@ from pydantic import field_validator
 
 from lineage.errors import LineageError, QueryError
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register
-from lineage.readonly import lock_down, run
+from lineage.readonly import lock_down, predicate, run
 
 
 class SqlParams(FilterParams):
     where: str
     reason: str = "sql_predicate"
     decision: str = "drop"
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: str) -> str:
+        return predicate(value)
 
     @field_validator("reason")
     @classmethod

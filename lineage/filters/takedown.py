@@ -6,7 +6,7 @@ import pyarrow as pa
 from pydantic import field_validator
 
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
-from lineage.readonly import lock_down, run
+from lineage.readonly import lock_down, predicate, run
 
 # Roots, then every descendant; each target keeps the smallest root id that reaches it.
 TARGETS_SQL = """
@@ -22,6 +22,11 @@ SELECT sample_id, min(root) AS root FROM t GROUP BY sample_id
 class TakedownParams(FilterParams):
     where: str
     reason: str
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: str) -> str:
+        return predicate(value)
 
     @field_validator("reason")
     @classmethod

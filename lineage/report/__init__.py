@@ -82,8 +82,9 @@ def report(
     from lineage.segments import atomic_write_bytes
 
     fmt = report_format(output, format)  # before any work: a wrong name fails at once
+    path = store.output_path(output)
     data = report_data(store, kind, ref, metric=metric, benchmark=benchmark, by=by)
-    text, path = render(data, fmt), Path(output)
+    text = render(data, fmt)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,102 @@
+"""Files lineage writes for the user (query results, reports, review sheets, ablation specs): never inside the
+store's own files, and never half-written.
+
+Every `--output` goes through `check_output_path`; files are written through `atomic_write`, which writes
+beside the target under a temporary name, fsyncs, and renames it into place, so a crash leaves either the
+old file or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lineage.errors import LineageError
+
+# What the store itself owns under its root: its catalog (and DuckDB's WAL beside it), the writer lock, the
+# segments and features, workers' staging, and the builds' members and manifests.
+_STORE_FILES = ("lineage.duckdb", "lineage.duckdb.wal", "lineage.lock")
+_STORE_DIRS = ("data", "tmp", "builds")
+
+
+class OutputPathError(LineageError):
+    def __init__(self, path: Path, option: str, owned: Path) -> None:
+        self.path, self.option, self.owned = path, option, owned
+        super().__init__(
+            f"{option} `{path}` would overwrite the store's own `{owned}`: write outputs outside the store's "
+            f"catalog, lock, data/, tmp/ and builds/"
+        )
+
+
+def check_output_path(store_root: Path, path: str | Path, *, option: str = "--output", data: str | None = None) -> Path:
+    """`path` resolved (symlinks included), or OutputPathError if writing it could change the store.
+
+    `data`: the store's data location when it is another local folder (`lineage init --data PATH`).
+    """
+    target = Path(path).expanduser().resolve()
+    root = Path(store_root).expanduser().resolve()
+    owned = [root / name for name in _STORE_FILES] + [root / name for name in _STORE_DIRS]
+    if data is not None:
+        owned += [Path(data).resolve() / "data", Path(data).resolve() / "tmp"]
+    if target == root or target in root.parents:  # replacing it (export --force) would remove the store
+        raise OutputPathError(target, option, root)
+    for place in owned:
+        if target == place or place in target.parents:
+            raise OutputPathError(target, option, place)
+    return target
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w", **kwargs: object) -> Iterator[object]:
+    """Open a temporary file beside `path`; on success fsync it and rename it over `path`, else remove it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as stream:  # type: ignore[call-overload]
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` for writers that take a file name (pyarrow); renamed over `path` on
+    success, removed on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell for a file people open in spreadsheets: text that starts like a formula (= + - @ tab CR) gets
+    a leading `'`, as OWASP recommends, so `=HYPERLINK(...)` in a sample shows as text instead of running.
+    Numbers written as text (-5, +1.5) are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA) and not _number(value):
+        return f"'{value}"
+    return value
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
