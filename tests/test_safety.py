@@ -385,7 +385,7 @@ def test_formulas_are_escaped_in_files_for_people(fresh: Store, tmp_path: Path) 
     code, _, err = cli_run(fresh.root, "review", "export", "--where", "source = 'formula'", "--n", "10",
                            "--output", str(review))
     assert code == 0, err
-    cells = [c for r in csv.reader(review.open()) for c in r]
+    cells = [c for r in csv.reader(io.StringIO(review.read_text())) for c in r]
     assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in cells and not any(c.startswith("=") for c in cells)
 
 
