@@ -9,6 +9,7 @@ old file or the new one.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,6 +81,46 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class OutputExistsError(LineageError):
+    def __init__(self, path: Path, option: str) -> None:
+        self.path, self.option = path, option
+        super().__init__(f"{option} `{path}` exists and is not empty: choose another folder, or --force to replace it")
+
+
+@contextmanager
+def replace_dir(path: Path, *, force: bool, option: str = "--output") -> Iterator[Path]:
+    """A new empty folder beside `path` to write a whole output into; on success it takes `path`'s place.
+
+    A non-empty `path` is refused unless `force`. The old folder is moved aside and the new one renamed in
+    (two renames in one directory, no copying), then the old one is removed, so a crash leaves the old output
+    or the new one whole, never a mix; on failure the new folder is removed and `path` is untouched.
+    """
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not force:
+        raise OutputExistsError(path, option)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists() or path.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / "old")
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for file in root.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")

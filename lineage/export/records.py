@@ -1,0 +1,26 @@
+"""The original records of a build as one Arrow table (verbatim Parquet and hf exports)."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from lineage.errors import LineageError
+from lineage.export.columns import PROVENANCE
+
+
+def records_table(rows: pa.Table, provenance: bool) -> pa.Table:
+    """`rows` (__sid, record, provenance...) -> __sid, the records' own columns, then `_lineage_*` on request.
+    Arrow infers one schema across the records; records that cannot share one are refused."""
+    data = "\n".join(rows["record"].to_pylist()).encode()
+    try:
+        table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=max(len(data), 1 << 20)))
+    except pa.ArrowInvalid as exc:
+        raise LineageError(f"records of this build do not share one schema ({exc}); export as jsonl") from None
+    table = table.add_column(0, "__sid", rows["__sid"])
+    if provenance:
+        for name in PROVENANCE:
+            table = table.append_column(f"_lineage_{name}", rows[name])
+    return table
