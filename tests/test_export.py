@@ -327,3 +327,27 @@ def test_cli_export(mixed: Any, tmp_path: Path) -> None:
     assert doc["format"] == "parquet" and doc["columns"] == ["text", "messages"]
     err = runner("export", "blend", "--output", str(tmp_path / "p"), "--shard-size", "lots", code=1).stderr
     assert err == "Error: --shard-size `lots`: give rows (like 100000) or a size (like 500MB)\n"
+
+
+# -- licences of a build: spec restriction, build show, report --------------------------------------------------
+
+
+def test_spec_restricts_licences_and_build_show_lists_them(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    spec = {"name": "permissive", "size": 500, "seed": 1, "pool": {"licenses": ["CC-BY-4.0", "mit"]}}
+    build = store.build(spec)
+    assert {(r.license, r.non_commercial) for r in build.licenses()} <= {("cc-by-4.0", False), ("MIT", False)}
+    assert sum(r.count for r in build.licenses()) == 500
+    unknown = store.build({"name": "unk", "size": 100, "seed": 1, "pool": {"licenses": ["unknown"]}})
+    assert [(r.license, r.count) for r in unknown.licenses()] == [("unknown", 100)]
+    runner = Runner(store.root)
+    shown = runner.json("build", "show", "blend")
+    assert {r["license"] for r in shown["licenses"]} == {"cc-by-4.0", "MIT", "Apache-2.0", "cc-by-nc-4.0", "unknown"}
+    assert any("non-commercial: cc-by-nc-4.0" in w for w in shown["license_warnings"])
+    text = runner("build", "show", "blend").stdout
+    assert "  licenses: cc-by-4.0 " in text and "  warning: " in text
+    from lineage.report.build_data import build_data
+
+    summary = {s["label"]: s["value"] for s in build_data(store, "blend")["summary"]}
+    assert summary["licences"].startswith("5 (") and "% non-commercial" in summary["licences"]
+    assert build_data(store, "permissive")["summary"][-1] == {"label": "licences", "value": "2"}

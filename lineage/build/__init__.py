@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from lineage.export import ExportResult
+    from lineage.licenses import LicenseShare
     from lineage.store import Store
 
 __all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "build", "load_spec"]
@@ -187,6 +188,17 @@ class Build:
             return con.sql(
                 f"SELECT {columns} FROM samples s SEMI JOIN _members m USING (sample_id) ORDER BY sample_id"
             ).to_arrow_table()
+
+    def licenses(self) -> list[LicenseShare]:
+        """The licence composition of the members: count and share per licence, `unknown` included."""
+        from lineage.licenses import composition
+
+        with self.store.reader() as con:
+            con.register("_members", self.member_ids())
+            rows = con.execute(
+                "SELECT s.license, count(*) FROM samples s SEMI JOIN _members m USING (sample_id) GROUP BY 1"
+            ).fetchall()
+        return composition(dict(rows))
 
     def to_polars(self) -> pl.DataFrame:
         import polars as pl

@@ -77,12 +77,16 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, as_json: bool) -> No
 def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks."""
     from lineage.build import Build
+    from lineage.licenses import warnings
 
-    info = Build.parse(open_store(ctx), ref).info
+    build = Build.parse(open_store(ctx), ref)
+    info, mix = build.info, build.licenses()
     doc = {
         k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
         for k, v in info.items()
     }
+    doc["licenses"] = [r.as_dict() for r in mix]
+    doc["license_warnings"] = warnings(mix)
     if as_json:
         click.echo(to_json(doc))
         return
@@ -92,6 +96,9 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     )
     for dim, counts in doc["composition"].items():
         click.echo(f"  {dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    click.echo("  licenses: " + ", ".join(f"{r.license} {r.count:,} ({r.share:.1%})" for r in mix))
+    for line in doc["license_warnings"]:
+        click.echo(f"  warning: {line}")
     click.echo(f"  checks: {doc['checks']}")
 
 
