@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lineage.errors import LineageError
+from lineage.faults import crash_point
 
 # What the store itself owns under its root: its catalog (and DuckDB's WAL beside it), the writer lock, the
 # segments and features, workers' staging, and the builds' members and manifests.
@@ -93,9 +94,10 @@ class OutputExistsError(LineageError):
 def replace_dir(path: Path, *, force: bool, option: str = "--output") -> Iterator[Path]:
     """A new empty folder beside `path` to write a whole output into; on success it takes `path`'s place.
 
-    A non-empty `path` is refused unless `force`. The old folder is moved aside and the new one renamed in
-    (two renames in one directory, no copying), then the old one is removed, so a crash leaves the old output
-    or the new one whole, never a mix; on failure the new folder is removed and `path` is untouched.
+    A non-empty `path` is refused unless `force`. The new folder and the old one trade places in one atomic
+    rename (Linux renameat2 RENAME_EXCHANGE), then the old one is removed, so a crash leaves the old output or
+    the new one whole, never a mix or nothing; on failure the new folder is removed and `path` is untouched.
+    Where the filesystem cannot exchange, the old folder is moved aside first (two renames, no copying).
     """
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not force:
         raise OutputExistsError(path, option)
@@ -107,13 +109,29 @@ def replace_dir(path: Path, *, force: bool, option: str = "--output") -> Iterato
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists() or path.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / "old")
+    crash_point("output_written")
+    if not (path.exists() or path.is_symlink()):
+        os.replace(tmp, path)
+        return
+    if _exchange(tmp, path):
+        crash_point("output_exchanged")
+        shutil.rmtree(tmp, ignore_errors=True)  # the old output, under the temporary name
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old / "old")
     os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is not available."""
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _fsync_tree(root: Path) -> None:

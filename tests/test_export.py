@@ -351,3 +351,28 @@ def test_spec_restricts_licences_and_build_show_lists_them(mixed: Any, tmp_path:
     summary = {s["label"]: s["value"] for s in build_data(store, "blend")["summary"]}
     assert summary["licences"].startswith("5 (") and "% non-commercial" in summary["licences"]
     assert build_data(store, "permissive")["summary"][-1] == {"label": "licences", "value": "2"}
+
+
+def whole(folder: Path) -> str:
+    """The export's format if its manifest's files are all there with their sha256, else fail."""
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for f in manifest["files"]:
+        assert hashlib.sha256((folder / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    return manifest["format"]
+
+
+@pytest.mark.parametrize(("step", "left"), [("output_written", "jsonl"), ("output_exchanged", "parquet")])
+def test_crash_during_force_leaves_one_whole_export(mixed: Any, tmp_path: Path, step: str, left: str) -> None:
+    from conftest import run_cli
+
+    store, _, _ = mixed
+    target = tmp_path / "out"
+    store.export("blend", target, format="jsonl")
+    done = run_cli("--store", str(store.root), "export", "blend", "--output", str(target), "--force",
+                   env={"LINEAGE_CRASH_AT": step})
+    assert done.returncode == -9, done.stderr
+    assert whole(target) == left
+    store.export("blend", target, force=True)
+    assert whole(target) == "parquet"
