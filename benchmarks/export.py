@@ -53,9 +53,9 @@ def baseline(store: Store, build: Build, dest: Path) -> float:
     return time.perf_counter() - start
 
 
-def lineage_export(store: Store, dest: Path) -> float:
+def lineage_export(store: Store, dest: Path, columns: list[str] | None = None) -> float:
     start = time.perf_counter()
-    store.export("all", dest, columns=["text"], force=True)
+    store.export("all", dest, columns=columns or ["text"], force=True)
     return time.perf_counter() - start
 
 
@@ -70,10 +70,12 @@ def main() -> None:
     out = workdir / "out"
     base = min(baseline(store, build, workdir / "baseline.parquet") for _ in range(2))
     ours = min(lineage_export(store, out) for _ in range(2))
+    both = lineage_export(store, workdir / "out-both", ["text", "messages"])  # the default columns, for reference
     size = sum(p.stat().st_size for p in (out / "data").iterdir())
     print(f"rows: {build.info['size']:,}; export {size / 2**20:,.1f} MiB of Parquet")
     print(f"baseline DuckDB COPY (SELECT text ...) TO parquet: {base:.2f} s")
     print(f"lineage export --columns text:                     {ours:.2f} s")
+    print(f"lineage export (text, messages: the default):      {both:.2f} s ({both / base:.2f}x, reference)")
     ratio = ours / base
     print(f"ratio: {ratio:.2f}x (target <= {TARGET_RATIO:g}x): {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
     if args.workdir is None:

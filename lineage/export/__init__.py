@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -84,6 +85,7 @@ def export_build(build: Build, output: Path, options: ExportOptions) -> ExportRe
     splits = parse_splits(options.splits)
     seed = options.split_seed if options.split_seed is not None else build.info["seed"]
     with replace_dir(output, force=options.force) as tmp, build.store.reader() as con:
+        _quiet(con)
         members = assign(con, build.member_ids(), splits, seed)
         con.register("_export_members", members)
         names = ["train", *splits]
@@ -103,6 +105,12 @@ def export_build(build: Build, output: Path, options: ExportOptions) -> ExportRe
         doc = croissant(build, manifest, _generators(con), con)
         (tmp / "croissant.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _quiet(con: duckdb.DuckDBPyConnection) -> None:
+    """No DuckDB progress bar: the CLI prints its own one-line summary."""
+    with contextlib.suppress(duckdb.Error):  # a locked-down instance keeps its settings
+        con.execute("SET enable_progress_bar = false")
 
 
 def _count(members: pa.Table, split: str) -> int:
@@ -206,6 +214,7 @@ def iter_batches(
     """The members as Arrow record batches (text and messages by default), in sample_id order, streamed."""
     chosen = cols.choose(columns, provenance=provenance)
     with build.store.reader() as con:
+        _quiet(con)
         con.register("_export_ids", build.member_ids())
         reader = con.sql(
             f"SELECT {cols.select_list(chosen)} FROM samples s SEMI JOIN _export_ids m USING (sample_id) "
