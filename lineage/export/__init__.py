@@ -27,6 +27,7 @@ from lineage import licenses
 from lineage.errors import LineageError
 from lineage.export import columns as cols
 from lineage.export.files import Shards, describe, write_split
+from lineage.export.records import register_records
 from lineage.export.splits import assign, parse_splits
 from lineage.outputs import replace_dir
 
@@ -144,24 +145,10 @@ def _write_files(
     for split in names:
         q = query(split)
         if verbatim and options.format == "parquet":
-            q = _verbatim_records(con, split, options.provenance)
+            q = register_records(con, split, options.provenance)
         for path in write_split(con, q, root / "data", split, kind=kind, shards=options.shards):
             files.append(describe(path, root, split))
     return files
-
-
-def _verbatim_records(con: duckdb.DuckDBPyConnection, split: str, provenance: bool) -> str:
-    """The split's original records as a table (Arrow infers one schema across them), registered for COPY."""
-    from lineage.export.records import records_table
-
-    select = ", ".join(f"s.{p}" for p in cols.PROVENANCE)
-    rows = con.sql(
-        f"SELECT s.sample_id AS __sid, s.record, {select} FROM samples s JOIN _export_members m USING (sample_id) "
-        f"WHERE m.split = '{split}' ORDER BY s.sample_id"
-    ).to_arrow_table()
-    table = records_table(rows, provenance)
-    con.register(f"_export_verbatim_{split}", table)
-    return f"SELECT * FROM _export_verbatim_{split}"
 
 
 def _license_counts(con: duckdb.DuckDBPyConnection) -> dict[str | None, int]:

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from lineage.errors import LineageError
 from lineage.export.files import describe
+from lineage.export.records import register_records
 
 if TYPE_CHECKING:
     from lineage.export import ExportOptions
@@ -53,10 +54,5 @@ def write_hf(
 def _table(
     con: duckdb.DuckDBPyConnection, split: str, query: Callable[[str], str], verbatim: bool, provenance: bool
 ) -> pa.Table:
-    if verbatim:
-        from lineage.export import _verbatim_records
-
-        sql = _verbatim_records(con, split, provenance)
-    else:
-        sql = query(split)
+    sql = register_records(con, split, provenance) if verbatim else query(split)
     return con.sql(f"SELECT * EXCLUDE (__sid) FROM ({sql}) ORDER BY __sid").to_arrow_table()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import duckdb
 import pyarrow as pa
 import pyarrow.json as pajson
 
@@ -24,3 +25,15 @@ def records_table(rows: pa.Table, provenance: bool) -> pa.Table:
         for name in PROVENANCE:
             table = table.append_column(f"_lineage_{name}", rows[name])
     return table
+
+
+def register_records(con: duckdb.DuckDBPyConnection, split: str, provenance: bool) -> str:
+    """The split's original records as a table (Arrow infers one schema across them), registered for COPY."""
+    select = ", ".join(f"s.{p}" for p in PROVENANCE)
+    rows = con.sql(
+        f"SELECT s.sample_id AS __sid, s.record, {select} FROM samples s JOIN _export_members m USING (sample_id) "
+        f"WHERE m.split = '{split}' ORDER BY s.sample_id"
+    ).to_arrow_table()
+    table = records_table(rows, provenance)
+    con.register(f"_export_verbatim_{split}", table)
+    return f"SELECT * FROM _export_verbatim_{split}"
