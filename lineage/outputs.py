@@ -9,12 +9,14 @@ old file or the new one.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from lineage.errors import LineageError
+from lineage.faults import crash_point
 
 # What the store itself owns under its root: its catalog (and DuckDB's WAL beside it), the writer lock, the
 # segments and features, workers' staging, and the builds' members and manifests.
@@ -80,6 +82,63 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class OutputExistsError(LineageError):
+    def __init__(self, path: Path, option: str) -> None:
+        self.path, self.option = path, option
+        super().__init__(f"{option} `{path}` exists and is not empty: choose another folder, or --force to replace it")
+
+
+@contextmanager
+def replace_dir(path: Path, *, force: bool, option: str = "--output") -> Iterator[Path]:
+    """A new empty folder beside `path` to write a whole output into; on success it takes `path`'s place.
+
+    A non-empty `path` is refused unless `force`. The new folder and the old one trade places in one atomic
+    rename (Linux renameat2 RENAME_EXCHANGE), then the old one is removed, so a crash leaves the old output or
+    the new one whole, never a mix or nothing; on failure the new folder is removed and `path` is untouched.
+    Where the filesystem cannot exchange, the old folder is moved aside first (two renames, no copying).
+    """
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not force:
+        raise OutputExistsError(path, option)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    crash_point("output_written")
+    if not (path.exists() or path.is_symlink()):
+        os.replace(tmp, path)
+        return
+    if _exchange(tmp, path):
+        crash_point("output_exchanged")
+        shutil.rmtree(tmp, ignore_errors=True)  # the old output, under the temporary name
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old / "old")
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is not available."""
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _fsync_tree(root: Path) -> None:
+    for file in root.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")

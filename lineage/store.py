@@ -22,6 +22,7 @@ from lineage.segments import Segment, write_segment
 
 if TYPE_CHECKING:
     from lineage.diversity import DiversityResult
+    from lineage.export import ExportResult
     from lineage.filters.run import RunResult
     from lineage.ingest import IngestResult
     from lineage.maintenance import DoctorReport
@@ -250,6 +251,12 @@ class Store:
         from lineage.build import build
 
         return build(self, spec, dry_run=dry_run, as_of=as_of)
+
+    def export(self, build: str, output: str | Path, /, **options: Any) -> ExportResult:
+        """Export build NAME[@vN] at `output` (see Build.export for the options)."""
+        from lineage.build import Build
+
+        return Build.parse(self, build).export(output, **options)
 
     def builds(self) -> pa.Table:
         return self.sql(

@@ -170,19 +170,20 @@ def test_cli_dry_run_writes_nothing_then_build_show_diff(runner: Runner, small_s
 
 def test_exports_round_trip(small_store: Store, tmp_path: Path) -> None:
     b = small_store.build(spec(size=200, quotas={"origin": {"real": {"min": 0.5}}}))
-    out = b.export(tmp_path / "jsonl", format="jsonl")
-    lines = (out / "data.jsonl").read_text(encoding="utf-8").splitlines()
+    out = b.export(tmp_path / "jsonl", format="jsonl").path
+    lines = (out / "data" / "train-00000-of-00001.jsonl").read_text(encoding="utf-8").splitlines()
     originals = set()
     for name in ("real.jsonl", "synthetic-g1.jsonl", "synthetic-g2.jsonl", "synthetic-g3.jsonl"):
         originals |= set((FIXTURES / name).read_text(encoding="utf-8").splitlines())
     assert len(lines) == 200 and set(lines) <= originals  # byte-for-byte input lines
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["files"][0]["path"] == "data.jsonl" and len(manifest["files"][0]["sha256"]) == 64
+    entry = manifest["files"][0]
+    assert entry["path"] == "data/train-00000-of-00001.jsonl" and len(entry["sha256"]) == 64
     croissant = json.loads((out / "croissant.json").read_text(encoding="utf-8"))
     assert croissant["conformsTo"] == "http://mlcommons.org/croissant/1.1"
     assert croissant["lineage:syntheticShare"] == round(composition(b, "origin").get("synthetic", 0) / 200, 6)
-    out = b.export(tmp_path / "pq", format="parquet", with_provenance=True)
-    table = pq.read_table(out / "data.parquet")
+    out = b.export(tmp_path / "pq", format="parquet", verbatim=True, with_provenance=True).path
+    table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
     assert table.num_rows == 200 and "_lineage_origin" in table.column_names
     records = [json.loads(line) for line in lines]
     got = sorted(
@@ -217,8 +218,8 @@ def test_bad_floors() -> None:
 def test_hf_export_loads_back(small_store: Store, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets", reason="the hf export needs the `hf` extra")
     b = small_store.build(spec(size=50))
-    out = b.export(tmp_path / "hf", format="hf", with_provenance=True)
-    loaded = datasets.load_from_disk(str(out / "hf"))
+    out = b.export(tmp_path / "hf", format="hf", verbatim=True, with_provenance=True).path
+    loaded = datasets.load_from_disk(str(out))
     assert loaded.num_rows == 50 and "_lineage_generation" in loaded.column_names
     ids = {r["id"] for r in loaded}
     assert ids == set(b.members(columns="external_id")["external_id"].to_pylist())

@@ -122,8 +122,8 @@ def test_builds_read_s3_and_stay_beside_the_catalog(remote: Store, tmp_path: Pat
     assert members.num_rows == 400
     assert sum(o == "real" for o in members["origin"].to_pylist()) >= 200
     assert (remote.root / "builds" / "mix" / "v1" / "members.parquet").is_file()
-    out = build.export(tmp_path / "out", format="jsonl")
-    lines = (out / "data.jsonl").read_text(encoding="utf-8").splitlines()
+    out = build.export(tmp_path / "out", format="jsonl").path
+    lines = (out / "data" / "train-00000-of-00001.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 400 and all(json.loads(line)["text"] for line in lines)
     assert remote.doctor().ok and remote.doctor().orphans == []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from lineage.segments import atomic_write_bytes, write_parquet
 if TYPE_CHECKING:
     import polars as pl
 
+    from lineage.export import ExportResult
+    from lineage.licenses import LicenseShare
     from lineage.store import Store
 
 __all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "build", "load_spec"]
@@ -186,12 +189,74 @@ class Build:
                 f"SELECT {columns} FROM samples s SEMI JOIN _members m USING (sample_id) ORDER BY sample_id"
             ).to_arrow_table()
 
+    def licenses(self) -> list[LicenseShare]:
+        """The licence composition of the members: count and share per licence, `unknown` included."""
+        from lineage.licenses import composition
+
+        with self.store.reader() as con:
+            con.register("_members", self.member_ids())
+            rows = con.execute(
+                "SELECT s.license, count(*) FROM samples s SEMI JOIN _members m USING (sample_id) GROUP BY 1"
+            ).fetchall()
+        return composition(dict(rows))
+
     def to_polars(self) -> pl.DataFrame:
         import polars as pl
 
         return pl.from_arrow(self.members())  # type: ignore[return-value]
 
-    def export(self, output: str | Path, *, format: str = "parquet", with_provenance: bool = False) -> Path:  # noqa: A002
-        from lineage.export import export_build
+    def export(
+        self,
+        output: str | Path,
+        *,
+        format: str = "parquet",  # noqa: A002 - the CLI's name
+        columns: list[str] | tuple[str, ...] | None = None,
+        verbatim: bool | None = None,
+        with_provenance: bool = False,
+        split: dict[str, float] | list[str] | None = None,
+        split_seed: int | None = None,
+        shard_size: str | int | None = None,
+        force: bool = False,
+    ) -> ExportResult:
+        """Write an export at `output` (see lineage.export): text and messages by default, `verbatim` for the
+        records as they were (the default for jsonl); `split={"validation": 0.01}`; `shard_size` rows or "500MB";
+        a non-empty `output` needs `force`, which replaces it whole."""
+        from lineage.export import ExportOptions, export_build, parse_shard_size
+        from lineage.export.splits import parse_splits
 
-        return export_build(self, Path(output), fmt=format, with_provenance=with_provenance)
+        options = ExportOptions(
+            format=format,
+            columns=tuple(columns) if columns else None,
+            verbatim=verbatim,
+            provenance=with_provenance,
+            splits=parse_splits(split),
+            split_seed=split_seed,
+            shards=parse_shard_size(shard_size),
+            force=force,
+        )
+        return export_build(self, self.store.output_path(output), options)
+
+    def iter_batches(
+        self, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,
+        with_provenance: bool = False,
+    ) -> Iterator[pa.RecordBatch]:
+        """The members as Arrow record batches (`text` and `messages` by default, any export column by name), in
+        sample_id order, streamed from the store: for a training loader, without an export."""
+        from lineage.export import iter_batches
+
+        return iter_batches(self, batch_size=batch_size, columns=columns, provenance=with_provenance)
+
+    def to_hf(self, *, columns: list[str] | tuple[str, ...] | None = None, with_provenance: bool = False) -> Any:
+        """The members as a `datasets.Dataset` (needs the `hf` extra)."""
+        try:
+            import datasets
+        except ImportError:
+            raise LineageError("to_hf needs the `datasets` package: pip install 'lineage[hf]'") from None
+        batches = list(self.iter_batches(columns=columns, with_provenance=with_provenance))
+        from lineage.export import columns as cols
+
+        schema = batches[0].schema if batches else None
+        table = pa.Table.from_batches(batches, schema=schema) if batches else pa.table(
+            {c: pa.array([], pa.string()) for c in cols.choose(columns, provenance=with_provenance)}
+        )
+        return datasets.Dataset(table)

@@ -32,6 +32,7 @@ WITH protected AS (
 )
 SELECT {columns} FROM samples
 WHERE ({where}) AND generation <= $max_generation
+  AND ($licenses IS NULL OR list_contains($licenses, lower(coalesce(nullif(trim(license), ''), 'unknown'))))
   AND sample_id NOT IN (SELECT sample_id FROM tainted)
   AND content_hash NOT IN (SELECT content_hash FROM protected_text)
   AND sample_id NOT IN (SELECT sample_id FROM dropped)
@@ -79,5 +80,6 @@ def _params(spec: BuildSpec) -> dict[str, object]:
         "protected": spec.protected,
         "filters": spec.pool.exclude_dropped_by,
         "always": list(ALWAYS_EXCLUDED_FILTERS),
+        "licenses": [x.strip().lower() for x in spec.pool.licenses] if spec.pool.licenses is not None else None,
         "max_generation": spec.pool.max_generation if spec.pool.max_generation is not None else 2**31 - 1,
     }

@@ -56,6 +56,11 @@ class Pool(_Strict):
         default=None, description="Filters whose latest `drop` decisions exclude a sample; default: every filter run."
     )
     max_generation: int | None = Field(default=None, ge=0)
+    licenses: list[str] | None = Field(
+        default=None,
+        description="Only samples under these licences (case-insensitive, e.g. cc-by-4.0, mit; `unknown` for "
+        "samples without one); default: any.",
+    )
 
     # Exactly one expression: spliced into `WHERE (where) AND <exclusions>`, it can only narrow the pool.
     _where = field_validator("where")(predicate)
@@ -116,7 +121,10 @@ class BuildSpec(_Strict):
         return value
 
     def canonical(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        doc = self.model_dump(mode="json")
+        if doc["pool"].get("licenses") is None:  # added later: specs without it keep their hash
+            doc["pool"].pop("licenses", None)
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def json_schema() -> dict[str, Any]:

@@ -77,12 +77,16 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, as_json: bool) -> No
 def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks."""
     from lineage.build import Build
+    from lineage.licenses import warnings
 
-    info = Build.parse(open_store(ctx), ref).info
+    build = Build.parse(open_store(ctx), ref)
+    info, mix = build.info, build.licenses()
     doc = {
         k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
         for k, v in info.items()
     }
+    doc["licenses"] = [r.as_dict() for r in mix]
+    doc["license_warnings"] = warnings(mix)
     if as_json:
         click.echo(to_json(doc))
         return
@@ -92,6 +96,9 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     )
     for dim, counts in doc["composition"].items():
         click.echo(f"  {dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    click.echo("  licenses: " + ", ".join(f"{r.license} {r.count:,} ({r.share:.1%})" for r in mix))
+    for line in doc["license_warnings"]:
+        click.echo(f"  warning: {line}")
     click.echo(f"  checks: {doc['checks']}")
 
 
@@ -144,19 +151,62 @@ def diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "hf"]), default="parquet", show_default=True)
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Directory to write.")
-@click.option("--with-provenance", is_flag=True, help="Add provenance columns (_lineage_*).")
+@click.option(
+    "--columns",
+    help="Comma-separated columns: text, messages (default), record, _lineage_source, _lineage_generation, ...",
+)
+@click.option(
+    "--verbatim/--no-verbatim", default=None,
+    help="The input records byte for byte instead of training columns (the default for jsonl only).",
+)
+@click.option("--with-provenance", is_flag=True, help="Add every provenance column (_lineage_*).")
+@click.option(
+    "--split", "splits", multiple=True, help="NAME=SHARE, e.g. validation=0.01 (repeatable); the rest is train."
+)
+@click.option("--split-seed", type=int, help="Seed of the split (default: the build's seed).")
+@click.option("--shard-size", help="Rows per file (100000) or bytes per file (500MB).")
+@click.option("--force", is_flag=True, help="Replace a non-empty OUTPUT (atomically).")
+@json_option
 @click.pass_context
-def export(ctx: click.Context, ref: str, fmt: str, output: str, with_provenance: bool) -> None:
-    """Export build NAME[@vN] with manifest.json and croissant.json.
+def export(
+    ctx: click.Context, ref: str, fmt: str, output: str, columns: str | None, verbatim: bool | None,
+    with_provenance: bool, splits: tuple[str, ...], split_seed: int | None, shard_size: str | None, force: bool,
+    as_json: bool,
+) -> None:
+    """Export build NAME[@vN] for training, with manifest.json and croissant.json (Croissant 1.1).
+
+    Parquet and hf exports carry `text` (the canonical text lineage deduplicated and checked) and `messages`
+    (chat records as a list of {role, content}); JSONL keeps the input records byte for byte unless
+    --no-verbatim or --columns is given. Files are data/train-00000-of-00001.parquet (Hugging Face's
+    layout); --format hf writes a folder datasets.load_from_disk(OUTPUT) opens. A sample and its lineage
+    relatives always land in the same split. The licences the export carries are listed in the manifest,
+    with a warning for non-commercial, share-alike and unknown ones.
 
     \b
-    Example:
-      lineage export mix@v1 --format jsonl --output out/mix
+    Examples:
+      lineage export mix@v1 --output out/mix
+      lineage export mix@v1 --format hf --split validation=0.01 --output out/mix-hf
+      lineage export mix@v1 --format jsonl --output out/mix-jsonl --force
+      lineage export mix@v1 --columns text,_lineage_source --shard-size 100000 --output out/mix
     """
-    from lineage.build import Build
-
-    path = Build.parse(open_store(ctx), ref).export(output, format=fmt, with_provenance=with_provenance)
-    click.echo(f"exported to {path} (manifest.json, croissant.json)")
+    store = open_store(ctx)
+    result = store.export(
+        ref, output, format=fmt, columns=columns.split(",") if columns else None, verbatim=verbatim,
+        with_provenance=with_provenance, split=list(splits), split_seed=split_seed, shard_size=shard_size,
+        force=force,
+    )
+    if as_json:
+        click.echo(to_json({
+            "path": str(result.path), "format": result.format, "columns": result.columns, "splits": result.splits,
+            "files": result.files, "licenses": [r.as_dict() for r in result.licenses], "warnings": result.warnings,
+        }))
+        return
+    rows = ", ".join(f"{name} {n:,}" for name, n in result.splits.items())
+    mix = ", ".join(f"{r.license} {r.share:.1%}" for r in result.licenses)
+    click.echo(f"exported {rows} rows in {len(result.files)} files to {result.path} (manifest.json, croissant.json)")
+    click.echo(f"licences: {mix}")
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
 
 
 COMMANDS = [build_group, builds, diff, export]

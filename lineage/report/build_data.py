@@ -43,6 +43,7 @@ def build_data(store: Store, ref: str) -> dict[str, Any]:
         "floors": json.loads(info["floors"]), "composition": composition, "funnel": funnel(store, info, spec),
         "checks": json.loads(info["checks"]),
         "preview": preview(build, [r["group"] for r in composition.get("source", [])]),
+        "licenses": [r.as_dict() for r in build.licenses()],
     }
     return {**data, "summary": _summary(data)}
 
@@ -121,6 +122,19 @@ def preview(build: Build, order: list[str]) -> list[dict[str, Any]]:
     return [{"group": g, "samples": groups[g]} for g in ranked[:PREVIEW_GROUPS]]
 
 
+def _licences(mix: list[dict[str, Any]]) -> str:
+    """How many licences, flagging the shares a trainer must check: non-commercial and unknown."""
+    flags = [
+        f"{sum(r['share'] for r in rows):.1%} {what}"
+        for what, rows in (
+            ("non-commercial", [r for r in mix if r["non_commercial"]]),
+            ("unknown", [r for r in mix if r["license"] == "unknown"]),
+        )
+        if rows
+    ]
+    return f"{len(mix)}" + (f" ({', '.join(flags)})" if flags else "")
+
+
 def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
     about, comp, checks = data["build"], data["composition"], data["checks"]
     real = next((r["share"] for r in comp.get("origin", []) if r["group"] == "real"), 0.0)
@@ -132,5 +146,6 @@ def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
         "quotas met": f"{sum(q['ok'] for q in data['quotas'])}/{len(data['quotas'])}",
         "floors met": f"{sum(bool(f['met']) for f in data['floors'])}/{len(data['floors'])}",
         "contamination": "clean" if not leaks else f"{leaks:,} matches",
+        "licences": _licences(data["licenses"]),
     }
     return [{"label": k, "value": v} for k, v in values.items()]

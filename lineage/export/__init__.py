@@ -1,0 +1,210 @@
+"""Exports of a build that a trainer loads and an auditor checks.
+
+- Columns: `text` (the canonical text) and `messages` (chat records, OpenAI shape) by default; `--columns`
+  picks others, `_lineage_*` provenance on request; `verbatim` keeps the input records byte for byte (the
+  default for JSONL only).
+- Files: `data/{split}-{i:05d}-of-{n:05d}.parquet|jsonl` (Hugging Face's and datatrove's layout), or for `hf`
+  a `datasets.save_to_disk` folder at OUTPUT itself; seeded splits that keep families together; shards.
+- Beside them: `manifest.json` (files with sha256, splits, licences) and `croissant.json` (Croissant 1.1).
+- The whole folder is written beside OUTPUT and renamed into place (`outputs.replace_dir`): a non-empty
+  OUTPUT is refused unless `force`, and a crash never leaves a half-written export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from lineage import licenses
+from lineage.errors import LineageError
+from lineage.export import columns as cols
+from lineage.export.files import Shards, describe, write_split
+from lineage.export.records import register_records
+from lineage.export.splits import assign, parse_splits
+from lineage.outputs import replace_dir
+
+if TYPE_CHECKING:
+    from lineage.build import Build
+
+__all__ = ["FORMATS", "ExportOptions", "ExportResult", "export_build", "iter_batches", "parse_shard_size"]
+
+FORMATS = ("parquet", "jsonl", "hf")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: str = "parquet"
+    columns: tuple[str, ...] | None = None
+    verbatim: bool | None = None  # None: verbatim for jsonl (as before), training columns otherwise
+    provenance: bool = False
+    splits: dict[str, float] = field(default_factory=dict)
+    split_seed: int | None = None  # default: the build's seed
+    shards: Shards = field(default_factory=Shards)
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    columns: list[str]
+    splits: dict[str, int]
+    files: list[dict[str, Any]]
+    licenses: list[licenses.LicenseShare]
+    warnings: list[str]
+
+
+def parse_shard_size(value: str | int | None) -> Shards:
+    """`100000` (rows per file) or `500MB` / `1GB` / `64KB` (about that many bytes per file)."""
+    if value is None:
+        return Shards()
+    text = str(value).strip().upper()
+    m = re.fullmatch(r"(\d+)\s*(KB|MB|GB)?", text)
+    if not m or int(m.group(1)) == 0:
+        raise LineageError(f"--shard-size `{value}`: give rows (like 100000) or a size (like 500MB)")
+    if m.group(2) is None:
+        return Shards(rows=int(m.group(1)))
+    return Shards(bytes=int(m.group(1)) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)])
+
+
+def export_build(build: Build, output: Path, options: ExportOptions) -> ExportResult:
+    """Write the export of `build` at `output` (already checked by Store.output_path)."""
+    if options.format not in FORMATS:
+        raise LineageError(f"unknown export format `{options.format}`; choose from {', '.join(FORMATS)}")
+    verbatim = options.verbatim if options.verbatim is not None else options.format == "jsonl" and not options.columns
+    if verbatim and options.columns:
+        raise LineageError("--columns picks training columns; --verbatim writes the records as they were: not both")
+    columns = [] if verbatim else cols.choose(options.columns, provenance=options.provenance)
+    splits = parse_splits(options.splits)
+    seed = options.split_seed if options.split_seed is not None else build.info["seed"]
+    with replace_dir(output, force=options.force) as tmp, build.store.reader() as con:
+        _quiet(con)
+        members = assign(con, build.member_ids(), splits, seed)
+        con.register("_export_members", members)
+        names = ["train", *splits]
+        counts = dict(zip(names, (_count(members, n) for n in names), strict=True))
+        if options.format == "hf":
+            from lineage.export.hf import write_hf
+
+            files = write_hf(con, tmp, names, _queries(columns, verbatim, options.provenance), verbatim, options)
+        else:
+            files = _write_files(con, tmp, names, columns, verbatim, options)
+        mix = licenses.composition(_license_counts(con))
+        result = ExportResult(output, options.format, columns, counts, files, mix, licenses.warnings(mix))
+        manifest = _manifest(build, result, verbatim, splits, seed, options)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        from lineage.export.croissant import croissant
+
+        doc = croissant(build, manifest, _generators(con), con)
+        (tmp / "croissant.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _quiet(con: duckdb.DuckDBPyConnection) -> None:
+    """No DuckDB progress bar: the CLI prints its own one-line summary."""
+    with contextlib.suppress(duckdb.Error):  # a locked-down instance keeps its settings
+        con.execute("SET enable_progress_bar = false")
+
+
+def _count(members: pa.Table, split: str) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(pc.equal(members["split"], split)).as_py() or 0)
+
+
+def _queries(columns: list[str], verbatim: bool, provenance: bool) -> Any:
+    """A function of a split name: its query, first column `__sid` (the order, not written)."""
+    select = cols.verbatim_jsonl_sql(provenance) if verbatim else cols.select_list(columns)
+
+    def query(split: str) -> str:
+        return (
+            f"SELECT s.sample_id AS __sid, {select} FROM samples s JOIN _export_members m USING (sample_id) "
+            f"WHERE m.split = '{split}'"
+        )
+
+    return query
+
+
+def _write_files(
+    con: duckdb.DuckDBPyConnection, root: Path, names: list[str], columns: list[str], verbatim: bool,
+    options: ExportOptions,
+) -> list[dict[str, Any]]:
+    query = _queries(columns, verbatim, options.provenance)
+    kind = options.format
+    if verbatim and options.format == "jsonl":
+        kind = "lines"
+    files = []
+    for split in names:
+        q = query(split)
+        if verbatim and options.format == "parquet":
+            q = register_records(con, split, options.provenance)
+        for path in write_split(con, q, root / "data", split, kind=kind, shards=options.shards):
+            files.append(describe(path, root, split))
+    return files
+
+
+def _license_counts(con: duckdb.DuckDBPyConnection) -> dict[str | None, int]:
+    rows = con.sql("SELECT s.license, count(*) FROM samples s SEMI JOIN _export_members m USING (sample_id) GROUP BY 1")
+    return dict(rows.fetchall())
+
+
+def _generators(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.sql(
+        "SELECT DISTINCT s.generator FROM samples s SEMI JOIN _export_members m USING (sample_id) "
+        "WHERE s.generator IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _manifest(
+    build: Build, result: ExportResult, verbatim: bool, splits: dict[str, float], seed: int, options: ExportOptions
+) -> dict[str, Any]:
+    info = build.info
+    return {
+        "build": build.name,
+        "build_version": build.version,
+        "format": result.format,
+        "verbatim": verbatim,
+        "columns": result.columns,
+        "store_version": info["store_version"],
+        "size": info["size"],
+        "seed": info["seed"],
+        "spec": json.loads(info["spec"]),
+        "spec_hash": info["spec_hash"],
+        "composition": json.loads(info["composition"]),
+        "checks": json.loads(info["checks"]),
+        "splits": {
+            "seed": seed,
+            "shares": {"train": round(1 - sum(splits.values()), 6), **splits},
+            "rows": result.splits,
+            "unit": "family: a sample and every sample linked to it by lineage fall on the same side",
+        },
+        "shards": {"rows": options.shards.rows, "bytes": options.shards.bytes},
+        "licenses": [r.as_dict() for r in result.licenses],
+        "license_warnings": result.warnings,
+        "files": result.files,
+    }
+
+
+def iter_batches(
+    build: Build, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,
+    provenance: bool = False,
+) -> Iterator[pa.RecordBatch]:
+    """The members as Arrow record batches (text and messages by default), in sample_id order, streamed."""
+    chosen = cols.choose(columns, provenance=provenance)
+    with build.store.reader() as con:
+        _quiet(con)
+        con.register("_export_ids", build.member_ids())
+        reader = con.sql(
+            f"SELECT {cols.select_list(chosen)} FROM samples s SEMI JOIN _export_ids m USING (sample_id) "
+            "ORDER BY s.sample_id"
+        ).to_arrow_reader(batch_size)
+        yield from reader

@@ -1,0 +1,378 @@
+"""Exports a trainer loads (real `datasets`), that validate (real `mlcroissant`), and that list their licences.
+
+The store mixes what a new user brings: web text (cc-by-4.0), OpenAI-style chat (mit), ShareGPT conversations,
+Alpaca instructions (cc-by-nc-4.0), and synthetic paraphrases of the web text with no licence, 4,000 records.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import Runner
+
+from lineage.build import Build
+from lineage.errors import LineageError
+from lineage.licenses import composition, spdx_id, warnings
+from lineage.store import Store
+
+CORPUS = Path(__file__).resolve().parent.parent / "lineage" / "demo" / "data" / "wordnet-sentences.jsonl.gz"
+SIZE = 3_000
+
+
+def _sentences(n: int, seed: int) -> list[str]:
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for _, line in zip(range(20_000), f, strict=False)]
+    return random.Random(seed).sample(texts, n)
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def make_mix(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """Seeded input files of five families of records."""
+    rng, words = random.Random(seed), _sentences(4_000, seed)
+    web = [{"id": f"web-{i:05d}", "text": f"{words[i]}. {words[i + 1]}."} for i in range(1_400)]
+    chat = [
+        {"id": f"chat-{i:05d}", "messages": [
+            *([{"role": "system", "content": "You are a concise assistant."}] if i % 3 == 0 else []),
+            {"role": "user", "content": f"What does this mean: {words[1_500 + i]}?"},
+            {"role": "assistant", "content": words[2_300 + i]},
+        ]}
+        for i in range(700)
+    ]
+    sharegpt = [
+        {"id": f"sg-{i:05d}", "conversations": [
+            {"from": "human", "value": f"Explain: {words[3_000 + i]}"},
+            {"from": "gpt", "value": words[3_400 + i]},
+        ]}
+        for i in range(400)
+    ]
+    alpaca = [
+        {"id": f"alp-{i:05d}", "instruction": "Paraphrase the sentence.", "input": words[i], "output": words[i + 7]}
+        for i in range(600)
+    ]
+    para = []
+    for i in range(900):
+        parent = web[rng.randrange(len(web))]
+        text = f"In other words, {parent['text'].lower()}"
+        para.append({"id": f"para-{i:05d}", "text": text, "parent_id": parent["id"]})
+    return {name: _write(folder / f"{name}.jsonl", rows) for name, rows in
+            (("web", web), ("chat", chat), ("sharegpt", sharegpt), ("alpaca", alpaca), ("para", para))}
+
+
+def fill(store: Store, files: dict[str, Path]) -> Store:
+    store.ingest(files["web"], origin="real", source="web", method="web", license="cc-by-4.0")
+    store.ingest(files["chat"], origin="synthetic", source="chat", generator="llama-3-8b", generation=1, license="MIT")
+    store.ingest(
+        files["sharegpt"], origin="real", source="sharegpt", method="human", template="{conversations}",
+        license="Apache-2.0",
+    )
+    store.ingest(
+        files["alpaca"], origin="real", source="alpaca", method="human",
+        template="{instruction}\n\n{input}\n\n{output}", license="cc-by-nc-4.0",
+    )
+    store.ingest(files["para"], origin="synthetic", source="para", method="paraphrase", generator="qwen-2-7b",
+                 parent_field="parent_id")
+    return store
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Build, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("export")
+    files = make_mix(root)
+    store = fill(Store.init(root / "store"), files)
+    build = store.build({"name": "blend", "size": SIZE, "seed": 3, "description": "a blend for the export tests"})
+    return store, build, files
+
+
+def originals(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Every input record by its id."""
+    out = {}
+    for path in files.values():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            out[json.loads(line)["id"]] = json.loads(line)
+    return out
+
+
+def expected_messages(record: dict[str, Any]) -> list[dict[str, str]] | None:
+    if "messages" in record:
+        return record["messages"]
+    if "conversations" in record:
+        roles = {"human": "user", "gpt": "assistant"}
+        return [{"role": roles[m["from"]], "content": m["value"]} for m in record["conversations"]]
+    return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def members(build: Build) -> dict[str, dict[str, Any]]:
+    rows = build.members(columns="sample_id, external_id, text, parent_ids").to_pylist()
+    return {r["sample_id"]: r for r in rows}
+
+
+# -- loadable: parquet, hf, jsonl ---------------------------------------------------------------------------
+
+
+def test_parquet_export_loads_with_datasets_and_keeps_families_together(mixed: Any, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    store, build, files = mixed
+    columns = ["text", "messages", "_lineage_sample_id", "_lineage_external_id"]
+    out = store.export("blend", tmp_path / "pq", columns=columns, split=["validation=0.1"])
+    loaded = datasets.load_dataset("parquet", data_dir=str(out.path))
+    assert set(loaded) == {"train", "validation"}
+    assert {s: loaded[s].num_rows for s in loaded} == out.splits and sum(out.splits.values()) == SIZE
+    assert 150 < out.splits["validation"] < 450
+    assert loaded["train"].column_names == ["text", "messages", "_lineage_sample_id", "_lineage_external_id"]
+    want, records = members(build), originals(files)
+    side = {}
+    for split in loaded:
+        for row in loaded[split]:
+            member = want[row["_lineage_sample_id"]]
+            assert row["text"] == member["text"]
+            assert row["messages"] == expected_messages(records[row["_lineage_external_id"]])
+            side[row["_lineage_sample_id"]] = split
+    assert set(side) == set(want)
+    chat = [r for r in loaded["train"] if r["messages"]]
+    assert len(chat) > 500 and {m["role"] for r in chat for m in r["messages"]} == {"system", "user", "assistant"}
+    pairs = [(sid, p) for sid, m in want.items() for p in m["parent_ids"] if p in want]
+    assert len(pairs) > 100 and all(side[a] == side[b] for a, b in pairs)  # a paraphrase sits beside its source
+
+
+def test_hf_export_is_load_from_disk_at_output(mixed: Any, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    store, build, _ = mixed
+    out = store.export("blend", tmp_path / "hf", format="hf")
+    loaded = datasets.load_from_disk(str(out.path))
+    assert isinstance(loaded, datasets.Dataset) and loaded.column_names == ["text", "messages"]
+    assert sorted(loaded["text"]) == sorted(m["text"] for m in members(build).values())
+    split = store.export("blend", tmp_path / "hf-split", format="hf", split={"validation": 0.05}, shard_size=1_000)
+    dd = datasets.load_from_disk(str(split.path))
+    assert isinstance(dd, datasets.DatasetDict) and {s: dd[s].num_rows for s in dd} == split.splits
+    assert len(list((split.path / "train").glob("data-*.arrow"))) == 3
+
+
+def test_jsonl_is_verbatim_by_default_and_columns_on_request(mixed: Any, tmp_path: Path) -> None:
+    store, build, files = mixed
+    out = store.export("blend", tmp_path / "jsonl", format="jsonl")
+    lines = (out.path / "data" / "train-00000-of-00001.jsonl").read_text(encoding="utf-8").splitlines()
+    inputs = {line for path in files.values() for line in path.read_text(encoding="utf-8").splitlines()}
+    assert len(lines) == SIZE and set(lines) <= inputs  # byte for byte
+    out = store.export("blend", tmp_path / "jsonl-cols", format="jsonl", verbatim=False)
+    rows = read_jsonl(out.path / "data" / "train-00000-of-00001.jsonl")
+    assert set(rows[0]) == {"text", "messages"} and sorted(r["text"] for r in rows) == sorted(
+        m["text"] for m in members(build).values())
+    out = store.export("blend", tmp_path / "jsonl-prov", format="jsonl", with_provenance=True)
+    rows = read_jsonl(out.path / "data" / "train-00000-of-00001.jsonl")
+    para = next(r for r in rows if r["id"].startswith("para-"))
+    assert para["_lineage"]["generator"] == "qwen-2-7b" and para["_lineage"]["license"] is None
+    assert para["_lineage"]["generation"] == 1 and len(para["_lineage"]["parent_ids"]) == 1
+
+
+def test_shards_are_named_as_hugging_face_expects(mixed: Any, tmp_path: Path) -> None:
+    store, build, _ = mixed
+    out = store.export("blend", tmp_path / "shards", shard_size=700)
+    names = sorted(p.name for p in (out.path / "data").iterdir())
+    assert names == [f"train-{i:05d}-of-00005.parquet" for i in range(5)]
+    counts = [pq.ParquetFile(out.path / "data" / n).metadata.num_rows for n in names]
+    assert counts == [700, 700, 700, 700, 200]
+    texts = [t for n in names for t in pq.read_table(out.path / "data" / n)["text"].to_pylist()]
+    ordered = build.members(columns="text")["text"].to_pylist()  # sample_id order, shard after shard
+    assert texts == ordered
+    manifest = json.loads((out.path / "manifest.json").read_text(encoding="utf-8"))
+    assert [f["rows"] for f in manifest["files"]] == counts and all(len(f["sha256"]) == 64 for f in manifest["files"])
+
+
+def test_python_api_streams_batches_and_builds_a_dataset(mixed: Any) -> None:
+    datasets = pytest.importorskip("datasets")
+    _, build, _ = mixed
+    batches = list(build.iter_batches(batch_size=512, columns=["text", "_lineage_origin"]))
+    assert all(b.num_rows <= 512 for b in batches) and sum(b.num_rows for b in batches) == SIZE
+    assert batches[0].schema.names == ["text", "_lineage_origin"]
+    ds = build.to_hf()
+    assert isinstance(ds, datasets.Dataset) and ds.num_rows == SIZE and ds.column_names == ["text", "messages"]
+    with pytest.raises(LineageError, match=r"--columns: unknown column `txt`; choose from text, messages, record"):
+        next(build.iter_batches(columns=["txt"]))
+
+
+# -- Croissant -----------------------------------------------------------------------------------------------
+
+
+def mlcroissant(*args: str) -> subprocess.CompletedProcess[str]:
+    pytest.importorskip("mlcroissant")
+    return subprocess.run([str(Path(sys.executable).parent / "mlcroissant"), *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # rdflib, inside mlcroissant
+def test_croissant_validates_and_loads_every_split(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    out = store.export("blend", tmp_path / "cr", split=["validation=0.1"], shard_size=1_000)
+    path = out.path / "croissant.json"
+    checked = mlcroissant("validate", "--jsonld", str(path))
+    assert checked.returncode == 0 and "error" not in checked.stderr.lower(), checked.stderr
+    assert "warning" not in checked.stderr.lower(), checked.stderr
+    import mlcroissant as mlc
+
+    dataset = mlc.Dataset(jsonld=path)
+    for split, n in out.splits.items():
+        rows = list(dataset.records(record_set=split))
+        assert len(rows) == n
+        written = [t for f in sorted((out.path / "data").glob(f"{split}-*.parquet"))
+                   for t in pq.read_table(f)["text"].to_pylist()]
+        assert [r[f"{split}/text"].decode() for r in rows] == written
+    chat = next(r for r in dataset.records(record_set="train") if r["train/messages"][0]["train/messages/role"])
+    assert {m["train/messages/role"] for m in chat["train/messages"]} <= {b"system", b"user", b"assistant"}
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["conformsTo"] == "http://mlcommons.org/croissant/1.1" and doc["name"] == "blend-v1"
+    assert "https://spdx.org/licenses/CC-BY-NC-4.0.html" in doc["license"]
+    assert doc["lineage:generators"] == ["llama-3-8b", "qwen-2-7b"]
+    assert "Synthetic data" in doc["rai:dataCollectionType"]
+    loaded = mlcroissant("load", "--jsonld", str(path), "--record_set", "validation", "--num_records", "3")
+    assert loaded.returncode == 0 and "validation/text" in loaded.stdout, loaded.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "hf"])
+def test_croissant_of_other_formats_validates(mixed: Any, tmp_path: Path, fmt: str) -> None:
+    store, _, _ = mixed
+    out = store.export("blend", tmp_path / fmt, format=fmt)
+    checked = mlcroissant("validate", "--jsonld", str(out.path / "croissant.json"))
+    assert checked.returncode == 0 and "error" not in checked.stderr.lower(), checked.stderr
+
+
+# -- licences ------------------------------------------------------------------------------------------------
+
+
+def test_licences_of_the_export(mixed: Any, tmp_path: Path) -> None:
+    store, build, _ = mixed
+    out = store.export("blend", tmp_path / "lic")
+    manifest = json.loads((out.path / "manifest.json").read_text(encoding="utf-8"))
+    mix = {r["license"]: r for r in manifest["licenses"]}
+    assert set(mix) == {"cc-by-4.0", "MIT", "Apache-2.0", "cc-by-nc-4.0", "unknown"}
+    want = dict(build.members(columns="coalesce(license, 'unknown') AS l, count(*) OVER (PARTITION BY license) AS n")
+                .to_pandas().drop_duplicates().values.tolist())
+    assert {k: r["count"] for k, r in mix.items()} == want and sum(r["count"] for r in mix.values()) == SIZE
+    assert mix["cc-by-nc-4.0"]["non_commercial"] and mix["cc-by-nc-4.0"]["spdx"] == "CC-BY-NC-4.0"
+    assert [w.split(" are ")[1] for w in manifest["license_warnings"]] == ["non-commercial: cc-by-nc-4.0",
+                                                                            "unknown: unknown"]
+
+
+def test_spdx_ids_and_warnings() -> None:
+    assert [spdx_id(x) for x in ("cc-by-4.0", "CC BY-SA 4.0", "mit", "apache-2.0", "WordNet-3.0", "cc0")] == [
+        "CC-BY-4.0", "CC-BY-SA-4.0", "MIT", "Apache-2.0", None, "CC0-1.0"]
+    mix = composition({"cc-by-nc-sa-4.0": 2, None: 1, "": 1, "MIT": 4})
+    assert [(r.license, r.count, r.share) for r in mix] == [("MIT", 4, 0.5), ("cc-by-nc-sa-4.0", 2, 0.25),
+                                                           ("unknown", 2, 0.25)]
+    assert warnings(mix) == [
+        "2 of 8 samples (25.0%) are non-commercial: cc-by-nc-sa-4.0",
+        "2 of 8 samples (25.0%) are share-alike: cc-by-nc-sa-4.0",
+        "2 of 8 samples (25.0%) are unknown: unknown",
+    ]
+
+
+# -- the output folder ---------------------------------------------------------------------------------------
+
+
+def test_non_empty_output_refused_unless_force_which_replaces_it_whole(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    target = tmp_path / "out"
+    store.export("blend", target, format="jsonl")
+    with pytest.raises(LineageError, match=r"--output `.*out` exists and is not empty: .* --force to replace it"):
+        store.export("blend", target)
+    assert sorted(p.name for p in (target / "data").iterdir()) == ["train-00000-of-00001.jsonl"]
+    store.export("blend", target, force=True)
+    assert sorted(p.name for p in (target / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
+    with pytest.raises(LineageError, match="would overwrite the store's own"):
+        store.export("blend", store.root / "builds" / "x")
+    with pytest.raises(LineageError, match="would overwrite the store's own"):
+        store.export("blend", store.root, force=True)
+
+
+def test_failed_export_leaves_the_old_one(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    target = tmp_path / "out"
+    store.export("blend", target)
+    before = (target / "manifest.json").read_bytes()
+    with pytest.raises(LineageError, match="--split validation: the share must be between 0 and 1"):
+        store.export("blend", target, force=True, split=["validation=1.5"])
+    with pytest.raises(LineageError, match="--columns: unknown column `body`"):
+        store.export("blend", target, force=True, columns=["body"])
+    assert (target / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_cli_export(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    runner = Runner(store.root)
+    result = runner("export", "blend", "--format", "hf", "--split", "validation=0.02", "--output", str(tmp_path / "o"))
+    assert result.stdout.startswith("exported train ") and "licences: cc-by-4.0" in result.stdout
+    assert "warning: " in result.stderr and "non-commercial: cc-by-nc-4.0" in result.stderr
+    err = runner("export", "blend", "--output", str(tmp_path / "o"), code=1).stderr
+    assert err == (
+        f"Error: --output `{tmp_path / 'o'}` exists and is not empty: choose another folder, or --force to replace it\n"
+    )
+    doc = runner.json("export", "blend", "--output", str(tmp_path / "o"), "--force", "--shard-size", "1MB")
+    assert doc["format"] == "parquet" and doc["columns"] == ["text", "messages"]
+    err = runner("export", "blend", "--output", str(tmp_path / "p"), "--shard-size", "lots", code=1).stderr
+    assert err == "Error: --shard-size `lots`: give rows (like 100000) or a size (like 500MB)\n"
+
+
+# -- licences of a build: spec restriction, build show, report --------------------------------------------------
+
+
+def test_spec_restricts_licences_and_build_show_lists_them(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    spec = {"name": "permissive", "size": 500, "seed": 1, "pool": {"licenses": ["CC-BY-4.0", "mit"]}}
+    build = store.build(spec)
+    assert {(r.license, r.non_commercial) for r in build.licenses()} <= {("cc-by-4.0", False), ("MIT", False)}
+    assert sum(r.count for r in build.licenses()) == 500
+    unknown = store.build({"name": "unk", "size": 100, "seed": 1, "pool": {"licenses": ["unknown"]}})
+    assert [(r.license, r.count) for r in unknown.licenses()] == [("unknown", 100)]
+    runner = Runner(store.root)
+    shown = runner.json("build", "show", "blend")
+    assert {r["license"] for r in shown["licenses"]} == {"cc-by-4.0", "MIT", "Apache-2.0", "cc-by-nc-4.0", "unknown"}
+    assert any("non-commercial: cc-by-nc-4.0" in w for w in shown["license_warnings"])
+    text = runner("build", "show", "blend").stdout
+    assert "  licenses: cc-by-4.0 " in text and "  warning: " in text
+    from lineage.report.build_data import build_data
+
+    summary = {s["label"]: s["value"] for s in build_data(store, "blend")["summary"]}
+    assert summary["licences"].startswith("5 (") and "% non-commercial" in summary["licences"]
+    assert build_data(store, "permissive")["summary"][-1] == {"label": "licences", "value": "2"}
+
+
+def whole(folder: Path) -> str:
+    """The export's format if its manifest's files are all there with their sha256, else fail."""
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    for f in manifest["files"]:
+        assert hashlib.sha256((folder / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    return manifest["format"]
+
+
+@pytest.mark.parametrize(("step", "left"), [("output_written", "jsonl"), ("output_exchanged", "parquet")])
+def test_crash_during_force_leaves_one_whole_export(mixed: Any, tmp_path: Path, step: str, left: str) -> None:
+    from conftest import run_cli
+
+    store, _, _ = mixed
+    target = tmp_path / "out"
+    store.export("blend", target, format="jsonl")
+    done = run_cli("--store", str(store.root), "export", "blend", "--output", str(target), "--force",
+                   env={"LINEAGE_CRASH_AT": step})
+    assert done.returncode == -9, done.stderr
+    assert whole(target) == left
+    store.export("blend", target, force=True)
+    assert whole(target) == "parquet"
