@@ -100,7 +100,9 @@ def test_protected_and_tainted_never_enter_even_when_selected(small_store: Store
     assert not members & chain
     assert everything.info["pool_size"] == 1126 - 1 - 3 - 1  # the root, its 3 descendants, the copied text
     checks = json.loads(everything.info["checks"])
-    assert checks == {"protected_sets": ["heldout"], "protected_samples": 1, "exact_matches": 0, "lineage_matches": 0}
+    assert {k: checks[k] for k in ("protected_sets", "protected_samples", "clean", "leaks")} == {
+        "protected_sets": ["heldout"], "protected_samples": 1, "clean": True, "leaks": []}
+    assert all(checks[f"{m}_matches"] == 0 for m in ("exact", "near", "contained", "lineage"))
 
 
 def test_filter_drops_are_honoured(small_store: Store) -> None:

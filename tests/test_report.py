@@ -104,7 +104,7 @@ def test_build_report_in_three_formats(scenario: Store, tmp_path: Path) -> None:
     assert html.count("<svg ") == 5  # quotas, origin, source, generation depth, funnel
     ids = re.findall(r'\bid="([^"]+)"', html)
     assert len(ids) == len(set(ids)) > 100  # five charts' ids, prefixed per chart, never clash
-    assert "<h1>mix@v1</h1>" in html and "Clean: no member shares text" in html
+    assert "<h1>mix@v1</h1>" in html and "Clean: no member holds, contains or descends from" in html
     assert "| origin=real | 180 | 150 | 300 |" in md and "| after sql |" in md
     no_remote_references(html)
 

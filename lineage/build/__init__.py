@@ -120,8 +120,14 @@ def _build_row(
     store: Store, plan: BuildPlan, members: pa.Table, version: int, path: str, sha: str, commit_version: int
 ) -> dict[str, Any]:
     checks = _checks(store, plan.spec, members)
-    if checks["exact_matches"] or checks["lineage_matches"]:
-        raise LineageError(f"build {plan.spec.name} would contain protected data: {checks}; nothing was written")
+    if not checks["clean"]:
+        from lineage.build.checks import describe, leak_count
+
+        raise LineageError(
+            f"build {plan.spec.name} would contain protected data: {describe(checks['leaks'][0])}; "
+            f"{leak_count(checks):,} member(s) leak in all; `lineage filter run contamination` drops them; "
+            "nothing was written"
+        )
     return {
         "name": plan.spec.name,
         "build_version": version,
@@ -175,6 +181,22 @@ class Build:
 
     def __repr__(self) -> str:
         return f"Build({self.name!r}@v{self.version}, {self.info['size']:,} samples)"
+
+    def contamination(self) -> dict[str, Any]:
+        """The members' contamination check against the protected sets as they are now.
+
+        The check stored at build time while the protected sets are unchanged (same fingerprint); a new
+        check of the members otherwise (`rechecked`), with the stored one as `as_built`.
+        """
+        from lineage.build.checks import CHECK_VERSION, contamination_check, fingerprint
+
+        stored = json.loads(self.info["checks"])
+        names = json.loads(self.info["spec"]).get("protected")
+        current = fingerprint(self.store, names)
+        if stored.get("check_version") == CHECK_VERSION and stored.get("protected_fingerprint") == current:
+            return {**stored, "rechecked": False}
+        fresh = contamination_check(self.store, names, self.member_ids()["sample_id"])
+        return {**fresh, "rechecked": True, "as_built": stored}
 
     def member_ids(self) -> pa.Table:
         import pyarrow.parquet as pq

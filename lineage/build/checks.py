@@ -1,36 +1,63 @@
-"""Contamination re-check of a build's members against protected sets."""
+"""Contamination re-check of a build's members against protected sets, with the filter's own detection.
+
+Every build runs it on the members it is about to commit (whether or not the `contamination` filter ran
+since the last ingest) and refuses to commit a leak. `build show` and reports run it again whenever the
+protected sets changed since the build (their fingerprint differs), so a build never shows as clean
+against protected data it was not checked against.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lineage.filters.contamination import PROTECTED_SQL, ContaminationParams, detect, protected_items
+
 if TYPE_CHECKING:
     from lineage.store import Store
 
-CHECK_SQL = """
-WITH protected AS (
-    SELECT DISTINCT m.sample_id FROM set_members m JOIN sets s ON s.name = m.set_name
-    WHERE s.protected AND ($names IS NULL OR list_contains($names, s.name))
-), members AS (SELECT sample_id FROM _members),
-exact AS (
-    SELECT count(*) AS n FROM members JOIN samples s USING (sample_id)
-    WHERE s.content_hash IN (SELECT content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected))
-), lineage AS (
-    WITH RECURSIVE t(sample_id) AS (
-        SELECT sample_id FROM protected UNION SELECT e.child_id FROM lineage_edges e JOIN t ON e.parent_id = t.sample_id
-    ) SELECT count(*) AS n FROM members WHERE sample_id IN (SELECT sample_id FROM t)
+CHECK_VERSION = 2
+MAX_LISTED = 20  # leaks listed by name in the check; the counts cover all of them
+SNIPPET_CHARS = 160
+
+METHODS = {
+    "exact": "the same text as a protected item (content hash, or the same words after normalisation)",
+    "near": "an item found inside the member whose whole text is a near duplicate of it (exact Jaccard of "
+    "word shingles)",
+    "contained": "a share of an item's words found in order inside the member (word n-gram index, then "
+    "alignment); case, punctuation and template markup ignored",
+    "lineage": "a descendant of a protected sample",
+}
+
+MEMBERS_SQL = """
+SELECT s.sample_id, s.external_id, s.text, s.content_hash FROM samples s SEMI JOIN _members m USING (sample_id)
+ORDER BY s.sample_id
+"""
+
+LINEAGE_SQL = """
+WITH RECURSIVE walk(sample_id, root) AS (
+    SELECT sample_id, sample_id FROM _protected
+    UNION
+    SELECT e.child_id, w.root FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
 )
-SELECT (SELECT count(*) FROM protected) AS protected_samples, (SELECT n FROM exact) AS exact_matches,
-       (SELECT n FROM lineage) AS lineage_matches
+SELECT m.sample_id, min(w.root) AS root FROM _members m JOIN walk w USING (sample_id) GROUP BY 1
 """
 
 
+def fingerprint(store: Store, names: list[str] | None) -> str:
+    """sha256 of the protected sample ids: a check is current while this is unchanged."""
+    ids = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
 def contamination_check(store: Store, names: list[str] | None, member_ids: pa.Array) -> dict[str, Any]:
+    params = ContaminationParams()
+    protected = protected_items(store, names)
+    members = pa.table({"sample_id": member_ids})
+    leaks: list[dict[str, Any]] = []
     with store.reader() as con:
-        con.register("_members", pa.table({"sample_id": member_ids}))
-        row = con.sql(CHECK_SQL, params={"names": names}).to_arrow_table().to_pylist()[0]
         sets = [
             r[0]
             for r in con.execute(
@@ -38,4 +65,64 @@ def contamination_check(store: Store, names: list[str] | None, member_ids: pa.Ar
                 [names, names],
             ).fetchall()
         ]
-    return {"protected_sets": sets, **row}
+        if protected.num_rows:
+            con.register("_members", members)
+            con.register("_protected", protected.select(["sample_id"]))
+            rows = con.sql(MEMBERS_SQL).to_arrow_table()
+            roots = dict(con.execute(LINEAGE_SQL).fetchall())
+            leaks = _leaks(rows, protected, roots, params)
+    counts = {f"{m}_matches": sum(1 for x in leaks if x["method"] == m) for m in METHODS}
+    return {
+        "protected_sets": sets,
+        "protected_samples": protected.num_rows,
+        **counts,
+        "clean": not leaks,
+        "leaks": leaks[:MAX_LISTED],
+        "methods": METHODS,
+        "params": params.model_dump(exclude={"sets"}),
+        "protected_fingerprint": hashlib.sha256("\n".join(protected["sample_id"].to_pylist()).encode()).hexdigest(),
+        "check_version": CHECK_VERSION,
+    }
+
+
+def _leaks(rows: pa.Table, protected: pa.Table, roots: dict[str, str], params: ContaminationParams) -> list[dict]:
+    found = detect(protected, rows["text"], rows["content_hash"], params)
+    ids, external = rows["sample_id"].to_pylist(), rows["external_id"].to_pylist()
+    out = []
+    for i, sample_id in enumerate(ids):
+        leak = found.get(i)
+        if leak is None and sample_id in roots:
+            out.append(_row(sample_id, external[i], roots[sample_id], "lineage", "contaminated_lineage", None, None))
+        elif leak is not None:
+            text = rows["text"][i].as_py()
+            s, e = leak.span or (0, len(text))
+            snippet = text[s:e] if e - s <= SNIPPET_CHARS else text[s : s + SNIPPET_CHARS] + "…"
+            method = leak.reason.split(":")[0].removeprefix("contaminated_")
+            out.append(_row(sample_id, external[i], leak.item_id, method, leak.reason, leak.score, snippet))
+    return out
+
+
+def _row(
+    member: str, external: str | None, item: str, method: str, reason: str, score: float | None, match: str | None
+) -> dict[str, Any]:
+    return {
+        "member": member,
+        "external_id": external,
+        "item": item,
+        "method": method,
+        "reason": reason,
+        "score": score,
+        "match": match,
+    }
+
+
+def describe(leak: dict[str, Any]) -> str:
+    """One line: the member, the item and the match."""
+    who = leak["member"] + (f" ({leak['external_id']})" if leak.get("external_id") else "")
+    how = leak["reason"] if leak["score"] is None else f"{leak['reason']}, score {leak['score']:.2f}"
+    match = f": {leak['match']!r}" if leak.get("match") else ""
+    return f"member {who} leaks protected item {leak['item']} ({how}){match}"
+
+
+def leak_count(check: dict[str, Any]) -> int:
+    return sum(int(check.get(f"{m}_matches", 0) or 0) for m in METHODS)

@@ -87,6 +87,7 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     }
     doc["licenses"] = [r.as_dict() for r in mix]
     doc["license_warnings"] = warnings(mix)
+    doc["checks"] = build.contamination()
     if as_json:
         click.echo(to_json(doc))
         return
@@ -99,7 +100,24 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     click.echo("  licenses: " + ", ".join(f"{r.license} {r.count:,} ({r.share:.1%})" for r in mix))
     for line in doc["license_warnings"]:
         click.echo(f"  warning: {line}")
-    click.echo(f"  checks: {doc['checks']}")
+    for line in contamination_lines(doc["checks"]):
+        click.echo(f"  {line}")
+
+
+def contamination_lines(check: dict[str, Any]) -> list[str]:
+    """`Clean` only when the members were checked against every protected item there is now."""
+    from lineage.build.checks import describe, leak_count
+
+    if not check["protected_sets"]:
+        return ["contamination: not checked (no protected set; `lineage set create NAME --protected`)"]
+    against = f"{check['protected_samples']:,} protected items in {', '.join(check['protected_sets'])}"
+    methods = ", ".join(check.get("methods", {})) or "exact, lineage"
+    when = "re-checked now (protected sets changed since the build)" if check.get("rechecked") else "at build time"
+    if check.get("clean", leak_count(check) == 0):
+        return [f"contamination: clean against {against} ({methods}; {when})"]
+    counts = ", ".join(f"{m} {check.get(f'{m}_matches', 0):,}" for m in ("exact", "near", "contained", "lineage"))
+    lines = [f"contamination: CONTAMINATED, {leak_count(check):,} member(s) leak ({counts}) against {against} ({when})"]
+    return lines + [f"  {describe(leak)}" for leak in check.get("leaks", [])]
 
 
 @click.command()

@@ -1,24 +1,32 @@
 """contamination: drop samples that leak protected (held-out) data into training.
 
-Three ways a sample is contaminated, each its own reason, with the held-out item as related_id:
-* `contaminated_exact`: same normalised text (content_hash) as a protected sample;
-* `contaminated_near`: MinHash-estimated Jaccard >= threshold with a protected sample;
+Four ways a sample is contaminated, each its own reason, with the held-out item as related_id:
+* `contaminated_exact`: the same text as a protected item: the same content_hash, or the same normalised
+  words (case, punctuation, whitespace and template markup ignored; `lineage.features.containment`);
+* `contaminated_near`: an item found inside the sample (below) whose whole text is a near duplicate of it
+  too: exact Jaccard of word `ngram`-shingle sets >= `threshold`;
+* `contaminated_contained:chars=S-E`: at least `contained` of the item's words found, in order, inside
+  the sample's characters S to E (an item pasted into a longer document, a chat turn, an instruction
+  template, lower-cased, cut to its question, lightly edited); the score is the share found;
 * `contaminated_lineage`: a descendant of a protected sample or of a contaminated one (a paraphrase
   of a test question is still the test question).
+
+`detect` is the one detection: the filter and every build's re-check of its members call it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from lineage.features.minhash import jaccard, match
+from lineage.features import containment
+from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
-from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
@@ -44,20 +52,94 @@ SELECT sample_id, min(root) AS root FROM walk WHERE sample_id NOT IN (SELECT sam
 
 class ContaminationParams(FilterParams):
     sets: str | None = Field(None, description="comma-separated protected sets; default: all of them")
-    ngram: int = Field(5, ge=1, le=64)
-    num_perm: int = Field(128, ge=2, le=4096)
-    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard that counts as a leak")
-    seed: int = Field(1, ge=0, lt=2**32)
+    contained: float = Field(
+        0.5, gt=0.0, le=1.0, description="share of a protected item's words found inside a sample that is a leak"
+    )
+    contain_ngram: int = Field(8, ge=2, le=64, description="word n-grams that find an item inside a sample")
+    min_words: int = Field(
+        8, ge=1, le=10_000, description="items with fewer normalised words are matched as whole texts only"
+    )
+    ngram: int = Field(5, ge=1, le=64, description="shingle size of the near-duplicate Jaccard")
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="exact Jaccard that makes a found item a near duplicate")
 
     def set_names(self) -> list[str] | None:
         return [s.strip() for s in self.sets.split(",") if s.strip()] if self.sets else None
 
 
+@dataclass(frozen=True)
+class Leak:
+    """One sample leaking one protected item."""
+
+    row: int  # the sample's row in the texts given to `detect`
+    item_id: str  # the protected sample
+    reason: str
+    score: float
+    span: tuple[int, int] | None  # characters of the sample's text that hold the item (containment)
+
+    def describe(self) -> str:
+        share = (
+            f"{self.score:.0%} of the item"
+            if self.reason.startswith("contaminated_contained")
+            else (f"score {self.score:.2f}")
+        )
+        return f"{self.reason.split(':')[0]}, {share}" + (f", chars {self.span[0]}-{self.span[1]}" if self.span else "")
+
+
+def protected_items(store: Store, names: list[str] | None) -> pa.Table:
+    """sample_id, text, content_hash of every protected sample (of `names`, default: every protected set)."""
+    return store.sql(PROTECTED_SQL, params=[names, names])
+
+
+def detect(
+    protected: pa.Table,
+    texts: pa.Array | pa.ChunkedArray,
+    hashes: pa.Array | pa.ChunkedArray,
+    params: ContaminationParams,
+) -> dict[int, Leak]:
+    """The best leak of every text that leaks (exact, near or contained; lineage is the caller's)."""
+    if protected.num_rows == 0 or len(texts) == 0:
+        return {}
+    prot_ids = protected["sample_id"].to_pylist()
+    by_hash: dict[str, str] = {}
+    for pid, h in zip(prot_ids, protected["content_hash"].to_pylist(), strict=True):
+        by_hash.setdefault(h, pid)
+    out: dict[int, Leak] = {}
+    for i, h in enumerate(hashes.to_pylist()):
+        if h in by_hash:
+            out[i] = Leak(i, by_hash[h], "contaminated_exact", 1.0, None)
+    index = containment.build_index(protected["text"], ngram=params.contain_ngram, min_words=params.min_words)
+    found = [f for f in containment.scan(index, texts, threshold=params.contained) if f.row not in out]
+    best: dict[int, containment.Found] = {}
+    for f in found:  # the scan lists each text's best item first
+        best.setdefault(f.row, f)
+    near = _near(best, texts, protected["text"], params)
+    for row, f in best.items():
+        if f.kind == "exact":
+            out[row] = Leak(row, prot_ids[f.item], "contaminated_exact", 1.0, None)
+        elif row in near:
+            out[row] = Leak(row, prot_ids[f.item], "contaminated_near", near[row], None)
+        else:
+            text = texts[row].as_py()
+            span = containment.char_span(text, f.start, f.end)
+            out[row] = Leak(row, prot_ids[f.item], f"contaminated_contained:chars={span[0]}-{span[1]}", f.score, span)
+    return out
+
+
+def _near(best: dict[int, containment.Found], texts: Any, items: Any, params: ContaminationParams) -> dict[int, float]:
+    """Jaccard of the found pairs whose whole texts are near duplicates."""
+    pairs = np.array([(row, f.item) for row, f in best.items() if f.kind == "contained"], np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return {}
+    kept, sims = verify_exact(pairs, texts, items, ngram=params.ngram, threshold=params.threshold)
+    return {int(row): round(float(s), 4) for (row, _), s in zip(kept.tolist(), sims.tolist(), strict=True)}
+
+
 @register
 class ContaminationFilter(SelectionFilter):
-    """Drop exact, near-duplicate and lineage leaks of protected (held-out) sets."""
+    """Drop exact, near-duplicate, contained and lineage leaks of protected (held-out) sets."""
 
     name = "contamination"
+    version = "2"
     Params = ContaminationParams
     columns = ("text", "content_hash")
     params: ContaminationParams
@@ -68,36 +150,18 @@ class ContaminationFilter(SelectionFilter):
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
-        names = self.params.set_names()
-        protected = context.store.sql(PROTECTED_SQL, params=[names, names])
+        protected = protected_items(context.store, self.params.set_names())
         if features.num_rows == 0:
             return DECISIONS.empty_table()
-        related, reason, score = self._direct(features, protected, context.store)
-        self._lineage(features, protected, related, reason, context.store)
-        return _decisions(features["sample_id"], related, reason, score, set(protected["sample_id"].to_pylist()))
-
-    def _direct(self, features: pa.Table, protected: pa.Table, store: Store) -> tuple[list, list, list]:
+        leaks = detect(protected, features["text"], features["content_hash"], self.params)
         n = features.num_rows
         related: list[str | None] = [None] * n
         reason: list[str | None] = [None] * n
         score: list[float | None] = [None] * n
-        if protected.num_rows == 0:
-            return related, reason, score
-        p = self.params
-        dedup = NearDedupFilter(NearDedupParams(ngram=p.ngram, num_perm=p.num_perm, threshold=p.threshold, seed=p.seed))
-        sig_sel, sig_prot = dedup.cached_signatures(features, store), dedup.cached_signatures(protected, store)
-        prot_ids, prot_ids_by_hash = protected["sample_id"].to_pylist(), {}
-        for pid, h in zip(prot_ids, protected["content_hash"].to_pylist(), strict=True):
-            prot_ids_by_hash.setdefault(h, pid)
-        pairs = match(sig_sel, sig_prot, threshold=p.threshold)
-        best = _best_match(pairs, jaccard(sig_sel[pairs[:, 0]], sig_prot[pairs[:, 1]]) if len(pairs) else np.array([]))
-        for i, h in enumerate(features["content_hash"].to_pylist()):
-            if h in prot_ids_by_hash:
-                related[i], reason[i], score[i] = prot_ids_by_hash[h], "contaminated_exact", 1.0
-            elif i in best:
-                j, sim = best[i]
-                related[i], reason[i], score[i] = prot_ids[j], "contaminated_near", float(sim)
-        return related, reason, score
+        for i, leak in leaks.items():
+            related[i], reason[i], score[i] = leak.item_id, leak.reason, leak.score
+        self._lineage(features, protected, related, reason, context.store)
+        return _decisions(features["sample_id"], related, reason, score, set(protected["sample_id"].to_pylist()))
 
     def _lineage(self, features: pa.Table, protected: pa.Table, related: list, reason: list, store: Store) -> None:
         ids = features["sample_id"].to_pylist()
@@ -111,14 +175,6 @@ class ContaminationFilter(SelectionFilter):
         for i, sample_id in enumerate(ids):
             if reason[i] is None and sample_id in rows:
                 related[i], reason[i] = rows[sample_id], "contaminated_lineage"
-
-
-def _best_match(pairs: np.ndarray, sims: np.ndarray) -> dict[int, tuple[int, float]]:
-    best: dict[int, tuple[int, float]] = {}
-    for (i, j), s in zip(pairs.tolist(), sims.tolist(), strict=True):
-        if i not in best or s > best[i][1]:
-            best[i] = (j, s)
-    return best
 
 
 def _decisions(ids: pa.ChunkedArray, related: list, reason: list, score: list, protected: set[str]) -> pa.Table:
@@ -135,5 +191,3 @@ def _decisions(ids: pa.ChunkedArray, related: list, reason: list, score: list, p
         },
         schema=DECISIONS,
     )
-
-

@@ -41,11 +41,20 @@ def build_data(store: Store, ref: str) -> dict[str, Any]:
         "quotas": [_quota(r) for r in allocation if r["kind"] == "quota"],
         "cells": [r for r in allocation if r["kind"] == "cell"],
         "floors": json.loads(info["floors"]), "composition": composition, "funnel": funnel(store, info, spec),
-        "checks": json.loads(info["checks"]),
+        "checks": _contamination(build),
         "preview": preview(build, [r["group"] for r in composition.get("source", [])]),
         "licenses": [r.as_dict() for r in build.licenses()],
     }
     return {**data, "summary": _summary(data)}
+
+
+def _contamination(build: Build) -> dict[str, Any]:
+    """The members checked against the protected sets as they are now (re-checked if they changed)."""
+    from lineage.build.checks import leak_count
+
+    check = build.contamination()
+    check.pop("as_built", None)
+    return {**check, "leak_count": leak_count(check)}
 
 
 def _about(info: dict[str, Any]) -> dict[str, Any]:
@@ -139,13 +148,14 @@ def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
     about, comp, checks = data["build"], data["composition"], data["checks"]
     real = next((r["share"] for r in comp.get("origin", []) if r["group"] == "real"), 0.0)
     depths = [int(r["group"]) for r in comp.get("generation", []) if r["group"].lstrip("-").isdigit()]
-    leaks = checks.get("exact_matches", 0) + checks.get("lineage_matches", 0)
+    leaks = checks["leak_count"]
     values = {
         "samples": f"{about['size']:,}", "pool": f"{about['pool_size']:,}", "real": f"{real:.1%}",
         "sources": f"{len(comp.get('source', [])):,}", "max generation": str(max(depths)) if depths else "–",
         "quotas met": f"{sum(q['ok'] for q in data['quotas'])}/{len(data['quotas'])}",
         "floors met": f"{sum(bool(f['met']) for f in data['floors'])}/{len(data['floors'])}",
-        "contamination": "clean" if not leaks else f"{leaks:,} matches",
+        "contamination": ("not checked" if not checks["protected_sets"] else "clean" if not leaks
+                          else f"{leaks:,} leaking members"),
         "licences": _licences(data["licenses"]),
     }
     return [{"label": k, "value": v} for k, v in values.items()]
