@@ -17,7 +17,7 @@ contamination analyses, datatrove's and OLMo's decontamination do, by word n-gra
   tokens), and a bitmap of their low bits that rejects almost every training n-gram with one memory read.
 * **Scan.** Training texts are tokenised and every n-gram hashed with numpy, a pass of documents at a
   time, in threads; the few n-grams that pass the bitmap are looked up in the sorted keys. A (document,
-  item) pair with at least `min_share` of the item's n-grams in the document is a candidate.
+  item) pair whose n-grams found in the document cover at least `min_cover` of the item is a candidate.
 * **Verification.** A candidate's item is aligned with the document's tokens around its densest run of
   hits (`difflib.SequenceMatcher` on token hashes); the score is the share of the item's tokens found in
   aligned blocks of at least `MIN_BLOCK` tokens. A replaced word costs that word (and at most a short
@@ -136,6 +136,7 @@ class Index:
     items: np.ndarray  # int64: the item of each key
     grams: np.ndarray  # per item: its number of distinct n-grams (0: too short, not indexed)
     gram_len: np.ndarray  # per item: the length of its grams (ngram, all its tokens if fewer, 0: not indexed)
+    item_len: np.ndarray  # per item: its number of tokens
     item_tokens: list[np.ndarray]
     lengths: tuple[int, ...]  # gram lengths present (ngram, and the lengths of shorter items)
     bloom: np.ndarray
@@ -145,7 +146,7 @@ class Index:
     @property
     def gram_len_all(self) -> np.ndarray:
         """Every item's token count (for the whole-text check)."""
-        return np.unique([len(t) for t in self.item_tokens])
+        return np.unique(self.item_len)
 
     @property
     def size(self) -> int:
@@ -182,6 +183,7 @@ def build_index(texts: pa.Array | Sequence[str | None], *, ngram: int, min_words
         items,
         np.bincount(items, minlength=len(per_item)),
         np.where(per_item >= max(min_words, ngram), ngram, np.where(per_item >= min_words, per_item, 0)),
+        per_item,
         [tok.hashes[a:b] for a, b in zip(tok.offsets[:-1], tok.offsets[1:], strict=True)],
         tuple(int(x) for x in lengths),
         bloom,
@@ -207,7 +209,7 @@ def scan(
     texts: pa.Array | pa.ChunkedArray | Sequence[str | None],
     *,
     threshold: float,
-    min_share: float = 0.0,
+    min_cover: float = 0.2,
     threads: int = THREADS,
 ) -> list[Found]:
     """Every (text, item) pair whose verified share reaches `threshold`, the best item of each text first."""
@@ -216,7 +218,7 @@ def scan(
         return []
 
     def one_pass(lo: int) -> list[Found]:
-        found = _scan_pass(index, arr.slice(lo, DOCS_PER_PASS), threshold, min_share)
+        found = _scan_pass(index, arr.slice(lo, DOCS_PER_PASS), threshold, min_cover)
         return [Found(f.row + lo, f.item, f.score, f.kind, f.start, f.end) for f in found]
 
     starts = range(0, len(arr), DOCS_PER_PASS)
@@ -228,7 +230,7 @@ def scan(
     return [f for part in parts for f in part]
 
 
-def _scan_pass(index: Index, texts: pa.Array | pa.ChunkedArray, threshold: float, min_share: float) -> list[Found]:
+def _scan_pass(index: Index, texts: pa.Array | pa.ChunkedArray, threshold: float, min_cover: float) -> list[Found]:
     tok = tokenize(texts)
     out = _same_text(index, tok)
     pos, item = _hits(index, tok)
@@ -240,9 +242,10 @@ def _scan_pass(index: Index, texts: pa.Array | pa.ChunkedArray, threshold: float
     bounds = np.flatnonzero(np.concatenate([[True], (doc[1:] != doc[:-1]) | (item[1:] != item[:-1]), [True]]))
     counts = np.diff(bounds)
     firsts = bounds[:-1]
-    need = np.maximum(1, np.ceil(min_share * index.grams[item[firsts]]))
+    cover = _cover(pos, bounds, index.gram_len[item[firsts]]) / np.maximum(index.item_len[item[firsts]], 1)
     per_doc: dict[int, int] = {}
-    for g in np.flatnonzero(counts >= need)[np.argsort(-counts[counts >= need], kind="stable")].tolist():
+    candidates = np.flatnonzero(cover >= min_cover)
+    for g in candidates[np.argsort(-cover[candidates], kind="stable")].tolist():
         d = int(doc[firsts[g]])
         if per_doc.get(d, 0) >= MAX_PAIRS_PER_DOC:
             continue
@@ -253,6 +256,15 @@ def _scan_pass(index: Index, texts: pa.Array | pa.ChunkedArray, threshold: float
             out.append(found)
     out.sort(key=lambda f: (f.row, f.kind != "exact", -f.score, f.item))
     return out
+
+
+def _cover(pos: np.ndarray, bounds: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Per group of sorted hit positions: how many tokens the union of their grams covers."""
+    group_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    step = np.empty(len(pos), np.int64)
+    step[:-1] = pos[1:] - pos[:-1]
+    step[bounds[1:] - 1] = np.iinfo(np.int64).max  # a group's last gram covers its whole width
+    return np.add.reduceat(np.minimum(step, width[group_of]), bounds[:-1])
 
 
 def _same_text(index: Index, tok: Tokens) -> list[Found]:
@@ -302,8 +314,10 @@ def _verify(index: Index, item: int, tok: Tokens, doc: int, hit: np.ndarray, thr
     best = int(np.argmax(right - np.arange(len(hit))))
     lo = max(0, int(hit[best]) - length)
     hi = min(count, int(hit[right[best] - 1]) + index.ngram + length)
-    window = tok.hashes[first + lo : first + hi].tolist()
-    matcher = difflib.SequenceMatcher(None, wanted.tolist(), window, autojunk=False)
+    window = tok.hashes[first + lo : first + hi]
+    if _block_bound(wanted, window) < threshold * length:
+        return None
+    matcher = difflib.SequenceMatcher(None, wanted.tolist(), window.tolist(), autojunk=False)
     blocks = [b for b in matcher.get_matching_blocks() if b.size >= min(MIN_BLOCK, length)]
     score = sum(b.size for b in blocks) / length if length else 0.0
     if not blocks or score < threshold:
@@ -311,6 +325,27 @@ def _verify(index: Index, item: int, tok: Tokens, doc: int, hit: np.ndarray, thr
     start_tok = first + lo + blocks[0].b
     end_tok = first + lo + blocks[-1].b + blocks[-1].size - 1
     return Found(doc, item, round(score, 4), "contained", int(tok.starts[start_tok]), int(tok.ends[end_tok]))
+
+
+def _block_bound(wanted: np.ndarray, window: np.ndarray) -> int:
+    """Item tokens inside a run of MIN_BLOCK tokens that the window also has: a bound on what alignment finds
+    (every aligned block of MIN_BLOCK or more is made of such runs), at numpy cost."""
+    k = min(MIN_BLOCK, len(wanted))
+    if len(window) < k:
+        return 0
+    a, b = _runs(wanted, k), _runs(window, k)
+    shared = np.flatnonzero(np.isin(a, b))
+    covered = np.zeros(len(wanted) + 1, np.int64)
+    np.add.at(covered, shared, 1)
+    np.add.at(covered, shared + k, -1)
+    return int(np.count_nonzero(np.cumsum(covered)[:-1]))
+
+
+def _runs(tokens: np.ndarray, k: int) -> np.ndarray:
+    h = tokens[: len(tokens) - k + 1].copy()
+    for j in range(1, k):
+        h = h * FNV_PRIME + tokens[j : len(tokens) - k + 1 + j]
+    return h
 
 
 def char_span(text: str, start: int, end: int) -> tuple[int, int]:
