@@ -200,3 +200,23 @@ def test_governed_policy_responds_to_its_check(runs: dict[int, DemoResult]) -> N
         previous = decision
     shares = runs[0].series("governed", "real_share")
     assert all(s >= 0.5 for s in shares)
+
+
+def test_policy_rolls_back_to_the_last_passing_snapshot(runs: dict[int, DemoResult]) -> None:
+    """replace-m3 and replace-m2 fail their check against replace-m1: a rollback draws the next build from the
+    store as it was when replace-m1's training build was made (real data only, no model output yet)."""
+    import json
+
+    from lineage.build import Build
+
+    store = runs[0].store
+    spec = {"name": "after-replace", "size": 500, "seed": 1,
+            "pool": {"where": "source = 'wordnet' OR generator LIKE 'replace-%'"},
+            "policy": {"after": "replace-m3", "baseline": "replace-m1", "on_symptoms": {"rollback": True}}}
+    build = store.build(spec)
+    decision = json.loads(build.info["checks"])["policy"]
+    first = Build(store, "replace-g1")
+    assert decision["fired"] and decision["rolled_back_to"] == "replace-m1"
+    assert decision["as_of"] == first.info["store_version"] == build.info["store_version"]
+    assert json.loads(build.info["composition"])["origin"] == {"real": 500}
+    assert decision["real_min"] == pytest.approx(0.2)  # no floor before: the step from 0

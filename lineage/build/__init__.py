@@ -56,6 +56,8 @@ def build(
     spec = spec if isinstance(spec, BuildSpec) else load_spec(spec)
     source = store.at(as_of) if as_of is not None else store
     spec, decision = apply_policy(source, spec)
+    if decision is not None and decision.get("as_of") is not None:  # a rollback: draw from the snapshot
+        source = store.at(decision["as_of"])
     if dry_run:
         return _plan(source, spec)[0]
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:

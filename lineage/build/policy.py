@@ -6,6 +6,9 @@ The limits start from the stricter of this spec's and those of MODEL's own train
 one good generation does not undo a response). When the check finds symptoms, the real floor rises
 by `real_min` (at most 1) and the generation cap falls by `max_generation` (at least 0). The decision,
 fired or not, with the failing symptoms, is recorded in the build row's `checks` under `policy`.
+With `on_symptoms: {rollback: true}` a firing policy also draws the build from the store as it was when
+the training build of the last model whose check passed was made (walking `after`'s parents): the
+article's generational snapshots.
 """
 
 from __future__ import annotations
@@ -44,7 +47,24 @@ def apply_policy(store: Store, spec: BuildSpec) -> tuple[BuildSpec, dict[str, An
         "rule": "on_symptoms" if failing else "none: the check passed",
         "real_min": real, "max_generation": cap, "symptoms": failing,
     }
+    if failing and policy.on_symptoms.rollback:
+        decision.update(_snapshot(store, policy.after, policy.baseline))
     return spec.model_copy(update={"quotas": quotas, "pool": pool}), decision
+
+
+def _snapshot(store: Store, after: str, baseline: str | None) -> dict[str, Any]:
+    """The last model up `after`'s parent chain whose check passes, and its training build's store version."""
+    from lineage.models import require_model
+
+    name: str | None = require_model(store, after)["parent"]
+    while name is not None:
+        info = require_model(store, name)
+        if store.check(name, baseline=baseline if baseline != name else None).passed:
+            version = store.sql("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
+                                params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
+            return {"rule": "on_symptoms, rollback", "rolled_back_to": name, "as_of": version}
+        name = info["parent"]
+    raise LineageError(f"policy rollback: no model before `{after}` passes its check; nothing to roll back to")
 
 
 def _limits(store: Store, info: dict[str, Any], spec: BuildSpec) -> tuple[float | None, int | None]:

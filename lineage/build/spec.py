@@ -93,6 +93,10 @@ class OnSymptoms(_Strict):
 
     real_min: float = Field(default=0.2, ge=0, le=1, description="Raise the real share floor by this much.")
     max_generation: int = Field(default=-1, le=0, description="Move the generation cap by this many (<= 0).")
+    rollback: bool = Field(
+        default=False, description="Also draw from the store as it was when the training build of the last "
+        "model (walking `after`'s parents) whose check passed was made: a generational snapshot.",
+    )
 
 
 class Policy(_Strict):
