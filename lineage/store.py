@@ -304,6 +304,13 @@ class Store:
 
         return record_eval(self, model, **options)
 
+    def check(self, model: str, /, *, baseline: str | None = None, thresholds: Any = None) -> Any:
+        """The symptoms of degradation of `model` against `baseline` (default: its parent) and its training
+        build's health, each against a threshold (a `lineage.check.Thresholds`); returns a CheckResult."""
+        from lineage.check import check_model
+
+        return check_model(self, model, baseline=baseline, thresholds=thresholds)
+
     def attribute(self, metric: str, /, **options: Any) -> Any:
         """Attribute an eval metric to groups of the models' training data (by=, models=, benchmark=, seed=)."""
         from lineage.attribution import attribute

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import Runner, fill_small_store
@@ -81,13 +82,29 @@ def test_planted_degraded_source_ranks_first(full: Store) -> None:
     evidence = " | ".join(result.suspects[0]["evidence"])
     assert (
         "regression coefficient" in evidence
-        and "higher where the metric is worse (r = -1.00)" in evidence
+        and "higher where the metric is worse (correlation with the metric r = -1.00; lower metric is worse)"
+        in evidence
         and "deep generation" in evidence
     )
     assert "low diversity" in evidence and "far from real" in evidence
     assert result.health["syn-v3"]["mean_generation"] == 3 and result.health["wordnet"]["real"]
     assert "computed now" in result.health_source
     assert result.reference["distinct_2"] > result.health["syn-v3"]["distinct_2"]
+
+
+def test_wording_follows_the_measured_direction(full: Store) -> None:
+    """A lower-is-better metric that rises with the planted share: the printed r is positive, as measured."""
+    acc = {t["model"]: t["value"] for t in attribute(full, "acc", by="source").timeline}
+    for model, value in acc.items():
+        full.record_eval(model, metrics={"loss": 2.0 - value}, benchmark="planted")
+    result = attribute(full, "loss", by="source", benchmark="planted")
+    shares = np.array([t["shares"]["syn-v3"] for t in result.timeline])
+    measured = float(np.corrcoef(shares, [t["value"] for t in result.timeline])[0, 1])
+    evidence = " | ".join(result.suspects[0]["evidence"])
+    assert result.suspects[0]["group"] == "syn-v3" and measured > 0.99
+    assert f"(correlation with the metric r = {measured:+.2f}; higher metric is worse)" in evidence
+    unsure = [e for s in result.suspects for e in s["evidence"] if "interval includes 0" in e]
+    assert all("not distinguishable from no effect with 6 models" in e for e in unsure)
 
 
 def test_too_few_models_says_so_and_recorded_metrics_are_reused(small_store: Store) -> None:

@@ -49,17 +49,20 @@ def _model_side(g: str, share: np.ndarray, effect: np.ndarray, reg: Regression, 
             (
                 3.0 if sure else 1.5,
                 f"regression coefficient {coef:+.3f} per unit share{interval}"
-                + ("" if sure else ", interval includes 0"),
+                + ("" if sure else f": interval includes 0, not distinguishable from no effect with "
+                   f"{reg.n_models} models"),
             )
         )
     if len(effect) >= 3 and np.ptp(share) > 1e-9 and np.ptp(effect) > 0:
-        r = float(np.corrcoef(share, effect)[0, 1])
+        r = float(np.corrcoef(share, effect)[0, 1])  # with the metric turned so that higher is better
         if r <= STRONG_TREND:
+            # Print the correlation with the metric itself (r_metric = sign * r), so its sign matches the words.
+            direction = "higher" if sign < 0 else "lower"
             found.append(
                 (
                     2 * -r,
                     f"share {share.min():.0%}..{share.max():.0%} across models, higher where the metric is worse "
-                    f"(r = {r:+.2f})",
+                    f"(correlation with the metric r = {sign * r:+.2f}; {direction} metric is worse)",
                 )
             )
     return found

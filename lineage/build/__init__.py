@@ -51,8 +51,13 @@ def build(
     store: Store, spec: BuildSpec | str | Path | dict[str, Any], *, dry_run: bool = False, as_of: int | None = None
 ) -> Build | BuildPlan:
     """Plan and (unless dry_run) commit a build; reads the store as of `as_of` (default: now)."""
+    from lineage.build.policy import apply_policy
+
     spec = spec if isinstance(spec, BuildSpec) else load_spec(spec)
     source = store.at(as_of) if as_of is not None else store
+    spec, decision = apply_policy(source, spec)
+    if decision is not None and decision.get("as_of") is not None:  # a rollback: draw from the snapshot
+        source = store.at(decision["as_of"])
     if dry_run:
         return _plan(source, spec)[0]
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
@@ -67,6 +72,8 @@ def build(
             filename="members.parquet",
         )
         row = _build_row(source, plan, members, version, seg.path, seg.sha256, txn.version)
+        if decision is not None:  # which rule fired and why, beside the contamination checks
+            row["checks"] = json.dumps({**json.loads(row["checks"]), "policy": decision})
         atomic_write_bytes(store.root / folder / "manifest.json", _manifest(row).encode())
         txn.add_rows("builds", pa.Table.from_pylist([row], schema=BUILDS))
     return Build(store, spec.name, version)

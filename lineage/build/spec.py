@@ -88,6 +88,25 @@ class Floor(_Strict):
         return self
 
 
+class OnSymptoms(_Strict):
+    """How a policy moves the limits when the check finds symptoms."""
+
+    real_min: float = Field(default=0.2, ge=0, le=1, description="Raise the real share floor by this much.")
+    max_generation: int = Field(default=-1, le=0, description="Move the generation cap by this many (<= 0).")
+    rollback: bool = Field(
+        default=False, description="Also draw from the store as it was when the training build of the last "
+        "model (walking `after`'s parents) whose check passed was made: a generational snapshot.",
+    )
+
+
+class Policy(_Strict):
+    """Respond to the symptoms of model `after` (see `lineage check`) before building."""
+
+    after: str = Field(description="The model this build trains the successor of; it is checked first.")
+    baseline: str | None = Field(default=None, description="Check against this model; default: its parent.")
+    on_symptoms: OnSymptoms = OnSymptoms()
+
+
 class BuildSpec(_Strict):
     """A blended training set: size, seed, candidate pool, quotas, diversity floors, protected sets."""
 
@@ -100,6 +119,7 @@ class BuildSpec(_Strict):
     floors: list[Floor] = Field(default_factory=list)
     protected: list[str] | None = Field(default=None, description="Protected sets to check; default: all.")
     description: str | None = None
+    policy: Policy | None = Field(default=None, description="Limits that respond to a model's check.")
 
     @field_validator("name")
     @classmethod

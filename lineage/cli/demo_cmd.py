@@ -21,8 +21,9 @@ def demo(directory: str, generations: int, seed: int, train_size: int, force: bo
     Each generation a small bigram language model is trained on a lineage build, samples a synthetic
     corpus, and is evaluated on a protected held-out slice of real WordNet sentences. `replace` trains
     each model on the last model's output only, `accumulate` on everything so far, `governed` on a
-    build that keeps >= 50% real data, caps generation depth at 2 and honours near-dedup and quality
-    drops. Writes the store and report.html to DIRECTORY.
+    build that keeps >= 50% real data, caps generation depth at 2, honours near-dedup and quality
+    drops, and raises the real floor when `lineage check` finds symptoms in its last model. Ends with
+    a conclusion computed from the measured numbers. Writes the store and report.html to DIRECTORY.
 
     \b
     Examples:

@@ -168,4 +168,39 @@ def eval_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
     click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
 
 
-COMMANDS = [model_group, models, eval_group]
+@click.command("check")
+@click.argument("model")
+@click.option("--baseline", default=None, help="Compare with this model instead of MODEL's parent.")
+@click.option("--thresholds", type=click.Path(dir_okay=False), default=None,
+              help="YAML file of thresholds (metric_worse, loss_up, diversity_down, rare_down, "
+                   "max_synthetic_share, max_generation).")
+@json_option
+@click.pass_context
+def check(ctx: click.Context, model: str, baseline: str | None, thresholds: str | None, as_json: bool) -> None:
+    """Check MODEL for symptoms of degradation; exit 1 when any crosses its threshold.
+
+    Compares MODEL's latest evals with its parent's (or --baseline's): benchmark metrics down, loss or
+    perplexity up, output diversity down, rare knowledge lost; and its training build's synthetic share
+    and generation depth. Use it as a gate in a training pipeline.
+
+    \b
+    Examples:
+      lineage check gen-3
+      lineage check gen-3 --baseline gen-1 --thresholds thresholds.yaml --json
+    """
+    from lineage.check import load_thresholds
+
+    limits = load_thresholds(thresholds) if thresholds else None
+    result = open_store(ctx).check(model, baseline=baseline, thresholds=limits)
+    if as_json:
+        click.echo(to_json(result.as_dict()))
+    else:
+        against = f" against {result.against}" if result.against else " (no parent or --baseline: build health only)"
+        click.echo(f"{result.model}{against}: {'passed' if result.passed else 'FAILED'}")
+        for s in result.symptoms:
+            click.echo(f"  {'FAIL' if s.crossed else 'ok  '} {s.kind}: {s.evidence}")
+    if not result.passed:
+        ctx.exit(1)
+
+
+COMMANDS = [model_group, models, eval_group, check]

@@ -70,10 +70,37 @@ class BigramLM:
         return cls(vocab, keys, np.cumsum(counts), context, types, unigram)
 
     def _pair_counts(self, keys: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.keys, keys)
-        found = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == keys)
+        # searchsorted returns len(self.keys) for a key past the last seen bigram: clamp before indexing,
+        # since np.where evaluates both branches (the count of an unseen pair is 0 either way).
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        found = self.keys[pos] == keys
         cum = np.concatenate([[0], self.cum])
         return np.where(found, cum[pos + 1] - cum[pos], 0)
+
+    def predict_next(self) -> np.ndarray:
+        """The most probable next word after each word: argmax_w of c(v, w) + T(v) * P1(w).
+
+        An unseen successor scores T(v) * P1(w), highest for the unigram's best word, so only that word
+        competes with the seen successors of v. Ties go to the lower word id (deterministic).
+        """
+        size = len(self.vocab)
+        best_unigram = int(np.argmax(self.unigram))
+        prev, nxt = self.keys // size, self.keys % size
+        counts = np.diff(np.concatenate([[0], self.cum]))
+        score = counts + self.types[prev] * self.unigram[nxt]
+        order = np.lexsort((-nxt, score, prev))  # per context, the last entry has the top score (lowest id)
+        last = order[np.r_[prev[order][1:] != prev[order][:-1], True]]
+        pred = np.full(size, best_unigram, np.int64)
+        seen_score = np.full(size, -np.inf)
+        pred[prev[last]], seen_score[prev[last]] = nxt[last], score[last]
+        unseen_wins = self.types * self.unigram[best_unigram] > seen_score
+        pred[unseen_wins] = best_unigram
+        return pred
+
+    def accuracy(self, texts: Sequence[str]) -> float:
+        """Next-word top-1 accuracy on `texts` (each position predicted from the word before it)."""
+        prev, nxt = self.vocab.encode(texts)
+        return float((self.predict_next()[prev] == nxt).mean()) if len(prev) else 0.0
 
     def cross_entropy(self, texts: Sequence[str]) -> float:
         """Mean bits per token on `texts` (words outside the vocabulary are skipped by encode)."""

@@ -5,7 +5,8 @@ Three policies, each its own lineage of builds and models in one store:
 * `replace`    each model trains only on the previous model's outputs (the first on real data);
 * `accumulate` each model trains on the real data plus every output so far;
 * `governed`   each model trains on a lineage build: real share >= 50%, max generation 2, near-dedup and
-               quality drops honoured, a diversity floor.
+               quality drops honoured, and a policy: when `lineage check` finds symptoms in the last model
+               (against the first), the next build raises the real floor and lowers the generation cap.
 
 Everything goes through the public API (ingest, sets, filters, builds, models, evals, attribution), so the
 demo doubles as an end-to-end test and as an example to copy for your own loop.
@@ -51,6 +52,7 @@ class Row:
     build_size: int
     real_share: float
     heldout_loss: float  # cross-entropy on the held-out real data, bits per token
+    heldout_accuracy: float  # next-word top-1 accuracy on the held-out real data
     rare_survival: float  # share of the real data's rare words the model still writes
     distinct_2: float
 
@@ -140,12 +142,7 @@ def _spec(store: Store, config: DemoConfig, policy: str, generation: int) -> dic
     name = f"{policy}-g{generation}"
     real = f"source = '{REAL_SOURCE}'"
     if policy == "governed":
-        spec = {"name": name, "size": 1, "seed": config.seed + generation,
-                "pool": {"where": f"{real} OR generator LIKE 'governed-%'", "max_generation": 2},
-                "quotas": {"origin": {"real": {"min": 0.5}}}, "floors": [{"metric": "distinct_2", "min": 0.3}]}
-        # Keep every real sample and add at most as many filtered synthetic ones: real share >= 50%.
-        real_n = _pool_size(store, {**spec, "floors": [], "pool": {"where": real}})
-        return {**spec, "size": real_n + min(real_n, _pool_size(store, {**spec, "floors": []}) - real_n)}
+        return _governed_spec(store, name, config.seed + generation, generation)
     if policy == "replace" and generation > 1:
         pool = f"generator = 'replace-m{generation - 1}'"
     elif policy == "accumulate":
@@ -154,6 +151,27 @@ def _spec(store: Store, config: DemoConfig, policy: str, generation: int) -> dic
         pool = real
     spec = {"name": name, "size": 1, "seed": config.seed + generation, "pool": {"where": pool}}
     return {**spec, "size": _pool_size(store, spec)}
+
+
+def _governed_spec(store: Store, name: str, seed: int, generation: int) -> dict[str, Any]:
+    """Real share >= 50%, generation <= 2, filtered outputs; from generation 2 on, a policy checks the last
+    model against the first (trained on real data only) and, on any symptom, raises the real floor by 0.2
+    and lowers the generation cap by 1 (`lineage.build.policy`): detect, then respond."""
+    from lineage.build.policy import apply_policy
+    from lineage.build.spec import load_spec
+
+    real = f"source = '{REAL_SOURCE}'"
+    spec: dict[str, Any] = {"name": name, "size": 1, "seed": seed,
+                            "pool": {"where": f"{real} OR generator LIKE 'governed-%'", "max_generation": 2},
+                            "quotas": {"origin": {"real": {"min": 0.5}}}}
+    if generation > 1:
+        spec["policy"] = {"after": f"governed-m{generation - 1}", "baseline": "governed-m1"}
+    effective, _ = apply_policy(store, load_spec(spec))
+    real_min = effective.quotas["origin"]["real"].min or 0.5
+    # Keep every real sample and add filtered synthetic ones up to the real floor the policy set.
+    real_n = _pool_size(store, {"name": name, "size": 1, "pool": {"where": real}})
+    synthetic = _pool_size(store, {"name": name, "size": 1, "pool": effective.pool.model_dump()}) - real_n
+    return {**spec, "size": real_n + min(synthetic, int(real_n * (1 - real_min) / real_min))}
 
 
 def _pool_size(store: Store, spec: dict[str, Any]) -> int:
@@ -192,11 +210,11 @@ def _evaluate(
     origins = members["origin"].to_pylist()
     row = Row(
         policy, generation, model, len(origins), origins.count("real") / max(len(origins), 1),
-        lm.cross_entropy(heldout), len(rare & seen) / max(len(rare), 1),
+        lm.cross_entropy(heldout), lm.accuracy(heldout), len(rare & seen) / max(len(rare), 1),
         distinct_n([tokenize(t) for t in outputs], 2) or 0.0,
     )
-    store.record_eval(model, metrics={"heldout_loss": row.heldout_loss}, benchmark="demo",
-                      eval_set="heldout-protected")
+    store.record_eval(model, metrics={"heldout_loss": row.heldout_loss, "heldout_accuracy": row.heldout_accuracy},
+                      benchmark="demo", eval_set="heldout-protected")
     store.record_eval(model, metrics={"rare_survival": row.rare_survival, "distinct_2": row.distinct_2},
                       benchmark="outputs")
     return row

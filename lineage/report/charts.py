@@ -303,14 +303,37 @@ def models_charts(data: dict[str, Any]) -> dict[str, Markup]:
     return out
 
 
+# Axis labels in words for the measures lineage and its demo record; any other metric keeps its name.
+WORDS = {
+    "heldout_loss": "held-out loss (bits/token)",
+    "heldout_accuracy": "held-out next-word accuracy",
+    "rare_survival": "rare words kept (share)",
+    "tail_coverage": "tail coverage (share)",
+    "distinct_1": "output distinct-1 (unique words/all)",
+    "distinct_2": "output distinct-2 (unique pairs/all)",
+    "self_bleu": "output self-BLEU",
+}
+
+
+def words(metric: str) -> str:
+    return WORDS.get(metric, metric)
+
+
 def _measures(data: dict[str, Any]) -> list[dict[str, Any]]:
+    from lineage.report.models_data import higher_is_better
+
     rows = []
     if data["metric"] and any(m["metric"] is not None for m in data["models"]):
-        bench = f" ({data['benchmark']})" if data["benchmark"] else ""
+        bench = f" ({data['benchmark']})" if data["benchmark"] and data["metric"] not in WORDS else ""
         better = "higher" if data["higher_is_better"] else "lower"
-        rows.append({"title": f"{data['metric']}{bench}\n{better} is better", "field": "metric"})
+        rows.append({"title": f"{words(data['metric'])}{bench}\n{better} is better", "field": "metric"})
+    for extra in data.get("extra_measures", []):
+        if any(m["extra"].get(extra["key"]) is not None for m in data["models"]):
+            better = "higher" if higher_is_better(extra["metric"]) else "lower"
+            rows.append({"title": f"{words(extra['metric'])}\n{better} is better", "field": extra["key"]})
     if data["diversity_metric"] and any(m["diversity"] is not None for m in data["models"]):
-        rows.append({"title": f"output {data['diversity_metric']}", "field": "diversity"})
+        title = words(data["diversity_metric"])
+        rows.append({"title": title if title.startswith("output") else f"output {title}", "field": "diversity"})
     return rows
 
 
@@ -336,4 +359,5 @@ def _series(lineage: dict[str, Any], i: int, by_name: dict[str, dict[str, Any]])
         "x": list(range(1, len(models) + 1)),
         "metric": [m["metric"] for m in models],
         "diversity": [m["diversity"] for m in models],
+        **{key: [m["extra"].get(key) for m in models] for key in (models[0]["extra"] if models else {})},
     }

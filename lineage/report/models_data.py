@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from lineage.store import Store
 
 DIVERSITY_PREFERRED = "distinct_2"
+RARE_MEASURES = ("rare_survival", "tail_coverage")
 MODELS_SQL = """
 SELECT m.name, m.parent, m.notes, m.build_name, m.build_version, b.composition, b.size
 FROM models m LEFT JOIN builds b ON b.name = m.build_name AND b.build_version = m.build_version
@@ -54,9 +55,13 @@ def models_data(
     metric, benchmark = choose_metric(evals, metric, benchmark, notes)
     diversity = choose_diversity(evals)
     models = [_model(row, evals, metric, benchmark, diversity) for row in _registered(store)]
+    extra = extra_measures(evals, metric, benchmark, diversity)
+    for m in models:
+        m["extra"] = {f"{b}/{x}": _value(evals, m["name"], x, b) for x, b in extra}
     data = {
         "kind": "models", "title": "models", "metric": metric, "benchmark": benchmark,
         "higher_is_better": None if metric is None else higher_is_better(metric), "diversity_metric": diversity,
+        "extra_measures": [{"metric": x, "benchmark": b, "key": f"{b}/{x}"} for x, b in extra],
         "models": models, "lineages": _lineages(models), "lineage_rule": RULE,
         "groups": {dim: _groups(models, dim) for dim in ("origin", "source")},
         "attribution": _attribution(store, metric, benchmark, by, notes), "notes": notes,
@@ -107,6 +112,17 @@ def higher_is_better(metric: str) -> bool:
     from lineage.attribution import LOWER_IS_BETTER
 
     return not any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+def extra_measures(
+    evals: list[dict[str, Any]], metric: str | None, benchmark: str | None, diversity: str | None
+) -> list[tuple[str, str]]:
+    """What else the collapse chart draws: the other metrics recorded on the chosen metric's benchmark (a
+    held-out accuracy beside a held-out loss) and rare knowledge in the outputs (the clearest collapse signal)."""
+    found = {(e["metric"], e["benchmark"]) for e in evals}
+    same = sorted(x for x, b in found if benchmark is not None and b == benchmark and x != metric)
+    rare = sorted(x for x, b in found if b == OUTPUTS_BENCHMARK and x in RARE_MEASURES and x != diversity)
+    return [(x, str(benchmark)) for x in same] + [(x, OUTPUTS_BENCHMARK) for x in rare]
 
 
 def choose_diversity(evals: list[dict[str, Any]]) -> str | None:

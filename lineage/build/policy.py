@@ -1,0 +1,88 @@
+"""Build policies that respond to symptoms: the article's "dynamic ratios" and generation caps.
+
+A spec's `policy: {after: MODEL, baseline: MODEL, on_symptoms: {real_min: 0.2, max_generation: -1}}`
+runs `lineage check` on MODEL (against `baseline`, default its parent) before the build is planned.
+The limits start from the stricter of this spec's and those of MODEL's own training build (a ratchet:
+one good generation does not undo a response). When the check finds symptoms, the real floor rises
+by `real_min` (at most 1) and the generation cap falls by `max_generation` (at least 0). The decision,
+fired or not, with the failing symptoms, is recorded in the build row's `checks` under `policy`.
+With `on_symptoms: {rollback: true}` a firing policy also draws the build from the store as it was when
+the training build of the last model whose check passed was made (walking `after`'s parents): the
+article's generational snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from lineage.errors import LineageError
+
+if TYPE_CHECKING:
+    from lineage.build.spec import BuildSpec
+    from lineage.store import Store
+
+
+def apply_policy(store: Store, spec: BuildSpec) -> tuple[BuildSpec, dict[str, Any] | None]:
+    """The spec with the policy's limits applied, and the decision (None when the spec has no policy)."""
+    from lineage.build.spec import Pool, Share
+    from lineage.models import require_model
+
+    policy = spec.policy
+    if policy is None:
+        return spec, None
+    info = require_model(store, policy.after)
+    result = store.check(policy.after, baseline=policy.baseline)
+    real, cap = _limits(store, info, spec)
+    failing = [s.evidence for s in result.symptoms if s.crossed]
+    if failing:
+        real = min(1.0, round((real or 0.0) + policy.on_symptoms.real_min, 6))
+        cap = None if cap is None else max(0, cap + policy.on_symptoms.max_generation)
+    quotas = {**spec.quotas, "origin": {**spec.quotas.get("origin", {}), "real": Share(min=real)}}
+    if real is None:
+        quotas = spec.quotas
+    pool = Pool(**{**spec.pool.model_dump(), "max_generation": cap})
+    decision = {
+        "after": policy.after, "against": result.against, "fired": bool(failing),
+        "rule": "on_symptoms" if failing else "none: the check passed",
+        "real_min": real, "max_generation": cap, "symptoms": failing,
+    }
+    if failing and policy.on_symptoms.rollback:
+        decision.update(_snapshot(store, policy.after, policy.baseline))
+    return spec.model_copy(update={"quotas": quotas, "pool": pool}), decision
+
+
+def _snapshot(store: Store, after: str, baseline: str | None) -> dict[str, Any]:
+    """The last model up `after`'s parent chain whose check passes, and its training build's store version."""
+    from lineage.models import require_model
+
+    name: str | None = require_model(store, after)["parent"]
+    while name is not None:
+        info = require_model(store, name)
+        if store.check(name, baseline=baseline if baseline != name else None).passed:
+            version = store.sql("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
+                                params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
+            return {"rule": "on_symptoms, rollback", "rolled_back_to": name, "as_of": version}
+        name = info["parent"]
+    raise LineageError(f"policy rollback: no model before `{after}` passes its check; nothing to roll back to")
+
+
+def _limits(store: Store, info: dict[str, Any], spec: BuildSpec) -> tuple[float | None, int | None]:
+    """The stricter of this spec's and the model's training build's real floor and generation cap."""
+    row = store.sql("SELECT spec, composition FROM builds WHERE name = ? AND build_version = ?",
+                    params=[info["build_name"], info["build_version"]]).to_pylist()
+    if not row:
+        raise LineageError(f"model `{info['name']}`: its training build is missing")
+    before = json.loads(row[0]["spec"])
+    deepest = max((int(g) for g in json.loads(row[0]["composition"]).get("generation", {})), default=0)
+    mins = [_real_min(before.get("quotas", {})), _real_min(spec.model_dump()["quotas"])]
+    caps = [c for c in (before.get("pool", {}).get("max_generation"), spec.pool.max_generation) if c is not None]
+    # A model trained without a cap gets one at the depth its build reached, so a step down means something.
+    cap = min(caps) if caps else deepest
+    real = max((m for m in mins if m is not None), default=None)
+    return real, cap
+
+
+def _real_min(quotas: dict[str, Any]) -> float | None:
+    share = quotas.get("origin", {}).get("real")
+    return None if share is None else share.get("min")
