@@ -19,6 +19,7 @@ from lineage import catalog
 from lineage.errors import IngestError, InputError, LineageError, Reject
 from lineage.faults import crash_point
 from lineage.ids import uuid7
+from lineage.ingest.identity import identify
 from lineage.ingest.options import IngestOptions
 from lineage.ingest.readers import Reader, open_reader
 from lineage.ingest.resolve import resolve
@@ -45,9 +46,13 @@ class IngestResult:
     rows_rejected: int
     version: int
     rejects: list[Reject] = field(default_factory=list)
+    rows_duplicate: int = 0  # new samples whose text an earlier sample has (exact-dedup decides which to keep)
 
     def summary(self) -> str:
         text = f"{self.rows_stored:,} new, {self.rows_present:,} already present"
+        if self.rows_duplicate:
+            noun = "duplicate" if self.rows_duplicate == 1 else "duplicates"
+            text += f", {self.rows_duplicate:,} {noun} of earlier text (kept; exact-dedup decides)"
         if self.rows_rejected:
             text += f", {self.rows_rejected:,} rejected"
         return f"{text} (batch {self.batch_id}, version {self.version})"
@@ -106,26 +111,44 @@ def _run(
     rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(staged.rejects)
     if rows_read == 0:
         raise InputError(f"`{reader.uri}`: no records (the input is empty)")
-    _existing_view(store, con)
+    legacy = _existing_view(store, con)
     _model_generations(store, con, models)
-    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri)
+    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri, legacy)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
+    duplicates = 0
     if stored:
         write_samples(con, txn, batch_id, draft, staged, stored)
+        duplicates = con.execute(DUPLICATES_SQL).fetchall()[0][0]
     present = rows_read - stored - len(rejects)
-    result = IngestResult(batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects)
+    result = IngestResult(
+        batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects, duplicates
+    )
     if opts.set_name:
-        ids = con.execute("SELECT DISTINCT sample_id FROM cand").fetchall()
+        # A row already stored joins the set as the sample it matched (under format 1 its id was another).
+        ids = con.execute(
+            "SELECT DISTINCT coalesce(p.sample_id, c.sample_id) FROM cand c LEFT JOIN present p USING (input_row)"
+        ).fetchall()
         add_members(store, txn, opts.set_name, [r[0] for r in ids])
     txn.add_rows("batches", _batch_row(result, reader, opts, started))
     crash_point("ingest_before_commit")
     return result
 
 
-def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
+# New samples whose text is already in the store (any source) or in an earlier new sample of this input.
+DUPLICATES_SQL = """
+SELECT count(*) FROM (
+    SELECT content_hash, row_number() OVER (PARTITION BY content_hash ORDER BY input_row) AS k FROM nodes
+) WHERE k > 1 OR content_hash IN (SELECT content_hash FROM existing)
+"""
+
+
+def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> int | None:
+    """The `existing` view of the store's samples; returns the last version of format-1 samples, if any."""
     with store._connect(read_only=True) as cat:
         paths = catalog.segment_paths(cat, "samples", None)
+        legacy = catalog.legacy_version(cat)
     catalog.segment_view(con, "existing", store.data, "samples", paths)
+    return legacy
 
 
 def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
@@ -142,17 +165,20 @@ def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: lis
 
 
 def _reject_until_stable(
-    con: duckdb.DuckDBPyConnection, read_rejects: list[Reject], opts: IngestOptions, uri: str
+    con: duckdb.DuckDBPyConnection, read_rejects: list[Reject], opts: IngestOptions, uri: str, legacy: int | None
 ) -> list[Reject]:
-    """Resolve parents; with --skip-bad, drop failing rows (and so their children) until none fail."""
+    """Check identities, resolve parents; with --skip-bad, drop failing rows (and their children) until none fail."""
     rows = con.execute(
         "SELECT input_row, split_part(errors[1], chr(9), 1), split_part(errors[1], chr(9), 2) "
         "FROM staged WHERE len(errors) > 0"
     ).fetchall()
-    rejects = read_rejects + [Reject(*r) for r in rows]
+    conflicts = identify(con, id_field=opts.id_field, legacy_version=legacy)
+    rejects = read_rejects + [Reject(*r) for r in rows] + conflicts
     con.execute("CREATE OR REPLACE TEMP TABLE excluded (input_row BIGINT)")
     if rejects and not opts.skip_bad:
         _refuse(uri, rejects)
+    if conflicts:
+        con.executemany("INSERT INTO excluded VALUES (?)", [[r.line] for r in conflicts])
     while found := resolve(con, field=opts.parent_field, allow_missing=opts.allow_missing_parents):
         if not opts.skip_bad:
             _refuse(uri, found)
@@ -181,5 +207,6 @@ def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, starte
         "started_at": started,
         "finished_at": datetime.now(UTC),
         "version": result.version,
+        "rows_duplicate": result.rows_duplicate,
     }
     return pa.Table.from_pylist([row], schema=BATCHES)

@@ -210,7 +210,7 @@ WITH typed_paths AS (
 SELECT input_row, record, text, external_id, origin, source, method, generator, given_generation,
     parent_refs, gen_params, license, language, tags,
     {CONTENT_HASH_SQL.format(norm="norm")} AS content_hash,
-    {SAMPLE_ID_SQL.format(source="source", norm="norm")} AS sample_id,
+    {SAMPLE_ID_SQL.format(source="source", external_id="external_id", norm="norm")} AS sample_id,
     CASE
         WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
             || $max_bytes || ' (--max-record-bytes)']
