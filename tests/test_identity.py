@@ -196,3 +196,12 @@ def test_migrating_a_format1_store_keeps_every_sample(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"id `r-001` is already sample .* with other text"):
         store.ingest(changed, origin="real", source="notes")
     assert catalog.FORMAT_VERSION == 2
+
+
+def test_a_key_given_twice_is_refused(store: Store, runner: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"id": "a1", "text": "fine"}\n{"id": "a2", "text": "first", "text": "second"}\n', encoding="utf-8")
+    err = runner("ingest", str(path), "--origin", "real", "--source", "notes", code=1).stderr
+    assert err == f"Error: {path}:2: field `text`: key given twice in this record; keep one; nothing was written\n"
+    assert store.version == 0
+    assert store.ingest(path, origin="real", source="notes", skip_bad=True).rows_stored == 1

@@ -178,19 +178,24 @@ WITH typed_paths AS (
     SELECT input_row, record, strlen(record) > $max_bytes AS too_big,
         CASE WHEN NOT too_big THEN try(json_type(record, $type_paths)) END AS types
     FROM raw
+), keyed AS (
+    -- A key given twice makes the record ambiguous (JSON parsers disagree on which value counts).
+    SELECT *, CASE WHEN types[1] = 'OBJECT' THEN json_keys(record) END AS keys FROM typed_paths
 ), checked AS (
     SELECT input_row, record, types[1] AS root, types[2:] AS t,
+        CASE WHEN len(list_distinct(keys)) < len(keys)
+             THEN list_filter(keys, lambda k, i: list_position(keys, k) < i)[1] END AS twice,
         CASE WHEN too_big THEN 'too_big' WHEN types IS NULL THEN 'malformed'
-             WHEN types[1] <> 'OBJECT' THEN 'not_object' END AS bad
-    FROM typed_paths
+             WHEN types[1] <> 'OBJECT' THEN 'not_object' WHEN twice IS NOT NULL THEN 'twice' END AS bad
+    FROM keyed
 ), parsed AS (
     -- Only well-formed objects reach json_extract_string (NULL in, NULL out): no row can fail the query.
-    SELECT input_row, record, bad, root, t, json_extract_string(CASE WHEN bad IS NULL THEN record END, $paths) AS s
+    SELECT input_row, record, bad, twice, root, t, json_extract_string(CASE WHEN bad IS NULL THEN record END, $paths) AS s
     FROM checked
 ), fields AS (
-    SELECT input_row, record, bad, root, {extract}{derived} FROM parsed
+    SELECT input_row, record, bad, twice, root, {extract}{derived} FROM parsed
 ), typed AS (
-    SELECT input_row, record, bad, root,
+    SELECT input_row, record, bad, twice, root,
         {CANONICAL_TEXT_SQL.format(text=text)} AS text,
         CASE WHEN {ext_t} = {_STRING} OR {ext_t} IN {_INTEGER} THEN {ext_x} END
             AS external_id,
@@ -215,6 +220,7 @@ SELECT input_row, record, text, external_id, origin, source, method, generator, 
         WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
             || $max_bytes || ' (--max-record-bytes)']
         WHEN bad = 'malformed' THEN ['record' || chr(9) || 'malformed JSON']
+        WHEN bad = 'twice' THEN [twice || chr(9) || 'key given twice in this record; keep one']
         WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || {_kind("root")}]
         ELSE list_filter(type_errors || [
             CASE WHEN len(type_errors) = 0 AND norm = '' THEN 'text' || chr(9) || 'empty after trimming whitespace' END,
