@@ -33,7 +33,7 @@ from lineage.sqlutil import sql_string
 if TYPE_CHECKING:
     from lineage.store import Store, Transaction
 
-__all__ = ["IngestOptions", "IngestResult", "ingest"]
+__all__ = ["IngestOptions", "IngestResult", "ingest", "ingest_many"]
 
 
 @dataclass(frozen=True)
@@ -59,28 +59,54 @@ class IngestResult:
 
 
 def ingest(store: Store, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
-    """Ingest `data` (path, Arrow table, Polars frame or iterable of dicts) with provenance `options`."""
+    """Ingest `data` (path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts) with provenance
+    `options`."""
+    return ingest_many(store, [data], progress=progress, **options)[0]
+
+
+def ingest_many(
+    store: Store, inputs: list[Any], /, *, progress: Progress | None = None, **options: Any
+) -> list[IngestResult]:
+    """Ingest several inputs in one commit: one batch per input, in order, so a later input's parents may be
+    records of an earlier one. Any input refused refuses them all."""
     if isinstance(options.get("tags"), list | str):
         tags = options["tags"]
         options["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
     opts = IngestOptions(**options)
-    reader = open_reader(data, input_format=opts.input_format)
-    batch_id = uuid7()
-    summary: dict[str, Any] = {"input": reader.uri}
-    with store.transaction("ingest", batch_id, summary) as txn:
-        con = _work_connection(store, batch_id, opts.memory_limit)
-        try:
-            result = _run(store, txn, con, reader, opts, batch_id, progress or _no_progress)
-        except duckdb.OutOfMemoryException:
-            raise LineageError(
-                f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
-                "raise it with --memory-limit, or lower --max-record-bytes"
-            ) from None
-        finally:
-            con.close()
-            store.remove_scratch(batch_id)
-        summary.update(stored=result.rows_stored, present=result.rows_present, rejected=result.rows_rejected)
-    return result
+    readers = [open_reader(data, input_format=opts.input_format) for data in inputs]
+    batch_ids = [uuid7() for _ in readers]
+    summary: dict[str, Any] = {"input": readers[0].uri if len(readers) == 1 else [r.uri for r in readers]}
+    results: list[IngestResult] = []
+    members: list[str] = []
+    with store.transaction("ingest", batch_ids[0], summary) as txn:
+        for reader, batch_id in zip(readers, batch_ids, strict=True):
+            result, ids = _run_one(store, txn, reader, opts, batch_id, progress or _no_progress)
+            results.append(result)
+            members += ids
+        if opts.set_name:
+            add_members(store, txn, opts.set_name, members)
+        summary.update(
+            stored=sum(r.rows_stored for r in results),
+            present=sum(r.rows_present for r in results),
+            rejected=sum(r.rows_rejected for r in results),
+        )
+    return results
+
+
+def _run_one(
+    store: Store, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
+) -> tuple[IngestResult, list[str]]:
+    con = _work_connection(store, batch_id, opts.memory_limit)
+    try:
+        return _run(store, txn, con, reader, opts, batch_id, progress)
+    except duckdb.OutOfMemoryException:
+        raise LineageError(
+            f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
+            "raise it with --memory-limit, or lower --max-record-bytes"
+        ) from None
+    finally:
+        con.close()
+        store.remove_scratch(batch_id)
 
 
 def _no_progress(done: int, total: int | None) -> None:
@@ -102,16 +128,17 @@ def _run(
     opts: IngestOptions,
     batch_id: str,
     progress: Progress,
-) -> IngestResult:
+) -> tuple[IngestResult, list[str]]:
+    """One input's batch; returns it and the sample ids of its accepted rows (for --set)."""
     started = datetime.now(UTC)
     models = registered_names(store)
     draft = store.scratch_dir(batch_id) / "draft.parquet"
-    staged = stage(con, reader, opts, models, Batch(batch_id, reader.uri, started, txn.version), draft, progress)
+    staged = stage(con, reader, opts, models, Batch(batch_id, reader.location, started, txn.version), draft, progress)
     crash_point("ingest_staged")
     rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(staged.rejects)
     if rows_read == 0:
         raise InputError(f"`{reader.uri}`: no records (the input is empty)")
-    legacy = _existing_view(store, con)
+    legacy = _existing_view(store, con, txn)
     _model_generations(store, con, models)
     rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri, legacy)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
@@ -123,15 +150,16 @@ def _run(
     result = IngestResult(
         batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects, duplicates
     )
+    ids: list[str] = []
     if opts.set_name:
         # A row already stored joins the set as the sample it matched (under format 1 its id was another).
-        ids = con.execute(
+        rows = con.execute(
             "SELECT DISTINCT coalesce(p.sample_id, c.sample_id) FROM cand c LEFT JOIN present p USING (input_row)"
         ).fetchall()
-        add_members(store, txn, opts.set_name, [r[0] for r in ids])
+        ids = [r[0] for r in rows]
     txn.add_rows("batches", _batch_row(result, reader, opts, started))
     crash_point("ingest_before_commit")
-    return result
+    return result, ids
 
 
 # New samples whose text is already in the store (any source) or in an earlier new sample of this input.
@@ -142,11 +170,13 @@ SELECT count(*) FROM (
 """
 
 
-def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> int | None:
-    """The `existing` view of the store's samples; returns the last version of format-1 samples, if any."""
+def _existing_view(store: Store, con: duckdb.DuckDBPyConnection, txn: Transaction) -> int | None:
+    """The `existing` view of the store's samples and of those this command wrote before (earlier inputs);
+    returns the last version of format-1 samples, if any."""
     with store._connect(read_only=True) as cat:
         paths = catalog.segment_paths(cat, "samples", None)
         legacy = catalog.legacy_version(cat)
+    paths += [s.path for s in txn.segments if s.kind == "samples"]
     catalog.segment_view(con, "existing", store.data, "samples", paths)
     return legacy
 
@@ -195,7 +225,7 @@ def _refuse(uri: str, rejects: list[Reject]) -> None:
 def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, started: datetime) -> pa.Table:
     row = {
         "batch_id": result.batch_id,
-        "input_uri": reader.uri,
+        "input_uri": reader.location,
         "input_sha256": reader.sha256,
         "input_format": reader.format,
         "options": opts.as_json(),

@@ -86,20 +86,62 @@ def _string_list(f: _Fields, name: str, default: str) -> tuple[str, str]:
     return value, error
 
 
+# A chat turn as one line `role: content`. OpenAI `messages`: content is a string or a list of parts (their `text`),
+# tool calls follow as `name(arguments)`. ShareGPT `conversations`: `from`/`value`, with its role names mapped.
+_CONTENT = (
+    "CASE json_type(m, '$.content') WHEN 'VARCHAR' THEN m->>'content' "
+    "WHEN 'ARRAY' THEN array_to_string(list_transform(CAST(m->'content' AS JSON[]), "
+    "lambda p: coalesce(p->>'text', '')), '') ELSE '' END"
+)
+_TOOLS = (
+    "CASE WHEN json_type(m, '$.tool_calls') = 'ARRAY' THEN array_to_string(list_transform("
+    "CAST(m->'tool_calls' AS JSON[]), lambda c: coalesce(c->'function'->>'name', '?') || '(' || "
+    "coalesce(c->'function'->>'arguments', '') || ')'), ' ') END"
+)
+_MESSAGE = f"coalesce(m->>'role', '?') || ': ' || concat_ws(' ', nullif({_CONTENT}, ''), {_TOOLS})"
+_TURN = (
+    "CASE m->>'from' WHEN 'human' THEN 'user' WHEN 'gpt' THEN 'assistant' WHEN 'function' THEN 'tool' "
+    "ELSE coalesce(m->>'from', '?') END || ': ' || (m->>'value')"
+)
+
+
+def _turns(x: str, t: str, line: str) -> str:
+    """The turns of a chat list field as lines (NULL unless the field is a list)."""
+    return (
+        f"array_to_string(list_transform(CAST(CAST(CASE WHEN {t} = 'ARRAY' THEN {x} END AS JSON) AS JSON[]), "
+        f"lambda m: {line}), chr(10))"
+    )
+
+
 def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     if opts.template is not None:
         return _template_text(f, opts)
     x, t = f.x(opts.text_field), f.t(opts.text_field)
     mx, mt = f.x("messages"), f.t("messages")
-    chat = (
-        f"array_to_string(list_transform(CAST(CAST(CASE WHEN {mt} = 'ARRAY' THEN {mx} END AS JSON) AS JSON[]), lambda m: coalesce(m->>'role', '?') || ': ' || "
-        f"coalesce(m->>'content', '')), chr(10))"
+    cx, ct = f.x("conversations"), f.t("conversations")
+    # The first ShareGPT turn without a string `value` (its 0-based index), else NULL.
+    bad_turn = f.derive(
+        f"bad{ct}",
+        f"list_position(list_transform(CAST(CAST(CASE WHEN {ct} = 'ARRAY' THEN {cx} END AS JSON) AS JSON[]), "
+        "lambda m: coalesce(json_type(m, '$.value') = 'VARCHAR', false)), false) - 1",
     )
-    value = f"CASE WHEN {t} = {_STRING} THEN {x} WHEN {_absent(t)} AND {mt} = 'ARRAY' THEN {chat} END"
+    # Alpaca: instruction, optional input, output, as the Alpaca prompt lays them out (blank line between).
+    ix, it, nx, ot, ox = f.x("instruction"), f.t("instruction"), f.x("input"), f.t("output"), f.x("output")
+    alpaca = f"concat_ws(chr(10) || chr(10), {ix}, nullif({nx}, ''), {ox})"
+    value = (
+        f"CASE WHEN {t} = {_STRING} THEN {x} WHEN NOT {_absent(t)} THEN NULL "
+        f"WHEN {mt} = 'ARRAY' THEN {_turns(mx, mt, _MESSAGE)} "
+        f"WHEN {ct} = 'ARRAY' AND {bad_turn} IS NULL THEN {_turns(cx, ct, _TURN)} "
+        f"WHEN {it} = {_STRING} AND {ot} = {_STRING} THEN {alpaca} END"
+    )
     error = (
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
-        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' "
-        f"THEN 'missing (no `{_lit(opts.text_field)}` and no `messages`; set --text-field or --template)' END"
+        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND {ct} = 'ARRAY' AND {bad_turn} IS NOT NULL "
+        f"THEN 'conversations[' || {bad_turn} || ']: a turn needs a string `value`' "
+        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND coalesce({ct}, '') <> 'ARRAY' "
+        f"AND NOT coalesce({it} = {_STRING} AND {ot} = {_STRING}, false) THEN 'missing (no `{_lit(opts.text_field)}`, `messages`, "
+        "`conversations` or `instruction` and `output`; set --text-field or --template)' "
+        "END"
     )
     return value, error
 
