@@ -34,7 +34,7 @@ CREATE OR REPLACE TEMP TABLE nodes AS
 -- Samples a reference may name: in the store, or new in this input. Only those some reference matches
 -- take part in resolving, so only those are kept.
 CREATE OR REPLACE TEMP TABLE known AS
-    SELECT sample_id, external_id, source, generation FROM existing
+    SELECT sample_id, external_id, source, generation FROM {existing}
     WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
        OR source || ':' || external_id IN (SELECT ref FROM refs)
     UNION ALL
@@ -106,7 +106,9 @@ CREATE OR REPLACE TEMP TABLE node_parents AS
 
 def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
     """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
-    con.execute(SETUP_SQL)
+    # Without parent references nothing in the store needs reading here: cost follows the input, not the store.
+    refs = con.execute("SELECT count(*) FROM staged WHERE len(parent_refs) > 0").fetchall()[0][0]
+    con.execute(SETUP_SQL.replace("{existing}", "existing" if refs else "(SELECT * FROM existing WHERE false)"))
     if con.execute("SELECT count(*) FROM edges").fetchall()[0][0]:
         while con.execute(STEP_SQL).fetchall()[0][0] > 0:
             pass
