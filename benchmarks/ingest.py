@@ -65,8 +65,9 @@ def floor_sql() -> str:
     f = {name: f"f[{i}]" for i, name in enumerate(FIELDS, start=1)}
     return f"""
 COPY (
-    SELECT {SAMPLE_ID_SQL.format(source="source", norm="norm")} AS sample_id, {CONTENT_HASH_SQL.format(norm="norm")}
-            AS content_hash, {f["id"]} AS external_id, text, record, origin, source, {f["method"]} AS method,
+    SELECT {SAMPLE_ID_SQL.format(source="source", external_id=f["id"], norm="norm")} AS sample_id,
+        {CONTENT_HASH_SQL.format(norm="norm")} AS content_hash, {f["id"]} AS external_id, text, record, origin,
+        source, {f["method"]} AS method,
         {f["generator"]} AS generator, CAST({f["generation"]} AS INTEGER) AS generation, []::VARCHAR[] AS parent_ids,
         NULL::VARCHAR AS gen_params, {f["license"]} AS license, {f["language"]} AS language,
         CAST(CAST({f["tags"]} AS JSON) AS VARCHAR[]) AS tags, 'batch' AS batch_id, $src AS input_uri,

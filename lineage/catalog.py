@@ -39,7 +39,6 @@ from lineage.schemas import (
 from lineage.segments import Segment
 from lineage.sqlutil import quote_ident, sql_string
 
-FORMAT_VERSION = 1
 SCHEMA = "_lineage"
 TABLES: dict[str, pa.Schema] = {
     "meta": META,
@@ -55,8 +54,24 @@ TABLES: dict[str, pa.Schema] = {
     "evals": EVALS,
 }
 
+
+
+def _identity_by_record(con: duckdb.DuckDBPyConnection) -> None:
+    """Format 1 -> 2: sample ids come from source + the record's own id, not its text (`lineage.ids`).
+
+    Segments are immutable and every sample keeps its id; the catalog notes the last version whose samples have
+    format-1 ids, so that ingest still recognises them (by source + external id + text) when their input comes
+    again. Batches gain `rows_duplicate`.
+    """
+    con.execute(f"ALTER TABLE {SCHEMA}.batches ADD COLUMN IF NOT EXISTS rows_duplicate BIGINT")
+    con.execute(
+        f"INSERT INTO {SCHEMA}.meta SELECT 'format1_until_version', CAST(max(version) AS VARCHAR) FROM {SCHEMA}.commits"
+    )
+
+
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _identity_by_record}
+FORMAT_VERSION = 2
 
 
 def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
@@ -120,6 +135,12 @@ def data_uri(con: duckdb.DuckDBPyConnection) -> str | None:
     """Where the store's data lives when not in the store directory (see `lineage.location`)."""
     row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'data_uri'").fetchall()
     return row[0][0] if row else None
+
+
+def legacy_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The last version whose samples have format-1 ids (from source + text), in a store migrated from format 1."""
+    row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'format1_until_version'").fetchall()
+    return int(row[0][0]) if row else None
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

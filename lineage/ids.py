@@ -1,4 +1,4 @@
-"""Identifiers: time-ordered UUIDv7 for batches and runs; sample ids are derived from content in SQL."""
+"""Identifiers: time-ordered UUIDv7 for batches and runs; sample ids are derived in SQL from each record."""
 
 import os
 import time
@@ -29,6 +29,18 @@ NORMALIZED_TEXT_SQL = (
     "OR contains({text}, chr(13)) OR contains({text}, chr(12)) "
     "THEN regexp_replace({text}, '\\s+', ' ', 'g') ELSE {text} END"
 )
-# content_hash: sha256 of the normalised text. sample_id: the first 128 bits of sha256(source 0x1f normalised text).
+# content_hash: sha256 of the normalised text; exact duplicates share it (exact-dedup groups by it).
 CONTENT_HASH_SQL = "sha256({norm})"
-SAMPLE_ID_SQL = "substr(sha256({source} || chr(31) || {norm}), 1, 32)"
+# sample_id, the first 128 bits of a sha256 (store format 2; a record never disappears into another):
+# - a record with its own id: sha256("id" 0x1f source 0x1f external_id). Its identity is the id its source gave
+#   it, so two records with the same text stay two samples, and the same id with other text is an error.
+# - a record without an id: sha256(source 0x1f normalised text), the format-1 id, for the first record of its
+#   input with that text; the n-th repeat in the same input gets sha256(that id 0x1f n) (`REPEAT_ID_SQL`, applied
+#   after staging, see `lineage.ingest.identity`). Such a record has nothing but its text and its place among
+#   equal texts to be known by: re-ingesting the input (or the same rows in another order) is a no-op, repeats in
+#   one input stay distinct samples, and a store made by format 1 keeps matching its id-less records.
+SAMPLE_ID_SQL = (
+    "CASE WHEN {external_id} IS NULL THEN substr(sha256({source} || chr(31) || {norm}), 1, 32) "
+    "ELSE substr(sha256('id' || chr(31) || {source} || chr(31) || {external_id}), 1, 32) END"
+)
+REPEAT_ID_SQL = "substr(sha256({sample_id} || chr(31) || {ordinal}), 1, 32)"

@@ -23,16 +23,24 @@ ORDER BY r.depth, r.sample_id
 
 
 def resolve_id(store: Store, ref: str) -> str:
-    """A full sample id from a unique sample-id prefix or an exact external id."""
+    """A full sample id from a full sample id, an exact external id or `source:external_id`, or a unique prefix
+    of a sample id (tried last: a short external id such as `a2` is often also a prefix of some hex id)."""
     with store.reader() as con:
         rows = con.execute(
-            "SELECT DISTINCT sample_id FROM samples WHERE starts_with(sample_id, ?) LIMIT 2", [ref]
+            "SELECT DISTINCT sample_id, source FROM samples WHERE sample_id = ? OR external_id = ? "
+            "OR source || ':' || external_id = ? ORDER BY source LIMIT 3",
+            [ref, ref, ref],
         ).fetchall()
         if not rows:
-            rows = con.execute("SELECT DISTINCT sample_id FROM samples WHERE external_id = ? LIMIT 2", [ref]).fetchall()
+            rows = con.execute(
+                "SELECT DISTINCT sample_id, source FROM samples WHERE starts_with(sample_id, ?) LIMIT 2", [ref]
+            ).fetchall()
     if not rows:
         raise NotFound(f"no sample with id, id prefix or external id `{ref}`")
     if len(rows) > 1:
+        sources = sorted({r[1] for r in rows})
+        if len(sources) > 1:
+            raise NotFound(f"`{ref}` is an id in sources {', '.join(sources)}; write it as `SOURCE:{ref}`")
         raise NotFound(f"`{ref}` matches several samples; give more of the id")
     return rows[0][0]
 
@@ -55,8 +63,10 @@ def sample(store: Store, ref: str) -> dict[str, Any]:
         descendants = con.sql(RELATIVES_SQL.format(fn="descendants"), params=[sample_id]).to_arrow_table().to_pylist()
         history = (
             con.sql(
-                "SELECT filter, decision, reason, score, related_id, cluster_id, run_id, version FROM events "
-                "WHERE sample_id = ? ORDER BY version, filter",
+                "SELECT e.filter, e.decision, e.reason, e.score, e.related_id, r.external_id AS related_external_id, "
+                "e.cluster_id, e.run_id, e.version FROM events e "
+                "LEFT JOIN (SELECT sample_id, external_id FROM samples) r ON r.sample_id = e.related_id "
+                "WHERE e.sample_id = ? ORDER BY e.version, e.filter",
                 params=[sample_id],
             )
             .to_arrow_table()

@@ -63,7 +63,8 @@ class Transaction:
         return segment
 
     def add_rows(self, table: str, rows: pa.Table) -> None:
-        self.rows[table] = rows
+        """Rows to insert into `table` at commit (added to those given before: one ingest may have several batches)."""
+        self.rows[table] = pa.concat_tables([self.rows[table], rows]) if table in self.rows else rows
 
     def discard(self) -> None:
         for seg in self.segments:
@@ -235,10 +236,17 @@ class Store:
         return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]
 
     def ingest(self, data: Any, /, **options: Any) -> IngestResult:
-        """Ingest a file path, Arrow table, Polars frame or iterable of dicts; see `lineage.ingest`."""
+        """Ingest a file path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts; see
+        `lineage.ingest`."""
         from lineage.ingest import ingest
 
         return ingest(self, data, **options)
+
+    def ingest_many(self, inputs: list[Any], /, **options: Any) -> list[IngestResult]:
+        """Ingest several inputs in one commit, one batch each (`lineage ingest PATH...`)."""
+        from lineage.ingest import ingest_many
+
+        return ingest_many(self, inputs, **options)
 
     def run_filter(self, name: str, /, **options: Any) -> RunResult:
         """Run filter `name` (params=, where=, force=, module=, engine=); see `lineage.filters.run`."""

@@ -126,7 +126,8 @@ def test_huge_field_is_rejected_by_the_record_limit(runner: Runner, store: Store
         ({"text": "t", "generation": 0}, "field `generation`: synthetic samples are generation 1 or more, got 0"),
         (
             {"body": "t", "generation": 1},
-            "field `text`: missing (no `text` and no `messages`; set --text-field or --template)",
+            "field `text`: missing (no `text`, `messages`, `conversations` or `instruction` and `output`; "
+            "set --text-field or --template)",
         ),
     ],
 )
@@ -152,7 +153,7 @@ def test_unknown_file_and_format(runner: Runner, tmp_path: Path) -> None:
     assert result.stderr == f"Error: `{tmp_path / 'nope.jsonl'}`: no such file\n"
     (tmp_path / "data.txt").write_text("hello\n", encoding="utf-8")
     result = runner("ingest", str(tmp_path / "data.txt"), "--origin", "real", "--source", "s", code=1)
-    assert "cannot tell the format from the name; pass --format jsonl|parquet|csv" in result.stderr
+    assert "cannot tell the format from the name; pass --format jsonl|json|parquet|csv|arrow" in result.stderr
 
 
 def test_corrupt_parquet_is_one_line(runner: Runner, tmp_path: Path) -> None:

@@ -260,15 +260,15 @@ def test_draft_is_the_segment_unless_resolution_changes_it(store: Store, tmp_pat
     assert rewrites == []
     path = tmp_path / "more.jsonl"
     first = REAL.read_text(encoding="utf-8").splitlines()[0]
-    new = [json.dumps({"id": f"n{i}", "text": text}) for i, text in enumerate(["new one", "new one", "new two"])]
-    path.write_text("\n".join([first, *new]) + "\n", encoding="utf-8")
-    result = real(store, path)  # line 1 is stored already and line 3 repeats line 2: the draft is rewritten
+    new = [json.dumps({"id": f"n{i}", "text": text}) for i, text in enumerate(["new one", "new two"])]
+    path.write_text("\n".join([first, *new, new[0]]) + "\n", encoding="utf-8")
+    result = real(store, path)  # line 1 is stored already and line 4 repeats line 2: the draft is rewritten
     assert rewrites == [1]
     assert (result.rows_stored, result.rows_present) == (2, 2)
     rows = store.sql(
         "SELECT external_id, input_row FROM samples WHERE batch_id = ? ORDER BY input_row", params=[result.batch_id]
     ).to_pylist()
-    assert rows == [{"external_id": "n0", "input_row": 2}, {"external_id": "n2", "input_row": 4}]
+    assert rows == [{"external_id": "n0", "input_row": 2}, {"external_id": "n1", "input_row": 3}]
 
 
 def test_rewritten_segment_equals_the_draft_it_replaces(tmp_path: Path, monkeypatch) -> None:

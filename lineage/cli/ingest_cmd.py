@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import click
 
 from lineage.cli.common import json_option, open_store, progress_bar, to_json
 from lineage.errors import LineageError
+from lineage.ingest.inputs import STDIN, Spooled, expand
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT
+
+
+def _unescape(template: str | None) -> str | None:
+    """`\\n`, `\\t` and `\\\\` typed in a shell template become a newline, a tab and a backslash."""
+    if template is None:
+        return None
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], template)
 
 
 def _gen_params(value: str | None) -> dict[str, object] | None:
@@ -24,7 +34,7 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
 
 
 @click.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--origin", type=click.Choice(["real", "synthetic"]), help="real or synthetic (or an `origin` column).")
 @click.option("--source", help="Source label, e.g. synthetic-v1-paraphrased (or a `source` column).")
 @click.option("--method", help="human, web, paraphrase, back-translation, rule-based, self-instruct, ...")
@@ -35,10 +45,16 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
 @click.option("--tag", "tags", multiple=True, help="Tag every sample (repeatable).")
 @click.option("--gen-params", help="Generation parameters as a JSON object (prompt template, temperature, ...).")
 @click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
-@click.option("--template", help="Build the text from fields, e.g. '{prompt}\\n\\n{response}'.")
+@click.option(
+    "--template",
+    help="Build the text from fields, e.g. '{prompt}\\n\\n{response}'; \\n, \\t and \\\\ are a newline, a tab "
+    "and a backslash.",
+)
 @click.option("--id-field", default="id", show_default=True, help="Field holding your own record id.")
 @click.option("--parent-field", default="parent_ids", show_default=True, help="Field holding parent id(s).")
-@click.option("--format", "input_format", type=click.Choice(["jsonl", "parquet", "csv"]), help="Input format.")
+@click.option(
+    "--format", "input_format", type=click.Choice(["jsonl", "json", "parquet", "csv", "arrow"]), help="Input format."
+)
 @click.option("--skip-bad", is_flag=True, help="Store the good rows; record every rejected row in the batch.")
 @click.option("--allow-missing-parents", is_flag=True, help="Accept parent ids that are not in the store.")
 @click.option(
@@ -59,14 +75,20 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
 @click.pass_context
 def ingest(
     ctx: click.Context,
-    path: str,
+    paths: tuple[str, ...],
     license_: str | None,
     gen_params: str | None,
     tags: tuple[str, ...],
     as_json: bool,
     **options: object,
 ) -> None:
-    """Ingest a JSONL (.gz), Parquet or CSV file with its provenance.
+    """Ingest files with their provenance: JSON Lines (.jsonl, .ndjson, gzipped too), JSON arrays (.json),
+    Parquet, CSV, Arrow (.arrow) and Hugging Face `save_to_disk` folders. PATHS may be several files,
+    globs ('shards/*.jsonl.gz'), directories of shards and `-` (standard input); all are committed at
+    once, one batch per file, so a file's parents may be records of a file before it.
+
+    Chat records: `messages` (OpenAI: multi-part content, tool calls) and ShareGPT `conversations`
+    (from/value; human -> user, gpt -> assistant) are rendered as `role: content` lines.
 
     Flags give every row's provenance; a column of the same name (origin, source, method,
     generator, generation, parent_ids, gen_params, license, language, tags) overrides them per row.
@@ -82,18 +104,28 @@ def ingest(
       lineage ingest qa.jsonl --origin real --source qa --template '{prompt}\\n\\n{response}'
     """
     store = open_store(ctx)
-    with progress_bar(f"ingest {path}") as progress:
-        result = store.ingest(
-            path, progress=progress, license=license_, tags=tags, gen_params=_gen_params(gen_params), **options
-        )
+    options["template"] = _unescape(options.get("template"))  # type: ignore[arg-type]
+    files = expand(list(paths))
+    inputs: list[Path | Spooled] = [Spooled() if f == STDIN else f for f in files]
+    try:
+        with progress_bar(f"ingest {' '.join(paths)}") as progress:
+            results = store.ingest_many(
+                inputs, progress=progress, license=license_, tags=tags, gen_params=_gen_params(gen_params), **options
+            )
+    finally:
+        for item in inputs:
+            if isinstance(item, Spooled):
+                item.remove()
     if as_json:
-        click.echo(to_json(result.__dict__ | {"rejects": [r.__dict__ for r in result.rejects]}))
+        rows = [r.__dict__ | {"rejects": [x.__dict__ for x in r.rejects]} for r in results]
+        click.echo(to_json(rows[0] if len(rows) == 1 else rows))
         return
-    click.echo(f"{path}: {result.summary()}")
-    for reject in result.rejects[:10]:
-        click.echo(f"rejected {reject.describe(path)}", err=True)
-    if result.rows_rejected > 10:
-        click.echo(f"... {result.rows_rejected - 10:,} more in `batches.rejects`", err=True)
+    for result in results:
+        click.echo(f"{result.input_uri}: {result.summary()}")
+        for reject in result.rejects[:10]:
+            click.echo(f"rejected {reject.describe(result.input_uri)}", err=True)
+        if result.rows_rejected > 10:
+            click.echo(f"... {result.rows_rejected - 10:,} more in `batches.rejects`", err=True)
 
 
 COMMANDS = [ingest]

@@ -108,7 +108,8 @@ def _write(table: pa.Table, fmt: str, stream: Any) -> None:
 def show(ctx: click.Context, sample_id: str, as_json: bool) -> None:
     """Show a sample's provenance, ancestors back to real data, descendants and batch.
 
-    SAMPLE_ID may be a unique prefix of a sample id, or your own external id.
+    SAMPLE_ID may be a unique prefix of a sample id, your own external id, or SOURCE:ID when several
+    sources use that id. Filter decisions name the related sample (for a dropped duplicate, the one kept).
 
     \b
     Example:
@@ -145,7 +146,8 @@ def show(ctx: click.Context, sample_id: str, as_json: bool) -> None:
         click.echo(printable(f"{'sets':>13}: {', '.join(info['sets'])}"))
     click.echo(f"filters: {len(info['filters']) or 'none'}")
     for e in info["filters"]:
-        related = f" (related: {e['related_id'][:12]})" if e["related_id"] else ""
+        named = f", id {e['related_external_id']}" if e.get("related_external_id") else ""
+        related = f" (related: {e['related_id'][:12]}{named})" if e["related_id"] else ""
         score = f" score {e['score']:.3g}" if e["score"] is not None else ""
         click.echo(printable(f"  v{e['version']} {e['filter']}: {e['decision']} {e['reason'] or ''}{score}{related}"))
     for title in ("ancestors", "descendants"):

@@ -19,6 +19,7 @@ from lineage import catalog
 from lineage.errors import IngestError, InputError, LineageError, Reject
 from lineage.faults import crash_point
 from lineage.ids import uuid7
+from lineage.ingest.identity import identify
 from lineage.ingest.options import IngestOptions
 from lineage.ingest.readers import Reader, open_reader
 from lineage.ingest.resolve import resolve
@@ -32,7 +33,7 @@ from lineage.sqlutil import sql_string
 if TYPE_CHECKING:
     from lineage.store import Store, Transaction
 
-__all__ = ["IngestOptions", "IngestResult", "ingest"]
+__all__ = ["IngestOptions", "IngestResult", "ingest", "ingest_many"]
 
 
 @dataclass(frozen=True)
@@ -45,37 +46,67 @@ class IngestResult:
     rows_rejected: int
     version: int
     rejects: list[Reject] = field(default_factory=list)
+    rows_duplicate: int = 0  # new samples whose text an earlier sample has (exact-dedup decides which to keep)
 
     def summary(self) -> str:
         text = f"{self.rows_stored:,} new, {self.rows_present:,} already present"
+        if self.rows_duplicate:
+            noun = "duplicate" if self.rows_duplicate == 1 else "duplicates"
+            text += f", {self.rows_duplicate:,} {noun} of earlier text (kept; exact-dedup decides)"
         if self.rows_rejected:
             text += f", {self.rows_rejected:,} rejected"
         return f"{text} (batch {self.batch_id}, version {self.version})"
 
 
 def ingest(store: Store, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
-    """Ingest `data` (path, Arrow table, Polars frame or iterable of dicts) with provenance `options`."""
+    """Ingest `data` (path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts) with provenance
+    `options`."""
+    return ingest_many(store, [data], progress=progress, **options)[0]
+
+
+def ingest_many(
+    store: Store, inputs: list[Any], /, *, progress: Progress | None = None, **options: Any
+) -> list[IngestResult]:
+    """Ingest several inputs in one commit: one batch per input, in order, so a later input's parents may be
+    records of an earlier one. Any input refused refuses them all."""
     if isinstance(options.get("tags"), list | str):
         tags = options["tags"]
         options["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
     opts = IngestOptions(**options)
-    reader = open_reader(data, input_format=opts.input_format)
-    batch_id = uuid7()
-    summary: dict[str, Any] = {"input": reader.uri}
-    with store.transaction("ingest", batch_id, summary) as txn:
-        con = _work_connection(store, batch_id, opts.memory_limit)
-        try:
-            result = _run(store, txn, con, reader, opts, batch_id, progress or _no_progress)
-        except duckdb.OutOfMemoryException:
-            raise LineageError(
-                f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
-                "raise it with --memory-limit, or lower --max-record-bytes"
-            ) from None
-        finally:
-            con.close()
-            store.remove_scratch(batch_id)
-        summary.update(stored=result.rows_stored, present=result.rows_present, rejected=result.rows_rejected)
-    return result
+    readers = [open_reader(data, input_format=opts.input_format) for data in inputs]
+    batch_ids = [uuid7() for _ in readers]
+    summary: dict[str, Any] = {"input": readers[0].uri if len(readers) == 1 else [r.uri for r in readers]}
+    results: list[IngestResult] = []
+    members: list[str] = []
+    with store.transaction("ingest", batch_ids[0], summary) as txn:
+        for reader, batch_id in zip(readers, batch_ids, strict=True):
+            result, ids = _run_one(store, txn, reader, opts, batch_id, progress or _no_progress)
+            results.append(result)
+            members += ids
+        if opts.set_name:
+            add_members(store, txn, opts.set_name, members)
+        summary.update(
+            stored=sum(r.rows_stored for r in results),
+            present=sum(r.rows_present for r in results),
+            rejected=sum(r.rows_rejected for r in results),
+        )
+    return results
+
+
+def _run_one(
+    store: Store, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
+) -> tuple[IngestResult, list[str]]:
+    con = _work_connection(store, batch_id, opts.memory_limit)
+    try:
+        return _run(store, txn, con, reader, opts, batch_id, progress)
+    except duckdb.OutOfMemoryException:
+        raise LineageError(
+            f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
+            "raise it with --memory-limit, or lower --max-record-bytes"
+        ) from None
+    finally:
+        con.close()
+        store.remove_scratch(batch_id)
 
 
 def _no_progress(done: int, total: int | None) -> None:
@@ -97,35 +128,57 @@ def _run(
     opts: IngestOptions,
     batch_id: str,
     progress: Progress,
-) -> IngestResult:
+) -> tuple[IngestResult, list[str]]:
+    """One input's batch; returns it and the sample ids of its accepted rows (for --set)."""
     started = datetime.now(UTC)
     models = registered_names(store)
     draft = store.scratch_dir(batch_id) / "draft.parquet"
-    staged = stage(con, reader, opts, models, Batch(batch_id, reader.uri, started, txn.version), draft, progress)
+    staged = stage(con, reader, opts, models, Batch(batch_id, reader.location, started, txn.version), draft, progress)
     crash_point("ingest_staged")
     rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(staged.rejects)
     if rows_read == 0:
         raise InputError(f"`{reader.uri}`: no records (the input is empty)")
-    _existing_view(store, con)
+    legacy = _existing_view(store, con, txn)
     _model_generations(store, con, models)
-    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri)
+    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri, legacy)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
+    duplicates = 0
     if stored:
         write_samples(con, txn, batch_id, draft, staged, stored)
+        duplicates = con.execute(DUPLICATES_SQL).fetchall()[0][0]
     present = rows_read - stored - len(rejects)
-    result = IngestResult(batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects)
+    result = IngestResult(
+        batch_id, reader.uri, rows_read, stored, present, len(rejects), txn.version, rejects, duplicates
+    )
+    ids: list[str] = []
     if opts.set_name:
-        ids = con.execute("SELECT DISTINCT sample_id FROM cand").fetchall()
-        add_members(store, txn, opts.set_name, [r[0] for r in ids])
+        # A row already stored joins the set as the sample it matched (under format 1 its id was another).
+        rows = con.execute(
+            "SELECT DISTINCT coalesce(p.sample_id, c.sample_id) FROM cand c LEFT JOIN present p USING (input_row)"
+        ).fetchall()
+        ids = [r[0] for r in rows]
     txn.add_rows("batches", _batch_row(result, reader, opts, started))
     crash_point("ingest_before_commit")
-    return result
+    return result, ids
 
 
-def _existing_view(store: Store, con: duckdb.DuckDBPyConnection) -> None:
+# New samples whose text is already in the store (any source) or in an earlier new sample of this input.
+DUPLICATES_SQL = """
+SELECT count(*) FROM (
+    SELECT content_hash, row_number() OVER (PARTITION BY content_hash ORDER BY input_row) AS k FROM nodes
+) WHERE k > 1 OR content_hash IN (SELECT content_hash FROM existing)
+"""
+
+
+def _existing_view(store: Store, con: duckdb.DuckDBPyConnection, txn: Transaction) -> int | None:
+    """The `existing` view of the store's samples and of those this command wrote before (earlier inputs);
+    returns the last version of format-1 samples, if any."""
     with store._connect(read_only=True) as cat:
         paths = catalog.segment_paths(cat, "samples", None)
+        legacy = catalog.legacy_version(cat)
+    paths += [s.path for s in txn.segments if s.kind == "samples"]
     catalog.segment_view(con, "existing", store.data, "samples", paths)
+    return legacy
 
 
 def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
@@ -142,17 +195,20 @@ def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: lis
 
 
 def _reject_until_stable(
-    con: duckdb.DuckDBPyConnection, read_rejects: list[Reject], opts: IngestOptions, uri: str
+    con: duckdb.DuckDBPyConnection, read_rejects: list[Reject], opts: IngestOptions, uri: str, legacy: int | None
 ) -> list[Reject]:
-    """Resolve parents; with --skip-bad, drop failing rows (and so their children) until none fail."""
+    """Check identities, resolve parents; with --skip-bad, drop failing rows (and their children) until none fail."""
     rows = con.execute(
         "SELECT input_row, split_part(errors[1], chr(9), 1), split_part(errors[1], chr(9), 2) "
         "FROM staged WHERE len(errors) > 0"
     ).fetchall()
-    rejects = read_rejects + [Reject(*r) for r in rows]
+    conflicts = identify(con, id_field=opts.id_field, legacy_version=legacy)
+    rejects = read_rejects + [Reject(*r) for r in rows] + conflicts
     con.execute("CREATE OR REPLACE TEMP TABLE excluded (input_row BIGINT)")
     if rejects and not opts.skip_bad:
         _refuse(uri, rejects)
+    if conflicts:
+        con.executemany("INSERT INTO excluded VALUES (?)", [[r.line] for r in conflicts])
     while found := resolve(con, field=opts.parent_field, allow_missing=opts.allow_missing_parents):
         if not opts.skip_bad:
             _refuse(uri, found)
@@ -169,7 +225,7 @@ def _refuse(uri: str, rejects: list[Reject]) -> None:
 def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, started: datetime) -> pa.Table:
     row = {
         "batch_id": result.batch_id,
-        "input_uri": reader.uri,
+        "input_uri": reader.location,
         "input_sha256": reader.sha256,
         "input_format": reader.format,
         "options": opts.as_json(),
@@ -181,5 +237,6 @@ def _batch_row(result: IngestResult, reader: Reader, opts: IngestOptions, starte
         "started_at": started,
         "finished_at": datetime.now(UTC),
         "version": result.version,
+        "rows_duplicate": result.rows_duplicate,
     }
     return pa.Table.from_pylist([row], schema=BATCHES)

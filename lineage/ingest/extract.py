@@ -86,20 +86,62 @@ def _string_list(f: _Fields, name: str, default: str) -> tuple[str, str]:
     return value, error
 
 
+# A chat turn as one line `role: content`. OpenAI `messages`: content is a string or a list of parts (their `text`),
+# tool calls follow as `name(arguments)`. ShareGPT `conversations`: `from`/`value`, with its role names mapped.
+_CONTENT = (
+    "CASE json_type(m, '$.content') WHEN 'VARCHAR' THEN m->>'content' "
+    "WHEN 'ARRAY' THEN array_to_string(list_transform(CAST(m->'content' AS JSON[]), "
+    "lambda p: coalesce(p->>'text', '')), '') ELSE '' END"
+)
+_TOOLS = (
+    "CASE WHEN json_type(m, '$.tool_calls') = 'ARRAY' THEN array_to_string(list_transform("
+    "CAST(m->'tool_calls' AS JSON[]), lambda c: coalesce(c->'function'->>'name', '?') || '(' || "
+    "coalesce(c->'function'->>'arguments', '') || ')'), ' ') END"
+)
+_MESSAGE = f"coalesce(m->>'role', '?') || ': ' || concat_ws(' ', nullif({_CONTENT}, ''), {_TOOLS})"
+_TURN = (
+    "CASE m->>'from' WHEN 'human' THEN 'user' WHEN 'gpt' THEN 'assistant' WHEN 'function' THEN 'tool' "
+    "ELSE coalesce(m->>'from', '?') END || ': ' || (m->>'value')"
+)
+
+
+def _turns(x: str, t: str, line: str) -> str:
+    """The turns of a chat list field as lines (NULL unless the field is a list)."""
+    return (
+        f"array_to_string(list_transform(CAST(CAST(CASE WHEN {t} = 'ARRAY' THEN {x} END AS JSON) AS JSON[]), "
+        f"lambda m: {line}), chr(10))"
+    )
+
+
 def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     if opts.template is not None:
         return _template_text(f, opts)
     x, t = f.x(opts.text_field), f.t(opts.text_field)
     mx, mt = f.x("messages"), f.t("messages")
-    chat = (
-        f"array_to_string(list_transform(CAST(CAST(CASE WHEN {mt} = 'ARRAY' THEN {mx} END AS JSON) AS JSON[]), lambda m: coalesce(m->>'role', '?') || ': ' || "
-        f"coalesce(m->>'content', '')), chr(10))"
+    cx, ct = f.x("conversations"), f.t("conversations")
+    # The first ShareGPT turn without a string `value` (its 0-based index), else NULL.
+    bad_turn = f.derive(
+        f"bad{ct}",
+        f"list_position(list_transform(CAST(CAST(CASE WHEN {ct} = 'ARRAY' THEN {cx} END AS JSON) AS JSON[]), "
+        "lambda m: coalesce(json_type(m, '$.value') = 'VARCHAR', false)), false) - 1",
     )
-    value = f"CASE WHEN {t} = {_STRING} THEN {x} WHEN {_absent(t)} AND {mt} = 'ARRAY' THEN {chat} END"
+    # Alpaca: instruction, optional input, output, as the Alpaca prompt lays them out (blank line between).
+    ix, it, nx, ot, ox = f.x("instruction"), f.t("instruction"), f.x("input"), f.t("output"), f.x("output")
+    alpaca = f"concat_ws(chr(10) || chr(10), {ix}, nullif({nx}, ''), {ox})"
+    value = (
+        f"CASE WHEN {t} = {_STRING} THEN {x} WHEN NOT {_absent(t)} THEN NULL "
+        f"WHEN {mt} = 'ARRAY' THEN {_turns(mx, mt, _MESSAGE)} "
+        f"WHEN {ct} = 'ARRAY' AND {bad_turn} IS NULL THEN {_turns(cx, ct, _TURN)} "
+        f"WHEN {it} = {_STRING} AND {ot} = {_STRING} THEN {alpaca} END"
+    )
     error = (
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
-        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' "
-        f"THEN 'missing (no `{_lit(opts.text_field)}` and no `messages`; set --text-field or --template)' END"
+        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND {ct} = 'ARRAY' AND {bad_turn} IS NOT NULL "
+        f"THEN 'conversations[' || {bad_turn} || ']: a turn needs a string `value`' "
+        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND coalesce({ct}, '') <> 'ARRAY' "
+        f"AND NOT coalesce({it} = {_STRING} AND {ot} = {_STRING}, false) THEN 'missing (no `{_lit(opts.text_field)}`, `messages`, "
+        "`conversations` or `instruction` and `output`; set --text-field or --template)' "
+        "END"
     )
     return value, error
 
@@ -178,19 +220,24 @@ WITH typed_paths AS (
     SELECT input_row, record, strlen(record) > $max_bytes AS too_big,
         CASE WHEN NOT too_big THEN try(json_type(record, $type_paths)) END AS types
     FROM raw
+), keyed AS (
+    -- A key given twice makes the record ambiguous (JSON parsers disagree on which value counts).
+    SELECT *, CASE WHEN types[1] = 'OBJECT' THEN json_keys(record) END AS keys FROM typed_paths
 ), checked AS (
     SELECT input_row, record, types[1] AS root, types[2:] AS t,
+        CASE WHEN len(list_distinct(keys)) < len(keys)
+             THEN list_filter(keys, lambda k, i: list_position(keys, k) < i)[1] END AS twice,
         CASE WHEN too_big THEN 'too_big' WHEN types IS NULL THEN 'malformed'
-             WHEN types[1] <> 'OBJECT' THEN 'not_object' END AS bad
-    FROM typed_paths
+             WHEN types[1] <> 'OBJECT' THEN 'not_object' WHEN twice IS NOT NULL THEN 'twice' END AS bad
+    FROM keyed
 ), parsed AS (
     -- Only well-formed objects reach json_extract_string (NULL in, NULL out): no row can fail the query.
-    SELECT input_row, record, bad, root, t, json_extract_string(CASE WHEN bad IS NULL THEN record END, $paths) AS s
+    SELECT input_row, record, bad, twice, root, t, json_extract_string(CASE WHEN bad IS NULL THEN record END, $paths) AS s
     FROM checked
 ), fields AS (
-    SELECT input_row, record, bad, root, {extract}{derived} FROM parsed
+    SELECT input_row, record, bad, twice, root, {extract}{derived} FROM parsed
 ), typed AS (
-    SELECT input_row, record, bad, root,
+    SELECT input_row, record, bad, twice, root,
         {CANONICAL_TEXT_SQL.format(text=text)} AS text,
         CASE WHEN {ext_t} = {_STRING} OR {ext_t} IN {_INTEGER} THEN {ext_x} END
             AS external_id,
@@ -210,11 +257,12 @@ WITH typed_paths AS (
 SELECT input_row, record, text, external_id, origin, source, method, generator, given_generation,
     parent_refs, gen_params, license, language, tags,
     {CONTENT_HASH_SQL.format(norm="norm")} AS content_hash,
-    {SAMPLE_ID_SQL.format(source="source", norm="norm")} AS sample_id,
+    {SAMPLE_ID_SQL.format(source="source", external_id="external_id", norm="norm")} AS sample_id,
     CASE
         WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
             || $max_bytes || ' (--max-record-bytes)']
         WHEN bad = 'malformed' THEN ['record' || chr(9) || 'malformed JSON']
+        WHEN bad = 'twice' THEN [twice || chr(9) || 'key given twice in this record; keep one']
         WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || {_kind("root")}]
         ELSE list_filter(type_errors || [
             CASE WHEN len(type_errors) = 0 AND norm = '' THEN 'text' || chr(9) || 'empty after trimming whitespace' END,

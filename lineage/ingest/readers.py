@@ -40,10 +40,17 @@ class RawBatch:
 
 
 class Reader:
-    """An input: where it came from, its format and checksum, and its batches."""
+    """An input: where it came from (`uri` as given, for messages; `location` absolute, for the audit trail), its
+    format and checksum, and its batches."""
 
     uri: str
     format: str
+
+    @property
+    def location(self) -> str:
+        path = getattr(self, "path", None)
+        return str(Path(path).absolute()) if path is not None and not self.uri.startswith("<") else self.uri
+
     total: int | None = None  # for progress: bytes for files, rows for in-memory data
     sha256: str | None = None
 
@@ -54,25 +61,42 @@ class Reader:
 def open_reader(data: Any, *, input_format: str | None = None) -> Reader:
     """Choose a reader for a path, an Arrow table, a Polars frame or an iterable of dicts."""
     if isinstance(data, str | os.PathLike):
-        return _file_reader(Path(data), input_format)
+        reader = _file_reader(Path(data), input_format)
+        reader.uri = getattr(data, "uri", reader.uri)  # standard input, spooled to a file, is `<stdin>`
+        return reader
     if isinstance(data, pa.Table | pa.RecordBatch):
         return ArrowReader(pa.table(data) if isinstance(data, pa.RecordBatch) else data, "<arrow>")
     if type(data).__module__.startswith("polars"):
         return ArrowReader(data.to_arrow(), "<polars>")
+    if type(data).__module__.startswith("datasets") and hasattr(data, "data") and hasattr(data.data, "table"):
+        return ArrowReader(data.data.table, "<datasets>")  # a datasets.Dataset: its Arrow table, no copy
     if isinstance(data, Iterable) and not isinstance(data, str | bytes | dict):
         return DictReader(data)
     raise InputError(f"cannot ingest a {type(data).__name__}: give a path, Arrow table, Polars frame or dicts")
 
 
 def _file_reader(path: Path, input_format: str | None) -> Reader:
+    if path.is_dir() and (path / "state.json").is_file():
+        return HfDiskReader(path)
     if not path.is_file():
         raise InputError(f"`{path}`: no such file")
     fmt = input_format or _guess_format(path)
-    if fmt == "jsonl":
+    if fmt == "json" and _starts_with(path, b"["):
+        return JsonArrayReader(path)
+    if fmt in ("jsonl", "json"):
         return JsonlReader(path)
+    if fmt == "arrow":
+        return ArrowFileReader(path)
     if fmt in ("parquet", "csv"):
         return DuckdbFileReader(path, fmt)
-    raise InputError(f"`{path}`: unknown input format `{fmt}` (jsonl, parquet or csv)")
+    raise InputError(f"`{path}`: unknown input format `{fmt}` (jsonl, json, parquet, csv or arrow)")
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    """Whether the file's first non-whitespace bytes are `prefix` (a JSON array starts with `[`)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return f.read(4096).lstrip().startswith(prefix)
 
 
 def _guess_format(path: Path) -> str:
@@ -80,13 +104,14 @@ def _guess_format(path: Path) -> str:
     for suffix, fmt in (
         (".jsonl", "jsonl"),
         (".ndjson", "jsonl"),
-        (".json", "jsonl"),
+        (".json", "json"),
         (".parquet", "parquet"),
         (".csv", "csv"),
+        (".arrow", "arrow"),
     ):
         if name.endswith(suffix):
             return fmt
-    raise InputError(f"`{path}`: cannot tell the format from the name; pass --format jsonl|parquet|csv")
+    raise InputError(f"`{path}`: cannot tell the format from the name; pass --format jsonl|json|parquet|csv|arrow")
 
 
 class JsonlReader(Reader):
@@ -248,3 +273,88 @@ class DictReader(Reader):
                 yield RawBatch(pa.table({"input_row": rows, "record": texts}, schema=RAW_SCHEMA), progress=len(rows))
                 rows, texts = [], []
         yield RawBatch(pa.table({"input_row": rows, "record": texts}, schema=RAW_SCHEMA), progress=len(rows))
+
+
+class JsonArrayReader(Reader):
+    """A JSON file holding one array of records (`alpaca_data.json`). Records count from 1 in `input_row` (the
+    record index); each is kept as compact JSON. The file is parsed whole: such files are read into memory by
+    every tool that uses them."""
+
+    format = "json"
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.uri = path, str(path)
+        self.total = path.stat().st_size
+
+    def __iter__(self) -> Iterator[RawBatch]:
+        opener = gzip.open if self.path.name.endswith(".gz") else open
+        try:
+            with opener(self.path, "rb") as f:
+                records = json.loads(f.read().decode("utf-8"), object_pairs_hook=_no_repeated_keys)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"`{self.uri}`: not UTF-8 (byte offset {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno}, column {exc.colno}"
+            raise InputError(f"`{self.uri}`: not a JSON array: {exc.msg} ({where})") from None
+        except _RepeatedKey as exc:
+            raise InputError(f"`{self.uri}`: key `{exc.key}` given twice in one object; keep one") from None
+        if not isinstance(records, list):
+            kind = type(records).__name__
+            raise InputError(f"`{self.uri}`: expected a JSON array of records or JSON Lines, got a {kind}")
+        texts = [json.dumps(r, ensure_ascii=False) for r in records]
+        rows = pa.table({"input_row": list(range(1, len(texts) + 1)), "record": texts}, schema=RAW_SCHEMA)
+        yield RawBatch(rows, progress=self.total)
+        self.sha256 = file_sha256(self.path)
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _RepeatedKey(key)
+        result[key] = value
+    return result
+
+
+def _read_arrow(path: Path, uri: str) -> pa.Table:
+    """An Arrow IPC stream (what `datasets` writes) or file."""
+    import pyarrow.ipc as ipc
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                return ipc.open_stream(source).read_all()
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return ipc.open_file(source).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"`{uri}`: not an Arrow dataset file: {str(exc).splitlines()[0]}") from None
+
+
+class ArrowFileReader(ArrowReader):
+    """A `.arrow` file, as a Hugging Face dataset stores its data."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(_read_arrow(path, str(path)), str(path))
+        self.path = path
+        self.sha256 = file_sha256(path)
+
+
+class HfDiskReader(ArrowReader):
+    """A folder written by `datasets.Dataset.save_to_disk`: its `state.json` lists the `.arrow` files in order."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+            files = [path / f["filename"] for f in state["_data_files"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"`{path}`: not a Hugging Face dataset folder (state.json: {exc})") from None
+        if not files:
+            raise InputError(f"`{path}`: the dataset folder lists no data files")
+        super().__init__(pa.concat_tables([_read_arrow(f, str(f)) for f in files]), str(path))
+        self.path = path

@@ -1,7 +1,8 @@
 """Resolve parent references to sample ids and compute generations, over the staged rows.
 
 Runs in the ingest's own DuckDB connection, where `staged` holds the extracted rows, `existing`
-is a view of the store's samples and `model_gen(name, generation)` gives, for registered models used as
+is a view of the store's samples, `present` the rows already stored (see `lineage.ingest.identity`)
+and `model_gen(name, generation)` gives, for registered models used as
 generators, 1 + the deepest generation of their training build: their outputs are at least that deep
 (parents, when deeper, still win). Everything here is set-based SQL; only the generation fixpoint
 loops, once per level of parent depth inside the batch.
@@ -15,10 +16,10 @@ from lineage.errors import Reject
 
 SETUP_SQL = """
 CREATE OR REPLACE TEMP VIEW cand AS
-    SELECT input_row, sample_id, external_id, source, origin, generator, given_generation, parent_refs,
+    SELECT input_row, sample_id, content_hash, external_id, source, origin, generator, given_generation, parent_refs,
            generation AS draft_generation
     FROM staged WHERE len(errors) = 0 AND input_row NOT IN (SELECT input_row FROM excluded);
--- Rows repeating the sample id of an earlier row of the input, which are not stored (a hash aggregate, no sort).
+-- Rows repeating the sample id (so the id and text) of an earlier row, which are not stored (a hash aggregate).
 CREATE OR REPLACE TEMP TABLE repeats AS
     SELECT c.input_row FROM cand c
     JOIN (SELECT sample_id, min(input_row) AS first_row FROM cand GROUP BY sample_id HAVING count(*) > 1) d
@@ -26,14 +27,14 @@ CREATE OR REPLACE TEMP TABLE repeats AS
     WHERE c.input_row > d.first_row;
 CREATE OR REPLACE TEMP TABLE refs AS SELECT DISTINCT unnest(parent_refs) AS ref FROM cand;
 CREATE OR REPLACE TEMP TABLE nodes AS
-    SELECT c.input_row, c.sample_id, c.external_id, c.source, c.origin, c.given_generation, c.parent_refs,
-           c.draft_generation, g.generation AS model_generation
+    SELECT c.input_row, c.sample_id, c.content_hash, c.external_id, c.source, c.origin, c.given_generation,
+           c.parent_refs, c.draft_generation, g.generation AS model_generation
     FROM cand c LEFT JOIN model_gen g ON c.origin = 'synthetic' AND g.name = c.generator
-    WHERE c.input_row NOT IN (SELECT input_row FROM repeats) AND c.sample_id NOT IN (SELECT sample_id FROM existing);
+    WHERE c.input_row NOT IN (SELECT input_row FROM repeats) AND c.input_row NOT IN (SELECT input_row FROM present);
 -- Samples a reference may name: in the store, or new in this input. Only those some reference matches
 -- take part in resolving, so only those are kept.
 CREATE OR REPLACE TEMP TABLE known AS
-    SELECT sample_id, external_id, source, generation FROM existing
+    SELECT sample_id, external_id, source, generation FROM {existing}
     WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
        OR source || ':' || external_id IN (SELECT ref FROM refs)
     UNION ALL
@@ -105,7 +106,9 @@ CREATE OR REPLACE TEMP TABLE node_parents AS
 
 def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
     """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
-    con.execute(SETUP_SQL)
+    # Without parent references nothing in the store needs reading here: cost follows the input, not the store.
+    refs = con.execute("SELECT count(*) FROM staged WHERE len(parent_refs) > 0").fetchall()[0][0]
+    con.execute(SETUP_SQL.replace("{existing}", "existing" if refs else "(SELECT * FROM existing WHERE false)"))
     if con.execute("SELECT count(*) FROM edges").fetchall()[0][0]:
         while con.execute(STEP_SQL).fetchall()[0][0] > 0:
             pass

@@ -1,5 +1,5 @@
 """Turn the staged draft into the batch's samples segment: as it is when resolution changed nothing, else
-rewritten with the resolved generations and parents, and without the rows that are not stored."""
+rewritten with the resolved ids, generations and parents, and without the rows that are not stored."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ WHERE (n.model_generation IS NOT NULL OR len(n.parent_refs) > 0)
 
 FINAL_SQL = """
 CREATE OR REPLACE TEMP TABLE final AS
-SELECT n.input_row, g.generation, coalesce(p.parent_ids, []) AS parent_ids,
+SELECT n.input_row, n.sample_id, g.generation, coalesce(p.parent_ids, []) AS parent_ids,
     (row_number() OVER (ORDER BY n.input_row) - 1) // $rows AS part
 FROM nodes n JOIN gen g USING (sample_id) LEFT JOIN node_parents p USING (input_row)
 ORDER BY n.input_row
@@ -35,7 +35,7 @@ ORDER BY n.input_row
 
 REWRITE_SQL = """
 SELECT {casts} FROM (
-    SELECT d.* REPLACE (f.generation AS generation, f.parent_ids AS parent_ids)
+    SELECT d.* REPLACE (f.sample_id AS sample_id, f.generation AS generation, f.parent_ids AS parent_ids)
     FROM read_parquet($draft) d JOIN final f USING (input_row)
     WHERE d.input_row BETWEEN $lo AND $hi AND f.input_row BETWEEN $lo AND $hi
 ) ORDER BY input_row
@@ -47,6 +47,8 @@ def write_samples(
 ) -> None:
     """Register the segment of the `stored` rows in `nodes` (at least one) with the transaction."""
     changed = con.execute(CHANGED_SQL).fetchall()[0][0]
+    # Repeats of an id-less text got their own ids after the draft was written (`lineage.ingest.identity`).
+    changed += con.execute("SELECT count(*) FROM renumbered").fetchall()[0][0]
     if staged.draft_in_order and changed == 0 and stored == staged.draft_rows:
         txn.write_segment("samples", batch_id, lambda tmp: os.replace(draft, tmp))
     else:

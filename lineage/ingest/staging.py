@@ -34,12 +34,13 @@ Progress = Callable[[int, int | None], None]
 
 # What resolve and the error report read, per input row. `generation` is the drafted one.
 STAGED_DDL = """
-CREATE TABLE staged (input_row BIGINT, sample_id VARCHAR, external_id VARCHAR, source VARCHAR, origin VARCHAR,
-    generator VARCHAR, given_generation BIGINT, parent_refs VARCHAR[], errors VARCHAR[], generation INTEGER)
+CREATE TABLE staged (input_row BIGINT, sample_id VARCHAR, content_hash VARCHAR, external_id VARCHAR,
+    source VARCHAR, origin VARCHAR, generator VARCHAR, given_generation BIGINT, parent_refs VARCHAR[],
+    errors VARCHAR[], generation INTEGER)
 """
 STAGED_COLUMNS = [
-    "input_row", "sample_id", "external_id", "source", "origin", "generator", "given_generation", "parent_refs",
-    "errors", "generation",
+    "input_row", "sample_id", "content_hash", "external_id", "source", "origin", "generator", "given_generation",
+    "parent_refs", "errors", "generation",
 ]  # fmt: skip
 
 # The draft's generation and parents are what resolve gives when nothing in the batch changes them: 0 for
