@@ -10,10 +10,11 @@ Three ways a sample is contaminated, each its own reason, with the held-out item
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from lineage.features.minhash import jaccard, match
@@ -22,6 +23,7 @@ from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.filters.incremental import Prior
     from lineage.store import Store
 
 PROTECTED_SQL = """
@@ -67,13 +69,31 @@ class ContaminationFilter(SelectionFilter):
         rows = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
-    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+    @staticmethod
+    def context_changed_since(con: Any, version: int) -> bool:
+        """Protected sets that grew after `version` may make any sample a leak: decide everything again."""
+        found = con.execute(
+            "SELECT count(*) FROM set_members m JOIN sets s ON s.name = m.set_name "
+            "WHERE s.protected AND (m.version > ? OR s.version > ?)",
+            [version, version],
+        ).fetchall()[0][0]
+        return bool(found)
+
+    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+        """New samples only, with the earlier leaks as lineage seeds: a child of an old leak is a leak."""
+        leaks = prior.table.filter(pc.equal(prior.table["decision"], "drop"))
+        seeds = dict(zip(leaks["sample_id"].to_pylist(), leaks["related_id"].to_pylist(), strict=True))
+        return self.decide_all(features, context, seeds=seeds)
+
+    def decide_all(
+        self, features: pa.Table, context: SelectionContext, *, seeds: dict[str, str] | None = None
+    ) -> pa.Table:
         names = self.params.set_names()
         protected = context.store.sql(PROTECTED_SQL, params=[names, names])
         if features.num_rows == 0:
             return DECISIONS.empty_table()
         related, reason, score = self._direct(features, protected, context.store)
-        self._lineage(features, protected, related, reason, context.store)
+        self._lineage(features, protected, related, reason, context.store, seeds or {})
         return _decisions(features["sample_id"], related, reason, score, set(protected["sample_id"].to_pylist()))
 
     def _direct(self, features: pa.Table, protected: pa.Table, store: Store) -> tuple[list, list, list]:
@@ -99,9 +119,11 @@ class ContaminationFilter(SelectionFilter):
                 related[i], reason[i], score[i] = prot_ids[j], "contaminated_near", float(sim)
         return related, reason, score
 
-    def _lineage(self, features: pa.Table, protected: pa.Table, related: list, reason: list, store: Store) -> None:
+    def _lineage(
+        self, features: pa.Table, protected: pa.Table, related: list, reason: list, store: Store, earlier: dict
+    ) -> None:
         ids = features["sample_id"].to_pylist()
-        seeds = {pid: pid for pid in protected["sample_id"].to_pylist()}
+        seeds = {pid: pid for pid in protected["sample_id"].to_pylist()} | earlier
         seeds |= {ids[i]: related[i] for i in range(len(ids)) if related[i] is not None}
         if not seeds:
             return
