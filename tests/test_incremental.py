@@ -223,3 +223,53 @@ def test_a_filter_run_on_a_selection_keeps_that_scope(chat_store: Store) -> None
     store.ingest([{"text": "A new synthetic sentence about the sea and its harbours."}], origin="synthetic",
                  source="late-syn", generation=1)
     assert {f.filter: f.unseen for f in store.status().filters}["quality"] == 1
+
+
+def test_a_missed_quota_target_is_never_reported_met(small_store: Store, tmp_path: Path) -> None:
+    store = small_store
+    store.ingest([{"text": f"Synthetic v2 sample number {i} about harbours and tides."} for i in range(7)],
+                 origin="synthetic", source="synthetic-v2-chat", generation=1)
+    spec = tmp_path / "soft.json"
+    quotas = {"source": {"synthetic-v2-*": {"target": 0.9}}}
+    spec.write_text(json.dumps({"name": "soft", "size": 400, "quotas": quotas}))
+    runner = Runner(store.root)
+    out = runner("build", str(spec)).stdout
+    assert "quota source=synthetic-v2-*: target 360, chosen 7: the pool has 7" in out
+    assert "quota source=synthetic-v2-*: target 360, chosen 7: the pool has 7" in runner("build", "show", "soft").stdout
+    row = next(r for r in json.loads(store.sql("SELECT allocation FROM builds")["allocation"][0].as_py())
+               if r["kind"] == "quota")
+    assert (row["status"], row["shortfall"], row["chosen"]) == ("below target", 353, 7)
+    report = store.report("build", "soft", output=tmp_path / "soft.md")
+    text = report.read_text()
+    assert "below target (target 360, chosen 7: the pool has 7)" in text and "**targets missed**: 1" in text
+
+    hard = json.loads(spec.read_text())
+    hard["name"], hard["quotas"]["source"]["synthetic-v2-*"]["hard"] = "hard", True
+    spec.write_text(json.dumps(hard))
+    refused = runner("build", str(spec), code=1)
+    assert refused.output.strip() == (
+        "Error: quota source=synthetic-v2-* hard target 90% of 400 needs 360; the pool has 7 synthetic-v2-* "
+        "samples after filters"
+    )
+    assert store.sql("SELECT count(*) AS n FROM builds WHERE name = 'hard'")["n"][0].as_py() == 0
+    hard["quotas"]["source"]["synthetic-v2-*"] = {"target": 0.01, "hard": True}
+    spec.write_text(json.dumps(hard))
+    runner("build", str(spec))
+    assert json.loads(store.sql("SELECT allocation FROM builds WHERE name = 'hard'")["allocation"][0].as_py())[-1][
+        "chosen"] == 4
+
+
+def test_a_floor_on_a_group_too_small_to_measure(small_store: Store) -> None:
+    from lineage.build.floors import FloorNotMet
+
+    small_store.ingest([{"text": "One lonely sample of a tiny source."}], origin="real", source="tiny")
+    spec = {"name": "floors", "size": 1125, "floors": [{"metric": "self_bleu", "max": 0.9, "by": "source"}]}
+    with pytest.raises(FloorNotMet) as err:
+        small_store.build(spec, allow_stale=True)
+    assert str(err.value) == (
+        "floor self_bleu max 0.9 for source=tiny cannot be measured: the group has 1 samples; set min_group_size "
+        "on the floor to report such groups as not measurable; nothing was written"
+    )
+    spec["floors"][0]["min_group_size"] = 5
+    floors = json.loads(small_store.build(spec, allow_stale=True).info["floors"])
+    assert {json.loads(f["group"])["source"]: f["status"] for f in floors}["tiny"] == "not measurable"

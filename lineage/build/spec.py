@@ -80,6 +80,9 @@ class Floor(_Strict):
     min: float | None = None
     max: float | None = None
     by: str | None = Field(default=None, description="A dimension: the floor holds for every group of it.")
+    min_group_size: int | None = Field(
+        default=None, ge=1, description="Groups smaller than this are reported `not measurable` instead of judged."
+    )
 
     @model_validator(mode="after")
     def _bound(self) -> Floor:
