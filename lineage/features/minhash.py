@@ -436,7 +436,11 @@ def candidate_pairs_across(sig_a: np.ndarray, sig_b: np.ndarray, *, threshold: f
     """
     rows_a, rows_b = _nonempty(sig_a), _nonempty(sig_b)
     nb, nr = _optimal_bands(threshold, sig_a.shape[1], CANDIDATE_WEIGHTS)
-    pairs = _across(_band_keys(sig_a[rows_a], nb, nr), _band_keys(sig_b[rows_b], nb, nr))
+    keys_a, keys_b = _band_keys(sig_a[rows_a], nb, nr), _band_keys(sig_b[rows_b], nb, nr)
+    # Few rows of a large A share a key with B: find them with one sort-based membership test first.
+    hit = np.isin(keys_a, keys_b).any(axis=1)
+    rows_a, keys_a = rows_a[hit], keys_a[hit]
+    pairs = _across(keys_a, keys_b)
     return np.stack([rows_a[pairs[:, 0]], rows_b[pairs[:, 1]]], axis=1)
 
 
