@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lineage.filters.run import RunResult
     from lineage.ingest import IngestResult
     from lineage.maintenance import DoctorReport
+    from lineage.status import StoreStatus
 
 CATALOG_FILE = "lineage.duckdb"
 LOCK_FILE = "lineage.lock"
@@ -254,11 +255,27 @@ class Store:
 
         return run_filter(self, name, **options)
 
-    def build(self, spec: Any, /, *, dry_run: bool = False, as_of: int | None = None) -> Any:
-        """Plan and commit a build from a spec (path, dict or BuildSpec); returns a Build (or a BuildPlan)."""
+    def build(
+        self,
+        spec: Any,
+        /,
+        *,
+        dry_run: bool = False,
+        as_of: int | None = None,
+        refresh: bool = False,
+        allow_stale: bool = False,
+    ) -> Any:
+        """Plan and commit a build from a spec (path, dict or BuildSpec); returns a Build (or a BuildPlan).
+        `refresh`: run stale honoured filters over their unseen samples first; `allow_stale`: build anyway."""
         from lineage.build import build
 
-        return build(self, spec, dry_run=dry_run, as_of=as_of)
+        return build(self, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale)
+
+    def status(self) -> StoreStatus:
+        """Per filter, the samples it has not seen (by source); per build, whether the store changed since."""
+        from lineage.status import status
+
+        return status(self)
 
     def export(self, build: str, output: str | Path, /, **options: Any) -> ExportResult:
         """Export build NAME[@vN] at `output` (see Build.export for the options)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,8 @@ from lineage.build.allocate import InfeasibleSpec, allocate
 from lineage.build.pool import create_pool
 from lineage.build.sample import select_members
 from lineage.build.spec import BuildSpec, SpecError, load_spec
+from lineage.build.stale import StaleFilters, stale_filters
+from lineage.build.stale import refresh as refresh_filters
 from lineage.errors import LineageError
 from lineage.schemas import BUILD_MEMBERS, BUILDS
 from lineage.segments import atomic_write_bytes, write_parquet
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from lineage.licenses import LicenseShare
     from lineage.store import Store
 
-__all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "build", "load_spec"]
+__all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "StaleFilters", "build", "load_spec"]
 
 COMPOSITION_DIMS = ("origin", "source", "method", "generation")
 
@@ -45,23 +47,46 @@ class BuildPlan:
     pool_size: int
     allocation: list[dict[str, Any]]
     floors: list[dict[str, Any]]
+    stale: dict[str, int] = field(default_factory=dict)  # honoured filter -> pool samples it has not seen
+    refreshed: list[str] = field(default_factory=list)  # summaries of the runs `refresh` made first
+
+    def shortfalls(self) -> list[str]:
+        return shortfalls(self.allocation)
 
 
 def build(
-    store: Store, spec: BuildSpec | str | Path | dict[str, Any], *, dry_run: bool = False, as_of: int | None = None
+    store: Store,
+    spec: BuildSpec | str | Path | dict[str, Any],
+    *,
+    dry_run: bool = False,
+    as_of: int | None = None,
+    refresh: bool = False,
+    allow_stale: bool = False,
 ) -> Build | BuildPlan:
-    """Plan and (unless dry_run) commit a build; reads the store as of `as_of` (default: now)."""
+    """Plan and (unless dry_run) commit a build; reads the store as of `as_of` (default: now).
+
+    A filter the pool honours that has not seen samples of the pool makes the build fail (`StaleFilters`),
+    unless `refresh` (run those filters over their new samples first) or `allow_stale` (build anyway and
+    record the counts in the build's checks)."""
     from lineage.build.policy import apply_policy
 
     spec = spec if isinstance(spec, BuildSpec) else load_spec(spec)
+    refreshed = []
+    if refresh and as_of is None and not dry_run:
+        refreshed = [r.summary() for r in refresh_filters(store, spec)]
     source = store.at(as_of) if as_of is not None else store
     spec, decision = apply_policy(source, spec)
     if decision is not None and decision.get("as_of") is not None:  # a rollback: draw from the snapshot
         source = store.at(decision["as_of"])
     if dry_run:
-        return _plan(source, spec)[0]
+        plan = _plan(source, spec)[0]
+        return replace(plan, stale={s.filter: s.unseen for s in stale_filters(source, spec)})
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
+        stale = stale_filters(source, spec)
+        if stale and not allow_stale:
+            raise StaleFilters(spec.name, stale)
         plan, members = _plan(source, spec)
+        plan = replace(plan, stale={s.filter: s.unseen for s in stale}, refreshed=refreshed)
         version = _next_version(store, spec.name)
         folder = f"builds/{spec.name}/v{version}"
         seg = txn.write_segment(
@@ -76,7 +101,9 @@ def build(
             row["checks"] = json.dumps({**json.loads(row["checks"]), "policy": decision})
         atomic_write_bytes(store.root / folder / "manifest.json", _manifest(row).encode())
         txn.add_rows("builds", pa.Table.from_pylist([row], schema=BUILDS))
-    return Build(store, spec.name, version)
+    result = Build(store, spec.name, version)
+    result.refreshed = refreshed
+    return result
 
 
 def _plan(store: Store, spec: BuildSpec) -> tuple[BuildPlan, pa.Table]:
@@ -135,6 +162,8 @@ def _build_row(
             f"{leak_count(checks):,} member(s) leak in all; `lineage filter run contamination` drops them; "
             "nothing was written"
         )
+    if plan.stale:  # built with --allow-stale: pool samples these filters never saw
+        checks["stale_filters"] = plan.stale
     return {
         "name": plan.spec.name,
         "build_version": version,
@@ -153,6 +182,11 @@ def _build_row(
         "created_at": datetime.now(UTC),
         "version": commit_version,
     }
+
+
+def shortfalls(allocation: list[dict[str, Any]]) -> list[str]:
+    """One line per quota whose target was missed (soft targets: the build went on without it)."""
+    return [f"quota {r['name']}: {r['note']}" for r in allocation if r["kind"] == "quota" and r.get("note")]
 
 
 def _manifest(row: dict[str, Any]) -> str:
@@ -177,6 +211,7 @@ class Build:
             raise LineageError(f"no build `{name}{at}`; `lineage builds` lists them")
         self.store, self.info = store, rows[0]
         self.name, self.version = name, self.info["build_version"]
+        self.refreshed: list[str] = []  # summaries of the filter runs `build(refresh=True)` made first
 
     @classmethod
     def parse(cls, store: Store, ref: str) -> Build:

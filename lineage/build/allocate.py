@@ -34,6 +34,8 @@ class Quota:
     available: int
 
     def bounds(self, size: int) -> tuple[int, int]:
+        if self.share.hard and self.share.target is not None:
+            return (round(self.share.target * size),) * 2  # a hard target binds like min = max
         lo = math.ceil((self.share.min or 0.0) * size - 1e-9)
         hi = math.floor((self.share.max if self.share.max is not None else 1.0) * size + 1e-9)
         return lo, hi
@@ -63,6 +65,7 @@ class Allocation:
         for q in self.quotas:
             lo, hi = q.bounds(size)
             target = round(q.share.target * size) if q.share.target is not None else None
+            chosen = sum(self.takes[c] for c in q.cells)
             out.append(
                 {
                     "kind": "quota",
@@ -71,10 +74,23 @@ class Allocation:
                     "min": lo,
                     "max": hi,
                     "available": q.available,
-                    "chosen": sum(self.takes[c] for c in q.cells),
+                    "chosen": chosen,
+                    "hard": q.share.hard,
+                    **_against_target(target, chosen, q.available, lo, hi),
                 }
             )
         return out
+
+
+def _against_target(target: int | None, chosen: int, available: int, lo: int, hi: int) -> dict[str, Any]:
+    """The status of a quota (bounds first, then target) and, for a missed target, a note saying why."""
+    if not lo <= chosen <= hi:
+        return {"status": "out of bounds", "shortfall": None, "note": None}
+    if target is None or chosen == target:
+        return {"status": "on target" if target is not None else "within bounds", "shortfall": None, "note": None}
+    why = f"the pool has {available:,}" if available < target else "the size and the other quotas allow no closer"
+    status = "below target" if chosen < target else "above target"
+    return {"status": status, "shortfall": target - chosen, "note": f"target {target:,}, chosen {chosen:,}: {why}"}
 
 
 def _text(value: object) -> str:
@@ -110,6 +126,11 @@ def _precheck(spec: BuildSpec, pool: Pool, qs: list[Quota]) -> None:
         )
     for q in qs:
         lo = q.bounds(spec.size)[0]
+        if q.share.hard and lo > q.available:
+            raise InfeasibleSpec(
+                f"quota {q.label} hard target {_pct(q.share.target)} of {spec.size:,} needs {lo:,}; "
+                f"the pool has {q.available:,} {q.label.split('=', 1)[-1]} samples after filters"
+            )
         if lo > q.available:
             raise InfeasibleSpec(
                 f"quota {q.label} min {_pct(q.share.min)} of {spec.size:,} needs {lo:,}; "
@@ -161,8 +182,9 @@ def _diagnose(size: int, pool: Pool, qs: list[Quota]) -> str:
     for i, q in enumerate(qs):
         if _solve(size, pool, qs[:i] + qs[i + 1 :]) is not None:
             lo, hi = q.bounds(size)
+            bound = f"hard target {lo:,}" if q.share.hard else f"min {lo:,}, max {hi:,}"
             return (
-                f"quota {q.label} (min {lo:,}, max {hi:,} of {size:,}; {q.available:,} available) cannot hold "
+                f"quota {q.label} ({bound} of {size:,}; {q.available:,} available) cannot hold "
                 "together with the other quotas; relax it or them"
             )
     return f"the quotas cannot all hold for size {size:,}: " + "; ".join(

@@ -23,7 +23,15 @@ def check_floors(store: Store, spec: BuildSpec, members: pa.Table) -> list[dict[
     rows = []
     for floor in spec.floors:
         rows += _measure(store, spec, floor, members["sample_id"])
-    missed = [r for r in rows if not r["met"]]
+    unmeasured = [r for r in rows if r["achieved"] is None and r["met"] is not None]
+    if unmeasured:
+        r = unmeasured[0]
+        raise FloorNotMet(
+            f"floor {r['metric']} {r['bound']} {r['target']:g}{_group(r)} cannot be measured: the group has "
+            f"{r['samples']:,} samples; set min_group_size on the floor to report such groups as not measurable; "
+            "nothing was written"
+        )
+    missed = [r for r in rows if r["met"] is False]
     if missed:
         r = missed[0]
         raise FloorNotMet(
@@ -42,11 +50,16 @@ def _measure(store: Store, spec: BuildSpec, floor: Floor, ids: pa.ChunkedArray) 
     bound, target = ("min", floor.min) if floor.min is not None else ("max", floor.max)
     out = []
     for row in result.table.to_pylist():
-        value = row[floor.metric]
-        met = value is not None and (value >= target if bound == "min" else value <= target)  # type: ignore[operator]
+        value, size = row[floor.metric], row["samples"]
+        met: bool | None = value is not None and (value >= target if bound == "min" else value <= target)  # type: ignore[operator]
+        status = "met" if met else "not met"
+        if floor.min_group_size is not None and size < floor.min_group_size:
+            met, status = None, "not measurable"  # too small a group for this metric: reported, not judged
+        elif value is None:
+            status = "not measurable"
         group = {floor.by: row[floor.by]} if floor.by else {}
         out.append({"metric": floor.metric, "bound": bound, "target": target, "group": json.dumps(group),
-                    "achieved": value, "met": met})
+                    "achieved": value, "met": met, "samples": size, "status": status})
     return out
 
 

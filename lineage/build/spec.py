@@ -30,9 +30,15 @@ class Share(_Strict):
     min: float | None = Field(default=None, ge=0, le=1, description="Minimum share, 0..1.")
     max: float | None = Field(default=None, ge=0, le=1, description="Maximum share, 0..1.")
     target: float | None = Field(default=None, ge=0, le=1, description="Preferred share, 0..1.")
+    hard: bool = Field(
+        default=False,
+        description="Make the target binding: a build that cannot take exactly the target fails before writing.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Share:
+        if self.hard and self.target is None:
+            raise ValueError("hard: true needs a target")
         lo, hi = self.min if self.min is not None else 0.0, self.max if self.max is not None else 1.0
         if lo > hi:
             raise ValueError(f"min {lo} is above max {hi}")
@@ -74,6 +80,9 @@ class Floor(_Strict):
     min: float | None = None
     max: float | None = None
     by: str | None = Field(default=None, description="A dimension: the floor holds for every group of it.")
+    min_group_size: int | None = Field(
+        default=None, ge=1, description="Groups smaller than this are reported `not measurable` instead of judged."
+    )
 
     @model_validator(mode="after")
     def _bound(self) -> Floor:

@@ -40,11 +40,22 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
 @build_group.command("run")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Print the allocation and floors; write nothing.")
+@click.option("--refresh", is_flag=True, help="First run the honoured filters over the samples they have not seen.")
+@click.option("--allow-stale", is_flag=True, help="Build although honoured filters have not seen all of the pool.")
 @json_option
 @click.pass_context
-def build_run(ctx: click.Context, spec: str, dry_run: bool, as_json: bool) -> None:
-    """Build from SPEC (YAML, JSON or TOML). `--as-of` (before the verb) draws from an earlier version."""
-    from lineage.build import Build, build
+def build_run(ctx: click.Context, spec: str, dry_run: bool, refresh: bool, allow_stale: bool, as_json: bool) -> None:
+    """Build from SPEC (YAML, JSON or TOML). `--as-of` (before the verb) draws from an earlier version.
+
+    A build refuses when a filter it honours has not seen samples of its pool (`lineage status` lists
+    them): `--refresh` decides them first, `--allow-stale` builds anyway and records the counts.
+
+    \b
+    Examples:
+      lineage build spec.yaml --refresh
+      lineage build spec.yaml --allow-stale
+    """
+    from lineage.build import Build, build, shortfalls
 
     store = open_store(ctx)
     as_of = store.as_of
@@ -52,22 +63,37 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, as_json: bool) -> No
         from lineage.store import Store
 
         store = Store(store.root, wait=store.wait)
-    result = build(store, spec, dry_run=dry_run, as_of=as_of)
+    result = build(store, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale)
     if isinstance(result, Build):
         info = result.info
-        plan = {"allocation": json.loads(info["allocation"]), "floors": json.loads(info["floors"])}
+        stale = json.loads(info["checks"]).get("stale_filters", {})
+        plan = {"allocation": json.loads(info["allocation"]), "floors": json.loads(info["floors"]), "stale": stale}
         head = f"built {result.name}@v{result.version}: {info['size']:,} samples from a pool of {info['pool_size']:,} "
         head += f"(store version {info['store_version']})"
+        refreshed = result.refreshed
     else:
-        plan = {"allocation": result.allocation, "floors": result.floors}
+        plan = {"allocation": result.allocation, "floors": result.floors, "stale": result.stale}
         head = f"dry run {result.spec.name}: pool of {result.pool_size:,} (store version {result.store_version})"
+        refreshed = []
+    notes = [*refreshed, *_stale_lines(plan["stale"], dry_run), *shortfalls(plan["allocation"])]
     if as_json:
-        click.echo(to_json({"summary": head, **plan}))
+        click.echo(to_json({"summary": head, "notes": notes, **plan}))
         return
     _table(plan["allocation"], "allocation")
     if plan["floors"]:
         _table(plan["floors"], "floors")
     click.echo(head)
+    for line in notes:
+        click.echo(line)
+
+
+def _stale_lines(stale: dict[str, int], dry_run: bool) -> list[str]:
+    if not stale:
+        return []
+    counts = ", ".join(f"{k} {v:,}" for k, v in stale.items())
+    if dry_run:
+        return [f"stale: honoured filters have not seen pool samples ({counts}); a build needs --refresh"]
+    return [f"built with --allow-stale: honoured filters had not seen pool samples ({counts})"]
 
 
 @build_group.command("show")
@@ -76,7 +102,7 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, as_json: bool) -> No
 @click.pass_context
 def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks."""
-    from lineage.build import Build
+    from lineage.build import Build, shortfalls
     from lineage.licenses import warnings
 
     build = Build.parse(open_store(ctx), ref)
@@ -101,6 +127,11 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     for line in doc["license_warnings"]:
         click.echo(f"  warning: {line}")
     for line in contamination_lines(doc["checks"]):
+        click.echo(f"  {line}")
+    stale = doc["checks"].get("stale_filters", {})
+    if stale:
+        click.echo("  stale (built with --allow-stale): " + ", ".join(f"{k} {v:,}" for k, v in stale.items()))
+    for line in shortfalls(doc["allocation"]):
         click.echo(f"  {line}")
 
 

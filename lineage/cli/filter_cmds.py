@@ -18,6 +18,11 @@ def filter_group() -> None:
 @click.option("--where", help="SQL predicate over `samples` selecting what to filter (default: everything).")
 @click.option("--force", is_flag=True, help="Run again even if the same run over the same selection exists.")
 @click.option("--module", help="A user filter class, package.module:ClassName.")
+@click.option(
+    "--new", "new_only", is_flag=True,
+    help="Only the samples no run with these params decided, judged against those it did (see `lineage status`).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what the run would decide, per source and reason; write nothing.")
 @engine_options(
     ("local", "inline", "ray"),
     "local: a process pool over batches; inline: this process; ray: a Ray cluster (`lineage[ray]`).",
@@ -32,6 +37,8 @@ def run_cmd(
     where: str | None,
     force: bool,
     module: str | None,
+    new_only: bool,
+    dry_run: bool,
     engine: str,
     workers: int | None,
     ray_address: str | None,
@@ -48,6 +55,8 @@ def run_cmd(
       lineage filter run mine --module my_filters:ShoutingFilter
       lineage filter run quality --engine ray
       lineage filter run near-dedup --engine ray --ray-address auto
+      lineage filter run exact-dedup --new        # only what it has not seen (`lineage status`)
+      lineage filter run quality --dry-run        # what it would drop, per source; nothing written
     """
     from lineage.filters.base import parse_param_pairs
 
@@ -63,8 +72,30 @@ def run_cmd(
             workers=workers,
             ray_address=ray_address,
             progress=progress,
+            new_only=new_only,
+            dry_run=dry_run,
         )
-    click.echo(to_json(result.__dict__) if as_json else result.summary())
+    if as_json:
+        click.echo(to_json({**result.__dict__, "warnings": result.warnings()}))
+        return
+    if dry_run and result.by_source:
+        import pyarrow as pa
+
+        print_table(pa.Table.from_pylist(result.by_source), title="would decide")
+    click.echo(result.summary())
+    for line in by_source_lines(result.by_source):
+        click.echo(line)
+    for line in result.warnings():
+        click.echo(line, err=True)
+
+
+def by_source_lines(by_source: list[dict]) -> list[str]:
+    """Drops and flags by source and reason, one line per source (sources without any are left out)."""
+    lines: dict[str, list[str]] = {}
+    for row in by_source:
+        if row["decision"] != "keep":
+            lines.setdefault(str(row["source"]), []).append(f"{row['reason'] or row['decision']} {row['n']:,}")
+    return [f"  {source}: {', '.join(parts)}" for source, parts in sorted(lines.items())]
 
 
 @filter_group.command("list")

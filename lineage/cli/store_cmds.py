@@ -1,4 +1,4 @@
-"""Store lifecycle: init, doctor, gc, migrate."""
+"""Store lifecycle: init, doctor, gc, migrate, status."""
 
 from __future__ import annotations
 
@@ -107,4 +107,26 @@ def migrate(ctx: click.Context) -> None:
     click.echo(f"migrated through formats {steps}" if steps else f"store is at format {catalog.FORMAT_VERSION}")
 
 
-COMMANDS = [init, doctor, gc, migrate]
+@click.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """What is out of date: per filter, the samples it has not seen yet (by source); per build, whether the
+    store changed since it was made. A build refuses while a filter it honours has unseen pool samples.
+
+    \b
+    Examples:
+      lineage status
+      lineage filter run exact-dedup --new     # decide the unseen samples only
+      lineage build spec.yaml --refresh        # or let the build do it
+    """
+    result = open_store(ctx).status()
+    if as_json:
+        filters = [{**f.__dict__, "unseen": f.unseen} for f in result.filters]
+        click.echo(to_json({"version": result.version, "filters": filters, "builds": result.builds}))
+        return
+    for line in result.lines():
+        click.echo(line)
+
+
+COMMANDS = [init, doctor, gc, migrate, status]

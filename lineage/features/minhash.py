@@ -429,6 +429,21 @@ def candidate_pairs(sigs: np.ndarray, *, threshold: float) -> np.ndarray:
     return _distinct(np.concatenate([stars[stars[:, 0] != stars[:, 1]], banded]), len(sigs))
 
 
+def candidate_pairs_across(sig_a: np.ndarray, sig_b: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Candidate pairs (i, j), row i of sig_a and row j of sig_b, banded as `candidate_pairs` bands, unverified.
+
+    The band keys of `sig_b` are sorted and those of `sig_a` looked up in them: make `sig_b` the smaller.
+    """
+    rows_a, rows_b = _nonempty(sig_a), _nonempty(sig_b)
+    nb, nr = _optimal_bands(threshold, sig_a.shape[1], CANDIDATE_WEIGHTS)
+    keys_a, keys_b = _band_keys(sig_a[rows_a], nb, nr), _band_keys(sig_b[rows_b], nb, nr)
+    # Few rows of a large A share a key with B: find them with one sort-based membership test first.
+    hit = np.isin(keys_a, keys_b).any(axis=1)
+    rows_a, keys_a = rows_a[hit], keys_a[hit]
+    pairs = _across(keys_a, keys_b)
+    return np.stack([rows_a[pairs[:, 0]], rows_b[pairs[:, 1]]], axis=1)
+
+
 # --- exact verification ---------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from lineage.errors import LineageError
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.filters.incremental import Prior
     from lineage.store import Store
 
 # Columns every filter may read; a filter names the ones it needs in `columns`.
@@ -79,6 +80,12 @@ class SelectionFilter(Filter):
         return batch
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+        raise NotImplementedError
+
+    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+        """Incremental reduce: decide the new samples (`features`) against those decided before with the same
+        params (`prior`). May also return decisions of earlier samples: those whose decision the new ones
+        change (only the changes are recorded). Filters that do not override it run over their whole scope."""
         raise NotImplementedError
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from lineage.features import containment
@@ -30,6 +31,7 @@ from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.filters.incremental import Prior
     from lineage.store import Store
 
 PROTECTED_SQL = """
@@ -149,7 +151,25 @@ class ContaminationFilter(SelectionFilter):
         rows = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
-    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+    @staticmethod
+    def context_changed_since(con: Any, version: int) -> bool:
+        """Protected sets that grew after `version` may make any sample a leak: decide everything again."""
+        found = con.execute(
+            "SELECT count(*) FROM set_members m JOIN sets s ON s.name = m.set_name "
+            "WHERE s.protected AND (m.version > ? OR s.version > ?)",
+            [version, version],
+        ).fetchall()[0][0]
+        return bool(found)
+
+    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+        """New samples only, with the earlier leaks as lineage seeds: a child of an old leak is a leak."""
+        leaks = prior.table.filter(pc.equal(prior.table["decision"], "drop"))
+        seeds = dict(zip(leaks["sample_id"].to_pylist(), leaks["related_id"].to_pylist(), strict=True))
+        return self.decide_all(features, context, seeds=seeds)
+
+    def decide_all(
+        self, features: pa.Table, context: SelectionContext, *, seeds: dict[str, str] | None = None
+    ) -> pa.Table:
         protected = protected_items(context.store, self.params.set_names())
         if features.num_rows == 0:
             return DECISIONS.empty_table()
@@ -160,12 +180,14 @@ class ContaminationFilter(SelectionFilter):
         score: list[float | None] = [None] * n
         for i, leak in leaks.items():
             related[i], reason[i], score[i] = leak.item_id, leak.reason, leak.score
-        self._lineage(features, protected, related, reason, context.store)
+        self._lineage(features, protected, related, reason, context.store, seeds or {})
         return _decisions(features["sample_id"], related, reason, score, set(protected["sample_id"].to_pylist()))
 
-    def _lineage(self, features: pa.Table, protected: pa.Table, related: list, reason: list, store: Store) -> None:
+    def _lineage(
+        self, features: pa.Table, protected: pa.Table, related: list, reason: list, store: Store, earlier: dict
+    ) -> None:
         ids = features["sample_id"].to_pylist()
-        seeds = {pid: pid for pid in protected["sample_id"].to_pylist()}
+        seeds = {pid: pid for pid in protected["sample_id"].to_pylist()} | earlier
         seeds |= {ids[i]: related[i] for i in range(len(ids)) if related[i] is not None}
         if not seeds:
             return

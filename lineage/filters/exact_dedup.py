@@ -6,6 +6,14 @@ import duckdb
 import pyarrow as pa
 
 from lineage.filters.base import KEEP_ORDER_SQL, SelectionContext, SelectionFilter, register
+from lineage.filters.incremental import Prior
+
+# Earlier-decided samples sharing a content_hash with a new one: the only groups new samples can change.
+PRIOR_GROUPS_SQL = """
+SELECT s.sample_id, s.origin, s.generation, s.version, s.input_row, s.content_hash
+FROM samples s SEMI JOIN _prior p USING (sample_id)
+WHERE s.content_hash IN (SELECT content_hash FROM _new)
+"""
 
 DEDUP_SQL = f"""
 SELECT sample_id,
@@ -32,6 +40,12 @@ class ExactDedupFilter(SelectionFilter):
 
     name = "exact-dedup"
     columns = ("content_hash",)
+
+    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+        """A group (content_hash) is decided by its members only: re-decide the groups of the new samples."""
+        old = prior.query(PRIOR_GROUPS_SQL, _new=features.select(["content_hash"]))
+        new = features.select(old.column_names)
+        return self.decide_all(pa.concat_tables([new, old.cast(new.schema)]), context)
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         con = duckdb.connect()

@@ -31,8 +31,16 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from lineage.features.cache import FeatureCache
-from lineage.features.minhash import candidate_pairs, clusters, scheme, signatures, verify_exact
+from lineage.features.minhash import (
+    candidate_pairs,
+    candidate_pairs_across,
+    clusters,
+    scheme,
+    signatures,
+    verify_exact,
+)
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.filters.incremental import Prior
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
@@ -100,6 +108,54 @@ class NearDedupFilter(SelectionFilter):
         kept = _kept(features, clusters(len(sigs), pairs))
         return _decisions(features["sample_id"], kept, _scores(features["text"], kept, pairs, similarity, p.ngram))
 
+    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+        """New samples against the decided ones: the old clusters a new sample joins are decided again whole.
+
+        Clusters are connected components, so a full run would find the same ones: the old clusters no new
+        sample touches, unchanged, and the components of the new samples' verified pairs (among themselves
+        and with old samples) together with every old cluster they reach.
+        """
+        if features.num_rows == 0:
+            return DECISIONS.empty_table()
+        p, cache = self.params, self.cache(context.store)
+        new_sigs, fresh = self._signatures(features, cache)
+        cache.add(fresh)
+        old_ids = prior.table["sample_id"]
+        old_sigs = self._prior_signatures(old_ids, prior, cache)
+        cross = candidate_pairs_across(old_sigs, new_sigs, threshold=p.threshold)  # (old, new): new keys sorted
+        olds = np.unique(cross[:, 0])
+        old_texts = prior.samples(["sample_id", "text"], old_ids.take(pa.array(olds)))["text"]
+        local = np.stack([cross[:, 1], np.searchsorted(olds, cross[:, 0])], axis=1)
+        linked, linked_sim = verify_exact(local, features["text"], old_texts, ngram=p.ngram, threshold=p.threshold)
+        within = candidate_pairs(new_sigs, threshold=p.threshold)
+        pairs_new, sim_new = verify_exact(within, features["text"], ngram=p.ngram, threshold=p.threshold)
+        clusters_of = pc.coalesce(prior.table["cluster_id"], old_ids)
+        touched = clusters_of.take(pa.array(olds[linked[:, 1]]))
+        members = prior.samples(list(features.column_names), old_ids.filter(pc.is_in(clusters_of, touched)))
+        table = pa.concat_tables([features, members.cast(features.schema)])
+        n_new, position = features.num_rows, {s: i for i, s in enumerate(table["sample_id"].to_pylist())}
+        old_linked = np.array([position[s] for s in old_ids.take(pa.array(olds[linked[:, 1]])).to_pylist()], np.int64)
+        verified = np.concatenate([pairs_new, np.stack([linked[:, 0], old_linked], axis=1)]).reshape(-1, 2)
+        similarity = np.concatenate([sim_new, linked_sim])
+        stars = _stars(clusters_of.filter(pc.is_in(clusters_of, touched)), n_new)
+        labels = clusters(table.num_rows, np.concatenate([verified, stars]).astype(np.int64))
+        kept = _kept(table, labels)
+        return _decisions(table["sample_id"], kept, _scores(table["text"], kept, verified, similarity, p.ngram))
+
+    def _prior_signatures(self, ids: pa.ChunkedArray, prior: Prior, cache: FeatureCache) -> np.ndarray:
+        """Signatures of decided samples in the order of `ids`: from the cache, hashed again where missing."""
+        cached = cache.lookup(ids)
+        missing = ids.filter(pc.invert(pc.is_in(ids, value_set=cached["sample_id"].combine_chunks())))
+        if len(missing):
+            texts = prior.samples(["sample_id", "text"], missing)
+            p = self.params
+            sigs = signatures(texts["text"], ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
+            rows = pa.table({"sample_id": texts["sample_id"], "minhash": to_binary(sigs)})
+            cache.add(rows)
+            cached = pa.concat_tables([cached, rows.cast(cached.schema)])
+        order = pc.index_in(ids, value_set=cached["sample_id"].combine_chunks())
+        return from_binary(cached["minhash"].take(order), self.params.num_perm)
+
     def cached_signatures(self, features: pa.Table, store: Store) -> np.ndarray:
         """Signatures of the selection in its order: cached ones reused, missing ones hashed and cached."""
         cache = self.cache(store)
@@ -123,6 +179,18 @@ class NearDedupFilter(SelectionFilter):
         out[is_missing] = fresh
         out[~is_missing] = from_binary(cached["minhash"], p.num_perm)[position.drop_null().to_numpy()]
         return out, rows
+
+
+def _stars(clusters_of: pa.ChunkedArray, offset: int) -> np.ndarray:
+    """Pairs linking each old member to the first member of its old cluster: the members are rows offset + i,
+    in sample_id order like the prior decisions `clusters_of` comes from."""
+    if len(clusters_of) == 0:
+        return np.zeros((0, 2), np.int64)
+    labels = np.unique(np.asarray(clusters_of.to_pylist(), dtype=object), return_inverse=True)[1].reshape(-1)
+    rows = np.arange(len(labels))
+    first = np.full(labels.max() + 1, len(labels), np.int64)
+    np.minimum.at(first, labels, rows)
+    return np.stack([offset + first[labels], offset + rows], axis=1)
 
 
 def _kept(features: pa.Table, labels: np.ndarray) -> np.ndarray:

@@ -7,11 +7,12 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lineage import catalog, readonly
 from lineage.errors import LineageError
@@ -25,8 +26,9 @@ from lineage.filters.base import (
     filter_class,
     parse_params,
 )
-from lineage.filters.events import BATCH_ROWS, Decided, check
+from lineage.filters.events import BATCH_ROWS, Decided, check, tally
 from lineage.filters.executor import ENGINES, Progress, map_batches
+from lineage.filters.incremental import Prior, changed_only, filter_state
 from lineage.ids import uuid7
 from lineage.scaleout.cluster import check_engine
 from lineage.schemas import DECISIONS, RUNS
@@ -49,19 +51,49 @@ class RunResult:
     seconds: float
     skipped: bool = False
     previous: dict[str, Any] = field(default_factory=dict)
+    new_only: bool = False  # an incremental run: the unseen samples, decided against the decided ones
+    redecided: int = 0  # earlier-decided samples whose decision the run changed (incremental runs)
+    by_source: list[dict[str, Any]] = field(default_factory=list)  # source, decision, reason, n
+    dry_run: bool = False
 
     def summary(self) -> str:
+        if self.skipped and self.new_only:
+            return f"{self.filter}: no new samples to decide (every sample in its scope has a decision)"
         if self.skipped:
             return (
                 f"{self.filter}: already run with these params over this selection (run {self.run_id}, version "
                 f"{self.version}); nothing to do, --force runs it again"
             )
         why = ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
+        what = f"{self.selected:,} new samples" if self.new_only else f"{self.selected:,} selected"
+        again = f", {self.redecided:,} earlier decisions changed" if self.new_only else ""
+        where = "dry run, nothing written" if self.dry_run else f"run {self.run_id}, version {self.version}"
         return (
-            f"{self.filter}: {self.selected:,} selected, {self.kept:,} kept, {self.dropped:,} dropped, "
-            f"{self.flagged:,} flagged{f' ({why})' if why else ''} in {self.seconds:.1f}s "
-            f"(run {self.run_id}, version {self.version})"
+            f"{self.filter}: {what}, {self.kept:,} kept, {self.dropped:,} dropped, "
+            f"{self.flagged:,} flagged{f' ({why})' if why else ''}{again} in {self.seconds:.1f}s ({where})"
         )
+
+    def warnings(self) -> list[str]:
+        """One line per source the run dropped more than 90% of: a filter whose rules do not fit that data."""
+        return [
+            f"warning: {self.filter} dropped {s['dropped']:,} of {s['selected']:,} samples of source "
+            f"{s['source']} ({s['dropped'] / s['selected']:.0%})"
+            for s in source_totals(self.by_source)
+            if s["selected"] and s["dropped"] / s["selected"] > DROP_WARNING
+        ]
+
+
+DROP_WARNING = 0.9  # share of a source's samples a run may drop before it says so
+
+
+def source_totals(by_source: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per source: samples decided and dropped, from the (source, decision, reason, n) rows."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in by_source:
+        t = totals.setdefault(str(row["source"]), {"source": str(row["source"]), "selected": 0, "dropped": 0})
+        t["selected"] += row["n"]
+        t["dropped"] += row["n"] if row["decision"] == "drop" else 0
+    return sorted(totals.values(), key=lambda t: t["source"])
 
 
 class _AlreadyRun(Exception):
@@ -81,7 +113,11 @@ def run_filter(
     workers: int | None = None,
     ray_address: str | None = None,
     progress: Progress | None = None,
+    new_only: bool = False,
+    dry_run: bool = False,
 ) -> RunResult:
+    """`new_only`: decide only the samples no run with these params decided, against those it did (see
+    `lineage.filters.incremental`); `dry_run`: decide, count by source and reason, write nothing."""
     cls = filter_class(name, module)
     flt = cls(parse_params(cls, params or {}))
     return execute(
@@ -93,7 +129,14 @@ def run_filter(
         workers=workers,
         ray_address=ray_address,
         progress=progress,
+        new_only=new_only,
+        dry_run=dry_run,
     )
+
+
+class _DryRun(Exception):
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
 
 
 def execute(
@@ -107,6 +150,8 @@ def execute(
     workers: int | None = None,
     ray_address: str | None = None,
     progress: Progress | None = None,
+    new_only: bool = False,
+    dry_run: bool = False,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version."""
     check_engine(engine, ENGINES, workers, ray_address)
@@ -116,36 +161,71 @@ def execute(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     try:
-        with (
-            store.transaction("filter", run_id, summary) as txn,
-            Selection.open(store, where, _columns(flt), ids) as selection,
-        ):
-            # One reader connection serves the run's own queries; it closes before the commit opens the
-            # catalog for writing (DuckDB refuses read-only and read-write connections to one file at once).
-            selection_hash = _hash(selection.fingerprint, flt.context_key(store))
-            previous = _previous_run(selection, flt, params_hash, selection_hash)
-            if previous and not force:
-                raise _AlreadyRun(previous)
-            flt.prepare(store)
-            if engine == "ray":
-                from lineage.scaleout.engine import decide_on_ray
+        with store.transaction("filter", run_id, summary) as txn:
+            incremental = _Incremental.plan(store, flt, params_hash, where) if new_only else None
+            if incremental is not None:
+                if len(incremental.new_ids) == 0:
+                    raise _AlreadyRun({})
+                # A selection filter without `decide_new` decides its whole scope again.
+                where, ids = incremental.scope, None if incremental.full else incremental.new_ids
+                incremental = None if incremental.full else incremental
+            with Selection.open(store, where, _columns(flt), ids) as selection:
+                # One reader connection serves the run's own queries; it closes before the commit opens the
+                # catalog for writing (DuckDB refuses read-only and read-write connections to one file at once).
+                selection_hash = _hash(selection.fingerprint, flt.context_key(store))
+                previous = _previous_run(selection, flt, params_hash, selection_hash) if not new_only else None
+                if previous and not force and not dry_run:
+                    raise _AlreadyRun(previous)
+                flt.prepare(store)
+                if engine == "ray" and incremental is None:
+                    from lineage.scaleout.engine import decide_on_ray
 
-                decided = decide_on_ray(store, flt, selection, run_id, txn.version, workers, ray_address, progress)
-            else:
-                decided = Decided.of_table(_decide(store, flt, selection, run_id, engine, workers, progress), run_id)
-            if decided.rows != selection.count:
-                raise LineageError(
-                    f"filter {flt.name} returned {decided.rows:,} decisions for {selection.count:,} selected samples"
+                    decided = decide_on_ray(
+                        store, flt, selection, run_id, txn.version, workers, ray_address, progress
+                    )
+                else:
+                    table = _decide(store, flt, selection, run_id, engine, workers, progress, incremental)
+                    decided = Decided.of_table(table, run_id)
+                if decided.rows < selection.count or (incremental is None and decided.rows != selection.count):
+                    raise LineageError(
+                        f"filter {flt.name} returned {decided.rows:,} decisions for {selection.count:,} selected "
+                        "samples"
+                    )
+                result = _result(run_id, flt.name, decided, selection.count, txn.version, time.perf_counter() - clock)
+                if incremental is not None and decided.table is not None:
+                    # Counts and summaries are of the new samples; re-decided earlier ones are counted apart.
+                    new = decided.table.filter(pc.is_in(decided.table["sample_id"], value_set=incremental.new_ids))
+                    counts, reasons = tally(new)
+                    result = replace(
+                        result, kept=counts["keep"], dropped=counts["drop"], flagged=counts["flag"],
+                        reasons=dict(reasons),
+                    )
+                else:
+                    new = decided.table
+                by_source = selection.by_source(new) if new is not None else []
+                result = replace(
+                    result,
+                    new_only=incremental is not None,
+                    redecided=decided.rows - selection.count,
+                    by_source=by_source,
+                    dry_run=dry_run,
                 )
-            result = _result(run_id, flt.name, decided, selection.count, txn.version, time.perf_counter() - clock)
+            if dry_run:
+                raise _DryRun(result)
             decided.register(txn)
             txn.add_rows(
                 "runs", _run_row(result, flt, params_json, params_hash, where, selection_hash, engine, started)
             )
             crash_point("filter_before_commit")
-            summary.update(dropped=result.dropped, flagged=result.flagged)
+            summary.update(dropped=result.dropped, flagged=result.flagged, by_source=by_source)
+            if incremental is not None:
+                summary.update(incremental=True, redecided=result.redecided)
+    except _DryRun as dry:
+        return dry.result
     except _AlreadyRun as skip:
         prev = skip.previous
+        if not prev:
+            return RunResult(run_id, flt.name, 0, 0, 0, 0, {}, None, 0.0, skipped=True, new_only=True)
         return RunResult(
             prev["run_id"],
             flt.name,
@@ -162,6 +242,29 @@ def execute(
     finally:
         store.remove_scratch(run_id)  # parts a Ray run staged: registered ones were moved out already
     return result
+
+
+@dataclass(frozen=True)
+class _Incremental:
+    """An incremental run: the samples to decide, the scope they come from, and what was decided before."""
+
+    scope: str | None
+    new_ids: pa.Array
+    prior: Prior
+    full: bool  # the filter cannot decide new samples alone: run it over the whole scope
+
+    @classmethod
+    def plan(cls, store: Store, flt: Any, params_hash: str, where: str | None) -> _Incremental:
+        state = filter_state(store, flt.name, params_hash, flt.version)
+        scope = where if where is not None else (state.scope if state else None)
+        prior = Prior.load(store, state)
+        predicate = readonly.check_predicate(scope, what="--where") if scope else "true"
+        new_ids = prior.query(
+            f"SELECT sample_id FROM samples WHERE {predicate} AND sample_id NOT IN (SELECT sample_id FROM _prior) "
+            "ORDER BY sample_id"
+        )["sample_id"].combine_chunks()
+        full = isinstance(flt, SelectionFilter) and type(flt).decide_new is SelectionFilter.decide_new
+        return cls(scope, new_ids, prior, full)
 
 
 def _columns(flt: Any) -> list[str]:
@@ -238,6 +341,19 @@ class Selection:
         with self._connect() as con:
             return con.sql(f"SELECT sample_id FROM {self._from()}").to_arrow_table()["sample_id"].combine_chunks()
 
+    def by_source(self, decisions: pa.Table) -> list[dict[str, Any]]:
+        """The decisions counted by source, decision and reason (its part before `:`)."""
+        with self._connect() as con:
+            con.register("_decided", decisions)
+            try:
+                rows = con.sql(
+                    "SELECT s.source, d.decision, split_part(d.reason, ':', 1) AS reason, count(*) AS n "
+                    "FROM _decided d JOIN samples s USING (sample_id) GROUP BY ALL ORDER BY ALL"
+                ).to_arrow_table()
+            finally:
+                con.unregister("_decided")
+        return [{**r, "reason": r["reason"] or None} for r in rows.to_pylist()]
+
     @property
     def n_batches(self) -> int:
         return -(-self.count // BATCH_ROWS)
@@ -260,6 +376,7 @@ def _decide(
     engine: str,
     workers: int | None,
     progress: Progress | None,
+    incremental: _Incremental | None = None,
 ) -> pa.Table:
     if not isinstance(flt, SampleFilter | SelectionFilter):
         raise LineageError(f"{type(flt).__name__} is neither a SampleFilter nor a SelectionFilter")
@@ -281,8 +398,28 @@ def _decide(
         table = pa.Table.from_batches(out, schema=DECISIONS)
     else:
         features = pa.Table.from_batches(out) if out else pa.table({"sample_id": pa.array([], pa.string())})
-        table = flt.decide_all(features, SelectionContext(store, run_id)).cast(DECISIONS)
+        context = SelectionContext(store, run_id)
+        if incremental is None:
+            table = flt.decide_all(features, context).cast(DECISIONS)
+        else:
+            return _decide_new(flt, features, context, incremental)
     check(flt.name, table, selection.count)
+    return table
+
+
+def _decide_new(flt: Any, features: pa.Table, context: SelectionContext, incremental: _Incremental) -> pa.Table:
+    """The new samples' decisions and the changed ones of samples decided before (see `decide_new`)."""
+    prior = incremental.prior
+    table = flt.decide_new(features, prior, context).cast(DECISIONS)
+    table = changed_only(table, prior.table, incremental.new_ids).cast(DECISIONS)
+    check(flt.name, table, table.num_rows)
+    known = pa.concat_arrays([incremental.new_ids, prior.table["sample_id"].combine_chunks()])
+    stray = pc.invert(pc.is_in(table["sample_id"], value_set=known))
+    if pc.any(stray).as_py():
+        raise LineageError(f"filter {flt.name} decided samples that are neither new nor decided before")
+    missing = pc.invert(pc.is_in(incremental.new_ids, value_set=table["sample_id"].combine_chunks()))
+    if pc.any(missing).as_py():
+        raise LineageError(f"filter {flt.name} left new samples without a decision")
     return table
 
 

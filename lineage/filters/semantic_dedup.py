@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from lineage.features import embeddings as emb
 from lineage.features.cache import config_hash
 from lineage.filters.base import KEEP_ORDER_SQL, FilterParams, SelectionContext, SelectionFilter, register
+from lineage.filters.incremental import Prior
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
@@ -78,6 +80,36 @@ class SemanticDedupFilter(SelectionFilter):
             context.store, ranked["sample_id"], ranked["text"], model=params.model, batch_size=params.batch_size
         )
         return _decisions(ranked["sample_id"], dedup(vectors, params.threshold)).sort_by("sample_id")
+
+
+    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+        """New samples against the decided ones: every old component (cluster_id) a new sample is similar to
+        is decided again whole with the new samples; the greedy pass over a component depends on it alone."""
+        params: SemanticDedupParams = self.params  # type: ignore[assignment]
+        if features.num_rows == 0:
+            return DECISIONS.empty_table()
+        store, model = context.store, params.model
+        new = emb.embeddings(store, features["sample_id"], features["text"], model=model, batch_size=params.batch_size)
+        old_ids = prior.table["sample_id"]
+        old = _prior_vectors(prior, old_ids, model, params.batch_size)
+        near = np.zeros(len(old_ids), dtype=bool)
+        for start in range(0, len(old_ids), max(1, BLOCK_FLOATS // max(len(new), 1))):
+            block = old[start : start + max(1, BLOCK_FLOATS // max(len(new), 1))]
+            near[start : start + len(block)] = ((block @ new.T) >= params.threshold).any(axis=1)
+        clusters_of = pc.coalesce(prior.table["cluster_id"], old_ids)
+        touched = pc.unique(clusters_of.filter(pa.array(near)))
+        members = prior.samples(list(features.column_names), old_ids.filter(pc.is_in(clusters_of, touched)))
+        return self.decide_all(pa.concat_tables([features, members.cast(features.schema)]), context)
+
+
+def _prior_vectors(prior: Prior, ids: pa.ChunkedArray, model: str, batch_size: int) -> np.ndarray:
+    """Embeddings of the decided samples in the order of `ids` (from the cache; embedded where missing)."""
+    cached = emb.cache(prior.store, model).lookup(ids)
+    if cached.num_rows < len(ids):
+        rows = prior.samples(["sample_id", "text"], ids)
+        return emb.embeddings(prior.store, rows["sample_id"], rows["text"], model=model, batch_size=batch_size)
+    order = pc.index_in(ids, value_set=cached["sample_id"].combine_chunks())
+    return emb.to_matrix(cached["embedding"].take(order), emb.spec(model).dim)
 
 
 def _ranked(features: pa.Table) -> pa.Table:

@@ -41,7 +41,7 @@ def build_data(store: Store, ref: str) -> dict[str, Any]:
         "quotas": [_quota(r) for r in allocation if r["kind"] == "quota"],
         "cells": [r for r in allocation if r["kind"] == "cell"],
         "floors": json.loads(info["floors"]), "composition": composition, "funnel": funnel(store, info, spec),
-        "checks": _contamination(build),
+        "checks": _contamination(build), "stale": json.loads(info["checks"]).get("stale_filters", {}),
         "preview": preview(build, [r["group"] for r in composition.get("source", [])]),
         "licenses": [r.as_dict() for r in build.licenses()],
     }
@@ -64,11 +64,16 @@ def _about(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _quota(row: dict[str, Any]) -> dict[str, Any]:
-    lo, hi, chosen = row["min"], row["max"], row["chosen"]
+    """`ok`: within the bounds; a missed target has a status of its own ("below target") and a note."""
+    lo, hi, chosen, target = row["min"], row["max"], row["chosen"], row["target"]
     within = (lo is None or chosen >= lo) and (hi is None or chosen <= hi)
-    on_target = row["target"] is not None and chosen == row["target"]
-    status = "on target" if on_target else "within bounds" if within else "out of bounds"
-    return {**row, "status": status, "ok": within}
+    if "status" in row:
+        return {**row, "ok": within}
+    # Builds made before targets were checked: judge them here the same way.
+    status = "out of bounds" if not within else "within bounds" if target is None else (
+        "on target" if chosen == target else "below target" if chosen < target else "above target")
+    note = f"target {target:,}, chosen {chosen:,}" if status.endswith("target") and chosen != target else None
+    return {**row, "status": status, "ok": within, "note": note}
 
 
 def _shares(counts: dict[str, int], size: int) -> list[dict[str, Any]]:
@@ -153,6 +158,8 @@ def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
         "samples": f"{about['size']:,}", "pool": f"{about['pool_size']:,}", "real": f"{real:.1%}",
         "sources": f"{len(comp.get('source', [])):,}", "max generation": str(max(depths)) if depths else "–",
         "quotas met": f"{sum(q['ok'] for q in data['quotas'])}/{len(data['quotas'])}",
+        "targets missed": f"{sum(bool(q.get('note')) for q in data['quotas'])}",
+        "stale filters": ", ".join(f"{k} {v:,}" for k, v in data["stale"].items()) or "none",
         "floors met": f"{sum(bool(f['met']) for f in data['floors'])}/{len(data['floors'])}",
         "contamination": ("not checked" if not checks["protected_sets"] else "clean" if not leaks
                           else f"{leaks:,} leaking members"),
