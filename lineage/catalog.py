@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from lineage.errors import StoreError, StoreFormatError
+from lineage.errors import StoreError, StoreFormatError, first_line
 from lineage.faults import crash_point
 from lineage.location import Location
 from lineage.schemas import (
@@ -84,6 +84,49 @@ def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.Duc
             if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def snapshot(path: Path, *, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """An in-memory copy of the catalog's tables: readers hold the file only while copying (never for the length
+    of a query, so a writer's commit never waits on one), and the copy cannot reach the catalog file."""
+    con = duckdb.connect(":memory:")
+    try:
+        _attach(con, path, timeout)
+        tables = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'live' AND schema_name = ?", [SCHEMA]
+        ).fetchall()
+        con.execute(f"CREATE SCHEMA {SCHEMA}")
+        for (name,) in tables:
+            table = f"{SCHEMA}.{quote_ident(name)}"
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM live.{table}")
+        con.execute("DETACH live")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _attach(con: duckdb.DuckDBPyConnection, path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            con.execute(f"ATTACH {sql_string(str(path))} AS live (READ_ONLY)")
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def damaged(path: Path, exc: BaseException) -> StoreError:
+    """The one line for a catalog DuckDB cannot open or query: which file, and what to do."""
+    text = first_line(exc)
+    if "lock" in text.lower():
+        return StoreError(f"the catalog `{path}` is locked by another process for too long: {text}; retry")
+    return StoreError(
+        f"the catalog `{path}` is damaged or not a DuckDB database ({text}): restore it from a backup "
+        "(see `lineage backup`)"
+    )
 
 
 def create(con: duckdb.DuckDBPyConnection, lineage_version: str, data_uri: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,7 +85,23 @@ def _orphans(store: Store, registered: set[str]) -> list[tuple[Location, str]]:
     if data.uri is not None:
         found += [(data, rel) for rel in data.children("tmp")]
     found += [(files, p.name) for p in sorted(store.root.glob(".*.init"))]
-    return found
+    return [(where, rel) for where, rel in found if _owned(rel)]
+
+
+# What lineage itself names (segments, drafts, build folders, run and batch scratch, an unfinished init): `gc`
+# removes nothing else, so a file a user drops inside the store survives.
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_OWNED = re.compile(
+    rf"data/(samples|events)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
+    r"|builds/[^/]+/v\d+"
+    rf"|builds/[^/]+/v\d+/{re.escape(TMP_PREFIX)}[^/]*"
+    rf"|tmp/({_UUID}|{re.escape(TMP_PREFIX)}.*)"
+    r"|\.lineage\.duckdb\.init"
+)
+
+
+def _owned(rel: str) -> bool:
+    return _OWNED.fullmatch(rel) is not None
 
 
 def _under(rel: str, folders: set[str]) -> bool:

@@ -33,6 +33,20 @@ LOCK_FILE = "lineage.lock"
 LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
 LOCAL_LAYOUT = ("builds", "tmp")  # what stays in the store directory when the data lives elsewhere
 DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
+INIT_FILE = f".{CATALOG_FILE}.init"
+INIT_WAIT = 30.0  # seconds an `init` waits for another `init` of the same path
+
+
+def _check_empty(path: Path) -> None:
+    """Refuse a folder holding anything but what an interrupted `init` leaves (its lock, its draft, empty
+    layout folders): `gc` must never find a user's files inside a store."""
+    left = {LOCK_FILE, INIT_FILE, *(sub.split("/")[0] for sub in LAYOUT)}
+    for entry in sorted(path.iterdir()):
+        if entry.name not in left or (entry.is_dir() and any(p.is_file() for p in entry.rglob("*"))):
+            raise StoreError(
+                f"`{path}` is not empty and not a lineage store (it holds `{entry.name}`): "
+                "give a new or empty directory"
+            )
 
 
 class Transaction:
@@ -81,10 +95,13 @@ class Store:
         self.catalog_path = self.root / CATALOG_FILE
         if not self.catalog_path.is_file():
             raise StoreNotFound(str(self.root))
-        with self._connect(read_only=True) as con:
-            catalog.check_format(con, self.root)
-            latest = catalog.current_version(con)
-            uri = catalog.data_uri(con)
+        try:
+            with self._connect(read_only=True) as con:
+                catalog.check_format(con, self.root)
+                latest = catalog.current_version(con)
+                uri = catalog.data_uri(con)
+        except duckdb.Error as exc:
+            raise catalog.damaged(self.catalog_path, exc) from None
         self.files = Location.open(self.root, None)  # the store directory: catalog, builds, local scratch
         self.data = Location.open(self.root, uri)  # data/ and workers' tmp/: here, or where `init` put them
         if uri is not None:
@@ -99,26 +116,30 @@ class Store:
         from lineage import __version__
 
         path = Path(root)
-        if (path / CATALOG_FILE).exists():
-            raise StoreError(f"`{path}` is already a lineage store")
         if path.exists() and not path.is_dir():
             raise StoreError(f"`{path}` exists and is not a directory")
-        if data is not None:
-            location = Location.open(path, data)
-            location.check()  # before anything is made here: a bad URI leaves no trace
-            data = location.uri
-        for sub in LAYOUT if data is None else LOCAL_LAYOUT:
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        # Build the catalog under a temporary name so a crash never leaves a half-made store.
-        tmp = path / f".{CATALOG_FILE}.init"
-        tmp.unlink(missing_ok=True)
-        con = duckdb.connect(str(tmp))
-        try:
-            catalog.create(con, __version__, data)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-        os.rename(tmp, path / CATALOG_FILE)
+        path.mkdir(parents=True, exist_ok=True)
+        # The lock first: of two `init`s of one path, one creates the store and the other then finds it.
+        with WriterLock(path / LOCK_FILE, wait=INIT_WAIT):
+            if (path / CATALOG_FILE).exists():
+                raise StoreError(f"`{path}` is already a lineage store")
+            _check_empty(path)
+            if data is not None:
+                location = Location.open(path, data)
+                location.check()  # before anything is made here: a bad URI leaves no trace
+                data = location.uri
+            for sub in LAYOUT if data is None else LOCAL_LAYOUT:
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            # Build the catalog under a temporary name so a crash never leaves a half-made store.
+            tmp = path / INIT_FILE
+            tmp.unlink(missing_ok=True)
+            con = duckdb.connect(str(tmp))
+            try:
+                catalog.create(con, __version__, data)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.rename(tmp, path / CATALOG_FILE)
         return cls(path)
 
     def __repr__(self) -> str:
@@ -137,10 +158,17 @@ class Store:
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection with the user-facing views, as of this store's version."""
-        with self._connect(read_only=True) as con:
+        """A connection with the user-facing views, as of this store's version, over an in-memory copy of the
+        catalog (see `catalog.snapshot`)."""
+        try:
+            con = catalog.snapshot(self.catalog_path)
+        except duckdb.Error as exc:
+            raise catalog.damaged(self.catalog_path, exc) from None
+        try:
             catalog.create_views(con, self.data, self.as_of)
             yield con
+        finally:
+            con.close()
 
     @property
     def version(self) -> int:

@@ -97,14 +97,16 @@ def test_doctor_finds_damage_and_orphans(runner: Runner, small_store: Store) -> 
 
 
 def test_gc_is_a_dry_run_unless_yes(runner: Runner, small_store: Store) -> None:
-    orphan = small_store.root / "data" / "samples" / "unregistered.parquet"
+    # What an interrupted ingest leaves: a segment named by its batch id, and the batch's scratch folder.
+    dead = "0190f0a0-1111-7000-8000-000000000001"
+    orphan = small_store.root / "data" / "samples" / f"{dead}.parquet"
     orphan.write_bytes(b"x")
-    (small_store.root / "tmp" / "dead-batch").mkdir()
+    (small_store.root / "tmp" / dead).mkdir()
     out = runner("gc").stdout
-    assert "would remove: data/samples/unregistered.parquet" in out and "pass --yes to delete" in out
+    assert f"would remove: data/samples/{dead}.parquet" in out and "pass --yes to delete" in out
     assert orphan.exists()
     runner("gc", "--yes")
-    assert not orphan.exists() and not (small_store.root / "tmp" / "dead-batch").exists()
+    assert not orphan.exists() and not (small_store.root / "tmp" / dead).exists()
     assert runner.json("doctor")["orphans"] == []
     assert count(small_store) == 1125
 

@@ -59,6 +59,7 @@ def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
     """Materialise the pool; `con` is a read-only, locked-down reader connection."""
     # The spec validated `where` and each `expr` as exactly one expression (readonly.check_predicate).
     where = spec.pool.where or "true"
+    _check_filters(con, spec.pool.exclude_dropped_by)
     try:
         con.execute(f"CREATE TEMP TABLE pool AS {POOL_SQL.format(columns=_columns(spec), where=where)}", _params(spec))
         matched = con.execute(f"SELECT count(*) FROM samples WHERE ({where})").fetchall()[0][0]
@@ -66,6 +67,20 @@ def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
         raise QueryError(f"spec pool.where or expr: {first_line(exc)}") from None
     cells = [(json.loads(key), n) for key, n in con.execute(CELLS_SQL).fetchall()]
     return Pool(matched, sum(n for _, n in cells), cells)
+
+
+def _check_filters(con: duckdb.DuckDBPyConnection, names: list[str] | None) -> None:
+    """A misspelt filter would silently honour nobody's drops: every name must be a filter lineage knows (built
+    in) or one that has run in this store (user filters, imported decisions, human review)."""
+    from lineage.build.spec import SpecError
+    from lineage.filters.base import REGISTRY, load_builtins
+
+    load_builtins()
+    ran = con.execute("SELECT DISTINCT filter FROM runs").fetchall()
+    known = {*REGISTRY, *ALWAYS_EXCLUDED_FILTERS, *(r[0] for r in ran)}
+    for name in names or []:
+        if name not in known:
+            raise SpecError(f"spec pool.exclude_dropped_by: unknown filter `{name}`; known: {', '.join(sorted(known))}")
 
 
 def _columns(spec: BuildSpec) -> str:

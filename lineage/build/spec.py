@@ -21,7 +21,7 @@ class SpecError(LineageError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Share(_Strict):
@@ -172,25 +172,36 @@ if __name__ == "__main__":
 def load_spec(source: str | Path | dict[str, Any]) -> BuildSpec:
     """Parse and validate a spec file (by extension) or a dict."""
     data = source if isinstance(source, dict) else _read(Path(source))
+    _check_sizes(data, str(source) if not isinstance(source, dict) else "spec")
     try:
         return BuildSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_describe(exc, str(source) if not isinstance(source, dict) else "spec")) from None
 
 
+# Bounds on a spec, far above any real one, so that a hostile spec fails at once instead of using gigabytes.
+MAX_SPEC_BYTES = 1 << 20
+MAX_QUOTA_VALUES = 10_000  # values (or globs) over all quota dimensions
+MAX_EXPR = 1_000
+MAX_FLOORS = 1_000
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecError(f"`{path}`: no such spec file")
-    text = path.read_text(encoding="utf-8")
+    if (size := path.stat().st_size) > MAX_SPEC_BYTES:
+        raise SpecError(f"`{path}`: the spec is {size:,} bytes, past the limit of {MAX_SPEC_BYTES:,}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"`{path}`: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)
         elif path.suffix == ".json":
             data = json.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _safe_yaml(path, text)
         else:
             raise SpecError(f"`{path}`: spec must be .yaml, .yml, .json or .toml")
     except (ValueError, tomllib.TOMLDecodeError) as exc:
@@ -202,6 +213,27 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"`{path}`: a spec is a mapping, got {type(data).__name__}")
     return data
+
+
+def _safe_yaml(path: Path, text: str) -> Any:
+    """YAML without anchors and aliases: an alias bomb (a few hundred bytes) expands to gigabytes."""
+    import yaml
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            line = event.start_mark.line + 1
+            raise SpecError(f"`{path}`:{line}: YAML anchors and aliases (`&`, `*`) are not allowed in a spec")
+    return yaml.safe_load(text)
+
+
+def _check_sizes(data: dict[str, Any], where: str) -> None:
+    quotas, expr, floors = data.get("quotas"), data.get("expr"), data.get("floors")
+    values = sum(len(v) for v in quotas.values() if isinstance(v, dict)) if isinstance(quotas, dict) else 0
+    for field, found, limit in (("quotas", values, MAX_QUOTA_VALUES), ("expr", expr, MAX_EXPR),
+                                ("floors", floors, MAX_FLOORS)):
+        n = len(found) if isinstance(found, list) else found if isinstance(found, int) else 0
+        if n > limit:
+            raise SpecError(f"{where}: {field}: {n:,} entries, past the limit of {limit:,}")
 
 
 def _describe(exc: ValidationError, where: str) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,6 +24,19 @@ ENGINES = ("local", "inline", "ray")
 
 def _apply(cls: type[Filter], params: FilterParams, method: str, batch: pa.RecordBatch) -> pa.RecordBatch:
     return getattr(cls(params), method)(batch)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker: be killed when the driver dies (even by SIGKILL), so a killed run leaves no workers behind.
+    Linux's PR_SET_PDEATHSIG; elsewhere the pool's own broken-pipe handling is all there is."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the driver died before the call above: nobody would signal us
+        os._exit(1)
 
 
 def map_batches(
@@ -51,7 +66,9 @@ def _pool(
 ) -> Iterator[pa.RecordBatch]:
     # spawn, not fork: the driver holds DuckDB connections and threads that must not be copied.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: deque[Future[pa.RecordBatch]] = deque()
         done = 0
         for batch in batches:

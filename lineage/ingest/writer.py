@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lineage.faults import fail_point
+
 _DONE = object()
 
 
@@ -83,15 +85,17 @@ class BackgroundWriter:
         self._thread.join()
 
     def _write_group(self, writer: pq.ParquetWriter, group: list[pa.RecordBatch]) -> None:
+        fail_point("parquet_write_group")
         table = pa.Table.from_batches(group, self.schema)
         writer.write_table(table, row_group_size=table.num_rows)
 
     def _run(self) -> None:
         writer: pq.ParquetWriter | None = None
+        done = False  # whether _DONE was taken: after it nobody puts again, so draining on would hang forever
         try:
             writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", use_dictionary=self.dictionary)
             group: list[pa.RecordBatch] = []
-            while (item := self._queue.get()) is not _DONE:
+            while not (done := (item := self._queue.get()) is _DONE):
                 if self._abort:
                     continue
                 assert isinstance(item, pa.RecordBatch)
@@ -100,11 +104,11 @@ class BackgroundWriter:
                     group = []
                 group.append(item.cast(self.schema))
             if group and not self._abort:
-                self._write_group(writer, group)
+                self._write_group(writer, group)  # a full disk fails here, after _DONE was taken
         except BaseException as exc:  # handed to the caller's thread; keep draining so it never blocks
             self._error = exc
-            while self._queue.get() is not _DONE:
-                pass
+            while not done:
+                done = self._queue.get() is _DONE
         finally:
             if writer is not None:
                 try:
