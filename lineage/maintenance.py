@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,3 +130,45 @@ def gc(store: Store, *, dry_run: bool = True) -> list[str]:
 def _registered(store: Store) -> set[str]:
     with store._connect(read_only=True) as con:
         return {r[0] for r in con.execute(f"SELECT path FROM {catalog.SCHEMA}.segments").fetchall()}
+
+
+def backup(store: Store, dest: Path) -> Path:
+    """A consistent copy of a local store at `dest` (new): catalog, registered segments, feature caches, builds.
+
+    It holds the writer lock while it copies, so no commit lands halfway; readers go on (they never take it).
+    The copy is made under a temporary name beside `dest` and renamed into place, so `dest` is whole or absent.
+    """
+    import shutil
+
+    from lineage.errors import StoreError
+    from lineage.location import fsync_path
+    from lineage.lock import WriterLock
+    from lineage.store import CATALOG_FILE, LOCK_FILE
+
+    if store.data.uri is not None:
+        raise StoreError(f"the data lives at `{store.data}`: copy it with your storage's own tools (segments "
+                         "never change once written), then the catalog with `lineage backup` of a local store")
+    if dest.exists():
+        raise StoreError(f"backup destination `{dest}` already exists: give a new path")
+    draft = dest.with_name(f"{TMP_PREFIX}{dest.name}")
+    shutil.rmtree(draft, ignore_errors=True)
+    with WriterLock(store.root / LOCK_FILE, wait=store.wait):
+        registered = sorted(_registered(store))
+        features = store.data.files("data/features")
+        try:
+            for sub in ("data/samples", "data/events", "data/features", "builds", "tmp"):
+                (draft / sub).mkdir(parents=True, exist_ok=True)
+            for rel in [*registered, *features]:
+                (draft / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(store.root / rel, draft / rel)
+            for manifest in store.root.glob("builds/*/v*/manifest.json"):
+                shutil.copy2(manifest, draft / manifest.relative_to(store.root))
+            shutil.copy2(store.catalog_path, draft / CATALOG_FILE)  # no writer: the file is at rest
+            for path in draft.rglob("*"):
+                if path.is_file():
+                    fsync_path(path)
+            os.rename(draft, dest)
+        except BaseException:
+            shutil.rmtree(draft, ignore_errors=True)
+            raise
+    return dest

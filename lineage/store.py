@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from lineage import catalog, readonly
-from lineage.errors import LineageError, StoreError, StoreNotFound
+from lineage.errors import LineageError, StoreError, StoreNotFound, first_line
 from lineage.faults import crash_point
 from lineage.location import Location
 from lineage.lock import WriterLock
@@ -34,6 +34,7 @@ LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
 LOCAL_LAYOUT = ("builds", "tmp")  # what stays in the store directory when the data lives elsewhere
 DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
 INIT_FILE = f".{CATALOG_FILE}.init"
+COMMIT_WAIT = 600.0  # seconds a finished write waits for the catalog file (see `_commit_connection`)
 INIT_WAIT = 30.0  # seconds an `init` waits for another `init` of the same path
 
 
@@ -149,8 +150,8 @@ class Store:
     # -- connections -------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = catalog.connect(self.catalog_path, read_only=read_only)
+    def _connect(self, *, read_only: bool, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = catalog.connect(self.catalog_path, read_only=read_only, timeout=timeout)
         try:
             yield con
         finally:
@@ -194,7 +195,7 @@ class Store:
             txn = Transaction(self, version)
             try:
                 yield txn
-                with self._connect(read_only=False) as con:
+                with self._commit_connection() as con:
                     catalog.commit(
                         con,
                         version=version,
@@ -209,6 +210,22 @@ class Store:
                 if not self._committed(version):
                     txn.discard()
                 raise
+
+    @contextmanager
+    def _commit_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The catalog, read-write. Readers hold its file only while copying it (`reader`), and other processes
+        for a moment (an old lineage, a user's `duckdb`): the work is done, so wait rather than lose it."""
+        try:
+            con = catalog.connect(self.catalog_path, read_only=False, timeout=COMMIT_WAIT)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"could not commit: the catalog `{self.catalog_path}` stayed locked by another process for "
+                f"{COMMIT_WAIT:g} s ({first_line(exc)}); nothing was written, run the command again"
+            ) from None
+        try:
+            yield con
+        finally:
+            con.close()
 
     def _committed(self, version: int) -> bool:
         try:
@@ -381,6 +398,12 @@ class Store:
         from lineage.maintenance import doctor
 
         return doctor(self)
+
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """A consistent copy of this store at `dest` (a new directory outside it), taken while readers run."""
+        from lineage.maintenance import backup
+
+        return backup(self, self.output_path(dest, option="backup DIR"))
 
     def gc(self, *, dry_run: bool = True) -> list[str]:
         from lineage.maintenance import gc

@@ -149,6 +149,68 @@ def test_sql_cannot_read_the_catalog_file(tmp_path: Path) -> None:
         assert "lineage.duckdb" in line or "Permission" in line or "disabled" in line, line
 
 
+HOLD_CATALOG = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+WRITER = """
+import sys
+import lineage
+store = lineage.open(sys.argv[1])
+with store.transaction("test", "t1", {}) as txn:
+    print("working", flush=True)
+    sys.stdin.readline()  # the test makes the catalog busy now; then the commit starts
+print("committed", store.version, flush=True)
+"""
+
+
+def test_a_commit_waits_for_a_busy_catalog_instead_of_failing(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    holder = None
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "working\n"
+        # Longer than any connect timeout before: the commit used to die here with "Conflicting lock".
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_CATALOG, str(store.catalog_path), "35"],
+                                  stdout=subprocess.PIPE, text=True, env=env())
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        out, err = writer.communicate("go\n", timeout=300)
+        assert writer.returncode == 0 and out.strip() == "committed 1", err
+    finally:
+        for proc in (writer, holder):
+            if proc is not None:
+                proc.kill()
+                proc.communicate()
+
+
+def test_backup_is_a_consistent_copy_taken_while_a_reader_runs(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s")
+    store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet")
+    store.run_filter("exact-dedup", engine="inline")
+    reader = subprocess.Popen([sys.executable, "-m", "lineage", "--store", str(store.root), "sql", SLOW_QUERY,
+                               "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+    try:
+        time.sleep(2)
+        done = cli("--store", str(store.root), "backup", str(tmp_path / "copy"))
+        assert done.returncode == 0 and reader.poll() is None, done.stderr
+    finally:
+        reader.kill()
+        reader.communicate()
+    copy = Store(tmp_path / "copy")
+    assert copy.doctor().ok and copy.doctor().orphans == [] and copy.version == store.version
+    query = "SELECT count(*) AS n, sum(hash(sample_id)) AS h FROM samples"
+    assert copy.sql(query).to_pylist() == store.sql(query).to_pylist()
+    assert "already exists" in one_line(cli("--store", str(store.root), "backup", str(tmp_path / "copy")))
+    assert "overwrite the store's own" in one_line(cli("--store", str(store.root), "backup",
+                                                       str(store.root / "data" / "b")))
+
+
 # -- a full disk ends in one line, with nothing half-written and the lock free ---------------------
 
 

@@ -92,6 +92,23 @@ def gc(ctx: click.Context, yes: bool) -> None:
 
 
 @click.command()
+@click.argument("dest")
+@click.pass_context
+def backup(ctx: click.Context, dest: str) -> None:
+    """Copy the store to DEST (a new directory), consistently, while readers go on.
+
+    Holds the writer lock while copying, so writers wait (see --wait) and no commit lands halfway. Restore by
+    putting DEST where the store was (or open it with --store DEST); `lineage doctor` checks it.
+
+    \b
+    Example:
+      lineage --store ./store backup /backups/store-2026-12-06
+    """
+    copy = open_store(ctx).backup(dest)
+    click.echo(f"backed up to {copy}")
+
+
+@click.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Upgrade the store's format to the one this lineage writes."""
@@ -129,4 +146,4 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
 
 
-COMMANDS = [init, doctor, gc, migrate, status]
+COMMANDS = [init, doctor, gc, backup, migrate, status]
