@@ -342,3 +342,28 @@ def test_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="exists and is not a directory"):
         Store.init(tmp_path / "file")
+
+
+# -- careless input files: one line naming the file, or accepted ------------------------------------
+
+
+def test_careless_input_files(tmp_path: Path) -> None:
+    import gzip
+
+    store = Store.init(tmp_path / "s")
+    whole = gzip.compress((FIXTURES / "real.jsonl").read_bytes())
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "plain.jsonl.gz").write_bytes((FIXTURES / "real.jsonl").read_bytes())
+    for name, message in (("cut.jsonl.gz", "Compressed file ended"), ("plain.jsonl.gz", "Not a gzipped file")):
+        line = one_line(cli("--store", str(store.root), "ingest", str(tmp_path / name), *REAL))
+        assert f"`{tmp_path / name}`: cannot read as gzip: {message}" in line, line
+    assert Store(store.root).version == 0
+    bom = tmp_path / "bom.jsonl"
+    rows = [{"id": "b1", "text": "Saved by a Windows editor."}, {"id": "b2", "text": "x"}]
+    bom.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert store.ingest(bom, origin="real", source="bom").rows_stored == 2
+    assert "/dev/null`: no records" in one_line(cli("--store", str(store.root), "ingest", "/dev/null", "--format",
+                                                    "jsonl", *REAL))
+    quote = tmp_path / "quote.csv"
+    quote.write_text('id,text\n1,"an unterminated quote\n2,the next row\n')
+    assert "quote.csv" in one_line(cli("--store", str(store.root), "ingest", str(quote), *REAL))

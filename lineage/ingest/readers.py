@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage.errors import InputError, Reject
+from lineage.errors import InputError, Reject, first_line
 from lineage.segments import file_sha256
 
 BLOCK_BYTES = 16 << 20
+BOM = b"\xef\xbb\xbf"
 # DuckDB scans an Arrow table one record batch per thread: several per block keep both cores busy.
 SCAN_BATCH_ROWS = 16_384
 ARROW_BATCH_ROWS = 65_536
@@ -78,8 +80,10 @@ def open_reader(data: Any, *, input_format: str | None = None) -> Reader:
 def _file_reader(path: Path, input_format: str | None) -> Reader:
     if path.is_dir() and (path / "state.json").is_file():
         return HfDiskReader(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"`{path}`: no such file")
+    if path.is_dir():
+        raise InputError(f"`{path}`: is a directory, not a file")
     fmt = input_format or _guess_format(path)
     if fmt == "json" and _starts_with(path, b"["):
         return JsonArrayReader(path)
@@ -126,9 +130,20 @@ class JsonlReader(Reader):
 
     def __iter__(self) -> Iterator[RawBatch]:
         digest = hashlib.sha256()
-        line_no, rest = 0, b""
+        try:
+            yield from self._blocks(digest)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # EOFError: click would print only "Aborted!"
+            raise InputError(f"`{self.path}`: cannot read as gzip: {exc}; nothing was written") from None
+        self.sha256 = file_sha256(self.path) if self._gz else digest.hexdigest()
+
+    def _blocks(self, digest: Any) -> Iterator[RawBatch]:
+        line_no = 0
         with open(self.path, "rb") as raw:
             stream = gzip.GzipFile(fileobj=raw) if self._gz else raw
+            head = stream.read(len(BOM))  # a UTF-8 byte-order mark (Windows editors write one) is not data
+            rest = b"" if head == BOM else head
+            if not self._gz:
+                digest.update(head)
             while True:
                 before = raw.tell()
                 # Read after the carried-over partial line, into a fresh buffer that the batch then shares.
@@ -149,7 +164,6 @@ class JsonlReader(Reader):
                 yield batch
             if rest:
                 yield _split_lines(memoryview(rest + b"\n"), line_no, self.uri)
-        self.sha256 = file_sha256(self.path) if self._gz else digest.hexdigest()
 
 
 def _split_lines(block: memoryview, first: int, uri: str) -> RawBatch:
@@ -220,18 +234,20 @@ class DuckdbFileReader(Reader):
 
     def __iter__(self) -> Iterator[RawBatch]:
         con = duckdb.connect()
+        # CSV: quotes are RFC 4180's `"`, so an unterminated quote is an error instead of a sniffed no-quote dialect.
         func = "read_parquet" if self.format == "parquet" else "read_csv"
+        options = "" if self.format == "parquet" else ", quote = '\"'"
         offset = 1 if self.format == "parquet" else 2
         try:
             reader = con.sql(
                 f"SELECT CAST(row_number() OVER () - 1 + ? AS BIGINT) AS input_row, to_json(t)::VARCHAR AS record "
-                f"FROM {func}(?) t",
+                f"FROM {func}(?{options}) t",
                 params=[offset, str(self.path)],
             ).to_arrow_reader(ARROW_BATCH_ROWS)
             for batch in reader:
                 yield RawBatch(pa.table(batch), progress=batch.num_rows)
         except duckdb.Error as exc:
-            raise InputError(f"`{self.path}`: cannot read as {self.format}: {str(exc).splitlines()[0]}") from None
+            raise InputError(f"`{self.path}`: cannot read as {self.format}: {first_line(exc)}") from None
         finally:
             con.close()
         self.sha256 = file_sha256(self.path)
