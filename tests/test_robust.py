@@ -367,3 +367,24 @@ def test_careless_input_files(tmp_path: Path) -> None:
     quote = tmp_path / "quote.csv"
     quote.write_text('id,text\n1,"an unterminated quote\n2,the next row\n')
     assert "quote.csv" in one_line(cli("--store", str(store.root), "ingest", str(quote), *REAL))
+
+
+def test_an_oversize_line_is_rejected_as_it_streams(tmp_path: Path) -> None:
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as out:
+        out.write(json.dumps({"id": "a", "text": "first"}) + "\n")
+        out.write('{"id": "huge", "text": "' + "x" * (80 << 20) + '"}\n')
+        out.write(json.dumps({"id": "c", "text": "last"}) + "\n")
+    store = Store.init(tmp_path / "s")
+    probe = ("import resource, sys, lineage; s = lineage.open(sys.argv[1]); "
+             "r = s.ingest(sys.argv[2], origin='real', source='big', skip_bad=True); "
+             "print(r.rows_stored, r.rejects[0].line, r.rejects[0].reason, "
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    done = subprocess.run([sys.executable, "-c", probe, str(store.root), str(big)], capture_output=True, text=True,
+                          env=env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    stored, line, *reason, peak_mb = done.stdout.split()
+    assert (stored, line) == ("2", "2") and "over the limit" in " ".join(reason)
+    assert int(peak_mb) < 400, f"peak {peak_mb} MB for an 80 MB line"  # 530 MB when the line was read whole
+    refused = one_line(cli("--store", str(store.root), "ingest", str(big), "--source", "big2", "--origin", "real"))
+    assert "big.jsonl:2: field `record`: record is 83886106 bytes, over the limit" in refused, refused

@@ -21,7 +21,7 @@ from lineage.faults import crash_point
 from lineage.ids import uuid7
 from lineage.ingest.identity import identify
 from lineage.ingest.options import IngestOptions
-from lineage.ingest.readers import Reader, open_reader
+from lineage.ingest.readers import JsonlReader, Reader, open_reader
 from lineage.ingest.resolve import resolve
 from lineage.ingest.segment import write_samples
 from lineage.ingest.staging import Batch, Progress, stage
@@ -74,6 +74,9 @@ def ingest_many(
         options["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
     opts = IngestOptions(**options)
     readers = [open_reader(data, input_format=opts.input_format) for data in inputs]
+    for reader in readers:
+        if isinstance(reader, JsonlReader):
+            reader.max_record_bytes = opts.max_record_bytes
     batch_ids = [uuid7() for _ in readers]
     summary: dict[str, Any] = {"input": readers[0].uri if len(readers) == 1 else [r.uri for r in readers]}
     results: list[IngestResult] = []

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.errors import InputError, Reject, first_line
+from lineage.limits import DEFAULT_MAX_RECORD_BYTES
 from lineage.segments import file_sha256
 
 BLOCK_BYTES = 16 << 20
@@ -127,6 +128,7 @@ class JsonlReader(Reader):
         self.path, self.uri = path, str(path)
         self.total = path.stat().st_size
         self._gz = path.name.endswith(".gz")
+        self.max_record_bytes = DEFAULT_MAX_RECORD_BYTES  # a line past it is rejected as it streams by
 
     def __iter__(self) -> Iterator[RawBatch]:
         digest = hashlib.sha256()
@@ -136,8 +138,12 @@ class JsonlReader(Reader):
             raise InputError(f"`{self.path}`: cannot read as gzip: {exc}; nothing was written") from None
         self.sha256 = file_sha256(self.path) if self._gz else digest.hexdigest()
 
+    def _oversize(self, line: int, size: int) -> RawBatch:
+        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)"
+        return RawBatch(RAW_SCHEMA.empty_table(), [Reject(line, "record", reason)])
+
     def _blocks(self, digest: Any) -> Iterator[RawBatch]:
-        line_no = 0
+        line_no, skipped = 0, 0  # skipped: bytes of an oversize line seen so far
         with open(self.path, "rb") as raw:
             stream = gzip.GzipFile(fileobj=raw) if self._gz else raw
             head = stream.read(len(BOM))  # a UTF-8 byte-order mark (Windows editors write one) is not data
@@ -156,13 +162,26 @@ class JsonlReader(Reader):
                 if not self._gz:
                     digest.update(view[len(rest) : len(rest) + got])
                 end = len(rest) + got
+                if skipped:  # the rest of an oversize line: count it up to its newline, never holding it whole
+                    newline = buf.find(b"\n", 0, end)
+                    skipped += end if newline < 0 else newline
+                    if newline >= 0:
+                        line_no, rest = line_no + 1, bytes(view[newline + 1 : end])
+                        yield self._oversize(line_no, skipped)
+                        skipped = 0
+                    continue
                 cut = buf.rfind(b"\n", 0, end) + 1
+                if not cut and end > self.max_record_bytes:
+                    skipped, rest = end, b""
+                    continue
                 rest = bytes(view[cut:end])
                 batch = _split_lines(view[:cut], line_no, self.uri) if cut else RawBatch(RAW_SCHEMA.empty_table())
                 line_no += batch.lines
                 batch.progress = raw.tell() - before
                 yield batch
-            if rest:
+            if skipped:
+                yield self._oversize(line_no + 1, skipped)
+            elif rest:
                 yield _split_lines(memoryview(rest + b"\n"), line_no, self.uri)
 
 
