@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lineage import catalog
+from lineage.errors import first_line
 from lineage.location import TMP_PREFIX, Location
 
 if TYPE_CHECKING:
@@ -63,8 +65,11 @@ def doctor(store: Store) -> DoctorReport:
 def _check_segment(where: Location, rel: str, rows: int, checksum: str) -> list[str]:
     if not where.exists(rel):
         return [f"segment `{rel}` is registered but missing"]
-    with where.open_input(rel) as f:
-        found = pq.ParquetFile(f).metadata.num_rows
+    try:
+        with where.open_input(rel) as f:
+            found = pq.ParquetFile(f).metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        return [f"segment `{rel}` is damaged ({first_line(exc)}): restore it from a backup"]
     if found != rows:
         return [f"segment `{rel}` has {found:,} rows, the catalog says {rows:,}"]
     if where.sha256(rel) != checksum:

@@ -166,7 +166,11 @@ class Store:
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
         try:
-            catalog.create_views(con, self.data, self.as_of)
+            try:
+                catalog.create_views(con, self.data, self.as_of)
+            except duckdb.Error as exc:  # DuckDB reads each segment's footer here: a damaged one fails first
+                raise StoreError(f"{first_line(exc)}: `lineage doctor` lists damaged segments; restore them from "
+                                 "a backup") from None
             yield con
         finally:
             con.close()

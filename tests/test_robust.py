@@ -388,3 +388,15 @@ def test_an_oversize_line_is_rejected_as_it_streams(tmp_path: Path) -> None:
     assert int(peak_mb) < 400, f"peak {peak_mb} MB for an 80 MB line"  # 530 MB when the line was read whole
     refused = one_line(cli("--store", str(store.root), "ingest", str(big), "--source", "big2", "--origin", "real"))
     assert "big.jsonl:2: field `record`: record is 83886106 bytes, over the limit" in refused, refused
+
+
+def test_a_damaged_segment_is_diagnosed_by_doctor_and_one_line_elsewhere(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s")
+    store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet")
+    (segment,) = (store.root / "data" / "samples").glob("*.parquet")
+    segment.write_bytes(b"garbage")
+    report = cli("--store", str(store.root), "doctor")
+    assert report.returncode == 1 and report.stderr == "", report.stderr
+    assert f"problem: segment `data/samples/{segment.name}` is damaged" in report.stdout
+    line = one_line(cli("--store", str(store.root), "sql", "SELECT count(*) FROM samples"))
+    assert segment.name in line and "restore them from a backup" in line
