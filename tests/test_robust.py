@@ -373,7 +373,7 @@ def test_an_oversize_line_is_rejected_as_it_streams(tmp_path: Path) -> None:
     big = tmp_path / "big.jsonl"
     with big.open("w") as out:
         out.write(json.dumps({"id": "a", "text": "first"}) + "\n")
-        out.write('{"id": "huge", "text": "' + "x" * (80 << 20) + '"}\n')
+        out.write('{"id": "huge", "text": "' + "x" * (200 << 20) + '"}\n')
         out.write(json.dumps({"id": "c", "text": "last"}) + "\n")
     store = Store.init(tmp_path / "s")
     probe = ("import resource, sys, lineage; s = lineage.open(sys.argv[1]); "
@@ -385,9 +385,9 @@ def test_an_oversize_line_is_rejected_as_it_streams(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     stored, line, *reason, peak_mb = done.stdout.split()
     assert (stored, line) == ("2", "2") and "over the limit" in " ".join(reason)
-    assert int(peak_mb) < 400, f"peak {peak_mb} MB for an 80 MB line"  # 530 MB when the line was read whole
+    assert int(peak_mb) < 650, f"peak {peak_mb} MB for a 200 MB line"  # 981 MB when the line was read whole
     refused = one_line(cli("--store", str(store.root), "ingest", str(big), "--source", "big2", "--origin", "real"))
-    assert "big.jsonl:2: field `record`: record is 83886106 bytes, over the limit" in refused, refused
+    assert "big.jsonl:2: field `record`: record is 209715226 bytes, over the limit" in refused, refused
 
 
 def test_a_damaged_segment_is_diagnosed_by_doctor_and_one_line_elsewhere(tmp_path: Path) -> None:
