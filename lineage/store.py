@@ -114,12 +114,23 @@ class Store:
     def init(cls, root: str | os.PathLike[str], *, data: str | None = None) -> Store:
         """Create a store at `root`; `data` puts its data on another path or a pyarrow filesystem URI
         (s3://bucket/prefix, gs://..., /mnt/shared/...), while the catalog stays in `root`."""
-        from lineage import __version__
-
         path = Path(root)
         if path.exists() and not path.is_dir():
             raise StoreError(f"`{path}` exists and is not a directory")
+        created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
+        try:
+            cls._create(path, data)
+        except BaseException:
+            if created and not (path / CATALOG_FILE).exists():  # a refused init leaves no trace
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        return cls(path)
+
+    @staticmethod
+    def _create(path: Path, data: str | None) -> None:
+        from lineage import __version__
+
         # The lock first: of two `init`s of one path, one creates the store and the other then finds it.
         with WriterLock(path / LOCK_FILE, wait=INIT_WAIT):
             if (path / CATALOG_FILE).exists():
@@ -141,7 +152,6 @@ class Store:
             finally:
                 con.close()
             os.rename(tmp, path / CATALOG_FILE)
-        return cls(path)
 
     def __repr__(self) -> str:
         at = f", as_of={self.as_of}" if self.as_of is not None else ""
