@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage import readonly
+from lineage.errors import QueryError, first_line
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -153,7 +154,10 @@ def _state(store: Store, con: duckdb.DuckDBPyConnection, run: dict[str, Any], pr
     con.register("_decided", decided)
     count = con.execute("SELECT count(*) FROM _decided").fetchall()[0][0]
     query = UNSEEN_SQL.format(scope=scope or "true", where=predicate)
-    unseen = {str(s): n for s, n in con.execute(query).fetchall()}
+    try:
+        unseen = {str(s): n for s, n in con.execute(query).fetchall()}
+    except duckdb.Error as exc:  # the predicate is the user's (a pool's where): one line naming it
+        raise QueryError(f"where: {first_line(exc)}") from None
     con.unregister("_decided")
     return FilterState(
         run["filter"], run["filter_version"], run["params"], run["params_hash"], scope, run["run_id"],
