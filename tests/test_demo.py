@@ -4,6 +4,9 @@ keeping real data (accumulate, governed) bounds it; attribution blames the deep 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from conftest import Runner
 
 from lineage.demo.loop import DemoConfig, DemoResult, run_demo
 from lineage.errors import LineageError
+from lineage.store import Store
 
 SEEDS = (0, 1, 2)
 SMALL = {"generations": 3, "train_size": 2000, "heldout_size": 400, "outputs": 2000}
@@ -220,3 +224,17 @@ def test_policy_rolls_back_to_the_last_passing_snapshot(runs: dict[int, DemoResu
     assert decision["as_of"] == first.info["store_version"] == build.info["store_version"]
     assert json.loads(build.info["composition"])["origin"] == {"real": 500}
     assert decision["real_min"] == pytest.approx(0.2)  # no floor before: the step from 0
+
+
+def test_make_demo_runs_at_full_size_and_every_build_is_clean(tmp_path: Path) -> None:
+    """What `make demo` runs, at its default size: the reduced runs above once passed while this one failed
+    (WordNet glosses contain held-out glosses, and every build refuses a leaking member)."""
+    done = subprocess.run([sys.executable, "-m", "lineage", "demo", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "conclusion: governed did better" in done.stdout
+    store = Store(tmp_path / "demo")
+    builds = store.sql("SELECT name, checks FROM builds")
+    assert builds.num_rows == 15  # three policies, five generations
+    for name, checks in zip(builds["name"].to_pylist(), builds["checks"].to_pylist(), strict=True):
+        assert json.loads(checks)["clean"], name

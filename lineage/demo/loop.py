@@ -123,6 +123,9 @@ def _ingest_real(store: Store, config: DemoConfig) -> tuple[list[str], list[str]
                  language="en", set_name="heldout")
     store.sql("SELECT 1")  # the held-out set exists from here on; protect it before any build
     _protect(store)
+    # WordNet glosses share phrases ("offensive term for a person of ..."): some training sentences contain
+    # held-out ones, and every build refuses a member that leaks a protected item. Decontaminate, as a team would.
+    store.run_filter("contamination", where=f"source = '{REAL_SOURCE}'", engine="inline")
     return [r["text"] for r in train], [r["text"] for r in heldout]
 
 
@@ -192,8 +195,11 @@ def _generation(
     outputs = lm.sample(config.outputs, rng)
     store.ingest([{"text": t} for t in outputs if t.strip()], origin="synthetic", source=f"{policy}-outputs",
                  method="self-generated", generator=model, gen_params={"sampler": "ancestral", "temperature": 1.0})
+    where = f"generator = '{model}'"
+    # Every policy's outputs are decontaminated (a model can regenerate a held-out sentence): the policies
+    # differ in what they train on, not in whether the evaluation leaks.
+    store.run_filter("contamination", where=where, engine="inline")
     if policy == "governed":
-        where = f"generator = '{model}'"
         store.run_filter("near-dedup", where=where, engine="inline")
         store.run_filter("quality", where=where, engine="inline")
     row = _evaluate(store, policy, generation, model, build, members, lm, outputs, heldout, rare)
