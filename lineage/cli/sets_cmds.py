@@ -112,6 +112,9 @@ def review() -> None:
 def review_export(ctx: click.Context, where: str | None, n: int, seed: int, output: str) -> None:
     """Write a seeded random sample to CSV with an empty `verdict` column (keep, drop or flag).
 
+    The file is for people and spreadsheets: a text cell starting with = + - @ gets a leading ' so that a
+    spreadsheet does not run it as a formula (`review import` reads the verdicts, not the text).
+
     \b
     Example:
       lineage review export --where "origin = 'synthetic'" --n 200 --seed 1 --output review.csv
