@@ -7,6 +7,7 @@ built on each connection from the registered segments, optionally as of an earli
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -74,15 +75,23 @@ MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _identi
 FORMAT_VERSION = 2
 
 
+WAIT_NOTICE = 2.0  # seconds of waiting for the catalog file before saying so on stderr
+
+
 def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
     """Open the catalog, waiting while another process holds DuckDB's file lock for a moment."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    said = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+            waited = time.monotonic() - start
+            if "lock" not in str(exc).lower() or waited >= timeout:
                 raise
+            if waited > WAIT_NOTICE and not said:  # a wait the user can see: say why the command is idle
+                print(f"lineage: waiting for `{path}`, held by another process (up to {timeout:g} s)", file=sys.stderr)
+                said = True
             time.sleep(0.05)
 
 

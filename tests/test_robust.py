@@ -182,6 +182,7 @@ def test_a_commit_waits_for_a_busy_catalog_instead_of_failing(tmp_path: Path) ->
         assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
         out, err = writer.communicate("go\n", timeout=300)
         assert writer.returncode == 0 and out.strip() == "committed 1", err
+        assert "waiting for" in err and "held by another process" in err  # an idle command says why
     finally:
         for proc in (writer, holder):
             if proc is not None:
