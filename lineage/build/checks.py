@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.filters.contamination import PROTECTED_SQL, ContaminationParams, detect, protected_items
+from lineage.filters.contamination import PROTECTED_SQL, ContaminationParams, descendants, detect, protected_items
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -34,15 +34,6 @@ METHODS = {
 MEMBERS_SQL = """
 SELECT s.sample_id, s.external_id, s.text, s.content_hash FROM samples s SEMI JOIN _members m USING (sample_id)
 ORDER BY s.sample_id
-"""
-
-LINEAGE_SQL = """
-WITH RECURSIVE walk(sample_id, root) AS (
-    SELECT sample_id, sample_id FROM _protected
-    UNION
-    SELECT e.child_id, w.root FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
-)
-SELECT m.sample_id, min(w.root) AS root FROM _members m JOIN walk w USING (sample_id) GROUP BY 1
 """
 
 
@@ -67,9 +58,9 @@ def contamination_check(store: Store, names: list[str] | None, member_ids: pa.Ar
         ]
         if protected.num_rows:
             con.register("_members", members)
-            con.register("_protected", protected.select(["sample_id"]))
             rows = con.sql(MEMBERS_SQL).to_arrow_table()
-            roots = dict(con.execute(LINEAGE_SQL).fetchall())
+            seeds = {pid: pid for pid in protected["sample_id"].to_pylist()}
+            roots = seeds | descendants(con, seeds)  # a protected member, or a descendant of one
             leaks = _leaks(rows, protected, roots, params)
     counts = {f"{m}_matches": sum(1 for x in leaks if x["method"] == m) for m in METHODS}
     return {

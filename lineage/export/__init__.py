@@ -30,6 +30,7 @@ from lineage.export.files import Shards, describe, write_split
 from lineage.export.records import register_records
 from lineage.export.splits import assign, parse_splits
 from lineage.outputs import replace_dir
+from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.build import Build
@@ -127,7 +128,7 @@ def _queries(columns: list[str], verbatim: bool, provenance: bool) -> Any:
     def query(split: str) -> str:
         return (
             f"SELECT s.sample_id AS __sid, {select} FROM samples s JOIN _export_members m USING (sample_id) "
-            f"WHERE m.split = '{split}'"
+            f"WHERE m.split = {sql_string(split)}"
         )
 
     return query

@@ -10,6 +10,7 @@ import pyarrow.json as pajson
 
 from lineage.errors import LineageError
 from lineage.export.columns import PROVENANCE
+from lineage.sqlutil import sql_string
 
 
 def records_table(rows: pa.Table, provenance: bool) -> pa.Table:
@@ -32,7 +33,7 @@ def register_records(con: duckdb.DuckDBPyConnection, split: str, provenance: boo
     select = ", ".join(f"s.{p}" for p in PROVENANCE)
     rows = con.sql(
         f"SELECT s.sample_id AS __sid, s.record, {select} FROM samples s JOIN _export_members m USING (sample_id) "
-        f"WHERE m.split = '{split}' ORDER BY s.sample_id"
+        f"WHERE m.split = {sql_string(split)} ORDER BY s.sample_id"
     ).to_arrow_table()
     table = records_table(rows, provenance)
     con.register(f"_export_verbatim_{split}", table)

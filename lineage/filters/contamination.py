@@ -192,11 +192,20 @@ class ContaminationFilter(SelectionFilter):
         if not seeds:
             return
         with store.reader() as con:
-            con.register("_seeds", pa.table({"sample_id": list(seeds), "root": list(seeds.values())}))
-            rows = dict(con.execute(LINEAGE_SQL).fetchall())
+            rows = descendants(con, seeds)
         for i, sample_id in enumerate(ids):
             if reason[i] is None and sample_id in rows:
                 related[i], reason[i] = rows[sample_id], "contaminated_lineage"
+
+
+def descendants(con: Any, seeds: dict[str, str]) -> dict[str, str]:
+    """Every descendant of a seed that is not a seed itself, with the root (held-out item) it traces back to."""
+    con.register("_seeds", pa.table({"sample_id": list(seeds), "root": list(seeds.values())},
+                                    schema=pa.schema([("sample_id", pa.string()), ("root", pa.string())])))
+    try:
+        return dict(con.execute(LINEAGE_SQL).fetchall())
+    finally:
+        con.unregister("_seeds")
 
 
 def _decisions(ids: pa.ChunkedArray, related: list, reason: list, score: list, protected: set[str]) -> pa.Table:
