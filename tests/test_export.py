@@ -376,3 +376,54 @@ def test_crash_during_force_leaves_one_whole_export(mixed: Any, tmp_path: Path, 
     assert whole(target) == left
     store.export("blend", target, force=True)
     assert whole(target) == "parquet"
+
+
+# -- hf: streamed in batches, with record sets mlcroissant loads -----------------------------------------------
+
+
+def test_hf_export_streams_batches_with_the_same_result(mixed: Any, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    store, _, _ = mixed
+    for verbatim in (False, True):
+        # 3,000 members in batches of 256: the split is written 12 batches at a time, never whole
+        small = store.export("blend", tmp_path / f"small-{verbatim}", format="hf", split=["validation=0.1"],
+                             verbatim=verbatim, with_provenance=True, batch_rows=256)
+        whole = store.export("blend", tmp_path / f"whole-{verbatim}", format="hf", split=["validation=0.1"],
+                             verbatim=verbatim, with_provenance=True, batch_rows=1_000_000)
+        a, b = datasets.load_from_disk(str(small.path)), datasets.load_from_disk(str(whole.path))
+        assert small.splits == whole.splits and small.splits["train"] > 256
+        for split in small.splits:
+            assert a[split].features == b[split].features and a[split].to_list() == b[split].to_list()
+        assert [f["path"] for f in small.files] == [f["path"] for f in whole.files]
+        mirror = sorted((small.path / "data").glob("*.parquet"))
+        assert [pq.read_table(f).to_pylist() for f in mirror] == [
+            pq.read_table(whole.path / "data" / f.name).to_pylist() for f in mirror]
+    ids = a["train"]["_lineage_sample_id"]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    record = a["train"].to_list()[0]
+    assert record["id"] and "_lineage_generation" in record  # the verbatim records, with provenance
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # rdflib, inside mlcroissant
+def test_hf_croissant_record_sets_load_with_mlcroissant(mixed: Any, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    mlc = pytest.importorskip("mlcroissant")
+    store, _, _ = mixed
+    out = store.export("blend", tmp_path / "hfcr", format="hf", split=["validation=0.1"], shard_size=1_000)
+    path = out.path / "croissant.json"
+    checked = mlcroissant("validate", "--jsonld", str(path))
+    assert checked.returncode == 0 and "error" not in checked.stderr.lower(), checked.stderr
+    assert "warning" not in checked.stderr.lower(), checked.stderr
+    loaded = datasets.load_from_disk(str(out.path))
+    dataset = mlc.Dataset(jsonld=path)
+    for split, n in out.splits.items():
+        rows = list(dataset.records(record_set=split))
+        assert len(rows) == n == loaded[split].num_rows
+        assert [r[f"{split}/text"].decode() for r in rows] == loaded[split]["text"]  # the rows datasets loads
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    arrow = [d for d in doc["distribution"] if d["name"].endswith(".arrow")]
+    assert len(arrow) == 4 and {d["encodingFormat"] for d in arrow} == {"application/x-arrow"}
+    manifest = json.loads((out.path / "manifest.json").read_text(encoding="utf-8"))
+    assert {(f["path"], f["split"]) for f in manifest["files"] if f["path"].endswith(".parquet")} == {
+        ("data/train-00000-of-00001.parquet", "train"), ("data/validation-00000-of-00001.parquet", "validation")}
+    whole(out.path)

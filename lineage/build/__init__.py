@@ -281,10 +281,11 @@ class Build:
         split_seed: int | None = None,
         shard_size: str | int | None = None,
         force: bool = False,
+        batch_rows: int = 65_536,
     ) -> ExportResult:
         """Write an export at `output` (see lineage.export): text and messages by default, `verbatim` for the
         records as they were (the default for jsonl); `split={"validation": 0.01}`; `shard_size` rows or "500MB";
-        a non-empty `output` needs `force`, which replaces it whole."""
+        a non-empty `output` needs `force`, which replaces it whole; the hf format streams `batch_rows` at a time."""
         from lineage.export import ExportOptions, export_build, parse_shard_size
         from lineage.export.splits import parse_splits
 
@@ -297,6 +298,7 @@ class Build:
             split_seed=split_seed,
             shards=parse_shard_size(shard_size),
             force=force,
+            batch_rows=batch_rows,
         )
         return export_build(self, self.store.output_path(output), options)
 

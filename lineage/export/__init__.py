@@ -4,7 +4,8 @@
   picks others, `_lineage_*` provenance on request; `verbatim` keeps the input records byte for byte (the
   default for JSONL only).
 - Files: `data/{split}-{i:05d}-of-{n:05d}.parquet|jsonl` (Hugging Face's and datatrove's layout), or for `hf`
-  a `datasets.save_to_disk` folder at OUTPUT itself; seeded splits that keep families together; shards.
+  a `datasets.save_to_disk` folder at OUTPUT itself with a Parquet mirror of each split under `data/` (what
+  its Croissant record sets read; see `export/hf.py`); seeded splits that keep families together; shards.
 - Beside them: `manifest.json` (files with sha256, splits, licences) and `croissant.json` (Croissant 1.1).
 - The whole folder is written beside OUTPUT and renamed into place (`outputs.replace_dir`): a non-empty
   OUTPUT is refused unless `force`, and a crash never leaves a half-written export.
@@ -50,6 +51,7 @@ class ExportOptions:
     split_seed: int | None = None  # default: the build's seed
     shards: Shards = field(default_factory=Shards)
     force: bool = False
+    batch_rows: int = 65_536  # rows per streamed batch of the hf export (it never holds a whole split)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def export_build(build: Build, output: Path, options: ExportOptions) -> ExportRe
         if options.format == "hf":
             from lineage.export.hf import write_hf
 
-            files = write_hf(con, tmp, names, _queries(columns, verbatim, options.provenance), verbatim, options)
+            query = _queries(columns, verbatim, options.provenance)
+            files = write_hf(con, tmp, names, query, verbatim, options, counts)
         else:
             files = _write_files(con, tmp, names, columns, verbatim, options)
         mix = licenses.composition(_license_counts(con))

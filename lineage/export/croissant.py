@@ -2,7 +2,9 @@
 the licences, Responsible-AI fields for synthetic data (share, generators, generation depth) and PROV-O
 provenance. `mlcroissant validate` passes on it and `mlcroissant load` yields the rows (tests/test_export.py).
 
-The hf format's Arrow files have no Croissant reader, so its metadata lists the files without record sets.
+The hf format's Arrow files have no Croissant reader (mlcroissant reads Parquet, CSV and JSON), so its record
+sets read the Parquet mirror the hf export writes beside them (`data/{split}-*.parquet`); the Arrow files are
+listed as file objects with their sha256.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def croissant(
     build: Build, manifest: dict[str, Any], generators: list[str], con: duckdb.DuckDBPyConnection
 ) -> dict[str, Any]:
     fmt = manifest["format"]
+    readable = "parquet" if fmt == "hf" else fmt  # the files the record sets read: hf's Parquet mirror
     splits = [s for s, n in manifest["splits"]["rows"].items() if n]
+    fields = _fields(manifest, con)
     doc: dict[str, Any] = {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
@@ -88,11 +92,9 @@ def croissant(
         "url": f"lineage://builds/{build.name}/v{build.version}",
         "citeAs": f"lineage build {build.name} version {build.version}, spec {manifest['spec_hash'][:12]}",
         "license": _licenses(manifest["licenses"]),
-        "distribution": _files(manifest["files"], fmt) + ([] if fmt == "hf" else _file_sets(splits, fmt)),
+        "distribution": _files(manifest["files"], fmt) + _file_sets(splits, readable),
+        "recordSet": [_record_set(split, fields, readable) for split in splits],
     }
-    if fmt != "hf":
-        fields = _fields(manifest, con)
-        doc["recordSet"] = [_record_set(split, fields, fmt) for split in splits]
     return doc | _provenance(manifest, generators)
 
 
@@ -115,10 +117,16 @@ def _files(files: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
             "contentUrl": f["path"],
             "sha256": f["sha256"],
             "contentSize": f"{f['bytes']} B",
-            "encodingFormat": _MIME[fmt] if not f["path"].endswith(".json") else "application/json",
+            "encodingFormat": _mime(f["path"], fmt),
         }
         for f in files
     ]
+
+
+def _mime(path: str, fmt: str) -> str:
+    if path.endswith(".json"):
+        return "application/json"
+    return _MIME["parquet"] if path.endswith(".parquet") else _MIME[fmt]
 
 
 def _file_sets(splits: list[str], fmt: str) -> list[dict[str, Any]]:

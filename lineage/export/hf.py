@@ -1,42 +1,67 @@
 """`--format hf`: a folder `datasets.load_from_disk(OUTPUT)` opens: a Dataset, or a DatasetDict when splits
-are asked for (`datasets.Dataset.save_to_disk` writes OUTPUT itself, not a subfolder)."""
+are asked for (`datasets.Dataset.save_to_disk` writes OUTPUT itself, not a subfolder).
+
+Streamed, never a whole split in memory: DuckDB hands the split over in record batches of `batch_rows`, each
+written at once to an Arrow stream file (the format `datasets` memory-maps) and to a Parquet mirror; `datasets`
+then opens the stream files memory-mapped and `save_to_disk` shards them into OUTPUT.
+
+The Parquet mirror (`data/{split}-00000-of-00001.parquet`, the Parquet export's layout) is what the Croissant
+record sets describe: Croissant readers (mlcroissant) read Parquet, CSV and JSON but not Arrow files, so
+without it the hf export's metadata could list files but no record set a validator can load. It is
+zstd-compressed, so it costs a fraction of the Arrow files' size, and it doubles as a copy any engine reads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import itertools
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
 from lineage.errors import LineageError
+from lineage.export.columns import PROVENANCE
 from lineage.export.files import describe
-from lineage.export.records import register_records
+from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.export import ExportOptions
 
+MIRROR = "data"  # the Parquet mirror's folder under OUTPUT
+
 
 def write_hf(
     con: duckdb.DuckDBPyConnection, root: Path, names: list[str], query: Callable[[str], str], verbatim: bool,
-    options: ExportOptions,
+    options: ExportOptions, counts: dict[str, int],
 ) -> list[dict[str, Any]]:
     try:
         import datasets
     except ImportError:
         raise LineageError("the hf export needs the `datasets` package: pip install 'lineage[hf]'") from None
-    tables = {split: _table(con, split, query, verbatim, options.provenance) for split in names}
+    scratch = root / ".arrow-scratch"
+    scratch.mkdir()
+    (root / MIRROR).mkdir()
+    parts = {}
+    for split in names:
+        batches = _batches(con, split, query, verbatim, options.provenance, options.batch_rows)
+        arrow = _write_stream(batches, scratch / f"{split}.arrow", root / MIRROR / f"{split}-00000-of-00001.parquet")
+        parts[split] = datasets.Dataset.from_file(str(arrow))  # memory-mapped, not read into memory
     shards: dict[str, Any] = {}
     if options.shards.rows:
-        shards["num_shards"] = {s: max(1, -(-t.num_rows // options.shards.rows)) for s, t in tables.items()}
+        shards["num_shards"] = {s: max(1, -(-counts[s] // options.shards.rows)) for s in names}
     elif options.shards.bytes:
         shards["max_shard_size"] = options.shards.bytes
     if len(names) == 1:
         shards["num_shards"] = shards.get("num_shards", {}).get("train")
-        dataset: Any = datasets.Dataset(tables["train"])
+        dataset: Any = parts["train"]
     else:
-        dataset = datasets.DatasetDict({s: datasets.Dataset(t) for s, t in tables.items()})
+        dataset = datasets.DatasetDict(parts)
     quiet = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the CLI prints one line; datasets' bars would be noise on stderr
     try:
@@ -44,15 +69,82 @@ def write_hf(
     finally:
         if quiet:
             datasets.enable_progress_bars()
-    files = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        split = path.parent.name if path.parent != root else "train"
-        files.append(describe(path, root, split if split in names else "train"))
-    return files
+    del dataset, parts  # close the memory maps before their files go
+    shutil.rmtree(scratch)
+    return [describe(p, root, _split_of(p, root, names)) for p in sorted(p for p in root.rglob("*") if p.is_file())]
 
 
-def _table(
-    con: duckdb.DuckDBPyConnection, split: str, query: Callable[[str], str], verbatim: bool, provenance: bool
-) -> pa.Table:
-    sql = register_records(con, split, provenance) if verbatim else query(split)
-    return con.sql(f"SELECT * EXCLUDE (__sid) FROM ({sql}) ORDER BY __sid").to_arrow_table()
+def _split_of(path: Path, root: Path, names: list[str]) -> str:
+    """`train/data-00000-of-00001.arrow` -> train; `data/validation-00000-of-00001.parquet` -> validation."""
+    if path.parent == root / MIRROR:
+        return path.name.rsplit("-", 4)[0]
+    return path.parent.name if path.parent != root and path.parent.name in names else "train"
+
+
+def _write_stream(batches: Iterator[pa.RecordBatch], arrow: Path, parquet: Path) -> Path:
+    """Each batch to the Arrow stream file and the Parquet mirror as it comes."""
+    first = next(batches)
+    with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, first.schema) as stream, \
+            pq.ParquetWriter(parquet, first.schema, compression="zstd") as mirror:
+        for batch in itertools.chain([first], batches):
+            stream.write_batch(batch)
+            mirror.write_batch(batch)
+    return arrow
+
+
+def _batches(
+    con: duckdb.DuckDBPyConnection, split: str, query: Callable[[str], str], verbatim: bool, provenance: bool,
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """The split's rows in sample_id order, `batch_rows` at a time (an empty split: one empty batch)."""
+    if verbatim:
+        yield from _record_batches(con, split, provenance, batch_rows)
+        return
+    reader = con.sql(f"SELECT * EXCLUDE (__sid) FROM ({query(split)}) ORDER BY __sid").to_arrow_reader(batch_rows)
+    yield from _at_least_one(reader, reader.schema)
+
+
+def _at_least_one(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _record_batches(
+    con: duckdb.DuckDBPyConnection, split: str, provenance: bool, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The original records as columns, in two streamed passes: the first finds the one schema all records
+    share (as Arrow would infer it from all of them at once), the second parses each batch with it."""
+    select = ", ".join(f"s.{p}" for p in PROVENANCE)
+    sql = (
+        f"SELECT s.record, {select} FROM samples s JOIN _export_members m USING (sample_id) "
+        f"WHERE m.split = {sql_string(split)} ORDER BY s.sample_id"
+    )
+    schemas = [_parse(b["record"]).schema for b in con.sql(sql).to_arrow_reader(batch_rows)]
+    try:
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise LineageError(f"records of this build do not share one schema ({exc}); export as jsonl") from None
+    out_schema = schema
+    for batch in con.sql(sql).to_arrow_reader(batch_rows):
+        table = _parse(batch["record"], schema)
+        if provenance:
+            for name in PROVENANCE:
+                table = table.append_column(f"_lineage_{name}", batch[name])
+        out_schema = table.schema
+        yield from table.combine_chunks().to_batches()
+    if not schemas:
+        yield pa.RecordBatch.from_pylist([], schema=out_schema)
+
+
+def _parse(records: pa.Array, schema: pa.Schema | None = None) -> pa.Table:
+    data = "\n".join(records.to_pylist()).encode()
+    parse = pajson.ParseOptions(explicit_schema=schema) if schema is not None else pajson.ParseOptions()
+    try:
+        return pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=max(len(data), 1 << 20)),
+                                parse_options=parse)
+    except pa.ArrowInvalid as exc:
+        raise LineageError(f"records of this build do not share one schema ({exc}); export as jsonl") from None
