@@ -56,6 +56,7 @@ def doctor(store: Store) -> DoctorReport:
     for path, rows, checksum in segs:
         report.problems.extend(_check_segment(store.location_of(path), path, rows, checksum))
     report.orphans = [_label(store, where, rel) for where, rel in _orphans(store, {s[0] for s in segs})]
+    report.orphans += [str(p) for _, _, found in _output_leftovers(store) for p in found]
     if report.ok:
         with store.reader() as con:
             report.missing_parents = [(c, p) for c, p in con.execute(MISSING_PARENTS_SQL).fetchall()]
@@ -129,7 +130,30 @@ def gc(store: Store, *, dry_run: bool = True) -> list[str]:
         if not dry_run:
             for where, rel in _orphans(store, _registered(store)):
                 where.delete(rel)
+            _remove_output_leftovers(store)
     return report.orphans
+
+
+def _output_leftovers(store: Store) -> list[tuple[Path, Path, list[Path]]]:
+    """Per note of an export this store made (`outputs.OUTPUT_JOURNAL`): the note, its output, and the abandoned
+    temporary folders a killed export left beside that output (outside the store: only those names, unlocked)."""
+    from lineage.outputs import OUTPUT_JOURNAL, journal_entries, leftovers
+
+    return [(entry, output, leftovers(output)) for entry, output, _ in journal_entries(store.root / OUTPUT_JOURNAL)]
+
+
+def _remove_output_leftovers(store: Store) -> None:
+    """Remove them; a note goes once its own folder is gone (a running export's is locked, and stays)."""
+    import shutil
+
+    from lineage.outputs import OUTPUT_JOURNAL, journal_entries
+
+    tmps = {entry: tmp for entry, _, tmp in journal_entries(store.root / OUTPUT_JOURNAL)}
+    for entry, _, found in _output_leftovers(store):
+        for folder in found:
+            shutil.rmtree(folder, ignore_errors=True)
+        if entry in tmps and not tmps[entry].exists():
+            entry.unlink(missing_ok=True)
 
 
 def _registered(store: Store) -> set[str]:

@@ -427,3 +427,77 @@ def test_hf_croissant_record_sets_load_with_mlcroissant(mixed: Any, tmp_path: Pa
     assert {(f["path"], f["split"]) for f in manifest["files"] if f["path"].endswith(".parquet")} == {
         ("data/train-00000-of-00001.parquet", "train"), ("data/validation-00000-of-00001.parquet", "validation")}
     whole(out.path)
+
+
+# -- what a killed export leaves beside its output ---------------------------------------------------------
+
+
+def _killed_export(store: Store, target: Path) -> Path:
+    """Run `export --force` to `target` and kill it (-9) after it wrote its new folder: what a kill leaves."""
+    from conftest import run_cli
+
+    done = run_cli("--store", str(store.root), "export", "blend", "--output", str(target), "--force",
+                   env={"LINEAGE_CRASH_AT": "output_written"})
+    assert done.returncode == -9, done.stderr
+    (left,) = [p for p in target.parent.glob(f".{target.name}.*.tmp") if p.is_dir()]
+    return left
+
+
+def _neighbours(folder: Path) -> dict[str, bytes]:
+    """What a user keeps beside the export, named like leftovers but not lineage's."""
+    (folder / ".out.notes.tmp").write_bytes(b"a file, not a folder lineage made")
+    (folder / ".other.abc123.tmp").mkdir()
+    (folder / ".other.abc123.tmp" / "x").write_bytes(b"another output's folder")
+    (folder / "out-old").mkdir()
+    (folder / "out-old" / "y").write_bytes(b"mine")
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+            and not p.is_relative_to(folder / "out")}
+
+
+def _same_neighbours(folder: Path, before: dict[str, bytes]) -> None:
+    after = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+             and not p.is_relative_to(folder / "out") and not p.name.startswith(".out.")}
+    assert after == {k: v for k, v in before.items() if not k.startswith(".out.")}
+    assert (folder / ".out.notes.tmp").read_bytes() == before[".out.notes.tmp"]
+
+
+def test_next_export_removes_what_a_killed_one_left(mixed: Any, tmp_path: Path) -> None:
+    store, _, _ = mixed
+    target = tmp_path / "out"
+    store.export("blend", target, format="jsonl")
+    before = _neighbours(tmp_path)
+    left = _killed_export(store, target)
+    assert whole(left) == "parquet" and whole(target) == "jsonl"  # the kill left a whole new export beside
+    store.export("blend", target, force=True, format="jsonl")
+    assert not left.exists() and whole(target) == "jsonl"
+    _same_neighbours(tmp_path, before)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")) == [".out.notes.tmp"]
+
+
+def test_gc_removes_what_a_killed_export_left_and_nothing_else(mixed: Any, tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    store, _, _ = mixed
+    target = tmp_path / "out"
+    store.export("blend", target, format="jsonl")
+    before = _neighbours(tmp_path)
+    left = _killed_export(store, target)
+    running = tmp_path / ".out.running1.tmp"  # an export still writing holds its folder's lock
+    running.mkdir()
+    fd = os.open(running, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        store_files = {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file() and "outputs" not in p.parts}
+        runner = Runner(store.root)
+        listed = runner("gc").stdout
+        assert str(left) in listed and str(running) not in listed and left.exists()
+        runner("gc", "--yes")
+        assert not left.exists() and running.exists() and whole(target) == "jsonl"
+        _same_neighbours(tmp_path, before)
+        assert {p: p.read_bytes() for p in store.root.rglob("*") if p.is_file() and "outputs" not in p.parts} \
+            == store_files
+        assert not list((store.root / "tmp" / "outputs").iterdir())  # the note of the killed export is gone too
+        assert store.doctor().ok and str(left) not in runner("gc").stdout
+    finally:
+        os.close(fd)

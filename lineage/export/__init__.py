@@ -30,7 +30,7 @@ from lineage.export import columns as cols
 from lineage.export.files import Shards, describe, write_split
 from lineage.export.records import register_records
 from lineage.export.splits import assign, parse_splits
-from lineage.outputs import replace_dir
+from lineage.outputs import OUTPUT_JOURNAL, replace_dir
 from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def export_build(build: Build, output: Path, options: ExportOptions) -> ExportRe
     columns = [] if verbatim else cols.choose(options.columns, provenance=options.provenance)
     splits = parse_splits(options.splits)
     seed = options.split_seed if options.split_seed is not None else build.info["seed"]
-    with replace_dir(output, force=options.force) as tmp, build.store.reader() as con:
+    journal = build.store.root / OUTPUT_JOURNAL
+    with replace_dir(output, force=options.force, journal=journal) as tmp, build.store.reader() as con:
         _quiet(con)
         members = assign(con, build.member_ids(), splits, seed)
         con.register("_export_members", members)
