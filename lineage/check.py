@@ -14,7 +14,16 @@ Symptoms (relative changes against the reference, in the direction that is worse
                      distance to real rose, by more than `diversity_down`;
 * `rare_lost`        rare knowledge (rare-word survival, tail coverage) fell by more than `rare_down`;
 * `synthetic_share`  the training build's synthetic share is above `max_synthetic_share`;
-* `generation_depth` the training build holds samples deeper than `max_generation`.
+* `generation_depth` the training build holds samples deeper than `max_generation`;
+* `near_dup_rate`    the share of the training build's members that `near-dedup` dropped (its latest decision,
+                     among the members it decided) is above `max_near_dup_rate`: the build kept the duplicates
+                     that mode collapse makes; not measured (and not failed) where near-dedup decided none;
+* `distance_to_real` the training build's word distribution is further from the real data's (unigram
+                     Jensen-Shannon divergence, bits) than the reference model's training build was, by more
+                     than `distance_up` bits (an absolute step: the divergence of a real-only build is a
+                     sampling floor near 0, so a ratio to it would blow small changes up). Both builds are
+                     measured on seeded draws of the same size against the same draw of real data, so they
+                     compare like for like; a model without a reference shows the value, unjudged.
 """
 
 from __future__ import annotations
@@ -52,13 +61,15 @@ class Thresholds:
     rare_down: float = 0.05
     max_synthetic_share: float = 0.9
     max_generation: int = 3
+    max_near_dup_rate: float = 0.1
+    distance_up: float = 0.05  # bits of JS divergence, not a share (see the module doc)
 
 
 @dataclass(frozen=True)
 class Symptom:
     kind: str
     what: str  # `benchmark/metric`, or the build property
-    value: float
+    value: float | None  # None: not measured (the evidence says why)
     reference: float | None
     change: float | None  # relative change against the reference, signed (None for build properties)
     limit: float
@@ -101,9 +112,13 @@ def load_thresholds(path: str | Path) -> Thresholds:
 
 
 def check_model(
-    store: Store, model: str, *, baseline: str | None = None, thresholds: Thresholds | None = None
+    store: Store, model: str, *, baseline: str | None = None, thresholds: Thresholds | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> CheckResult:
-    """Compare `model` with `baseline` (default: its parent) and its training build's health."""
+    """Compare `model` with `baseline` (default: its parent) and its training build's health.
+
+    `memo`: a dict kept across checks of one store version (the models report checks every model), so each
+    build's health is measured once."""
     limits = thresholds or Thresholds()
     info = require_model(store, model)
     against = baseline or info["parent"]
@@ -111,6 +126,8 @@ def check_model(
         require_model(store, against)
     symptoms = _eval_symptoms(store, model, against, limits) if against else []
     symptoms += _build_symptoms(store, info, limits)
+    reference = require_model(store, against) if against else None
+    symptoms += _health_symptoms(store, info, reference, limits, {} if memo is None else memo)
     return CheckResult(model, against, symptoms)
 
 
@@ -174,3 +191,94 @@ def _build_symptoms(store: Store, info: dict[str, Any], limits: Thresholds) -> l
                 float(limits.max_generation), deepest > limits.max_generation,
                 f"training build {build} reaches generation {deepest} (limit {limits.max_generation})"),
     ]
+
+
+# -- the training build's data health: near-duplicates and distance to real ------------------------------------
+
+HEALTH_SAMPLE = 2_000  # texts per side for the word distributions: the whole build when smaller
+NEAR_DEDUP = "near-dedup"
+NEAR_DUP_SQL = """
+SELECT count(*) AS decided, count(*) FILTER (WHERE st.decision = 'drop') AS dropped
+FROM status st SEMI JOIN _check_members m USING (sample_id) WHERE st.filter = ?
+"""
+# A seeded, deterministic draw: the same samples for every build of a store version (hash order, not SAMPLE).
+TEXTS_SQL = "SELECT s.text FROM samples s {join} ORDER BY hash(s.sample_id || ?), s.sample_id LIMIT ?"
+
+
+def _health_symptoms(
+    store: Store, info: dict[str, Any], reference: dict[str, Any] | None, limits: Thresholds, memo: dict[Any, Any]
+) -> list[Symptom]:
+    builds = [(info["build_name"], info["build_version"])]
+    if reference is not None:
+        builds.append((reference["build_name"], reference["build_version"]))
+    health = build_health(store, builds, memo)
+    base = health[1]["distance_to_real"] if reference is not None else None
+    named = [f"{n}@v{v}" for n, v in builds]
+    return [_near_dup_symptom(named[0], health[0]["near_dup_rate"], limits),
+            _distance_symptom(named, health[0]["distance_to_real"], base, limits)]
+
+
+def build_health(
+    store: Store, builds: list[tuple[str, int]], memo: dict[Any, Any] | None = None
+) -> list[dict[str, float | None]]:
+    """Per build (name, version): its near-duplicate rate (see the module doc) and its members' unigram JS
+    divergence from one seeded draw of the real data, each None when it cannot be measured."""
+    from lineage.build import Build
+    from lineage.metrics.text import js_divergence
+
+    memo = {} if memo is None else memo
+    todo = [b for b in builds if b not in memo]
+    if todo:
+        members = {b: Build(store, *b).member_ids() for b in todo}
+        with store.reader() as con:
+            if "real" not in memo:
+                memo["real"] = _counts(con, "WHERE s.origin = 'real'")
+            real = memo["real"]
+            for b, table in members.items():
+                con.register("_check_members", table)
+                decided, dropped = con.execute(NEAR_DUP_SQL, [NEAR_DEDUP]).fetchall()[0]
+                mine = _counts(con, "SEMI JOIN _check_members m USING (sample_id)")
+                distance = js_divergence(mine, real) if mine and real else None
+                memo[b] = {"near_dup_rate": dropped / decided if decided else None, "distance_to_real": distance}
+                con.unregister("_check_members")
+    return [memo[b] for b in builds]
+
+
+def _counts(con: Any, join: str) -> dict[str, int]:
+    """Word counts over a seeded draw of HEALTH_SAMPLE texts (the tokeniser of the diversity metrics)."""
+    import polars as pl
+
+    from lineage.metrics.text import token_expr
+
+    texts = [r[0] for r in con.execute(TEXTS_SQL.format(join=join), ["0", HEALTH_SAMPLE]).fetchall()]
+    words = pl.DataFrame({"text": texts}, schema={"text": pl.String}).select(token_expr("text").alias("w"))
+    counts = words.explode("w").drop_nulls()["w"].value_counts()
+    return dict(zip(counts["w"].to_list(), counts["count"].to_list(), strict=True))
+
+
+def _near_dup_symptom(build: str, rate: float | None, limits: Thresholds) -> Symptom:
+    limit = limits.max_near_dup_rate
+    if rate is None:
+        return Symptom("near_dup_rate", f"{build} near-dup rate", None, None, None, limit, False,
+                       f"training build {build}: not measured, {NEAR_DEDUP} decided none of its members "
+                       f"(lineage filter run {NEAR_DEDUP})")
+    crossed = rate > limit
+    return Symptom("near_dup_rate", f"{build} near-dup rate", rate, None, None, limit, crossed,
+                   f"training build {build}: {rate:.1%} of its members are near-duplicates {NEAR_DEDUP} dropped "
+                   f"(limit {limit:.0%})")
+
+
+def _distance_symptom(builds: list[str], value: float | None, base: float | None, limits: Thresholds) -> Symptom:
+    what, limit = f"{builds[0]} distance to real", limits.distance_up
+    if value is None:
+        return Symptom("distance_to_real", what, None, None, None, limit, False,
+                       f"training build {builds[0]}: not measured (no real data, or no text, to compare)")
+    if not base:
+        return Symptom("distance_to_real", what, value, None, None, limit, False,
+                       f"training build {builds[0]} is {value:.4g} bits from real (JS divergence of words); no "
+                       "reference model's build to compare with")
+    step = value - base
+    crossed = step > limit
+    return Symptom("distance_to_real", what, value, base, step / base, limit, crossed,
+                   f"training build {builds[0]} is {value:.4g} bits from real vs {base:.4g} for {builds[1]} "
+                   f"({step:+.3f} bits); {'past' if crossed else 'within'} the {limit:g} bits allowed")

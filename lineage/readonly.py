@@ -111,8 +111,11 @@ def check_predicate(predicate: str, *, what: str | None = None) -> str:
     return wrapped
 
 
-def predicate(value: str) -> str:
-    """A pydantic validator: `value` unchanged when `check_predicate` accepts it."""
+def predicate(value: str | None) -> str | None:
+    """A pydantic validator: `value` unchanged when `check_predicate` accepts it (None: no predicate, as when a
+    policy rebuilds a spec's pool that had no `where`)."""
+    if value is None:
+        return value
     try:
         check_predicate(value)
     except QueryError as exc:

@@ -395,6 +395,13 @@ class Store:
 
         return check_model(self, model, baseline=baseline, thresholds=thresholds)
 
+    def rollback(self, model: str, /, *, to: str | None = None) -> Any:
+        """Record that builds whose policy is `after: model` draw from the store as it was when the training build
+        of `to` (an ancestor whose check passes; default the last one) was made; returns a policy.Rollback."""
+        from lineage.build.policy import rollback
+
+        return rollback(self, model, to=to)
+
     def attribute(self, metric: str, /, **options: Any) -> Any:
         """Attribute an eval metric to groups of the models' training data (by=, models=, benchmark=, seed=)."""
         from lineage.attribution import attribute

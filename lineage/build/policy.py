@@ -9,11 +9,17 @@ fired or not, with the failing symptoms, is recorded in the build row's `checks`
 With `on_symptoms: {rollback: true}` a firing policy also draws the build from the store as it was when
 the training build of the last model whose check passed was made (walking `after`'s parents): the
 article's generational snapshots.
+
+`lineage model rollback NAME --to MODEL` (`Store.rollback`) takes that decision by hand: it records a
+`rollback` commit naming NAME, MODEL (the last ancestor of NAME whose check passes, when not given) and the
+store version MODEL's training build was drawn from; from then on a build whose policy is `after: NAME`
+draws from that version, whether or not the check fires, and records the rollback in its `policy` checks.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from lineage.errors import LineageError
@@ -49,6 +55,10 @@ def apply_policy(store: Store, spec: BuildSpec) -> tuple[BuildSpec, dict[str, An
     }
     if failing and policy.on_symptoms.rollback:
         decision.update(_snapshot(store, policy.after, policy.baseline))
+    recorded = recorded_rollback(store, policy.after)
+    if recorded is not None:  # a rollback taken by hand holds whatever the check says
+        decision.update({"rule": f"{decision['rule']}; rollback recorded at version {recorded['version']}",
+                         "rolled_back_to": recorded["to"], "as_of": recorded["as_of"]})
     return spec.model_copy(update={"quotas": quotas, "pool": pool}), decision
 
 
@@ -64,7 +74,7 @@ def _snapshot(store: Store, after: str, baseline: str | None) -> dict[str, Any]:
                                 params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
             return {"rule": "on_symptoms, rollback", "rolled_back_to": name, "as_of": version}
         name = info["parent"]
-    raise LineageError(f"policy rollback: no model before `{after}` passes its check; nothing to roll back to")
+    raise LineageError(f"rollback: no model before `{after}` passes its check; nothing to roll back to")
 
 
 def _limits(store: Store, info: dict[str, Any], spec: BuildSpec) -> tuple[float | None, int | None]:
@@ -86,3 +96,69 @@ def _limits(store: Store, info: dict[str, Any], spec: BuildSpec) -> tuple[float 
 def _real_min(quotas: dict[str, Any]) -> float | None:
     share = quotas.get("origin", {}).get("real")
     return None if share is None else share.get("min")
+
+
+ROLLBACK_SQL = """
+SELECT version, summary FROM commits WHERE kind = 'rollback' AND ref_id = ? ORDER BY version DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A recorded rollback: builds after `model` draw from the store as of `as_of`, `to`'s training build."""
+
+    model: str
+    to: str
+    build: str  # `to`'s training build, NAME@vN
+    as_of: int  # the store version that build was drawn from
+    version: int  # the commit that recorded the rollback
+    evidence: list[str]  # `to`'s check, `kind: evidence` per symptom
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rollback(store: Store, model: str, *, to: str | None = None) -> Rollback:
+    """Record that builds after `model` start from the snapshot of `to` (default: the last model up `model`'s
+    parents whose check passes). `to` must be an ancestor of `model` whose check passes."""
+    from lineage.models import require_model
+
+    require_model(store, model)
+    chain = _ancestors(store, model)
+    if to is None:
+        found = _snapshot(store, model, None)
+        to = found["rolled_back_to"]
+    elif to not in chain:
+        raise LineageError(f"cannot roll `{model}` back to `{to}`: it is not an ancestor of `{model}` "
+                           f"(its parents: {', '.join(chain) or 'none'})")
+    result = store.check(to)
+    if not result.passed:
+        failing = sum(s.crossed for s in result.symptoms)
+        raise LineageError(f"cannot roll `{model}` back to `{to}`: its own check fails ({failing} symptoms; "
+                           f"`lineage check {to}`); roll back further")
+    info = require_model(store, to)
+    build = f"{info['build_name']}@v{info['build_version']}"
+    as_of = store.sql("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
+                      params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
+    summary = {"model": model, "to": to, "build": build, "as_of": as_of}
+    with store.transaction("rollback", model, summary) as txn:
+        version = txn.version
+    return Rollback(model, to, build, as_of, version, [f"{s.kind}: {s.evidence}" for s in result.symptoms])
+
+
+def recorded_rollback(store: Store, model: str) -> dict[str, Any] | None:
+    """The latest rollback recorded for builds after `model`: {to, build, as_of, version}, or None."""
+    rows = store.sql(ROLLBACK_SQL, params=[model]).to_pylist()
+    if not rows:
+        return None
+    return {**json.loads(rows[0]["summary"]), "version": rows[0]["version"]}
+
+
+def _ancestors(store: Store, model: str) -> list[str]:
+    from lineage.models import require_model
+
+    out, name = [], require_model(store, model)["parent"]
+    while name is not None and name not in out:
+        out.append(name)
+        name = require_model(store, name)["parent"]
+    return out

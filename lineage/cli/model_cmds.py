@@ -42,6 +42,34 @@ def model_register(
     click.echo(f"registered model {name}: trained on {build} (version {row['version']})")
 
 
+@model_group.command("rollback")
+@click.argument("name")
+@click.option("--to", "to", metavar="MODEL", default=None,
+              help="An ancestor of NAME whose check passes; default: the last one up NAME's parents.")
+@json_option
+@click.pass_context
+def model_rollback(ctx: click.Context, name: str, to: str | None, as_json: bool) -> None:
+    """Roll the training loop back from model NAME to an earlier model's data: the article's generational
+    snapshots. Records a `rollback` commit; from then on a build spec with `policy: {after: NAME}` draws
+    from the store as it was when MODEL's training build was made (its limits still follow the policy), and
+    the build's checks say so. MODEL's own `lineage check` must pass.
+
+    \b
+    Examples:
+      lineage model rollback gen-5 --to gen-2
+      lineage model rollback gen-5          # to the last ancestor whose check passes
+    """
+    done = open_store(ctx).rollback(name, to=to)
+    if as_json:
+        click.echo(to_json(done.as_dict()))
+        return
+    click.echo(f"rolled {done.model} back to {done.to} (version {done.version}): builds with policy "
+               f"`after: {done.model}` now draw from store version {done.as_of}, when {done.to}'s training build "
+               f"{done.build} was made")
+    for line in done.evidence:
+        click.echo(f"  ok   {line}")
+
+
 @click.command()
 @json_option
 @click.pass_context
@@ -173,15 +201,16 @@ def eval_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
 @click.option("--baseline", default=None, help="Compare with this model instead of MODEL's parent.")
 @click.option("--thresholds", type=click.Path(dir_okay=False), default=None,
               help="YAML file of thresholds (metric_worse, loss_up, diversity_down, rare_down, "
-                   "max_synthetic_share, max_generation).")
+                   "max_synthetic_share, max_generation, max_near_dup_rate, distance_up).")
 @json_option
 @click.pass_context
 def check(ctx: click.Context, model: str, baseline: str | None, thresholds: str | None, as_json: bool) -> None:
     """Check MODEL for symptoms of degradation; exit 1 when any crosses its threshold.
 
     Compares MODEL's latest evals with its parent's (or --baseline's): benchmark metrics down, loss or
-    perplexity up, output diversity down, rare knowledge lost; and its training build's synthetic share
-    and generation depth. Use it as a gate in a training pipeline.
+    perplexity up, output diversity down, rare knowledge lost; and its training build's synthetic share,
+    generation depth, near-duplicate rate (near-dedup's drops among its members) and distance to real
+    (word distribution, against the reference model's build). Use it as a gate in a training pipeline.
 
     \b
     Examples:

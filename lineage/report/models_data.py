@@ -55,6 +55,9 @@ def models_data(
     metric, benchmark = choose_metric(evals, metric, benchmark, notes)
     diversity = choose_diversity(evals)
     models = [_model(row, evals, metric, benchmark, diversity) for row in _registered(store)]
+    memo: dict[Any, Any] = {}  # each build's health measured once for all the checks
+    for m in models:
+        m["check"] = model_check(store, m["name"], memo)
     extra = extra_measures(evals, metric, benchmark, diversity)
     for m in models:
         m["extra"] = {f"{b}/{x}": _value(evals, m["name"], x, b) for x, b in extra}
@@ -159,6 +162,20 @@ def _model(row: dict[str, Any], evals: list[dict[str, Any]], metric: str | None,
     }
 
 
+def model_check(store: Store, name: str, memo: dict[Any, Any]) -> dict[str, Any]:
+    """`lineage check NAME` (against its parent; a root model: its build's health only), as the report shows
+    it: passed or not, the failing symptoms' kinds and evidence, or why it could not run."""
+    from lineage.check import check_model
+
+    try:
+        result = check_model(store, name, memo=memo)
+    except LineageError as exc:
+        return {"against": None, "passed": None, "failing": [], "evidence": [], "error": str(exc)}
+    crossed = [s for s in result.symptoms if s.crossed]
+    return {"against": result.against, "passed": result.passed, "failing": [s.kind for s in crossed],
+            "evidence": [s.evidence for s in crossed], "error": None}
+
+
 def _lineages(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Lineages with their kind; each model learns its lineage and its generation (position) in it."""
     by_name = {m["name"]: m for m in models}
@@ -209,6 +226,8 @@ def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
         {"label": "metric", "value": data["metric"] or "–"},
         {"label": "output diversity", "value": data["diversity_metric"] or "–"},
     ]
+    failed = sum(m["check"]["passed"] is False for m in models)
+    out.append({"label": "check failed", "value": f"{failed}/{len(models)}"})
     suspects = (data["attribution"] or {}).get("suspects") or []
     if suspects:
         out.append({"label": f"top suspect ({data['attribution']['by']})", "value": str(suspects[0]["group"])})
