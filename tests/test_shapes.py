@@ -149,6 +149,42 @@ def test_paths_globs_directories_and_stdin(store: Store, runner: Runner, tmp_pat
     assert store.version == 3 and count(store, "source = 'x'") == 0
 
 
+def test_zstandard_and_gzip_json_lines(store: Store, runner: Runner, tmp_path: Path) -> None:
+    """`.jsonl.zst` (how many dataset dumps ship, often as several zstd frames) ingests like `.jsonl` and
+    `.jsonl.gz`; a bad line still names the file and line; a corrupt or truncated file is one line."""
+    import pyarrow as pa
+
+    rows = [{"id": f"z{i}", "text": f"Compressed record number {i}.", "tags": ["zst"]} for i in range(3000)]
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    half = body.index(b"\n", len(body) // 2) + 1
+    frames = pa.compress(body[:half], "zstd", asbytes=True) + pa.compress(body[half:], "zstd", asbytes=True)
+    files = {"plain.jsonl": body, "gz.jsonl.gz": gzip.compress(body), "zst.jsonl.zst": frames}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        out = runner("ingest", str(tmp_path / name), "--origin", "real", "--source", name.split(".")[0]).stdout
+        assert out.startswith(f"{tmp_path / name}: 3,000 new, 0 already present"), out
+    texts = {
+        r["source"]: r["texts"]
+        for r in store.sql("SELECT source, list(text ORDER BY input_row) AS texts FROM samples GROUP BY 1").to_pylist()
+    }
+    assert texts["zst"] == texts["gz"] == texts["plain"] == [r["text"] for r in rows]
+    again = runner("ingest", str(tmp_path / "zst.jsonl.zst"), "--origin", "real", "--source", "zst").stdout
+    assert "0 new, 3,000 already present" in again
+
+    lines = body.splitlines(keepends=True)
+    lines[2] = b'{"id": "bad", "text": \n'
+    bad = tmp_path / "bad.jsonl.zst"
+    bad.write_bytes(pa.compress(b"".join(lines), "zstd", asbytes=True))
+    before = store.version
+    err = runner("ingest", str(bad), "--origin", "real", "--source", "b", code=1).stderr
+    assert err == f"Error: {bad}:3: field `record`: malformed JSON; nothing was written\n"
+    cut = tmp_path / "cut.jsonl.zst"
+    cut.write_bytes(frames[: len(frames) // 3])
+    err = runner("ingest", str(cut), "--origin", "real", "--source", "c", code=1).stderr
+    assert err.startswith(f"Error: `{cut}`: cannot read as zstd: ") and err.count("\n") == 1, err
+    assert store.version == before
+
+
 def test_hugging_face_datasets(store: Store, runner: Runner, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     data = datasets.Dataset.from_list([{"id": f"hf{i}", "text": f"Dataset row {i}."} for i in range(4)])

@@ -82,7 +82,7 @@ def ingest(
     as_json: bool,
     **options: object,
 ) -> None:
-    """Ingest files with their provenance: JSON Lines (.jsonl, .ndjson, gzipped too), JSON arrays (.json),
+    """Ingest files with their provenance: JSON Lines (.jsonl, .ndjson; .gz and .zst too), JSON arrays (.json),
     Parquet, CSV, Arrow (.arrow) and Hugging Face `save_to_disk` folders. PATHS may be several files,
     globs ('shards/*.jsonl.gz'), directories of shards and `-` (standard input); all are committed at
     once, one batch per file, so a file's parents may be records of a file before it.

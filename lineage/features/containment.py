@@ -54,39 +54,51 @@ _CJK = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), 
 
 @dataclass(frozen=True)
 class Tokens:
-    """Normalised tokens of a list of texts: hashes, byte spans in each lowered text, per-text offsets."""
+    """Normalised tokens of a list of texts: hashes, byte spans, per-text offsets."""
 
     hashes: np.ndarray  # uint64
-    starts: np.ndarray  # byte offsets in the text's lowered UTF-8
+    starts: np.ndarray  # byte offsets in the texts' lowered UTF-8, concatenated (see `span`)
     ends: np.ndarray
     offsets: np.ndarray  # n+1: text i has tokens offsets[i]:offsets[i+1]
+    text_starts: np.ndarray  # n+1: text i is bytes text_starts[i]:text_starts[i+1] of the concatenation
+
+    def span(self, text: int, first: int, last: int) -> tuple[int, int]:
+        """Byte offsets in text `text`'s lowered UTF-8 of its tokens `first` to `last` (positions in `hashes`)."""
+        base = int(self.text_starts[text])
+        return int(self.starts[first]) - base, int(self.ends[last]) - base
 
 
 def tokenize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> Tokens:
     """Tokens of every text (see the module doc), template words removed."""
     arr = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.string())
-    data, doc_offsets = _utf8(arr)
+    data, text_starts = _utf8(arr)
     starts, ends = _spans(data)
     hashes = _token_hashes(data, starts, ends)
-    keep = ~np.isin(hashes, _markup_hashes())
-    hashes, starts, ends = hashes[keep], starts[keep], ends[keep]
-    doc = np.searchsorted(doc_offsets, starts, side="right") - 1
-    offsets = np.searchsorted(doc, np.arange(len(doc_offsets)))
-    return Tokens(hashes, starts - doc_offsets[doc], ends - doc_offsets[doc], offsets)
+    offsets = np.searchsorted(starts, text_starts)  # no token crosses a text's end: each ends with a space
+    markup = np.isin(hashes, _markup_hashes())
+    if markup.any():
+        keep = ~markup
+        hashes, starts, ends = hashes[keep], starts[keep], ends[keep]
+        offsets = np.concatenate([[0], np.cumsum(keep)])[offsets]
+    return Tokens(hashes, starts, ends, offsets, text_starts)
 
 
 def _spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Byte starts and ends of the word runs, each CJK character a run of its own."""
     word = _word_bytes(data)
-    cut = np.zeros(len(data) + 1, bool)  # a token boundary before this byte, inside a run of word bytes
     leads = np.flatnonzero(data >= 0xE3)  # every CJK character is 3 or 4 UTF-8 bytes, leads >= 0xE3
+    cjk = np.zeros(len(leads), bool)
     if len(leads):
         codepoints, width = _decode(data, leads)
-        cjk = np.zeros(len(leads), bool)
         for lo, hi in _CJK:
             cjk |= (codepoints >= lo) & (codepoints <= hi)
-        cut[leads[cjk]] = True
-        cut[leads[cjk] + width[cjk]] = True
+    if not cjk.any():  # word runs start and end alternately: the data starts outside one and ends with a space
+        edges = np.flatnonzero(np.diff(word, prepend=False))
+        starts, ends = edges.reshape(-1, 2).T
+        return starts.copy(), ends.copy()  # contiguous, for the gathers that follow
+    cut = np.zeros(len(data) + 1, bool)  # a token boundary before this byte, inside a run of word bytes
+    cut[leads[cjk]] = True
+    cut[leads[cjk] + width[cjk]] = True
     before = np.concatenate([[False], word[:-1]])
     after = np.concatenate([word[1:], [False]])
     starts = np.flatnonzero(word & (~before | cut[:-1]))
@@ -138,6 +150,8 @@ class Index:
     gram_len: np.ndarray  # per item: the length of its grams (ngram, all its tokens if fewer, 0: not indexed)
     item_len: np.ndarray  # per item: its number of tokens
     item_tokens: list[np.ndarray]
+    tokens: np.ndarray  # every item's tokens, concatenated
+    token_offsets: np.ndarray  # n+1: item i has tokens[token_offsets[i]:token_offsets[i+1]]
     lengths: tuple[int, ...]  # gram lengths present (ngram, and the lengths of shorter items)
     bloom: np.ndarray
     whole: np.ndarray  # sorted hashes of every item's whole token sequence
@@ -185,6 +199,8 @@ def build_index(texts: pa.Array | Sequence[str | None], *, ngram: int, min_words
         np.where(per_item >= max(min_words, ngram), ngram, np.where(per_item >= min_words, per_item, 0)),
         per_item,
         [tok.hashes[a:b] for a, b in zip(tok.offsets[:-1], tok.offsets[1:], strict=True)],
+        tok.hashes,
+        tok.offsets,
         tuple(int(x) for x in lengths),
         bloom,
         whole[order],
@@ -240,22 +256,88 @@ def _scan_pass(index: Index, texts: pa.Array | pa.ChunkedArray, threshold: float
     order = np.lexsort((pos, item, doc))
     pos, item, doc = pos[order], item[order], doc[order]
     bounds = np.flatnonzero(np.concatenate([[True], (doc[1:] != doc[:-1]) | (item[1:] != item[:-1]), [True]]))
-    counts = np.diff(bounds)
     firsts = bounds[:-1]
     cover = _cover(pos, bounds, index.gram_len[item[firsts]]) / np.maximum(index.item_len[item[firsts]], 1)
-    per_doc: dict[int, int] = {}
-    candidates = np.flatnonzero(cover >= min_cover)
-    for g in candidates[np.argsort(-cover[candidates], kind="stable")].tolist():
-        d = int(doc[firsts[g]])
-        if per_doc.get(d, 0) >= MAX_PAIRS_PER_DOC:
-            continue
-        per_doc[d] = per_doc.get(d, 0) + 1
-        hit = pos[firsts[g] : firsts[g] + counts[g]] - tok.offsets[d]
-        found = _verify(index, int(item[firsts[g]]), tok, d, hit, threshold)
+    groups = _candidates(doc[firsts], cover, min_cover)
+    g_doc, g_item = doc[firsts], item[firsts]
+    lo, hi = _windows(index, tok, pos - tok.offsets[doc], bounds, g_doc, g_item)
+    bound = _block_bounds(index, tok, g_doc[groups], g_item[groups], lo[groups], hi[groups])
+    groups = groups[bound >= threshold * index.item_len[g_item[groups]]]
+    for g in groups.tolist():  # the few candidates that may reach the threshold: aligned one by one
+        found = _align(index, int(g_item[g]), tok, int(g_doc[g]), int(lo[g]), int(hi[g]), threshold)
         if found is not None:
             out.append(found)
     out.sort(key=lambda f: (f.row, f.kind != "exact", -f.score, f.item))
     return out
+
+
+def _candidates(doc: np.ndarray, cover: np.ndarray, min_cover: float) -> np.ndarray:
+    """The (document, item) groups to verify: cover >= min_cover, at most MAX_PAIRS_PER_DOC per document
+    (those with the most cover; ties by group order)."""
+    candidates = np.flatnonzero(cover >= min_cover)
+    candidates = candidates[np.argsort(-cover[candidates], kind="stable")]
+    by_doc = np.argsort(doc[candidates], kind="stable")  # within a document: still most cover first
+    docs = doc[candidates][by_doc]
+    first = np.concatenate([[0], np.flatnonzero(docs[1:] != docs[:-1]) + 1]) if len(docs) else docs
+    rank = np.arange(len(docs)) - np.repeat(first, np.diff(np.append(first, len(docs))))
+    return np.sort(candidates[by_doc][rank < MAX_PAIRS_PER_DOC])
+
+
+def _windows(
+    index: Index, tok: Tokens, at: np.ndarray, bounds: np.ndarray, doc: np.ndarray, item: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of hits (sorted positions `at` in their document): the document's tokens lo:hi around the
+    densest run of hits, a window of twice the item's length holding the most, widened by the item's length."""
+    length = index.item_len[item]
+    group_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    span = int(at.max(initial=0)) + 2 * int(length.max(initial=0)) + 1
+    key = group_of * span + at  # increasing: groups in order, positions sorted within each
+    right = np.searchsorted(key, key + 2 * length[group_of], side="left")
+    inside = right - np.arange(len(at))
+    most = np.maximum.reduceat(inside, bounds[:-1])
+    densest = np.flatnonzero(inside == most[group_of])
+    _, first = np.unique(group_of[densest], return_index=True)
+    best = densest[first]  # the first position of each group holding the most hits
+    count = np.diff(tok.offsets)[doc]
+    lo = np.maximum(0, at[best] - length)
+    hi = np.minimum(count, at[right[best] - 1] + index.ngram + length)
+    return lo, hi
+
+
+def _block_bounds(
+    index: Index, tok: Tokens, doc: np.ndarray, item: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Per candidate: the item's tokens inside a run of MIN_BLOCK tokens that the window lo:hi of the document
+    also has, for all candidates at once. A bound on what alignment finds (every aligned block of MIN_BLOCK
+    or more is made of such runs; runs are compared by hash, so a collision only raises the bound). Items
+    shorter than MIN_BLOCK are bounded by their length."""
+    k = MIN_BLOCK
+    length = index.item_len[item]
+    # Run hashes keyed by candidate: the same run in another candidate's window is another key.
+    salt = np.arange(len(item), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    win_count = np.maximum(hi - lo - k + 1, 0)
+    win_at = _ranges(tok.offsets[doc] + lo, win_count)
+    win_keys = _runs(tok.hashes, k)[win_at] ^ np.repeat(salt, win_count)
+    runs = np.maximum(length - k + 1, 0)
+    item_at = _ranges(index.token_offsets[item], runs)
+    shared = np.isin(_runs(index.tokens, k)[item_at] ^ np.repeat(salt, runs), win_keys)
+    # Mark each shared run's first item token; a token is covered when a shared run starts 0..k-1 before it.
+    seg = np.concatenate([[0], np.cumsum(length)])
+    mark = np.zeros(int(seg[-1]), bool)
+    mark[_ranges(seg[:-1], runs)[shared]] = True
+    local = np.arange(len(mark)) - np.repeat(seg[:-1], length)
+    covered = mark.copy()
+    for j in range(1, k):
+        covered[j:] |= mark[:-j] & (local[j:] >= j)
+    out = np.add.reduceat(covered, seg[:-1]) if len(mark) else np.zeros(len(item), np.int64)
+    out = np.where(length > 0, out, 0)  # reduceat reads the next segment for an empty one
+    return np.where(length < k, length, out)
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated arange(start, start + count) for every pair."""
+    total = int(counts.sum())
+    return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
 
 
 def _cover(pos: np.ndarray, bounds: np.ndarray, width: np.ndarray) -> np.ndarray:
@@ -280,7 +362,7 @@ def _same_text(index: Index, tok: Tokens) -> list[Found]:
     for d, i in zip(docs[hit].tolist(), index.whole_items[at[hit]].tolist(), strict=True):
         if len(index.item_tokens[i]) == lengths[d]:
             a, b = tok.offsets[d], tok.offsets[d + 1] - 1
-            out.append(Found(d, i, 1.0, "exact", int(tok.starts[a]), int(tok.ends[b])))
+            out.append(Found(d, i, 1.0, "exact", *tok.span(d, a, b)))
     return out
 
 
@@ -304,19 +386,12 @@ def _hits(index: Index, tok: Tokens) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(positions), np.concatenate(items)
 
 
-def _verify(index: Index, item: int, tok: Tokens, doc: int, hit: np.ndarray, threshold: float) -> Found | None:
-    """Align the item with the document around its densest run of hits; None below the threshold."""
+def _align(index: Index, item: int, tok: Tokens, doc: int, lo: int, hi: int, threshold: float) -> Found | None:
+    """Align the item with the document's tokens lo:hi; None below the threshold."""
     wanted = index.item_tokens[item]
     length = len(wanted)
-    first, count = int(tok.offsets[doc]), int(tok.offsets[doc + 1] - tok.offsets[doc])
-    # The densest window of 2x the item's length among the hits (sorted positions).
-    right = np.searchsorted(hit, hit + 2 * length, side="left")
-    best = int(np.argmax(right - np.arange(len(hit))))
-    lo = max(0, int(hit[best]) - length)
-    hi = min(count, int(hit[right[best] - 1]) + index.ngram + length)
+    first = int(tok.offsets[doc])
     window = tok.hashes[first + lo : first + hi]
-    if _block_bound(wanted, window) < threshold * length:
-        return None
     matcher = difflib.SequenceMatcher(None, wanted.tolist(), window.tolist(), autojunk=False)
     blocks = [b for b in matcher.get_matching_blocks() if b.size >= min(MIN_BLOCK, length)]
     score = sum(b.size for b in blocks) / length if length else 0.0
@@ -324,27 +399,16 @@ def _verify(index: Index, item: int, tok: Tokens, doc: int, hit: np.ndarray, thr
         return None
     start_tok = first + lo + blocks[0].b
     end_tok = first + lo + blocks[-1].b + blocks[-1].size - 1
-    return Found(doc, item, round(score, 4), "contained", int(tok.starts[start_tok]), int(tok.ends[end_tok]))
-
-
-def _block_bound(wanted: np.ndarray, window: np.ndarray) -> int:
-    """Item tokens inside a run of MIN_BLOCK tokens that the window also has: a bound on what alignment finds
-    (every aligned block of MIN_BLOCK or more is made of such runs), at numpy cost."""
-    k = min(MIN_BLOCK, len(wanted))
-    if len(window) < k:
-        return 0
-    a, b = _runs(wanted, k), _runs(window, k)
-    shared = np.flatnonzero(np.isin(a, b))
-    covered = np.zeros(len(wanted) + 1, np.int64)
-    np.add.at(covered, shared, 1)
-    np.add.at(covered, shared + k, -1)
-    return int(np.count_nonzero(np.cumsum(covered)[:-1]))
+    return Found(doc, item, round(score, 4), "contained", *tok.span(doc, start_tok, end_tok))
 
 
 def _runs(tokens: np.ndarray, k: int) -> np.ndarray:
-    h = tokens[: len(tokens) - k + 1].copy()
+    """Hash of the k tokens from every position (the last k-1 positions: fewer tokens)."""
+    h = tokens.copy()
     for j in range(1, k):
-        h = h * FNV_PRIME + tokens[j : len(tokens) - k + 1 + j]
+        head = h[: max(len(h) - j, 0)]
+        np.multiply(head, FNV_PRIME, out=head)
+        np.add(head, tokens[j:], out=head)
     return h
 
 

@@ -52,6 +52,12 @@ SELECT sample_id, min(root) AS root FROM walk WHERE sample_id NOT IN (SELECT sam
 """
 
 
+# A leak found by detection or lineage: the sample, the protected item, the reason, the share found.
+FOUND = pa.schema(
+    [("sample_id", pa.string()), ("related_id", pa.string()), ("reason", pa.string()), ("score", pa.float64())]
+)
+
+
 class ContaminationParams(FilterParams):
     sets: str | None = Field(None, description="comma-separated protected sets; default: all of them")
     contained: float = Field(
@@ -97,8 +103,11 @@ def detect(
     texts: pa.Array | pa.ChunkedArray,
     hashes: pa.Array | pa.ChunkedArray,
     params: ContaminationParams,
+    *,
+    index: containment.Index | None = None,
 ) -> dict[int, Leak]:
-    """The best leak of every text that leaks (exact, near or contained; lineage is the caller's)."""
+    """The best leak of every text that leaks (exact, near or contained; lineage is the caller's). `index`:
+    the protected items' `build_index(protected["text"], ...)` with `params`, when the caller has it already."""
     if protected.num_rows == 0 or len(texts) == 0:
         return {}
     prot_ids = protected["sample_id"].to_pylist()
@@ -109,7 +118,7 @@ def detect(
     for i, h in enumerate(hashes.to_pylist()):
         if h in by_hash:
             out[i] = Leak(i, by_hash[h], "contaminated_exact", 1.0, None)
-    index = containment.build_index(protected["text"], ngram=params.contain_ngram, min_words=params.min_words)
+    index = index if index is not None else build_index(protected, params)
     found = [f for f in containment.scan(index, texts, threshold=params.contained) if f.row not in out]
     best: dict[int, containment.Found] = {}
     for f in found:  # the scan lists each text's best item first
@@ -125,6 +134,64 @@ def detect(
             span = containment.char_span(text, f.start, f.end)
             out[row] = Leak(row, prot_ids[f.item], f"contaminated_contained:chars={span[0]}-{span[1]}", f.score, span)
     return out
+
+
+def build_index(protected: pa.Table, params: ContaminationParams) -> containment.Index:
+    return containment.build_index(protected["text"], ngram=params.contain_ngram, min_words=params.min_words)
+
+
+def found_table(ids: pa.Array | pa.ChunkedArray, leaks: dict[int, Leak]) -> pa.Table:
+    """The leaking rows of `ids` as FOUND rows."""
+    rows = sorted(leaks)
+    return pa.table(
+        {
+            "sample_id": ids.take(pa.array(rows, pa.int64())),
+            "related_id": [leaks[r].item_id for r in rows],
+            "reason": [leaks[r].reason for r in rows],
+            "score": [leaks[r].score for r in rows],
+        },
+        schema=FOUND,
+    )
+
+
+def with_lineage(store: Store, found: pa.Table, protected: pa.Table, earlier: dict[str, str]) -> pa.Table:
+    """`found` and every descendant of a protected sample, of a found leak or of an `earlier` one (a paraphrase
+    of a test question is still the test question), as `contaminated_lineage` of the item it traces back to."""
+    seeds = {pid: pid for pid in protected["sample_id"].to_pylist()} | earlier
+    seeds |= dict(zip(found["sample_id"].to_pylist(), found["related_id"].to_pylist(), strict=True))
+    if not seeds:
+        return found
+    with store.reader() as con:
+        rows = descendants(con, seeds)  # seeds are never their own descendants: no sample is in both
+    lineage = pa.table(
+        {
+            "sample_id": list(rows),
+            "related_id": list(rows.values()),
+            "reason": ["contaminated_lineage"] * len(rows),
+            "score": pa.nulls(len(rows), pa.float64()),
+        },
+        schema=FOUND,
+    )
+    return pa.concat_tables([found, lineage])
+
+
+def decisions(ids: pa.Array | pa.ChunkedArray, found: pa.Table, protected: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """Every sample of `ids`: dropped with its FOUND row when it has one, else kept. Protected samples are the
+    reference, not leaks: they are kept here (builds exclude them anyway)."""
+    at = pc.index_in(ids, value_set=found["sample_id"])
+    drop = pc.and_(pc.is_valid(at), pc.invert(pc.is_in(ids, value_set=protected)))
+    related = pc.if_else(drop, found["related_id"].take(at), None)
+    return pa.table(
+        {
+            "sample_id": ids,
+            "decision": pc.if_else(drop, "drop", "keep"),
+            "score": pc.if_else(drop, found["score"].take(at), None),
+            "reason": pc.if_else(drop, found["reason"].take(at), None),
+            "related_id": related,
+            "cluster_id": related,
+        },
+        schema=DECISIONS,
+    )
 
 
 def _near(best: dict[int, containment.Found], texts: Any, items: Any, params: ContaminationParams) -> dict[int, float]:
@@ -174,28 +241,8 @@ class ContaminationFilter(SelectionFilter):
         if features.num_rows == 0:
             return DECISIONS.empty_table()
         leaks = detect(protected, features["text"], features["content_hash"], self.params)
-        n = features.num_rows
-        related: list[str | None] = [None] * n
-        reason: list[str | None] = [None] * n
-        score: list[float | None] = [None] * n
-        for i, leak in leaks.items():
-            related[i], reason[i], score[i] = leak.item_id, leak.reason, leak.score
-        self._lineage(features, protected, related, reason, context.store, seeds or {})
-        return _decisions(features["sample_id"], related, reason, score, set(protected["sample_id"].to_pylist()))
-
-    def _lineage(
-        self, features: pa.Table, protected: pa.Table, related: list, reason: list, store: Store, earlier: dict
-    ) -> None:
-        ids = features["sample_id"].to_pylist()
-        seeds = {pid: pid for pid in protected["sample_id"].to_pylist()} | earlier
-        seeds |= {ids[i]: related[i] for i in range(len(ids)) if related[i] is not None}
-        if not seeds:
-            return
-        with store.reader() as con:
-            rows = descendants(con, seeds)
-        for i, sample_id in enumerate(ids):
-            if reason[i] is None and sample_id in rows:
-                related[i], reason[i] = rows[sample_id], "contaminated_lineage"
+        found = with_lineage(context.store, found_table(features["sample_id"], leaks), protected, seeds or {})
+        return decisions(features["sample_id"], found, protected["sample_id"])
 
 
 def descendants(con: Any, seeds: dict[str, str]) -> dict[str, str]:
@@ -206,19 +253,3 @@ def descendants(con: Any, seeds: dict[str, str]) -> dict[str, str]:
         return dict(con.execute(LINEAGE_SQL).fetchall())
     finally:
         con.unregister("_seeds")
-
-
-def _decisions(ids: pa.ChunkedArray, related: list, reason: list, score: list, protected: set[str]) -> pa.Table:
-    # Protected samples are the reference, not leaks: they are kept here (builds exclude them anyway).
-    drop = [r is not None and sid not in protected for sid, r in zip(ids.to_pylist(), reason, strict=True)]
-    return pa.table(
-        {
-            "sample_id": ids,
-            "decision": ["drop" if d else "keep" for d in drop],
-            "score": [s if d else None for s, d in zip(score, drop, strict=True)],
-            "reason": [r if d else None for r, d in zip(reason, drop, strict=True)],
-            "related_id": [r if d else None for r, d in zip(related, drop, strict=True)],
-            "cluster_id": [r if d else None for r, d in zip(related, drop, strict=True)],
-        },
-        schema=DECISIONS,
-    )

@@ -12,7 +12,12 @@ from typing import BinaryIO
 
 from lineage.errors import InputError
 
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz", ".parquet", ".csv", ".arrow")
+DATA_SUFFIXES = (
+    *(f"{name}{codec}" for name in (".jsonl", ".ndjson", ".json") for codec in ("", ".gz", ".zst")),
+    ".parquet",
+    ".csv",
+    ".arrow",
+)
 
 
 def expand(args: list[str]) -> list[Path]:

@@ -13,6 +13,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,13 +100,46 @@ def _file_reader(path: Path, input_format: str | None) -> Reader:
 
 def _starts_with(path: Path, prefix: bytes) -> bool:
     """Whether the file's first non-whitespace bytes are `prefix` (a JSON array starts with `[`)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
+    with _open_decompressed(path) as f:
         return f.read(4096).lstrip().startswith(prefix)
 
 
+# Compressed inputs by suffix: gzip, and zstandard (pyarrow's codec: no extra package).
+CODECS = {".gz": "gzip", ".zst": "zstd"}
+
+
+def _codec(path: Path) -> str | None:
+    return CODECS.get(path.suffix.lower())
+
+
+def _decompressing(raw: Any, codec: str | None) -> Any:
+    """A binary stream of `raw`'s decompressed bytes (with `read` and `readinto`)."""
+    if codec == "gzip":
+        return gzip.GzipFile(fileobj=raw)
+    if codec == "zstd":
+        return pa.CompressedInputStream(raw, "zstd")
+    return raw
+
+
+def _stream_errors(codec: str | None) -> tuple[type[BaseException], ...]:
+    """What a corrupt or truncated compressed file raises: gzip's errors (EOFError: click would print only
+    "Aborted!"); pyarrow's zstd, a plain OSError."""
+    return {"gzip": (EOFError, gzip.BadGzipFile, zlib.error), "zstd": (OSError,)}.get(codec or "", ())
+
+
+@contextmanager
+def _open_decompressed(path: Path) -> Iterator[Any]:
+    codec = _codec(path)
+    try:
+        with open(path, "rb") as raw:
+            yield _decompressing(raw, codec)
+    except _stream_errors(codec) as exc:
+        raise InputError(f"`{path}`: cannot read as {codec}: {exc}; nothing was written") from None
+
+
 def _guess_format(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
+    name = path.name.lower()
+    name = name.removesuffix(path.suffix.lower()) if _codec(path) else name
     for suffix, fmt in (
         (".jsonl", "jsonl"),
         (".ndjson", "jsonl"),
@@ -120,23 +154,23 @@ def _guess_format(path: Path) -> str:
 
 
 class JsonlReader(Reader):
-    """JSON Lines, plain or gzip, read in blocks and split into lines without a Python loop per line."""
+    """JSON Lines, plain, gzip or zstd, read in blocks and split into lines without a Python loop per line."""
 
     format = "jsonl"
 
     def __init__(self, path: Path) -> None:
         self.path, self.uri = path, str(path)
         self.total = path.stat().st_size
-        self._gz = path.name.endswith(".gz")
+        self._codec = _codec(path)
         self.max_record_bytes = DEFAULT_MAX_RECORD_BYTES  # a line past it is rejected as it streams by
 
     def __iter__(self) -> Iterator[RawBatch]:
         digest = hashlib.sha256()
         try:
             yield from self._blocks(digest)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # EOFError: click would print only "Aborted!"
-            raise InputError(f"`{self.path}`: cannot read as gzip: {exc}; nothing was written") from None
-        self.sha256 = file_sha256(self.path) if self._gz else digest.hexdigest()
+        except _stream_errors(self._codec) as exc:
+            raise InputError(f"`{self.path}`: cannot read as {self._codec}: {exc}; nothing was written") from None
+        self.sha256 = file_sha256(self.path) if self._codec else digest.hexdigest()
 
     def _oversize(self, line: int, size: int) -> RawBatch:
         reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)"
@@ -145,10 +179,10 @@ class JsonlReader(Reader):
     def _blocks(self, digest: Any) -> Iterator[RawBatch]:
         line_no, skipped = 0, 0  # skipped: bytes of an oversize line seen so far
         with open(self.path, "rb") as raw:
-            stream = gzip.GzipFile(fileobj=raw) if self._gz else raw
+            stream = _decompressing(raw, self._codec)
             head = stream.read(len(BOM))  # a UTF-8 byte-order mark (Windows editors write one) is not data
             rest = b"" if head == BOM else head
-            if not self._gz:
+            if not self._codec:
                 digest.update(head)
             while True:
                 before = raw.tell()
@@ -159,7 +193,7 @@ class JsonlReader(Reader):
                 got = stream.readinto(view[len(rest) :])
                 if not got:
                     break
-                if not self._gz:
+                if not self._codec:
                     digest.update(view[len(rest) : len(rest) + got])
                 end = len(rest) + got
                 if skipped:  # the rest of an oversize line: count it up to its newline, never holding it whole
@@ -322,9 +356,8 @@ class JsonArrayReader(Reader):
         self.total = path.stat().st_size
 
     def __iter__(self) -> Iterator[RawBatch]:
-        opener = gzip.open if self.path.name.endswith(".gz") else open
         try:
-            with opener(self.path, "rb") as f:
+            with _open_decompressed(self.path) as f:
                 records = json.loads(f.read().decode("utf-8"), object_pairs_hook=_no_repeated_keys)
         except UnicodeDecodeError as exc:
             raise InputError(f"`{self.uri}`: not UTF-8 (byte offset {exc.start})") from None
