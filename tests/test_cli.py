@@ -12,6 +12,7 @@ import pytest
 from conftest import FIXTURES, Runner, fill_small_store
 
 from lineage.cli import cli
+from lineage.errors import LineageError
 from lineage.store import Store
 
 
@@ -174,3 +175,35 @@ def test_global_options_after_the_verb(runner: Runner, small_store: Store, tmp_p
     # after the verb wins over before it, as the later flag does everywhere else
     late = runner.cli.invoke(cli, ["--store", str(other.root), "stats", "--store", str(small_store.root)])
     assert sum(int(r["samples"]) for r in parse_tsv(late.stdout)) == 1125
+
+
+def test_language_is_a_bcp47_tag(runner: Runner, store: Store, tmp_path) -> None:
+    real = str(FIXTURES / "real.jsonl")
+    bad = runner("ingest", real, "--origin", "real", "--source", "r", "--language", "english", code=1)
+    assert bad.stderr == (
+        "Error: --language `english` is not a BCP-47 language tag; write e.g. `en`, `pt-BR`, `zh-Hant`\n"
+    )
+    with pytest.raises(LineageError, match=r"^language='en_US' is not a BCP-47 language tag \(`en-US`\?\)"):
+        store.ingest(real, origin="real", source="r", language="en_US")
+    rows = tmp_path / "langs.jsonl"
+    rows.write_text("".join(json.dumps({"id": f"l{i}", "text": f"Text number {i}.", "language": tag}) + "\n"
+                            for i, tag in enumerate(["en", "pt-BR", "zh-Hant-TW", "es-419", "English"])))
+    refused = runner("ingest", str(rows), "--origin", "real", "--source", "l", code=1)
+    assert refused.stderr == (f"Error: {rows}:5: field `language`: not a BCP-47 language tag, got `English`; "
+                              "write e.g. en, pt-BR, zh-Hant; nothing was written\n")
+    runner("ingest", str(rows), "--origin", "real", "--source", "l", "--skip-bad")
+    assert store.sql("SELECT list(language ORDER BY language) AS l FROM samples")["l"][0].as_py() == [
+        "en", "es-419", "pt-BR", "zh-Hant-TW"
+    ]
+
+
+def test_python_errors_name_python_arguments(store: Store, runner: Runner) -> None:
+    records = [{"body": "no text here"}]
+    with pytest.raises(LineageError, match=r"set text_field= or template=\)"):
+        store.ingest(records, origin="real", source="r")
+    with pytest.raises(LineageError, match=r"^real data is generation 0; got generation=2$"):
+        store.ingest(records, origin="real", source="r", generation=2)
+    path = FIXTURES / "real.jsonl"
+    cli_error = runner("ingest", str(path), "--origin", "real", "--source", "r", "--text-field", "body", code=1)
+    assert "set --text-field or --template)" in cli_error.stderr
+    assert "--skip-bad stores the good ones" in cli_error.stderr

@@ -21,7 +21,7 @@ import click
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from lineage.errors import LineageError, first_line
+from lineage.errors import LineageError, cli_names, first_line
 
 
 class LineageGroup(click.Group):
@@ -30,7 +30,8 @@ class LineageGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with cli_names():
+                return super().invoke(ctx)
         except (LineageError, OSError) as exc:
             # OSError: the disk or the data location failed under us (full, gone, unreachable): one line too.
             if (ctx.obj or {}).get("debug"):
