@@ -233,9 +233,29 @@ CREATE OR REPLACE TEMP VIEW status AS
     SELECT * FROM events QUALIFY row_number() OVER (PARTITION BY sample_id, filter ORDER BY version DESC) = 1;
 CREATE OR REPLACE TEMP VIEW lineage_edges AS
     SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples;
+CREATE OR REPLACE TEMP MACRO sample_ref(ref) AS (
+    -- What `lineage show` takes: a sample id, your own id, SOURCE:ID, else a unique prefix of a sample id
+    -- (tried last: a short external id such as `a2` is often also a prefix of some hex id).
+    WITH exact AS (
+        SELECT DISTINCT sample_id, source FROM samples
+        WHERE sample_id = ref OR external_id = ref OR source || ':' || external_id = ref
+    ), prefixed AS (
+        SELECT DISTINCT sample_id FROM samples WHERE starts_with(sample_id, ref) AND NOT EXISTS (FROM exact)
+    )
+    SELECT CASE
+        WHEN (SELECT count(*) FROM exact) = 1 THEN (SELECT any_value(sample_id) FROM exact)
+        WHEN (SELECT count(DISTINCT source) FROM exact) > 1
+            THEN error('`' || ref || '` is an id in several sources; write it as `SOURCE:' || ref || '`')
+        WHEN (SELECT count(*) FROM exact) > 1 THEN error('`' || ref || '` matches several samples')
+        WHEN (SELECT count(*) FROM prefixed) = 1 THEN (SELECT any_value(sample_id) FROM prefixed)
+        WHEN (SELECT count(*) FROM prefixed) = 0
+            THEN error('no sample with id, id prefix or external id `' || ref || '`')
+        ELSE error('`' || ref || '` matches several samples; give more of the id')
+    END
+);
 CREATE OR REPLACE TEMP MACRO ancestors(id) AS TABLE
     WITH RECURSIVE walk(sample_id, depth) AS (
-        SELECT parent_id, 1 FROM lineage_edges WHERE child_id = id
+        SELECT parent_id, 1 FROM lineage_edges WHERE child_id = sample_ref(id)
         UNION
         SELECT e.parent_id, w.depth + 1 FROM lineage_edges e JOIN walk w ON e.child_id = w.sample_id
         WHERE w.depth < 10000
@@ -243,7 +263,7 @@ CREATE OR REPLACE TEMP MACRO ancestors(id) AS TABLE
     SELECT sample_id, min(depth) AS depth FROM walk GROUP BY sample_id ORDER BY depth, sample_id;
 CREATE OR REPLACE TEMP MACRO descendants(id) AS TABLE
     WITH RECURSIVE walk(sample_id, depth) AS (
-        SELECT child_id, 1 FROM lineage_edges WHERE parent_id = id
+        SELECT child_id, 1 FROM lineage_edges WHERE parent_id = sample_ref(id)
         UNION
         SELECT e.child_id, w.depth + 1 FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
         WHERE w.depth < 10000
@@ -264,6 +284,25 @@ def create_views(con: duckdb.DuckDBPyConnection, data: Location, as_of: int | No
     segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
     segment_view(con, "_events", data, "events", segment_paths(con, "events", version))
     con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version)))
+    con.execute(_build_members_view(con, data, int(version)))
+
+
+def _build_members_view(con: duckdb.DuckDBPyConnection, data: Location, version: int) -> str:
+    """`build_members(name, build_version, sample_id)`: every build version's members file, read when queried."""
+    rows = con.execute(
+        f"SELECT name, build_version, members_path FROM {SCHEMA}.builds WHERE version <= ? "
+        "ORDER BY name, build_version",
+        [version],
+    ).fetchall()
+    if not rows:
+        return ("CREATE OR REPLACE TEMP VIEW build_members AS SELECT CAST(NULL AS VARCHAR) AS name, "
+                "CAST(NULL AS BIGINT) AS build_version, CAST(NULL AS VARCHAR) AS sample_id WHERE false")
+    parts = [
+        f"SELECT {sql_string(name)} AS name, CAST({int(v)} AS BIGINT) AS build_version, sample_id "
+        f"FROM read_parquet({sql_string(str(data.store_root / path))})"
+        for name, v, path in rows
+    ]
+    return "CREATE OR REPLACE TEMP VIEW build_members AS " + " UNION ALL ".join(parts)
 
 
 @contextmanager

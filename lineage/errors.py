@@ -3,7 +3,41 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+
+_FROM_CLI: ContextVar[bool] = ContextVar("lineage_from_cli", default=False)
+_FLAGS = {"input_format": "format", "set_name": "set", "license_": "license"}  # where a flag's name differs
+
+
+def option(name: str, value: str | None = None) -> str:
+    """Option `name` (a Python keyword) as the caller wrote it: `--text-field` from the CLI, `text_field=` from
+    Python, so an error names what the user typed. `value` is an example value, appended in either style."""
+    if _FROM_CLI.get():
+        return f"--{_FLAGS.get(name, name).replace('_', '-')}" + (f" {value}" if value else "")
+    return f"{name.rstrip('_')}=" + (value or "")
+
+
+def given(name: str, value: object) -> str:
+    """Option `name` with the value the caller gave: --language `english`, or language='english'."""
+    return f"{option(name)} `{value}`" if _FROM_CLI.get() else f"{name.rstrip('_')}={value!r}"
+
+
+def flag(name: str) -> str:
+    """A switch as the caller would turn it on: --skip-bad, or skip_bad=True."""
+    return option(name) if _FROM_CLI.get() else f"{name}=True"
+
+
+@contextmanager
+def cli_names() -> Iterator[None]:
+    """Errors raised inside name options as CLI flags (the `lineage` command wraps every command in this)."""
+    token = _FROM_CLI.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CLI.reset(token)
 
 
 def first_line(exc: BaseException) -> str:
@@ -59,7 +93,7 @@ class IngestError(LineageError):
         more = ""
         if self.total > 1:
             rows = "row" if self.total == 2 else "rows"
-            more = f" (and {self.total - 1:,} more rejected {rows}; --skip-bad stores the good ones)"
+            more = f" (and {self.total - 1:,} more rejected {rows}; {flag('skip_bad')} stores the good ones)"
         super().__init__(f"{first}{more}; nothing was written")
 
 

@@ -104,9 +104,16 @@ class Location:
         """The path DuckDB reads, after `register`."""
         return self.path(rel) if self.posix else f"{PROTOCOL}://{rel}"
 
+    @property
+    def store_root(self) -> Path:
+        """The store directory (catalog, lock, builds): `scratch` is always its `tmp/`."""
+        return self.scratch.parent
+
     def allowed_directories(self) -> list[str]:
-        """What a locked-down DuckDB connection may read: the data and nothing else."""
-        return [self.path("data") + "/"] if self.posix else [f"{PROTOCOL}://data/"]
+        """What a locked-down DuckDB connection may read: the data and the builds' members (the
+        `build_members` view), nothing else."""
+        builds = f"{self.store_root / 'builds'}/"
+        return [self.path("data") + "/", builds] if self.posix else [f"{PROTOCOL}://data/", builds]
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let DuckDB read this location (read-only); nothing to do on POSIX. Idempotent per DuckDB instance."""

@@ -87,7 +87,7 @@ def test_show_names_the_match(planted: tuple[Store, leaks.Leaks]) -> None:
     store, made = planted
     store.run_filter("contamination")
     leak = next(r for r in made.docs if r["shape"] == "verbatim")
-    out = Runner(store.root)("show", leak["id"]).output
+    out = Runner(store.root)("show", leak["id"], "--format", "table").output
     assert "contaminated_contained:chars=" in out
 
 

@@ -37,7 +37,7 @@ def test_two_records_with_the_same_text_stay_two_samples(store: Store, runner: R
 
     runner("filter", "run", "exact-dedup")
     a1 = store.sample("a1")["sample"]["sample_id"]
-    shown = runner("show", "a2").stdout
+    shown = runner("show", "a2", "--format", "table").stdout
     assert "external_id: a2" in shown
     assert f"exact-dedup: drop exact_duplicate score 2 (related: {a1[:12]}, id a1)" in shown
     status = store.sql("SELECT s.external_id, e.decision, e.related_id FROM status e JOIN samples s USING (sample_id)")

@@ -121,7 +121,7 @@ def test_template_builds_text_from_fields(store: Store) -> None:
 
 
 def test_template_missing_field_is_named(store: Store) -> None:
-    with pytest.raises(IngestError, match=r"qa.jsonl:1: field `text`: missing `answer` \(needed by --template\)"):
+    with pytest.raises(IngestError, match=r"qa.jsonl:1: field `text`: missing `answer` \(needed by template=\)"):
         store.ingest(FIXTURES / "qa.jsonl", origin="real", source="qa", template="{prompt} {answer}")
 
 
@@ -173,7 +173,7 @@ def test_generation_contradicting_parents_is_an_error(store: Store) -> None:
 
 
 def test_synthetic_without_parents_or_generation_says_how_to_fix(store: Store) -> None:
-    with pytest.raises(IngestError, match="neither parents nor a generation: pass --generation N or --parent-field"):
+    with pytest.raises(IngestError, match="neither parents nor a generation: pass generation=N or parent_field=FIELD"):
         store.ingest([{"text": "orphan"}], origin="synthetic", source="x")
 
 
@@ -211,7 +211,7 @@ def test_skip_bad_cascades_to_children_of_rejected_rows(store: Store) -> None:
 def test_flags_are_validated_before_reading(store: Store) -> None:
     with pytest.raises(LineageError, match="real data has no generator"):
         store.ingest(REAL, origin="real", source="s", generator="gpt")
-    with pytest.raises(LineageError, match="--generation must be between 0 and 1,000,000; got -1"):
+    with pytest.raises(LineageError, match=r"^generation=-1: must be between 0 and 1,000,000$"):
         store.ingest(REAL, origin="synthetic", source="s", generation=-1)
 
 

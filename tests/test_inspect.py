@@ -16,7 +16,7 @@ def test_show_by_external_id_and_prefix(runner: Runner, small_store: Store) -> N
     assert info["batch"]["input_uri"].endswith("synthetic-g2.jsonl")
     by_prefix = runner.json("show", sample["sample_id"][:10])
     assert by_prefix["sample"]["sample_id"] == sample["sample_id"]
-    text = runner("show", "syn2-00001").stdout
+    text = runner("show", "syn2-00001", "--format", "table").stdout
     assert "generation: 2" in text and "ancestors: 2" in text
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lineage.cli.common import LineageGroup
+from lineage.cli.common import LineageGroup, accept_global_options
 
 EPILOG = """\b
 Examples:
@@ -55,6 +55,7 @@ def _register() -> None:
                report_cmds, demo_cmd)
     for module in modules:
         for command in module.COMMANDS:
+            accept_global_options(command)
             cli.add_command(command)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lineage.cli.common import json_option, open_store, print_table, to_json
+from lineage.cli.common import emit, format_options, json_option, open_store, output_format, print_table, to_json
 
 
 class BuildGroup(click.Group):
@@ -101,7 +101,13 @@ def _stale_lines(stale: dict[str, int], dry_run: bool) -> list[str]:
 @json_option
 @click.pass_context
 def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks."""
+    """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks.
+
+    \b
+    Examples:
+      lineage build show mix            # its latest version
+      lineage build show mix@v2 --json
+    """
     from lineage.build import Build, shortfalls
     from lineage.licenses import warnings
 
@@ -152,17 +158,17 @@ def contamination_lines(check: dict[str, Any]) -> list[str]:
 
 
 @click.command()
-@json_option
+@format_options
 @click.pass_context
-def builds(ctx: click.Context, as_json: bool) -> None:
+def builds(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
     """List builds and their versions.
 
     \b
-    Example:
+    Examples:
       lineage builds
+      lineage builds --format csv > builds.csv
     """
-    table = open_store(ctx).builds()
-    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+    emit(open_store(ctx).builds(), output_format(fmt, as_json))
 
 
 @click.command()

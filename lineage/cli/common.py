@@ -9,7 +9,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +21,7 @@ import click
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from lineage.errors import LineageError, first_line
+from lineage.errors import LineageError, cli_names, first_line
 
 
 class LineageGroup(click.Group):
@@ -30,7 +30,8 @@ class LineageGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with cli_names():
+                return super().invoke(ctx)
         except (LineageError, OSError) as exc:
             # OSError: the disk or the data location failed under us (full, gone, unreachable): one line too.
             if (ctx.obj or {}).get("debug"):
@@ -52,6 +53,95 @@ def store_path(ctx: click.Context) -> str:
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(f)
+
+
+LISTING_FORMATS = ("table", "csv", "tsv", "json", "jsonl")
+
+
+def format_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """`--format table|csv|tsv|json|jsonl` and `--json` (= `--format json`): how every listing command takes them."""
+    f = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(LISTING_FORMATS),
+        help="Default: a table on a terminal, TSV when piped (one line per row; floats rounded for display, "
+        "json and jsonl exact).",
+    )(f)
+
+
+def output_format(fmt: str | None, as_json: bool = False) -> str:
+    """The format asked for, else a table for people on a terminal and TSV for pipes and scripts."""
+    if as_json:
+        return "json"
+    return fmt or ("table" if sys.stdout.isatty() else "tsv")
+
+
+def emit(
+    rows: pa.Table | list[dict[str, Any]],
+    fmt: str,
+    *,
+    json_columns: tuple[str, ...] = (),
+    title: str | None = None,
+) -> None:
+    """Print a listing in `fmt`. Table, CSV and TSV round floats for display; JSON and JSON Lines keep exact
+    values and nest `json_columns` (JSON text in the store, e.g. `runs.reasons`) as objects, not strings."""
+    import pyarrow as pa
+
+    table = rows if isinstance(rows, pa.Table) else _from_rows(rows)
+    if fmt in ("json", "jsonl"):
+        records = [nest_json(r, json_columns) for r in table.to_pylist()]
+        if fmt == "json":
+            click.echo(to_json(records))
+        else:
+            for record in records:
+                click.echo(to_json(record, indent=None))
+    elif fmt == "table":
+        print_table(table, title=title)
+    elif fmt == "tsv":
+        write_tsv(table, sys.stdout)
+    else:
+        write_csv(table, sys.stdout, escape_formulas=True)
+    sys.stdout.flush()
+
+
+def _from_rows(rows: list[dict[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    if not rows:
+        return pa.table({})
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    # Column by column: a column mixing types (a dict here, a string there) becomes JSON text, not an error.
+    columns = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([None if v is None else _cell(v) for v in values], pa.string())
+    return pa.table(columns)
+
+
+def nest_json(record: dict[str, Any], json_columns: tuple[str, ...]) -> dict[str, Any]:
+    """`record` with the JSON text of `json_columns` parsed, so JSON output nests objects, not strings."""
+    out = dict(record)
+    for name in json_columns:
+        value = out.get(name)
+        if isinstance(value, str):
+            with suppress(json.JSONDecodeError):  # text that only looks like JSON stays text
+                out[name] = json.loads(value)
+    return out
+
+
+def display_float(value: float) -> str:
+    """A float as people read it: 6 significant digits, never an exponent for ordinary magnitudes."""
+    if not math.isfinite(value):
+        return ""
+    if value == 0 or 1e-4 <= abs(value) < 1e6:
+        return format(value, ".6g")
+    if abs(value) >= 1e6 and abs(value) < 1e15:
+        return format(value, ".1f")
+    return format(value, ".4g")
 
 
 def engine_options(engines: tuple[str, ...], engine_help: str, workers_help: str) -> Callable[..., Any]:
@@ -126,6 +216,8 @@ def _interval(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A value as one cell of a table, CSV or TSV: text as is, floats rounded, booleans `true`/`false`, lists
+    and maps as JSON, nothing as an empty cell (never Python's `None`, `True`, `{}`)."""
     if value is None:
         return ""
     if _is_interval(value):
@@ -134,7 +226,11 @@ def _cell(value: Any) -> str:
         return to_json(value, indent=None)
     if isinstance(value, str):
         return value
-    return str(_plain(value)) if not isinstance(value, bool | int | float) else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return display_float(value)
+    return str(_plain(value)) if not isinstance(value, int) else str(value)
 
 
 def print_table(table: pa.Table, *, title: str | None = None) -> None:
@@ -229,3 +325,27 @@ def _as_text(table: pa.Table) -> pa.Table:
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
             columns.append(pa.array([None if v is None else _cell(v) for v in column.to_pylist()], pa.string()))
     return pa.table(columns, names=table.column_names)
+
+
+def _set_global(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            ctx.find_root().obj[name] = value
+
+    return callback
+
+
+def accept_global_options(command: click.Command) -> None:
+    """Let `--store`, `--as-of`, `--wait` and `--debug` come after the verb too (`lineage sql "…" --as-of 1`),
+    where people put them: hidden copies on every command, overriding what came before the verb."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_global_options(sub)
+        return
+    hidden = [
+        click.Option(["--store"], expose_value=False, hidden=True, callback=_set_global("store_path")),
+        click.Option(["--as-of"], type=int, expose_value=False, hidden=True, callback=_set_global("as_of")),
+        click.Option(["--wait"], type=float, expose_value=False, hidden=True, callback=_set_global("wait")),
+        click.Option(["--debug"], is_flag=True, expose_value=False, hidden=True, callback=_set_global("debug")),
+    ]
+    command.params.extend(hidden)

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import click
 
-from lineage.cli.common import engine_options, json_option, open_store, print_table, progress_bar, to_json
+from lineage.cli.common import (
+    emit,
+    engine_options,
+    format_options,
+    json_option,
+    open_store,
+    output_format,
+    print_table,
+    progress_bar,
+    to_json,
+)
 
 
 @click.group("filter")
 def filter_group() -> None:
-    """Run filters; every decision is recorded (see `lineage runs` and the `events`/`status` views)."""
+    """Run filters; every decision is recorded (see `lineage runs` and the `events`/`status` views).
+
+    \b
+    Examples:
+      lineage filter list
+      lineage filter run exact-dedup
+      lineage filter run near-dedup --param threshold=0.85
+    """
 
 
 @filter_group.command("run")
@@ -99,13 +116,14 @@ def by_source_lines(by_source: list[dict]) -> list[str]:
 
 
 @filter_group.command("list")
-@json_option
-def list_cmd(as_json: bool) -> None:
+@format_options
+def list_cmd(fmt: str | None, as_json: bool) -> None:
     """List available filters and their parameters.
 
     \b
-    Example:
+    Examples:
       lineage filter list
+      lineage filter list --json
     """
     from lineage.filters.base import REGISTRY, load_builtins
 
@@ -113,33 +131,33 @@ def list_cmd(as_json: bool) -> None:
     rows = []
     for name, cls in sorted(REGISTRY.items()):
         fields = cls.Params.model_fields
-        params = ", ".join(f"{k}={'(required)' if f.is_required() else f.default}" for k, f in fields.items())
+        # Defaults as JSON (null, true, "text"), as a --param value is written: not Python's None and True.
+        params = ", ".join(
+            f"{k}={'(required)' if f.is_required() else to_json(f.default, indent=None)}" for k, f in fields.items()
+        )
         rows.append({"filter": name, "version": cls.version, "params": params, "does": (cls.__doc__ or "").strip()})
-    if as_json:
-        click.echo(to_json(rows))
-    else:
-        import pyarrow as pa
-
-        print_table(pa.Table.from_pylist(rows))
+    emit(rows, output_format(fmt, as_json))
 
 
 @click.command()
 @click.option("--filter", "filter_name", help="Only runs of this filter.")
-@json_option
+@format_options
 @click.pass_context
-def runs(ctx: click.Context, filter_name: str | None, as_json: bool) -> None:
-    """History of filter runs with their counts.
+def runs(ctx: click.Context, filter_name: str | None, fmt: str | None, as_json: bool) -> None:
+    """History of filter runs with their counts (reasons and selection as objects in --json).
 
     \b
-    Example:
+    Examples:
       lineage runs --filter near-dedup
+      lineage runs --format tsv | cut -f1,2,6
+      lineage runs --json
     """
     table = open_store(ctx).sql(
         "SELECT run_id, filter, version, selected, kept, dropped, flagged, reasons, engine, "
         "round(seconds, 2) AS seconds, selection FROM runs WHERE ? IS NULL OR filter = ? ORDER BY version",
         params=[filter_name, filter_name],
     )
-    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+    emit(table, output_format(fmt, as_json), json_columns=("reasons", "selection"))
 
 
 COMMANDS = [filter_group, runs]

@@ -41,7 +41,7 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
 @click.option("--generator", help="Model that wrote synthetic samples.")
 @click.option("--generation", type=int, help="Generation of synthetic samples that have no parents.")
 @click.option("--license", "license_", help="Licence of the data.")
-@click.option("--language", help="Language code, e.g. en.")
+@click.option("--language", help="BCP-47 language tag, e.g. en, pt-BR, zh-Hant (or a `language` column).")
 @click.option("--tag", "tags", multiple=True, help="Tag every sample (repeatable).")
 @click.option("--gen-params", help="Generation parameters as a JSON object (prompt template, temperature, ...).")
 @click.option("--text-field", default="text", show_default=True, help="Field holding the text.")

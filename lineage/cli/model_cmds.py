@@ -6,12 +6,26 @@ from typing import Any
 
 import click
 
-from lineage.cli.common import echo_err, json_option, open_store, print_table, to_json
+from lineage.cli.common import (
+    echo_err,
+    emit,
+    format_options,
+    json_option,
+    open_store,
+    output_format,
+    print_table,
+    to_json,
+)
 
 
 @click.group("model")
 def model_group() -> None:
-    """Register models trained on builds (`lineage models` lists them)."""
+    """Register models trained on builds (`lineage models` lists them).
+
+    \b
+    Example:
+      lineage model register gen-1 --trained-on mix@v1
+    """
 
 
 @model_group.command("register")
@@ -71,24 +85,32 @@ def model_rollback(ctx: click.Context, name: str, to: str | None, as_json: bool)
 
 
 @click.command()
-@json_option
+@format_options
 @click.pass_context
-def models(ctx: click.Context, as_json: bool) -> None:
+def models(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
     """List models in lineage order (parents first) with the generation their outputs get.
 
     \b
-    Example:
+    Examples:
       lineage models
+      lineage models --format jsonl
     """
     from lineage.models import list_models
 
-    table = list_models(open_store(ctx))
-    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+    emit(list_models(open_store(ctx)), output_format(fmt, as_json))
 
 
 @click.group("eval")
 def eval_group() -> None:
-    """Record evaluations of registered models (benchmarks, lm-evaluation-harness files, output diversity)."""
+    """Record evaluations of registered models (benchmarks, lm-evaluation-harness files, output diversity).
+
+    \b
+    Examples:
+      lineage eval record gen-1 --metric acc=0.61 --benchmark heldout-qa
+      lineage eval import gen-1 results.json
+      lineage eval outputs gen-1 samples.jsonl
+      lineage eval list gen-1
+    """
 
 
 def _report(result: Any, as_json: bool, what: str) -> None:
@@ -181,19 +203,19 @@ def eval_outputs_cmd(
 
 @eval_group.command("list")
 @click.argument("model", required=False)
-@json_option
+@format_options
 @click.pass_context
-def eval_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
+def eval_list(ctx: click.Context, model: str | None, fmt: str | None, as_json: bool) -> None:
     """List recorded evals (of MODEL, or all).
 
     \b
-    Example:
+    Examples:
       lineage eval list gen-2
+      lineage eval list --format tsv | cut -f1,3,4
     """
     from lineage.evals import list_evals
 
-    table = list_evals(open_store(ctx), model)
-    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+    emit(list_evals(open_store(ctx), model), output_format(fmt, as_json))
 
 
 @click.command("check")

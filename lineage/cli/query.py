@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from lineage import readonly
 from lineage.cli.common import (
-    json_option,
+    emit,
+    format_options,
+    nest_json,
     open_store,
-    print_table,
+    output_format,
     printable,
     to_json,
     write_csv,
@@ -36,6 +37,7 @@ FORMATS = ["table", "csv", "tsv", "json", "jsonl", "parquet"]
     type=click.Choice(FORMATS),
     help="Default: a table on a terminal, TSV when piped (one line per row, for `cut`, `sort`, scripts).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @click.option(
     "--timeout",
@@ -52,27 +54,58 @@ FORMATS = ["table", "csv", "tsv", "json", "jsonl", "parquet"]
 )
 @click.pass_context
 def sql(
-    ctx: click.Context, query: str, fmt: str | None, output: str | None, timeout: float, memory_limit: str
+    ctx: click.Context,
+    query: str,
+    fmt: str | None,
+    as_json: bool,
+    output: str | None,
+    timeout: float,
+    memory_limit: str,
 ) -> None:
     """Run one read-only SQL query over the store's views.
 
-    Views: samples, batches, commits, segments, lineage_edges(parent_id, child_id), runs, events, status,
-    sets, set_members, builds, models, evals; table macros ancestors(id) and descendants(id) return
-    (sample_id, depth). Only a plain query runs (SELECT, or EXPLAIN [ANALYZE] of one); anything that would
-    change something is refused, and the store's files cannot be written from here.
+    \b
+    Views (as of --as-of when given):
+      samples        one row per sample: text, record, origin, source, method, generator, generation,
+                     parent_ids, external_id, content_hash, license, language, tags, batch_id, version
+      batches        one per ingested file: input_uri, rows read, stored, rejected (rejects)
+      commits        one per version: kind, summary
+      segments       the Parquet files each commit registered
+      runs           filter runs: filter, params, selection, counts, reasons
+      events         every filter decision: filter, sample_id, decision, score, reason, related_id
+      status         the latest decision per sample and filter
+      lineage_edges  (parent_id, child_id), one per parent link
+      sets           named sets (protected: held-out data)
+      set_members    (set_name, sample_id)
+      metrics        recorded diversity values
+      builds         builds: name, build_version, spec, composition, checks
+      build_members  (name, build_version, sample_id): the members of every build version
+      models         registered models and the build each was trained on
+      evals          evaluation results per model
+    Table macros, taking what `lineage show` takes (a sample id, an id prefix, your own id or
+    SOURCE:ID), returning (sample_id, depth):
+      ancestors(id)    parents, their parents, ... back to real data
+      descendants(id)  children, their children, ...
+    and the scalar macro sample_ref(id): the full sample id.
 
-    CSV is for people and spreadsheets: a text cell starting with = + - @ gets a leading ' so that a
-    spreadsheet does not run it as a formula. Use json, jsonl or parquet for exact values. JSON writes
-    NaN and infinities as null.
+    Only a plain query runs (SELECT, or EXPLAIN [ANALYZE] of one); anything that would change something
+    is refused, and the store's files cannot be written from here.
+
+    Table, CSV and TSV round floats for display; json, jsonl and parquet keep exact values (JSON writes
+    NaN and infinities as null). CSV is for people and spreadsheets: a text cell starting with = + - @
+    gets a leading ' so that a spreadsheet does not run it as a formula.
 
     \b
     Examples:
       lineage sql "SELECT source, generation, count(*) FROM samples GROUP BY ALL ORDER BY ALL"
+      lineage sql "SELECT s.generation, a.depth FROM ancestors('syn2-00001') a JOIN samples s USING (sample_id)"
+      lineage sql "SELECT name, count(*) FROM build_members GROUP BY name" --format json
       lineage sql "SELECT * FROM samples LIMIT 5" --format jsonl
       lineage sql "SELECT * FROM samples" --format parquet --output samples.parquet
+      lineage --as-of 3 sql "SELECT count(*) FROM samples"
     """
     store = open_store(ctx)
-    fmt = fmt or ("csv" if output else "table" if sys.stdout.isatty() else "tsv")
+    fmt = "json" if as_json else fmt or ("csv" if output else None)
     target = store.output_path(output) if output else None  # before the query: a wrong path fails at once
     table = store.sql(query, timeout=timeout or None, memory_limit=memory_limit)
     if fmt == "parquet":
@@ -82,11 +115,8 @@ def sql(
     elif target is not None:
         with atomic_write(target, "w", encoding="utf-8", newline="") as stream:
             _write(table, "csv" if fmt == "table" else fmt, stream)
-    elif fmt == "table":
-        print_table(table)
     else:
-        _write(table, fmt, sys.stdout)
-        sys.stdout.flush()
+        emit(table, output_format(fmt))
 
 
 def _write(table: pa.Table, fmt: str, stream: Any) -> None:
@@ -103,22 +133,52 @@ def _write(table: pa.Table, fmt: str, stream: Any) -> None:
 
 @click.command()
 @click.argument("sample_id")
-@json_option
+@format_options
 @click.pass_context
-def show(ctx: click.Context, sample_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, sample_id: str, fmt: str | None, as_json: bool) -> None:
     """Show a sample's provenance, ancestors back to real data, descendants and batch.
 
     SAMPLE_ID may be a unique prefix of a sample id, your own external id, or SOURCE:ID when several
     sources use that id. Filter decisions name the related sample (for a dropped duplicate, the one kept).
+    The table lists everything; csv, tsv and jsonl list the sample and its relatives, one per line;
+    json has everything, with the original record and gen_params as objects.
 
     \b
-    Example:
+    Examples:
       lineage show 1c9579
+      lineage show syn2-00001 --format tsv | cut -f1-3,9     # the sample and its relatives
+      lineage show wordnet:real-00042 --json
     """
     info = open_store(ctx).sample(sample_id)
-    if as_json:
-        click.echo(to_json(info))
-        return
+    fmt = output_format(fmt, as_json)
+    if fmt == "json":
+        click.echo(to_json(_nested(info)))
+    elif fmt != "table":
+        emit(_relatives(info), fmt)
+    else:
+        _print_sample(info)
+
+
+def _nested(info: dict[str, Any]) -> dict[str, Any]:
+    """The sample with its JSON text fields (`record`, `gen_params`) as objects, not strings inside strings."""
+    return {**info, "sample": nest_json(info["sample"], ("record", "gen_params"))}
+
+
+RELATIVE_COLUMNS = ("sample_id", "external_id", "origin", "source", "method", "generator", "generation", "text")
+
+
+def _relatives(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sample (relation `sample`, depth 0), then its ancestors and descendants: one row each."""
+    rows = [{"relation": "sample", "depth": 0, **{k: info["sample"][k] for k in RELATIVE_COLUMNS}}]
+    for relation in ("ancestors", "descendants"):
+        rows += [
+            {"relation": relation[:-1], "depth": r["depth"], **{k: r.get(k) for k in RELATIVE_COLUMNS}}
+            for r in info[relation]
+        ]
+    return rows
+
+
+def _print_sample(info: dict[str, Any]) -> None:
     sample = info["sample"]
     for key in (
         "sample_id",
@@ -161,7 +221,7 @@ def show(ctx: click.Context, sample_id: str, as_json: bool) -> None:
                 )
             )
         if len(rows) > 50:
-            click.echo(f"  ... {len(rows) - 50} more (--json lists all)")
+            click.echo(f"  ... {len(rows) - 50} more (--format tsv or --json lists all)")
 
 
 def _shown(value: Any) -> str:
@@ -173,21 +233,18 @@ def _shown(value: Any) -> str:
 
 @click.command()
 @click.option("--by", default="origin", show_default=True, help="Comma-separated dimensions to group by.")
-@json_option
+@format_options
 @click.pass_context
-def stats(ctx: click.Context, by: str, as_json: bool) -> None:
+def stats(ctx: click.Context, by: str, fmt: str | None, as_json: bool) -> None:
     """Counts, shares and text lengths per group.
 
     \b
-    Example:
+    Examples:
       lineage stats --by origin,source,generation
+      lineage stats --by source --format csv > sources.csv
     """
     dims = [d.strip() for d in by.split(",") if d.strip()]
-    table = open_store(ctx).stats(by=dims)
-    if as_json:
-        click.echo(to_json(table.to_pylist()))
-    else:
-        print_table(table)
+    emit(open_store(ctx).stats(by=dims), output_format(fmt, as_json))
 
 
 COMMANDS = [sql, show, stats]

@@ -50,7 +50,13 @@ def attribute_run(
     seed: int,
     as_json: bool,
 ) -> None:
-    """Timeline, mixture regression, data-side health and ranked suspects for METRIC."""
+    """Timeline, mixture regression, data-side health and ranked suspects for METRIC.
+
+    \b
+    Examples:
+      lineage attribute --metric acc --benchmark hellaswag --by source
+      lineage attribute run --metric heldout_loss --lower-is-better --by generation --json
+    """
     from lineage.attribution import attribute
 
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None

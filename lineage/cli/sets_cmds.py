@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import click
 
-from lineage.cli.common import json_option, open_store, print_table, to_json
+from lineage.cli.common import emit, format_options, json_option, open_store, output_format, to_json
 
 
 @click.group("set")
 def set_group() -> None:
-    """Named sample sets; protected sets (held-out evaluation data) never enter a build."""
+    """Named sample sets; protected sets (held-out evaluation data) never enter a build.
+
+    \b
+    Examples:
+      lineage set create heldout --protected
+      lineage ingest heldout.jsonl --origin real --source eval --set heldout
+      lineage set list
+    """
 
 
 @set_group.command("create")
@@ -39,19 +46,19 @@ def set_create(
 
 
 @set_group.command("list")
-@json_option
+@format_options
 @click.pass_context
-def set_list(ctx: click.Context, as_json: bool) -> None:
+def set_list(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
     """List sets with member counts.
 
     \b
-    Example:
+    Examples:
       lineage set list
+      lineage set list --json
     """
     from lineage.sets import list_sets
 
-    table = list_sets(open_store(ctx))
-    click.echo(to_json(table.to_pylist())) if as_json else print_table(table)
+    emit(list_sets(open_store(ctx)), output_format(fmt, as_json))
 
 
 @set_group.command("show")
@@ -100,7 +107,13 @@ def takedown(ctx: click.Context, source: str | None, where: str | None, reason: 
 
 @click.group()
 def review() -> None:
-    """Human review as a filter: export a sample, import the verdicts."""
+    """Human review as a filter: export a sample, import the verdicts.
+
+    \b
+    Examples:
+      lineage review export --where "origin = 'synthetic'" --n 200 --output review.csv
+      lineage review import review.csv --reviewer alice
+    """
 
 
 @review.command("export")
@@ -145,7 +158,12 @@ def review_import(ctx: click.Context, path: str, reviewer: str, as_json: bool) -
 
 @click.group()
 def decisions() -> None:
-    """Decisions made by other tools, joining the log."""
+    """Decisions made by other tools, joining the log.
+
+    \b
+    Example:
+      lineage decisions import exclusions.jsonl --filter datatrove-gopher
+    """
 
 
 @decisions.command("import")

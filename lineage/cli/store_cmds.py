@@ -111,7 +111,15 @@ def backup(ctx: click.Context, dest: str) -> None:
 @click.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
-    """Upgrade the store's format to the one this lineage writes."""
+    """Upgrade the store's format to the one this lineage writes.
+
+    Takes the writer lock; one step at a time, each in a transaction. Back the store up first
+    (`lineage backup`).
+
+    \b
+    Example:
+      lineage --store ./store migrate
+    """
     from pathlib import Path
 
     from lineage import catalog

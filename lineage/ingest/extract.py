@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lineage.errors import option
 from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
 from lineage.ingest.options import IngestOptions
+from lineage.languages import BCP47_SQL
 from lineage.limits import MAX_GENERATION
 
 _STRING = "'VARCHAR'"
@@ -140,7 +142,7 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
         f"THEN 'conversations[' || {bad_turn} || ']: a turn needs a string `value`' "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND coalesce({ct}, '') <> 'ARRAY' "
         f"AND NOT coalesce({it} = {_STRING} AND {ot} = {_STRING}, false) THEN 'missing (no `{_lit(opts.text_field)}`, `messages`, "
-        "`conversations` or `instruction` and `output`; set --text-field or --template)' "
+        f"`conversations` or `instruction` and `output`; set {option('text_field')} or {option('template')})' "
         "END"
     )
     return value, error
@@ -156,7 +158,7 @@ def _template_text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
             pieces.append(x)
             missing.append(f"CASE WHEN {_absent(t)} THEN '`{_lit(name)}`' END")
     value = "concat(" + ", ".join(pieces) + ")"
-    error = f"nullif('missing ' || concat_ws(', ', {', '.join(missing)}) || ' (needed by --template)', 'missing  (needed by --template)')"
+    error = f"nullif('missing ' || concat_ws(', ', {', '.join(missing)}) || ' (needed by {option('template')})', 'missing  (needed by {option('template')})')"
     return value, error
 
 
@@ -260,18 +262,18 @@ SELECT input_row, record, text, external_id, origin, source, method, generator, 
     {SAMPLE_ID_SQL.format(source="source", external_id="external_id", norm="norm")} AS sample_id,
     CASE
         WHEN bad = 'too_big' THEN ['record' || chr(9) || 'record is ' || strlen(record) || ' bytes, over the limit of '
-            || $max_bytes || ' (--max-record-bytes)']
+            || $max_bytes || ' ({option('max_record_bytes')})']
         WHEN bad = 'malformed' THEN ['record' || chr(9) || 'malformed JSON']
         WHEN bad = 'twice' THEN [twice || chr(9) || 'key given twice in this record; keep one']
         WHEN bad = 'not_object' THEN ['record' || chr(9) || 'expected a JSON object, got ' || {_kind("root")}]
         ELSE list_filter(type_errors || [
             CASE WHEN len(type_errors) = 0 AND norm = '' THEN 'text' || chr(9) || 'empty after trimming whitespace' END,
             CASE WHEN origin IS NULL AND NOT list_contains(list_transform(type_errors, lambda e: split_part(e, chr(9), 1)), 'origin')
-                 THEN 'origin' || chr(9) || 'missing: pass --origin real|synthetic or give an `origin` column' END,
+                 THEN 'origin' || chr(9) || 'missing: pass {option('origin', 'real|synthetic')} or give an `origin` column' END,
             CASE WHEN origin NOT IN ('real', 'synthetic')
                  THEN 'origin' || chr(9) || 'must be real or synthetic, got `' || origin || '`' END,
             CASE WHEN source IS NULL AND NOT list_contains(list_transform(type_errors, lambda e: split_part(e, chr(9), 1)), 'source')
-                 THEN 'source' || chr(9) || 'missing: pass --source NAME or give a `source` column' END,
+                 THEN 'source' || chr(9) || 'missing: pass {option('source', 'NAME')} or give a `source` column' END,
             CASE WHEN source = '' THEN 'source' || chr(9) || 'must not be empty' END,
             CASE WHEN generation_type IN {_INTEGER}
                       AND (given_generation IS NULL OR given_generation < 0 OR given_generation > {MAX_GENERATION})
@@ -283,7 +285,9 @@ SELECT input_row, record, text, external_id, origin, source, method, generator, 
             CASE WHEN origin = 'synthetic' AND given_generation IS NULL AND len(parent_refs) = 0
                       AND (generator IS NULL OR NOT list_contains($models::VARCHAR[], generator))
                  THEN 'generation' || chr(9) || 'synthetic sample has neither parents nor a generation: '
-                      || 'pass --generation N or --parent-field FIELD' END,
+                      || 'pass {option('generation', 'N')} or {option('parent_field', 'FIELD')}' END,
+            CASE WHEN language IS NOT NULL AND NOT regexp_full_match(language, '{BCP47_SQL}')
+                 THEN 'language' || chr(9) || 'not a BCP-47 language tag, got `' || language || '`; write e.g. en, pt-BR, zh-Hant' END,
             CASE WHEN origin = 'synthetic' AND given_generation = 0
                  THEN 'generation' || chr(9) || 'synthetic samples are generation 1 or more, got 0' END
         ], lambda e: e IS NOT NULL)

@@ -8,7 +8,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, given, option
+from lineage.languages import check_language
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT, MAX_GENERATION
 from lineage.names import check_name
 from lineage.schemas import ORIGINS
@@ -40,17 +41,23 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.origin is not None and self.origin not in ORIGINS:
-            raise LineageError(f"--origin must be one of {', '.join(ORIGINS)}; got `{self.origin}`")
+            raise LineageError(f"{given('origin', self.origin)}: must be one of {', '.join(ORIGINS)}")
         if self.generation is not None and not 0 <= self.generation <= MAX_GENERATION:
-            raise LineageError(f"--generation must be between 0 and {MAX_GENERATION:,}; got {self.generation}")
+            raise LineageError(
+                f"{given('generation', self.generation)}: must be between 0 and {MAX_GENERATION:,}"
+            )
         if self.origin == "real" and self.generator:
-            raise LineageError("real data has no generator: drop --generator or use --origin synthetic")
+            raise LineageError(
+                f"real data has no generator: drop {option('generator')} or use {option('origin', 'synthetic')}"
+            )
         if self.origin == "real" and self.generation not in (None, 0):
-            raise LineageError(f"real data is generation 0; got --generation {self.generation}")
+            raise LineageError(f"real data is generation 0; got {given('generation', self.generation)}")
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory_limit):
-            raise LineageError(f"--memory-limit must look like 512MB or 2GB; got `{self.memory_limit}`")
+            raise LineageError(f"{given('memory_limit', self.memory_limit)}: must look like 512MB or 2GB")
         if self.max_record_bytes <= 0:
-            raise LineageError("--max-record-bytes must be positive")
+            raise LineageError(f"{given('max_record_bytes', self.max_record_bytes)}: must be positive")
+        if self.language is not None:
+            check_language(self.language)
         self.template_fields()
         if self.set_name is not None:
             check_name("set", self.set_name)
@@ -62,10 +69,10 @@ class IngestOptions:
         try:
             parts = [(lit, name) for lit, name, _, _ in string.Formatter().parse(self.template)]
         except ValueError as exc:
-            raise LineageError(f"--template `{self.template}`: {exc}") from None
+            raise LineageError(f"{option('template')} `{self.template}`: {exc}") from None
         if not any(name for _, name in parts):
             example = "'{prompt}\\n\\n{response}'"
-            raise LineageError(f"--template `{self.template}` names no field; write e.g. {example}")
+            raise LineageError(f"{option('template')} `{self.template}` names no field; write e.g. {example}")
         return parts
 
     def as_json(self) -> str:
