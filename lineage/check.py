@@ -260,8 +260,7 @@ def _near_dup_symptom(build: str, rate: float | None, limits: Thresholds) -> Sym
     limit = limits.max_near_dup_rate
     if rate is None:
         return Symptom("near_dup_rate", f"{build} near-dup rate", None, None, None, limit, False,
-                       f"training build {build}: not measured, {NEAR_DEDUP} decided none of its members "
-                       f"(lineage filter run {NEAR_DEDUP})")
+                       f"training build {build}: not measured ({NEAR_DEDUP} decided none of its members)")
     crossed = rate > limit
     return Symptom("near_dup_rate", f"{build} near-dup rate", rate, None, None, limit, crossed,
                    f"training build {build}: {rate:.1%} of its members are near-duplicates {NEAR_DEDUP} dropped "

@@ -169,7 +169,9 @@ def test_check_fails_the_collapsed_model_and_passes_the_real_one(runs: dict[int,
     assert by_kind["loss_up"].change == pytest.approx(rep[3].heldout_loss / rep[1].heldout_loss - 1)
     assert by_kind["rare_lost"].crossed and by_kind["synthetic_share"].crossed
     first = store.check("governed-m1")  # no parent: the training build's health only (all real data)
-    assert first.passed and {s.kind for s in first.symptoms} == {"synthetic_share", "generation_depth"}
+    assert first.passed and {s.kind for s in first.symptoms} == {
+        "synthetic_share", "generation_depth", "near_dup_rate", "distance_to_real"}
+    assert not {s.kind for s in first.symptoms if s.value is None} - {"near_dup_rate"}  # measured, unjudged
 
     run = Runner(store.root)
     out = run("check", "replace-m3", "--baseline", "replace-m1", code=1).stdout
@@ -177,7 +179,7 @@ def test_check_fails_the_collapsed_model_and_passes_the_real_one(runs: dict[int,
     assert run("check", "governed-m1").stdout.startswith("governed-m1 (no parent")
     loose = tmp_path / "loose.yaml"
     loose.write_text("loss_up: 10\nrare_down: 10\ndiversity_down: 10\nmetric_worse: 10\n"
-                     "max_synthetic_share: 1\nmax_generation: 9\n", encoding="utf-8")
+                     "max_synthetic_share: 1\nmax_generation: 9\ndistance_up: 1\n", encoding="utf-8")
     run("check", "replace-m3", "--baseline", "replace-m1", "--thresholds", str(loose))
     bad = tmp_path / "bad.yaml"
     bad.write_text("loss_upp: 0.1\n", encoding="utf-8")

@@ -77,9 +77,10 @@ def model_rollback(ctx: click.Context, name: str, to: str | None, as_json: bool)
     if as_json:
         click.echo(to_json(done.as_dict()))
         return
-    click.echo(f"rolled {done.model} back to {done.to} (version {done.version}): builds with policy "
-               f"`after: {done.model}` now draw from store version {done.as_of}, when {done.to}'s training build "
-               f"{done.build} was made")
+    click.echo(f"rolled {done.model} back to {done.to} (version {done.version})")
+    click.echo(f"  builds with policy `after: {done.model}` now draw from store version {done.as_of}, when "
+               f"{done.to}'s training build {done.build} was made")
+    click.echo(f"  {done.to}'s check passed:")
     for line in done.evidence:
         click.echo(f"  ok   {line}")
 
