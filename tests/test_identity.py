@@ -205,3 +205,17 @@ def test_a_key_given_twice_is_refused(store: Store, runner: Runner, tmp_path: Pa
     assert err == f"Error: {path}:2: field `text`: key given twice in this record; keep one; nothing was written\n"
     assert store.version == 0
     assert store.ingest(path, origin="real", source="notes", skip_bad=True).rows_stored == 1
+    # Keys lineage does not read are checked too, with or without other keys beside them.
+    other = tmp_path / "other.jsonl"
+    rows = [
+        '{"id": "b1", "text": "extra keys, none repeated", "meta": {"k": 1, "k2": 2}, "score": 3}',
+        '{"id": "b2", "text": "an unread key twice", "meta": 1, "meta": 2}',
+        '{"id": "b3", "text": "a read key twice", "license": "x", "extra": 0, "license": "y"}',
+        '{"id": "b4", "text": "nested repeats are the value\'s own business", "meta": {"k": 1, "k": 2}}',
+    ]
+    other.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    err = runner("ingest", str(other), "--origin", "real", "--source", "other", code=1).stderr
+    assert err.startswith(f"Error: {other}:2: field `meta`: key given twice in this record; keep one (and 1 more")
+    stored = store.ingest(other, origin="real", source="other", skip_bad=True)
+    assert stored.rows_stored == 2 and [r.line for r in stored.rejects] == [2, 3]
+    assert [r.field for r in stored.rejects] == ["meta", "license"]

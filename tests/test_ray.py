@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, events, run_cli, store_pair
+from conftest import FIXTURES, events, fill_small_store, run_cli, store_pair
 
 from lineage.errors import LineageError
+from lineage.sets import create_set
 from lineage.store import Store
+
+sys.path.insert(0, str(FIXTURES))
+import leaks
 
 ray = pytest.importorskip("ray")
 
@@ -161,3 +166,47 @@ def test_empty_selection(cluster: None, pair: tuple[Store, Store]) -> None:
     _, on_ray = pair
     result = on_ray.run_filter("quality", where="false", engine="ray", force=True)
     assert result.selected == 0
+
+
+def test_contamination_detects_on_the_workers_and_decides_the_same(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planted leaks of every kind (contained in documents and chats, exact copies, lineage): the Ray engine's
+    events are the local engine's, and the driver never runs detection (the workers do)."""
+    import shutil
+
+    from lineage.filters import contamination
+    from lineage.scaleout import plans
+
+    made = leaks.make(seed=2, clean=300, items=60, chats=10, planted=40)
+    local = fill_small_store(Store.init(tmp_path / "local"))
+    create_set(local, "heldout", protected=True)
+    bench = [h for h in made.heldout if h["id"].startswith("bench")]
+    inst = [h for h in made.heldout if h["id"].startswith("inst")]
+    local.ingest(bench, origin="real", source="bench", template=leaks.ITEM_TEMPLATE, set_name="heldout")
+    local.ingest(inst, origin="real", source="inst", template=leaks.INSTRUCTION_TEMPLATE, set_name="heldout")
+    local.ingest(made.docs, origin="real", source="web")
+    local.ingest(made.chats, origin="synthetic", source="chat", generation=1)
+    # Real sentences with synthetic descendants, held out too: their paraphrases leak by lineage.
+    roots = local.sql(
+        "SELECT DISTINCT parent_id FROM lineage_edges e JOIN samples s ON s.sample_id = e.parent_id "
+        "WHERE s.origin = 'real' ORDER BY 1 LIMIT 10"
+    )["parent_id"].to_pylist()
+    create_set(local, "roots", where=f"sample_id IN ({', '.join(repr(r) for r in roots)})", protected=True)
+    local.ingest([{"id": "copy", "text": bench[0]["prompt"]}], origin="real", source="copies")
+    shutil.copytree(tmp_path / "local", tmp_path / "ray")
+    on_ray = Store(tmp_path / "ray")
+
+    a = local.run_filter("contamination")
+
+    def on_the_driver(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("detection ran on the driver")
+
+    monkeypatch.setattr(contamination, "detect", on_the_driver)
+    monkeypatch.setattr(plans, "detect", on_the_driver)
+    b = on_ray.run_filter("contamination", engine="ray", workers=2)
+    assert (a.selected, a.kept, a.dropped, a.reasons) == (b.selected, b.kept, b.dropped, b.reasons)
+    assert {"contaminated_contained", "contaminated_lineage"} <= a.reasons.keys()
+    assert a.reasons["contaminated_contained"] >= 40
+    assert events(local, a.run_id) == events(on_ray, b.run_id)
+    assert on_ray.doctor().ok

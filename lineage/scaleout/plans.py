@@ -19,6 +19,11 @@ hash collision). Signatures are computed on the workers and not cached (the cach
 
 semantic-dedup: embeddings of the samples the cache lacks on an actor pool (each actor loads the model
 once), written to the cache by the driver; then the local greedy dedup on the driver, from the cache.
+
+contamination: the driver builds the protected items' n-gram index once (Ray ships it to the workers through
+the object store with the task function); the workers run `detect` (exact, contained, near) on their batches
+and return only the leaks; the driver adds the lineage leaks (a walk over the catalog's edges, as locally);
+the workers stage every sample's event. Detection is per sample, so the decisions are the local engine's.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lineage.features.containment import Index
 from lineage.features.minhash import (
     CANDIDATE_WEIGHTS,
     EMPTY,
@@ -40,6 +46,17 @@ from lineage.features.minhash import (
     clusters,
     signatures,
     verify_exact,
+)
+from lineage.filters.contamination import (
+    FOUND,
+    ContaminationFilter,
+    ContaminationParams,
+    build_index,
+    decisions,
+    detect,
+    found_table,
+    protected_items,
+    with_lineage,
 )
 from lineage.filters.events import Decided, check
 from lineage.filters.near_dedup import (
@@ -335,4 +352,36 @@ class _Embedder:
         return emb.vector_table(batch["sample_id"], vectors, emb.schema(self.model))
 
 
-PLANS: dict[str, Callable[..., Any]] = {"near-dedup": near_dedup, "semantic-dedup": semantic_dedup}
+def contamination(ds: Dataset, flt: ContaminationFilter, context: Context) -> Decided:
+    """Detection on the workers against an index built once; lineage on the driver; events on the workers."""
+    protected = protected_items(context.store, flt.params.set_names())
+    found = FOUND.empty_table()
+    if protected.num_rows:
+        leaks = per_batch(
+            ds.select_columns(["sample_id", "text", "content_hash"]),
+            _leaks,
+            context,
+            protected=protected,
+            index=build_index(protected, flt.params),
+            params=flt.params,
+        )
+        found = collect(leaks, FOUND)
+    found = with_lineage(context.store, found, protected, {})
+    ids = protected["sample_id"].combine_chunks()
+    return stage(ds.select_columns(["sample_id"]), _contamination_events, flt, context, found=found, protected=ids)
+
+
+def _leaks(batch: pa.Table, protected: pa.Table, index: Index, params: ContaminationParams) -> pa.Table:
+    """The batch's leaking samples (FOUND rows)."""
+    return found_table(batch["sample_id"], detect(protected, batch["text"], batch["content_hash"], params, index=index))
+
+
+def _contamination_events(flt: ContaminationFilter, batch: pa.Table, found: pa.Table, protected: pa.Array) -> pa.Table:
+    return decisions(batch["sample_id"], found, protected)
+
+
+PLANS: dict[str, Callable[..., Any]] = {
+    "near-dedup": near_dedup,
+    "semantic-dedup": semantic_dedup,
+    "contamination": contamination,
+}
