@@ -1,24 +1,32 @@
 # Two entry points for a fresh machine; each makes its own virtual environment in .venv.
-#   make demo   set up, then run `lineage demo` (the closed loop: model collapse and its cure)
-#   make test   set up, then run the whole test suite
+#   make demo   set up the core install (no torch, Ray, datasets: the demo needs none), run `lineage demo`
+#   make test   set up everything (embedding model, Hugging Face, Ray, test tools), run the whole test suite
+# Afterwards `lineage` is .venv/bin/lineage (or `source .venv/bin/activate`).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+DEMO_ARGS ?=
 
-.PHONY: demo quickstart test chromium bench-ingest clean
+.PHONY: demo quickstart test chromium bench-ingest bench-fresh-demo clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+# The core: what `lineage` and `lineage demo` import.
+$(VENV)/.core: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.core
 	# CPU torch first, pinned: a bare `torch` would pull gigabytes of CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,embed,hf,ray]'
 	touch $@
 
-demo: $(VENV)/.installed
-	$(VENV)/bin/lineage demo ./lineage-demo --force
+demo: $(VENV)/.core
+	$(VENV)/bin/lineage demo ./lineage-demo --force $(DEMO_ARGS)
+	@echo "lineage is installed in $(VENV): run $(VENV)/bin/lineage --store lineage-demo models (or first: source $(VENV)/bin/activate)"
 
-quickstart: $(VENV)/.installed
+quickstart: $(VENV)/.core
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/quickstart.sh
 
 # The HTML report tests render in a real browser: Debian's chromium, installed here when missing.
@@ -33,6 +41,10 @@ test: $(VENV)/.installed chromium
 
 bench-ingest: $(VENV)/.installed
 	$(PY) benchmarks/ingest.py
+
+# A fresh clone of this repository, timed to the demo's last line (see the script for its options).
+bench-fresh-demo:
+	$(PYTHON) benchmarks/fresh_clone_demo.py
 
 clean:
 	rm -rf $(VENV) quickstart-store lineage-demo

@@ -207,3 +207,31 @@ def test_python_errors_name_python_arguments(store: Store, runner: Runner) -> No
     cli_error = runner("ingest", str(path), "--origin", "real", "--source", "r", "--text-field", "body", code=1)
     assert "set --text-field or --template)" in cli_error.stderr
     assert "--skip-bad stores the good ones" in cli_error.stderr
+
+
+def test_progress_lines_when_not_a_terminal(small_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINEAGE_PROGRESS_SECONDS", "0.05")
+    runner = Runner(small_store.root)
+    lines = runner("filter", "run", "near-dedup").stderr.splitlines()
+    assert lines, "a step without a terminal still says it is alive"
+    pattern = re.compile(r"^filter near-dedup: ([\d,]+)(?:/([\d,]+) samples \((\d+)%\).*| samples), \d+s elapsed$")
+    for line in lines:
+        found = pattern.match(line)
+        assert found, line
+        done, total, percent = found[1], found[2], found[3]
+        if total:
+            assert int(done.replace(",", "")) <= int(total.replace(",", "")) == 1125 and int(percent) <= 100
+    assert runner("filter", "run", "near-dedup", "--force", "--quiet").stderr == ""
+    assert runner("--quiet", "filter", "run", "near-dedup", "--force").stderr == ""
+
+
+def test_progress_line_units_rate_and_eta() -> None:
+    from lineage.cli.common import _ProgressLines
+
+    lines = _ProgressLines("ingest big.jsonl", "bytes", 60)
+    lines.start -= 10
+    lines.update(30_000_000, 120_000_000)
+    line = lines.line()
+    assert line.startswith("ingest big.jsonl: 30.0/120.0 MB (25%), 3.0 MB/s, ETA 30s, 10s elapsed"), line
+    lines.update(130, 120)  # a total estimated low grows to what was done: never over 100%
+    assert "0/0 kB (100%)" in lines.line() and "finishing" in lines.line()

@@ -160,4 +160,4 @@ def test_show_includes_filter_history(small_store: Store) -> None:
 def test_filter_list_names_params(small_store: Store) -> None:
     rows = Runner(small_store.root).json("filter", "list")
     sql = next(r for r in rows if r["filter"] == "sql")
-    assert sql["params"] == "where=(required), reason=sql_predicate, decision=drop"
+    assert sql["params"] == 'where=(required), reason="sql_predicate", decision="drop"'

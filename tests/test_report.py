@@ -229,3 +229,32 @@ def test_reports_render_in_headless_chromium(scenario: Store, tmp_path: Path) ->
         assert distinct_colours(png) > 200  # charts, badges and text, not a flat page
         requests = re.findall(r"NotifyBeforeURLRequest: (\S+)", log)
         assert [u for u in requests if not u.startswith(BROWSER_OWN)] == []
+
+
+def test_funnel_shows_filters_the_build_does_not_honour(small_store: Store, tmp_path: Path) -> None:
+    small_store.run_filter("exact-dedup", engine="inline")
+    small_store.run_filter("sql", params={"where": "length(text) < 40", "reason": "too_short"}, engine="inline")
+    small_store.build({"name": "partial", "size": 100, "pool": {"exclude_dropped_by": ["exact-dedup"]}})
+    doc = report_data(small_store, "build", "partial")
+    stages = {s["stage"]: s for s in doc["funnel"]}
+    assert list(stages) == ["ingested", "after exact-dedup", "sql (not honoured)", "pool", "selected"]
+    off = stages["sql (not honoured)"]
+    short = small_store.sql("SELECT count(*) AS n FROM status WHERE filter = 'sql' AND decision = 'drop'")["n"][0]
+    assert (off["honoured"], off["removed"]) == (False, 0) and f"its {short.as_py():,} drops stayed" in off["note"]
+    assert off["remaining"] == stages["after exact-dedup"]["remaining"]
+    html = report(small_store, "build", "partial", output=tmp_path / "p.html").read_text()
+    assert '<tr class="off">' in html and "Greyed: filters that ran but that this build" in html
+    assert ">not honoured<" in html  # the bar's label in the chart
+    md = report(small_store, "build", "partial", output=tmp_path / "p.md").read_text()
+    assert "| sql (not honoured) |" in md
+
+
+def test_count_axes_stay_readable_at_scale() -> None:
+    from lineage.report.charts import compact, hbars
+
+    assert [compact(x) for x in (0, 950, 80_000, 120_000, 1_500_000, 2.5)] == ["0", "950", "80k", "120k", "1.5M", "2.5"]
+    svg = hbars("big", "Filter funnel", ["ingested", "after near-dedup", "pool", "selected"],
+                [140_000, 100_000, 80_000, 60_000], xlabel="samples")
+    ticks = re.findall(r">(\d[\d.,]*[kM]?)<", str(svg))
+    assert ticks and all("," not in t or t in ("140,000", "100,000", "80,000", "60,000") for t in ticks), ticks
+    assert {"50k", "100k"} <= set(ticks) or {"40k", "80k", "120k"} <= set(ticks), ticks

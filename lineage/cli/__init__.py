@@ -30,11 +30,16 @@ Examples:
 @click.option("--as-of", type=int, default=None, help="Read the store as it was at this version.")
 @click.option("--wait", type=float, default=0.0, help="Seconds to wait for another writer's lock.")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars nor progress lines on stderr.")
 @click.version_option(package_name="lineage")
 @click.pass_context
-def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, debug: bool) -> None:
-    """lineage: sample-level provenance for real and synthetic training data."""
-    ctx.obj = {"store_path": store_path, "as_of": as_of, "wait": wait, "debug": debug}
+def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, debug: bool, quiet: bool) -> None:
+    """lineage: sample-level provenance for real and synthetic training data.
+
+    Global options (--store, --as-of, --wait, --debug, --quiet) go before or after the command.
+    Tab completion: eval "$(_LINEAGE_COMPLETE=bash_source lineage)" in ~/.bashrc (zsh_source, fish_source).
+    """
+    ctx.obj = {"store_path": store_path, "as_of": as_of, "wait": wait, "debug": debug, "quiet": quiet}
 
 
 def _register() -> None:

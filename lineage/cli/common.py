@@ -260,25 +260,143 @@ def write_csv(table: pa.Table, stream: io.TextIOBase | Any, *, escape_formulas: 
         writer.writerow([spreadsheet_safe(c) for c in cells] if escape_formulas else cells)
 
 
+PROGRESS_SECONDS = 10.0  # how often a command prints a progress line when stderr is not a terminal
+
+
 @contextmanager
-def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich progress bar on stderr, fed with (done, total); silent when stderr is not a terminal."""
+def progress_bar(
+    description: str, *, unit: str = "samples", enabled: bool = True
+) -> Iterator[Callable[[int, int | None], None]]:
+    """Progress of a long step, fed with (done, total) in `unit` (samples, batches, bytes shown as MB).
+
+    On a terminal: a rich bar with the count, rate and ETA. Otherwise (a log, a pipe, CI): one line on stderr
+    every LINEAGE_PROGRESS_SECONDS (default 10) while the step runs, so a long step is never silent. `--quiet`
+    silences both. A total that turns out low never shows more than 100%: it grows to what was done."""
+    import os
+
     from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not enabled or quiet():
         yield lambda done, total: None
-        return
-    columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    elif console.is_terminal:
+        with _rich_bar(console, description, unit) as advance:
+            yield advance
+    else:
+        interval = float(os.environ.get("LINEAGE_PROGRESS_SECONDS", PROGRESS_SECONDS))
+        with _ProgressLines(description, unit, interval) as lines:
+            yield lines.update
+
+
+def quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and (ctx.find_root().obj or {}).get("quiet"))
+
+
+@contextmanager
+def _rich_bar(console: Any, description: str, unit: str) -> Iterator[Callable[[int, int | None], None]]:
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:,.1f} {unit}/s" if task.speed else "", style="progress.data.speed")
+
+    counts = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(), unit, Rate())
+    columns = (BarColumn(), TaskProgressColumn(), *counts, TimeElapsedColumn(), TimeRemainingColumn())
     with Progress("[progress.description]{task.description}", *columns, console=console, transient=True) as bar:
         task = bar.add_task(escape(printable(description)), total=None)
 
         def advance(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=None if total is None else max(total, done))
 
         yield advance
+
+
+class _ProgressLines:
+    """Periodic one-line progress on stderr from a background thread: the latest count, or time elapsed when a
+    step reports nothing for a while (clustering after the batches, a model loading)."""
+
+    def __init__(self, description: str, unit: str, interval: float) -> None:
+        import threading
+        import time
+
+        self.description, self.unit, self.interval = printable(description), unit, interval
+        self.done, self.total = 0, None
+        self.start = self.updated = time.monotonic()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _ProgressLines:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def update(self, done: int, total: int | None) -> None:
+        import time
+
+        self.done, self.total = done, None if total is None else max(total, done)
+        self.updated = time.monotonic()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            echo_err(self.line())
+
+    def line(self) -> str:
+        import time
+
+        elapsed = time.monotonic() - self.start
+        done, total = self.done, self.total
+        scale = max(done, total or 0)
+        count = self._number(done, scale) + (f"/{self._number(total, scale)}" if total else "")
+        parts = [f"{count} {self._unit(scale)}"]
+        if total:
+            parts[0] += f" ({done / total:.0%})"
+        # The rate up to the last report: a step that finished its batches and is now deciding (clustering,
+        # writing) does not look slower and slower.
+        busy = self.updated - self.start
+        rate = done / busy if done and busy > 0 else 0
+        if rate:
+            parts.append(f"{self._number(rate, rate)} {self._unit(rate)}/s")
+        if total and rate and done < total:
+            parts.append(f"ETA {_duration((total - done) / rate)}")
+        elif total and done >= total:
+            parts.append("finishing")
+        parts.append(f"{_duration(elapsed)} elapsed")
+        return f"{self.description}: " + ", ".join(parts)
+
+    def _number(self, n: float, scale: float) -> str:
+        """`n` in the unit `scale` is shown in: MB from a megabyte up, else kB (bytes); a count otherwise."""
+        if self.unit != "bytes":
+            return f"{n:,.0f}"
+        return f"{n / 1e6:,.1f}" if scale >= 1e6 else f"{n / 1e3:,.0f}"
+
+    def _unit(self, scale: float) -> str:
+        if self.unit != "bytes":
+            return self.unit
+        return "MB" if scale >= 1e6 else "kB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def echo_err(message: str) -> None:
@@ -336,8 +454,9 @@ def _set_global(name: str) -> Callable[[click.Context, click.Parameter, Any], No
 
 
 def accept_global_options(command: click.Command) -> None:
-    """Let `--store`, `--as-of`, `--wait` and `--debug` come after the verb too (`lineage sql "…" --as-of 1`),
-    where people put them: hidden copies on every command, overriding what came before the verb."""
+    """Let the global options (`--store`, `--as-of`, `--wait`, `--debug`, `--quiet`) come after the verb too,
+    where people put them (`lineage sql "…" --as-of 1`): hidden copies on every command, overriding what came
+    before the verb."""
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             accept_global_options(sub)
@@ -347,5 +466,6 @@ def accept_global_options(command: click.Command) -> None:
         click.Option(["--as-of"], type=int, expose_value=False, hidden=True, callback=_set_global("as_of")),
         click.Option(["--wait"], type=float, expose_value=False, hidden=True, callback=_set_global("wait")),
         click.Option(["--debug"], is_flag=True, expose_value=False, hidden=True, callback=_set_global("debug")),
+        click.Option(["--quiet", "-q"], is_flag=True, expose_value=False, hidden=True, callback=_set_global("quiet")),
     ]
     command.params.extend(hidden)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lineage.cli.common import to_json
+from lineage.cli.common import progress_bar, to_json
 
 
 @click.command()
@@ -35,35 +35,14 @@ def demo(directory: str, generations: int, seed: int, train_size: int, force: bo
 
     config = DemoConfig(generations=generations, seed=seed, train_size=train_size, heldout_size=train_size // 5,
                         outputs=train_size)
-    with _progress(3 * generations) as advance:
-        result = run_demo(directory, config, force=force, progress=advance)
+    with progress_bar("demo: train, generate, ingest, evaluate", unit="generations") as progress:
+        steps = iter(range(1, 3 * generations + 1))
+        result = run_demo(directory, config, force=force,
+                          progress=lambda policy, generation: progress(next(steps), 3 * generations))
     if as_json:
         click.echo(to_json({"rows": summary_rows(result), "report": str(result.report) if result.report else None}))
     else:
         print_summary(result)
-
-
-class _progress:
-    def __init__(self, total: int) -> None:
-        self.total = total
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        console = Console(stderr=True)
-        self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, transient=True, disable=not console.is_terminal)
-        self.bar.__enter__()
-        self.task = self.bar.add_task("generations", total=self.total)
-
-        def advance(policy: str, generation: int) -> None:
-            self.bar.update(self.task, advance=1, description=f"{policy} generation {generation}")
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)  # type: ignore[arg-type]
 
 
 COMMANDS = [demo]

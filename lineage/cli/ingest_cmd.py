@@ -108,7 +108,7 @@ def ingest(
     files = expand(list(paths))
     inputs: list[Path | Spooled] = [Spooled() if f == STDIN else f for f in files]
     try:
-        with progress_bar(f"ingest {' '.join(paths)}") as progress:
+        with progress_bar(f"ingest {' '.join(paths)}", unit=_unit(files, options.get("input_format"))) as progress:
             results = store.ingest_many(
                 inputs, progress=progress, license=license_, tags=tags, gen_params=_gen_params(gen_params), **options
             )
@@ -126,6 +126,14 @@ def ingest(
             click.echo(f"rejected {reject.describe(result.input_uri)}", err=True)
         if result.rows_rejected > 10:
             click.echo(f"... {result.rows_rejected - 10:,} more in `batches.rejects`", err=True)
+
+
+def _unit(files: list[Path], input_format: object) -> str:
+    """What the readers count: bytes of JSON and JSON Lines files, records of Parquet, CSV, Arrow and HF folders."""
+    by_rows = {"parquet", "csv", "arrow"}
+    if input_format in by_rows or any(f.is_dir() or f.suffix.lower().lstrip(".") in by_rows for f in files):
+        return "records"
+    return "bytes"
 
 
 COMMANDS = [ingest]

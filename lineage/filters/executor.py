@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from lineage.errors import LineageError
 from lineage.filters.base import Filter, FilterParams
+from lineage.filters.events import BATCH_ROWS
 
 Progress = Callable[[int, int | None], None]
 ENGINES = ("local", "inline", "ray")
@@ -49,13 +50,18 @@ def map_batches(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield `flt.<method>(batch)` for every batch, in order (the Ray engine is `lineage.scaleout`)."""
+    """Yield `flt.<method>(batch)` for every batch, in order (the Ray engine is `lineage.scaleout`).
+
+    `total` counts samples; `progress(done, total)` is called in samples after each batch (batches vary in size
+    at segment boundaries, so counting them would overrun an estimate of their number)."""
     if engine not in ("local", "inline"):
         raise LineageError(f"map_batches runs locally; engine `{engine}` has its own executor")
     report = progress or (lambda done, all_: None)
-    if engine == "inline" or (total is not None and total <= 1):
-        for done, batch in enumerate(batches, start=1):
+    if engine == "inline" or (total is not None and total <= BATCH_ROWS):
+        done = 0
+        for batch in batches:
             yield getattr(flt, method)(batch)
+            done += batch.num_rows
             report(done, total)
         return
     yield from _pool(flt, method, batches, workers or os.cpu_count() or 1, total, report)
@@ -69,15 +75,17 @@ def _pool(
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
     ) as pool:
-        pending: deque[Future[pa.RecordBatch]] = deque()
+        pending: deque[tuple[Future[pa.RecordBatch], int]] = deque()
         done = 0
         for batch in batches:
-            pending.append(pool.submit(_apply, type(flt), flt.params, method, batch))
+            pending.append((pool.submit(_apply, type(flt), flt.params, method, batch), batch.num_rows))
             if len(pending) >= 2 * workers:  # bounded: at most two batches per worker in flight
-                yield pending.popleft().result()
-                done += 1
+                future, rows = pending.popleft()
+                yield future.result()
+                done += rows
                 report(done, total)
         while pending:
-            yield pending.popleft().result()
-            done += 1
+            future, rows = pending.popleft()
+            yield future.result()
+            done += rows
             report(done, total)

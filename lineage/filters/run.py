@@ -354,10 +354,6 @@ class Selection:
                 con.unregister("_decided")
         return [{**r, "reason": r["reason"] or None} for r in rows.to_pylist()]
 
-    @property
-    def n_batches(self) -> int:
-        return -(-self.count // BATCH_ROWS)
-
 
 def _previous_run(selection: Selection, flt: Any, params_hash: str, selection_hash: str) -> dict[str, Any] | None:
     rows = selection.sql(
@@ -389,7 +385,7 @@ def _decide(
             method,
             selection.batches(),
             engine="inline" if identity else engine,
-            total=selection.n_batches,
+            total=selection.count,
             workers=workers,
             progress=progress,
         )

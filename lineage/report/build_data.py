@@ -85,19 +85,28 @@ def _shares(counts: dict[str, int], size: int) -> list[dict[str, Any]]:
 
 def funnel(store: Store, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Samples ingested, then remaining after each filter's latest drops (cumulative, in the order the
-    filters first ran; only the filters the pool honours), then the pool, then the build."""
+    filters first ran), then the pool, then the build. A filter that ran but that the spec does not honour
+    is a stage too, `honoured: false`, removing nothing: its drops stayed in the pool, and the report says so
+    rather than leave it out silently."""
     at = store.at(info["store_version"])
     total = at.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py()
     note = f"all samples at store version {info['store_version']}"
-    stages = [{"stage": "ingested", "remaining": total, "note": note}]
+    stages = [{"stage": "ingested", "remaining": total, "note": note, "honoured": True}]
     applied: list[str] = []
-    for name in _filters(at, spec):
+    honoured = _filters(at, spec)
+    for name in _ran(at):
+        if name not in honoured:
+            drops = _undropped(at, []) - _undropped(at, [name])
+            stages.append({"stage": f"{name} (not honoured)", "remaining": stages[-1]["remaining"], "honoured": False,
+                           "note": f"ran, but the spec's pool.exclude_dropped_by leaves it out: its {drops:,} drops "
+                                   "stayed in the pool"})
+            continue
         applied.append(name)
         stages.append({"stage": f"after {name}", "remaining": _undropped(at, applied),
-                       "note": f"latest decision of {name} is drop"})
+                       "note": f"latest decision of {name} is drop", "honoured": True})
     pool_note = "the spec's where and max generation; protected sets, their text and descendants excluded"
-    stages.append({"stage": "pool", "remaining": info["pool_size"], "note": pool_note})
-    stages.append({"stage": "selected", "remaining": info["size"], "note": "members of the build"})
+    stages.append({"stage": "pool", "remaining": info["pool_size"], "note": pool_note, "honoured": True})
+    stages.append({"stage": "selected", "remaining": info["size"], "note": "members of the build", "honoured": True})
     stages[0]["removed"] = None
     for prev, stage in itertools.pairwise(stages):
         stage["removed"] = prev["remaining"] - stage["remaining"]
@@ -112,8 +121,12 @@ def _undropped(at: Store, filters: list[str]) -> int:
     )["n"][0].as_py()
 
 
+def _ran(at: Store) -> list[str]:
+    return at.sql("SELECT filter FROM runs GROUP BY filter ORDER BY min(version), filter")["filter"].to_pylist()
+
+
 def _filters(at: Store, spec: dict[str, Any]) -> list[str]:
-    names = at.sql("SELECT filter FROM runs GROUP BY filter ORDER BY min(version), filter")["filter"].to_pylist()
+    names = _ran(at)
     honoured = (spec.get("pool") or {}).get("exclude_dropped_by")
     if honoured is None:
         return names

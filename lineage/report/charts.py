@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INK, MUTED, GRID = "#1f2933", "#616e7c", "#e4e7eb"
+INK, MUTED, GRID, OFF = "#1f2933", "#616e7c", "#e4e7eb", "#cbd2d9"
 ACCENT, RANGE, TARGET = "#3b5bdb", "#c5d0f7", "#1f2933"
 ORIGIN_COLOURS = {"real": "#2f9e44", "synthetic": "#e8590c"}
 # No green or orange: those mean real and synthetic in every chart, so a source never looks like an origin.
@@ -106,6 +106,23 @@ def _scoped(tag: str, key: str) -> str:
     return re.sub(r'href="#([^"]+)"', rf'href="#{key}-\1"', tag)
 
 
+def compact(value: float) -> str:
+    """A count as a short axis label: 950, 80k, 120k, 1.5M (full numbers such as `120,000` run into each other
+    on a half-width chart)."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}" if value != int(value) else f"{int(value)}"
+
+
+def _count_axis(axis: Any) -> None:
+    """At most five whole-number ticks, labelled compactly."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: compact(x)))
+
+
 def _tidy(ax: Axes, *, categories: str) -> None:
     """Grid lines only across the value axis; none through the bars of the category axis."""
     ax.grid(axis=categories, visible=False)
@@ -129,7 +146,7 @@ def hbars(key: str, title: str, labels: Sequence[object], values: Sequence[float
         ax.set_xlabel(xlabel)
         ax.set_title(label(title), loc="left")
         ax.set_xlim(0, max([*values, 1]) * 1.3)
-        ax.xaxis.set_major_formatter("{x:,.0f}")
+        _count_axis(ax.xaxis)
         _tidy(ax, categories="y")
         return to_svg(fig, key, title)
 
@@ -146,7 +163,7 @@ def columns(key: str, title: str, labels: Sequence[object], values: Sequence[flo
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_ylim(0, max([*values, 1]) * 1.18)
-        ax.yaxis.set_major_formatter("{x:,.0f}")
+        _count_axis(ax.yaxis)
         ax.set_title(label(title), loc="left")
         _tidy(ax, categories="x")
         return to_svg(fig, key, title)
@@ -163,7 +180,7 @@ def quotas(key: str, rows: Sequence[dict[str, Any]]) -> Markup:
         ax.bar_label(bars, labels=[f"{r['chosen']:,}" for r in rows], padding=3, color=INK, fontsize=9)
         ax.set_yticks(ys, [label(r["name"]) for r in rows])
         ax.set_xlabel("samples")
-        ax.xaxis.set_major_formatter("{x:,.0f}")
+        _count_axis(ax.xaxis)
         ax.set_title(title, loc="left")
         fig.legend(loc="outside lower center", ncols=3)
         _tidy(ax, categories="y")
@@ -181,10 +198,12 @@ def _bounds(ax: Axes, ys: list[int], rows: Sequence[dict[str, Any]]) -> None:
 
 
 def funnel(key: str, stages: Sequence[dict[str, Any]]) -> Markup:
-    """Samples remaining after each step, from everything ingested down to the build."""
-    colours = [MUTED] + [ACCENT] * (len(stages) - 2) + [ORIGIN_COLOURS["real"]]
+    """Samples remaining after each step, from everything ingested down to the build; a filter the build does
+    not honour is a pale bar marked as such."""
+    colours = [MUTED] + [ACCENT if s.get("honoured", True) else OFF for s in stages[1:-1]] + [ORIGIN_COLOURS["real"]]
+    texts = [f"{s['remaining']:,}" if s.get("honoured", True) else "not honoured" for s in stages]
     return hbars(key, "Filter funnel: samples remaining", [s["stage"] for s in stages],
-                 [s["remaining"] for s in stages], xlabel="samples", colours=colours[: len(stages)])
+                 [s["remaining"] for s in stages], xlabel="samples", colours=colours[: len(stages)], texts=texts)
 
 
 def stacked(key: str, title: str, rows: Sequence[str], shares: Sequence[dict[str, float]],

@@ -164,12 +164,12 @@ def stage(ds: Dataset, decide: Any, flt: Filter, context: Context, **kwargs: Any
         kwargs=kwargs,
     )
     rows: list[dict[str, Any]] = []
-    total, done = -(-context.count // BATCH_ROWS), 0
+    done = 0
     for batch in parts.iter_batches(batch_format="pyarrow", batch_size=None):
         rows.extend(batch.to_pylist())
         done += pc.sum(batch["rows"]).as_py() or 0
-        if context.progress:
-            context.progress(min(total, -(-done // BATCH_ROWS)), total)
+        if context.progress:  # in samples, as the local engine reports them
+            context.progress(min(context.count, done), context.count)
     return Decided.of_parts(rows, context.run_id)
 
 
