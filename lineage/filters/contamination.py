@@ -196,11 +196,14 @@ def decisions(ids: pa.Array | pa.ChunkedArray, found: pa.Table, protected: pa.Ar
 
 def _near(best: dict[int, containment.Found], texts: Any, items: Any, params: ContaminationParams) -> dict[int, float]:
     """Jaccard of the found pairs whose whole texts are near duplicates."""
-    pairs = np.array([(row, f.item) for row, f in best.items() if f.kind == "contained"], np.int64).reshape(-1, 2)
-    if len(pairs) == 0:
+    rows = sorted(row for row, f in best.items() if f.kind == "contained")
+    if not rows:
         return {}
-    kept, sims = verify_exact(pairs, texts, items, ngram=params.ngram, threshold=params.threshold)
-    return {int(row): round(float(s), 4) for (row, _), s in zip(kept.tolist(), sims.tolist(), strict=True)}
+    # The few found texts by themselves: `take` on a selection of many chunks would copy all of them.
+    found = pa.array([texts[r].as_py() for r in rows], pa.string())
+    pairs = np.array([(i, best[r].item) for i, r in enumerate(rows)], np.int64)
+    kept, sims = verify_exact(pairs, found, items, ngram=params.ngram, threshold=params.threshold)
+    return {rows[i]: round(float(s), 4) for (i, _), s in zip(kept.tolist(), sims.tolist(), strict=True)}
 
 
 @register
