@@ -3,10 +3,10 @@
 Every ingest writes one samples segment and every filter run one events segment, so a store that grows in small
 steps reads thousands of files on every query. `compact` merges the small ones (fewer than `target_rows` rows)
 into segments of up to `target_rows` rows, sorted by sample_id in row groups of ROW_GROUP rows, so DuckDB prunes
-a lookup by id with the row groups' min/max statistics. It is one commit: the new segments are registered and
-the old ones marked retired at its version, in one catalog transaction. Readers as of an earlier version still
-read exactly the segments they read before (retired ones included); `gc` with a retention removes the retired
-segments no retained version reads.
+a lookup by id with the row groups' min/max statistics and Bloom filters. It is one commit: the new segments are
+registered and the old ones marked retired at its version, in one catalog transaction. Readers as of an earlier
+version still read exactly the segments they read before (retired ones included); `gc` with a retention removes
+the retired segments no retained version reads.
 
 The automatic policy, run after each ingest and filter run, is size-tiered (as LSM trees do): a segment of r rows
 is in tier floor(log_F(r)), F = the policy's fan-in (default 16, meta key `auto_compact_segments`, 0 = off);
@@ -44,6 +44,9 @@ DEFAULT_FAN_IN = 16
 AUTO_KEY = "auto_compact_segments"
 MEMORY_LIMIT = "512MB"  # the sort spills to STORE/tmp/<id>/ beyond this
 SCHEMAS = {"samples": SAMPLES, "events": EVENTS}
+# The columns ingest looks rows up by (identity, duplicates, parents): a Bloom filter per row group lets a lookup of
+# ids the store does not hold, the usual case for new data, skip every row group (see `lineage.ingest.lookup`).
+BLOOM = {"samples": ("sample_id", "content_hash", "external_id"), "events": ("sample_id",)}
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,9 @@ def _rewrite(
             want = min(target_rows, total - written)
             segment = txn.write_segment(
                 kind, f"{prefix}-{part}",
-                lambda draft, n=want: write_parquet(draft, SCHEMAS[kind], rows.take(n)),
+                lambda draft, n=want: write_parquet(
+                    draft, SCHEMAS[kind], rows.take(n), bloom=BLOOM[kind], bloom_rows=ROW_GROUP
+                ),
             )
             if segment.row_count != want:
                 raise StoreError(f"compaction wrote {segment.row_count:,} {kind} rows where {want:,} were due")
