@@ -76,11 +76,15 @@ class CompactResult:
 
 def live_segments(store: Store, kind: str) -> list[SegmentInfo]:
     with store._connect(read_only=True) as con:
-        rows = con.execute(
-            f"SELECT segment_id, kind, path, row_count FROM {catalog.SCHEMA}.segments "
-            "WHERE kind = ? AND retired_version IS NULL ORDER BY version, segment_id",
-            [kind],
-        ).fetchall()
+        return _live(con, [kind])
+
+
+def _live(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> list[SegmentInfo]:
+    rows = con.execute(
+        f"SELECT segment_id, kind, path, row_count FROM {catalog.SCHEMA}.segments "
+        "WHERE list_contains(?, kind) AND retired_version IS NULL ORDER BY version, segment_id",
+        [kinds],
+    ).fetchall()
     return [SegmentInfo(*r) for r in rows]
 
 
@@ -192,7 +196,11 @@ class _Rows:
 def fan_in(store: Store) -> int:
     """The automatic policy's fan-in: merge a tier once it holds this many segments (0: never)."""
     with store._connect(read_only=True) as con:
-        row = con.execute(f"SELECT value FROM {catalog.SCHEMA}.meta WHERE key = ?", [AUTO_KEY]).fetchall()
+        return _fan_in(con)
+
+
+def _fan_in(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute(f"SELECT value FROM {catalog.SCHEMA}.meta WHERE key = ?", [AUTO_KEY]).fetchall()
     return int(row[0][0]) if row else DEFAULT_FAN_IN
 
 
@@ -225,8 +233,10 @@ def due(segs: list[SegmentInfo], fan: int, target_rows: int) -> list[SegmentInfo
 def auto_compact(store: Store, *, target_rows: int = DEFAULT_TARGET_ROWS) -> CompactResult | None:
     """Run the automatic policy once, after a commit; never fails that commit (it is already made)."""
     try:
-        fan = fan_in(store)
-        if fan < 2 or not any(due(live_segments(store, kind), fan, target_rows) for kind in KINDS):
+        with store._connect(read_only=True) as con:  # one look at the catalog per commit
+            fan = _fan_in(con)
+            segs = _live(con, list(KINDS)) if fan >= 2 else []
+        if not any(due([s for s in segs if s.kind == kind], fan, target_rows) for kind in KINDS):
             return None
 
         def plan() -> dict[str, list[SegmentInfo]]:

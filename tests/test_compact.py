@@ -16,11 +16,11 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import Runner, fill_small_store
+from conftest import FIXTURES, Runner, fill_small_store
 
 from lineage import catalog
 from lineage.compaction import ROW_GROUP, SegmentInfo, due
-from lineage.errors import StoreError, StoreLocked
+from lineage.errors import IngestError, StoreError, StoreLocked
 from lineage.lock import WriterLock
 from lineage.store import LOCK_FILE, Store
 
@@ -165,6 +165,42 @@ def test_compact_and_gc_on_the_cli(tmp_path: Path) -> None:
     assert runner("--as-of", "1", "sql", "SELECT 1", code=1).stderr.startswith(
         "Error: --as-of 1: `lineage gc` removed the segments of versions before"
     )
+
+
+def test_ingest_after_compaction_finds_ids_texts_and_parents(tmp_path: Path) -> None:
+    """Lookups through compacted segments (sorted, with Bloom filters): a re-ingest stores nothing, a repeated
+    text is counted as a duplicate, parents resolve by external id and by SOURCE:ID, unknown ones are refused."""
+    store = Store.init(tmp_path / "store")
+    store.set_auto_compact(None)
+    fill_small_store(store)
+    store.compact()
+    assert len(live_files(store, "samples")) == 1
+    again = store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human")
+    assert (again.rows_stored, again.rows_present) == (0, 600)
+
+    stored = store.sql("SELECT external_id, text FROM samples WHERE source = 'wordnet' ORDER BY external_id LIMIT 2")
+    (first, text), (second, _) = [tuple(r.values()) for r in stored.to_pylist()]
+    children = write_jsonl(tmp_path / "children.jsonl", [
+        {"id": "c1", "text": "A paraphrase of the first.", "parent_id": first},
+        {"id": "c2", "text": "A paraphrase of the second.", "parent_id": f"wordnet:{second}"},
+        {"id": "c3", "text": text, "parent_id": first},  # the same text as a stored sample: a duplicate
+    ])
+    result = store.ingest(children, origin="synthetic", source="para", generator="m", parent_field="parent_id")
+    assert (result.rows_stored, result.rows_duplicate) == (3, 1)
+    parents = store.sql("SELECT external_id, generation, parent_ids FROM samples WHERE source = 'para' ORDER BY 1")
+    rows = store.sql("SELECT external_id, sample_id FROM samples WHERE source = 'wordnet'").to_pylist()
+    ids = {r["external_id"]: r["sample_id"] for r in rows}
+    assert [(r["external_id"], r["generation"], r["parent_ids"]) for r in parents.to_pylist()] == [
+        ("c1", 1, [ids[first]]), ("c2", 1, [ids[second]]), ("c3", 1, [ids[first]])
+    ]
+    orphan = write_jsonl(tmp_path / "orphan.jsonl", [{"id": "o1", "text": "No parent here.", "parent_id": "nowhere"}])
+    with pytest.raises(IngestError, match="unknown parent `nowhere`"):
+        store.ingest(orphan, origin="synthetic", source="para", generator="m", parent_field="parent_id")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 def test_compact_with_a_concurrent_writer_fails_with_the_lock_message(tmp_path: Path) -> None:
