@@ -70,9 +70,16 @@ def _identity_by_record(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _retirable_segments(con: duckdb.DuckDBPyConnection) -> None:
+    """Format 2 -> 3: a segment may be replaced by compaction (`lineage compact`) at a version and still be read by
+    the versions before it, so segments gain `retired_version`. Nothing is retired yet; an older lineage, which
+    would read retired and compacted segments both, stops at the format check."""
+    con.execute(f"ALTER TABLE {SCHEMA}.segments ADD COLUMN IF NOT EXISTS retired_version BIGINT")
+
+
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _identity_by_record}
-FORMAT_VERSION = 2
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _identity_by_record, 2: _retirable_segments}
+FORMAT_VERSION = 3
 
 
 WAIT_NOTICE = 2.0  # seconds of waiting for the catalog file before saying so on stderr
@@ -199,11 +206,22 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(f"SELECT max(version) FROM {SCHEMA}.commits").fetchall()[0][0]
 
 
+def oldest_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The oldest version a reader may ask for: `gc` with a retention removed what the versions before it read."""
+    row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'oldest_version'").fetchall()
+    return int(row[0][0]) if row else 0
+
+
+# A segment is read at version v when it was registered by then and not yet replaced by a compaction.
+LIVE_AT = "version <= {v} AND (retired_version IS NULL OR retired_version > {v})"
+
+
 def segment_paths(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) -> list[str]:
-    """The registered segments of `kind` as of a version, relative to the data location's base."""
+    """The segments of `kind` as of a version (default: the latest), relative to the data location's base."""
+    live = LIVE_AT.format(v="$v")
     rows = con.execute(
-        f"SELECT path FROM {SCHEMA}.segments WHERE kind = ? AND version <= ? ORDER BY version, segment_id",
-        [kind, as_of if as_of is not None else 2**62],
+        f"SELECT path FROM {SCHEMA}.segments WHERE kind = $kind AND {live} ORDER BY version, segment_id",
+        {"kind": kind, "v": as_of if as_of is not None else 2**62},
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -219,7 +237,7 @@ def _segment_view(name: str, paths: Sequence[str], schema: pa.Schema) -> str:
 VIEWS_SQL = """
 CREATE OR REPLACE TEMP VIEW batches AS SELECT * FROM {schema}.batches WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW commits AS SELECT * FROM {schema}.commits WHERE version <= {v};
-CREATE OR REPLACE TEMP VIEW segments AS SELECT * FROM {schema}.segments WHERE version <= {v};
+CREATE OR REPLACE TEMP VIEW segments AS SELECT * FROM {schema}.segments WHERE {live};
 CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM {schema}.runs WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW sets AS SELECT * FROM {schema}.sets WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW set_members AS SELECT * FROM {schema}.set_members WHERE version <= {v};
@@ -283,7 +301,7 @@ def create_views(con: duckdb.DuckDBPyConnection, data: Location, as_of: int | No
     version = as_of if as_of is not None else current_version(con)
     segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
     segment_view(con, "_events", data, "events", segment_paths(con, "events", version))
-    con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version)))
+    con.execute(VIEWS_SQL.format(schema=SCHEMA, v=int(version), live=LIVE_AT.format(v=int(version))))
     con.execute(_build_members_view(con, data, int(version)))
 
 
@@ -327,8 +345,10 @@ def commit(
     summary: dict[str, object],
     segments: Sequence[Segment],
     rows: dict[str, pa.Table],
+    retire: Sequence[str] = (),
 ) -> int:
-    """Register segments and catalog rows as `version`, atomically.
+    """Register segments and catalog rows as `version`, and retire the segments `retire` (ids, replaced by a
+    compaction) at it, atomically.
 
     The writer lock guarantees nobody else committed since the writer read the version it builds on.
     """
@@ -343,10 +363,18 @@ def commit(
         )
         for s in segments:
             con.execute(
-                f"INSERT INTO {SCHEMA}.segments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {SCHEMA}.segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 [s.segment_id, s.kind, s.path, s.row_count, s.size_bytes, s.sha256, ref_id, version],
             )
             crash_point("catalog_segment_inserted")
+        if retire:
+            retired = con.execute(
+                f"UPDATE {SCHEMA}.segments SET retired_version = $v WHERE list_contains($ids, segment_id) "
+                "AND retired_version IS NULL",
+                {"v": version, "ids": list(retire)},
+            ).fetchall()[0][0]
+            if retired != len(retire):
+                raise StoreError(f"compaction found {retired} of its {len(retire)} segments live; retry")
         for table, data in rows.items():
             con.register("_incoming", data)
             con.execute(f"INSERT INTO {SCHEMA}.{table} SELECT * REPLACE (? AS version) FROM _incoming", [version])

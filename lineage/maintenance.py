@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,14 +47,18 @@ class DoctorReport:
 
 def doctor(store: Store) -> DoctorReport:
     with store._connect(read_only=True) as con:
+        # Every registered file is checked, retired ones too (earlier versions read them); the counts are the
+        # latest version's.
         segs = con.execute(
-            f"SELECT path, row_count, sha256 FROM {catalog.SCHEMA}.segments ORDER BY version, path"
+            f"SELECT path, row_count, sha256, retired_version IS NULL FROM {catalog.SCHEMA}.segments "
+            "ORDER BY version, path"
         ).fetchall()
+        live = [s for s in segs if s[3]]
         report = DoctorReport(
-            catalog.current_version(con), catalog.format_version(con), len(segs), sum(s[1] for s in segs),
+            catalog.current_version(con), catalog.format_version(con), len(live), sum(s[1] for s in live),
             data=store.data.uri,
         )
-    for path, rows, checksum in segs:
+    for path, rows, checksum, _ in segs:
         report.problems.extend(_check_segment(store.location_of(path), path, rows, checksum))
     report.orphans = [_label(store, where, rel) for where, rel in _orphans(store, {s[0] for s in segs})]
     report.orphans += [str(p) for _, _, found in _output_leftovers(store) for p in found]
@@ -120,18 +125,75 @@ def _label(store: Store, where: Location, rel: str) -> str:
     return rel if where == store.files else where.label(rel)
 
 
-def gc(store: Store, *, dry_run: bool = True) -> list[str]:
-    """Remove orphans (only while holding the writer lock, so no write in progress is touched)."""
+def gc(
+    store: Store, *, dry_run: bool = True, retain_versions: int | None = None, older_than: float | None = None
+) -> list[str]:
+    """Remove orphans and, with a retention, the segments compaction replaced that no retained version reads;
+    only while holding the writer lock, so no write in progress is touched.
+
+    The catalog forgets the expired segments first, in one transaction that also records the oldest version
+    still readable; the files go after. A crash in between leaves orphans, which the next `gc` removes.
+    """
     from lineage.lock import WriterLock
     from lineage.store import LOCK_FILE
 
     with WriterLock(store.root / LOCK_FILE, wait=store.wait):
         report = doctor(store)
+        cutoff = retention_cutoff(store, retain_versions=retain_versions, older_than=older_than)
+        expired = _expired(store, cutoff) if cutoff is not None else []
         if not dry_run:
+            if expired and cutoff is not None:
+                _forget(store, [seg_id for seg_id, _ in expired], cutoff)
             for where, rel in _orphans(store, _registered(store)):
                 where.delete(rel)
             _remove_output_leftovers(store)
-    return report.orphans
+    return report.orphans + [_label(store, store.location_of(rel), rel) for _, rel in expired]
+
+
+def retention_cutoff(store: Store, *, retain_versions: int | None, older_than: float | None) -> int | None:
+    """The oldest version a retention keeps readable (None: keep every version). `retain_versions` N keeps the
+    last N; `older_than` (seconds) keeps every version that was the latest at some moment since then. With both,
+    the more generous wins."""
+    from lineage.errors import LineageError
+
+    if retain_versions is not None and retain_versions < 1:
+        raise LineageError(f"--retain-versions must be at least 1 (the latest version); got {retain_versions}")
+    if older_than is not None and older_than < 0:
+        raise LineageError(f"--older-than must not be negative; got {older_than:g} s")
+    cutoffs = []
+    with store._connect(read_only=True) as con:
+        latest = catalog.current_version(con)
+        if retain_versions is not None:
+            cutoffs.append(max(latest - retain_versions + 1, 0))
+        if older_than is not None:
+            # The version that was the latest when the window opened is still one a reader may have begun with.
+            since = datetime.now(UTC) - timedelta(seconds=older_than)
+            row = con.execute(
+                f"SELECT max(version) FROM {catalog.SCHEMA}.commits WHERE committed_at <= ?", [since]
+            ).fetchall()
+            cutoffs.append(row[0][0] or 0)
+    return min(cutoffs) if cutoffs else None
+
+
+def _expired(store: Store, cutoff: int) -> list[tuple[str, str]]:
+    """Retired segments that no version from `cutoff` on reads: (segment_id, path)."""
+    with store._connect(read_only=True) as con:
+        return [
+            (r[0], r[1])
+            for r in con.execute(
+                f"SELECT segment_id, path FROM {catalog.SCHEMA}.segments WHERE retired_version <= ? "
+                "ORDER BY version, path",
+                [cutoff],
+            ).fetchall()
+        ]
+
+
+def _forget(store: Store, segment_ids: list[str], cutoff: int) -> None:
+    with store._commit_connection() as con, catalog.transaction(con):
+        con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE list_contains(?, segment_id)", [segment_ids])
+        oldest = max(catalog.oldest_version(con), cutoff)
+        con.execute(f"DELETE FROM {catalog.SCHEMA}.meta WHERE key = 'oldest_version'")
+        con.execute(f"INSERT INTO {catalog.SCHEMA}.meta VALUES ('oldest_version', ?)", [str(oldest)])
 
 
 def _output_leftovers(store: Store) -> list[tuple[Path, Path, list[Path]]]:

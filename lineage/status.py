@@ -19,8 +19,8 @@ WITH latest AS (
 SELECT l.name, l.build_version, l.store_version, l.size,
     (SELECT count(*) FROM samples s WHERE s.version > l.store_version) AS new_samples,
     (SELECT count(*) FROM runs r WHERE r.version > l.store_version) AS new_runs,
-    (SELECT count(*) FROM commits c WHERE c.version > l.store_version AND c.kind NOT IN ('build', 'diversity'))
-        AS changes
+    (SELECT count(*) FROM commits c
+        WHERE c.version > l.store_version AND c.kind NOT IN ('build', 'diversity', 'compact')) AS changes
 FROM latest l ORDER BY l.name
 """
 

@@ -36,6 +36,7 @@ DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
 INIT_FILE = f".{CATALOG_FILE}.init"
 COMMIT_WAIT = 600.0  # seconds a finished write waits for the catalog file (see `_commit_connection`)
 INIT_WAIT = 30.0  # seconds an `init` waits for another `init` of the same path
+AUTO_COMPACT_AFTER = ("ingest", "filter")  # commits that add sample or events segments
 
 
 def _check_empty(path: Path) -> None:
@@ -57,6 +58,7 @@ class Transaction:
         self.store, self.version = store, version
         self.segments: list[Segment] = []
         self.rows: dict[str, pa.Table] = {}
+        self.retired: list[str] = []  # ids of live segments this commit replaces (compaction)
 
     def write_segment(
         self, kind: str, segment_id: str, write: Callable[[Path], None], *, folder: str | None = None,
@@ -100,6 +102,7 @@ class Store:
             with self._connect(read_only=True) as con:
                 catalog.check_format(con, self.root)
                 latest = catalog.current_version(con)
+                oldest = catalog.oldest_version(con)
                 uri = catalog.data_uri(con)
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
@@ -109,6 +112,11 @@ class Store:
             self.data.probe()
         if as_of is not None and not 0 <= as_of <= latest:
             raise StoreError(f"--as-of {as_of} is not a version of this store (0..{latest})")
+        if as_of is not None and as_of < oldest:
+            raise StoreError(
+                f"--as-of {as_of}: `lineage gc` removed the segments of versions before {oldest} (its retention); "
+                f"versions {oldest}..{latest} are readable"
+            )
 
     @classmethod
     def init(cls, root: str | os.PathLike[str], *, data: str | None = None) -> Store:
@@ -218,12 +226,22 @@ class Store:
                         summary=summary,
                         segments=txn.segments,
                         rows=txn.rows,
+                        retire=txn.retired,
                     )
             except BaseException:
                 # Only files of a version the catalog never registered may go; after COMMIT they are the store.
                 if not self._committed(version):
                     txn.discard()
                 raise
+        if kind in AUTO_COMPACT_AFTER:  # after the lock is released: compaction takes it for a commit of its own
+            self._auto_compact()
+
+    def _auto_compact(self) -> None:
+        """The automatic policy (see `lineage.compaction`): merge small segments when too many have piled up, as a
+        commit of its own after the one just made."""
+        from lineage.compaction import auto_compact
+
+        auto_compact(self)
 
     @contextmanager
     def _commit_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -426,10 +444,27 @@ class Store:
 
         return backup(self, self.output_path(dest, option="backup DIR"))
 
-    def gc(self, *, dry_run: bool = True) -> list[str]:
+    def gc(
+        self, *, dry_run: bool = True, retain_versions: int | None = None, older_than: float | None = None
+    ) -> list[str]:
+        """Remove orphans; with a retention, also the segments compaction replaced that no retained version reads:
+        `retain_versions` keeps the last N versions readable, `older_than` (seconds) those committed since then."""
         from lineage.maintenance import gc
 
-        return gc(self, dry_run=dry_run)
+        return gc(self, dry_run=dry_run, retain_versions=retain_versions, older_than=older_than)
+
+    def compact(self, *, kinds: tuple[str, ...] = ("samples", "events"), target_rows: int | None = None) -> Any:
+        """Rewrite the small sample and events segments into large ones sorted by sample_id, as one commit; the
+        replaced segments stay for earlier versions until `gc` with a retention. Returns a CompactResult."""
+        from lineage.compaction import DEFAULT_TARGET_ROWS, compact
+
+        return compact(self, kinds=kinds, target_rows=target_rows or DEFAULT_TARGET_ROWS)
+
+    def set_auto_compact(self, segments: int | None) -> None:
+        """Compact automatically once more than `segments` small segments of a kind pile up; None turns it off."""
+        from lineage.compaction import set_auto_compact
+
+        set_auto_compact(self, segments)
 
 
 def open(path: str | os.PathLike[str] = "lineage-store", *, as_of: int | None = None, wait: float = 0.0) -> Store:  # noqa: A001

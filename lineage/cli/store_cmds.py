@@ -1,4 +1,4 @@
-"""Store lifecycle: init, doctor, gc, migrate, status."""
+"""Store lifecycle: init, doctor, gc, compact, migrate, status."""
 
 from __future__ import annotations
 
@@ -73,22 +73,88 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(1)
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `12h`, `7d`, `2w` (or plain seconds) as seconds."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if match is None:
+        raise click.BadParameter(f"`{text}` is not a duration such as 90s, 30m, 12h, 7d or 2w",
+                                 param_hint="--older-than")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+
+
 @click.command()
 @click.option("--yes", is_flag=True, help="Really delete (without it, only list what would go).")
+@click.option(
+    "--retain-versions", type=int, default=None, metavar="N",
+    help="Also remove segments compaction replaced that none of the last N versions reads (--as-of older "
+    "versions then fails).",
+)
+@click.option(
+    "--older-than", default=None, metavar="DURATION",
+    help="Also remove segments compaction replaced that no version that was current within DURATION (7d, 12h) "
+    "reads. With --retain-versions, the longer retention wins.",
+)
 @click.pass_context
-def gc(ctx: click.Context, yes: bool) -> None:
-    """Remove orphan files that no commit registered. A dry run unless --yes.
+def gc(ctx: click.Context, yes: bool, retain_versions: int | None, older_than: str | None) -> None:
+    """Remove orphan files that no commit registered; with a retention, also the segments `lineage compact`
+    replaced that no retained version reads. A dry run unless --yes.
+
+    Without a retention every version stays readable with --as-of.
 
     \b
     Example:
       lineage --store ./store gc          # list
       lineage --store ./store gc --yes    # delete
+      lineage --store ./store gc --yes --older-than 7d
     """
-    removed = open_store(ctx).gc(dry_run=not yes)
+    seconds = parse_duration(older_than) if older_than is not None else None
+    removed = open_store(ctx).gc(dry_run=not yes, retain_versions=retain_versions, older_than=seconds)
     verb = "removed" if yes else "would remove"
     for path in removed:
         click.echo(f"{verb}: {path}")
-    click.echo(f"{verb} {len(removed)} orphan(s)" + ("" if yes or not removed else "; pass --yes to delete"))
+    click.echo(f"{verb} {len(removed)} file(s)" + ("" if yes or not removed else "; pass --yes to delete"))
+
+
+@click.command()
+@click.option("--target-rows", type=int, default=None, metavar="N",
+              help="Rows per compacted segment (default 1,000,000); segments this large are left alone.")
+@click.option("--samples-only", is_flag=True, help="Compact the sample segments only (not the filter events).")
+@click.option("--auto", "auto", default=None, metavar="N|off",
+              help="Only set the automatic policy: merge N small segments of one size tier after an ingest or "
+              "filter run (default 16), or `off`.")
+@json_option
+@click.pass_context
+def compact(ctx: click.Context, target_rows: int | None, samples_only: bool, auto: str | None, as_json: bool) -> None:
+    """Rewrite small sample and events segments into large ones sorted by sample_id, as one commit.
+
+    Queries then open few files and skip row groups by sample_id. Reads --as-of earlier versions see what
+    they saw before: the replaced segments stay until `lineage gc --retain-versions N` or `--older-than`.
+    Waits for another writer as --wait says, else fails with the lock message.
+
+    \b
+    Examples:
+      lineage --store ./store compact
+      lineage --store ./store compact --auto off     # no automatic compaction after ingests
+      lineage --store ./store gc --yes --retain-versions 10
+    """
+    store = open_store(ctx)
+    if auto is not None:
+        if auto != "off" and not auto.isdigit():
+            raise click.BadParameter(f"`{auto}` is not a number or `off`", param_hint="--auto")
+        store.set_auto_compact(None if auto == "off" else int(auto))
+        click.echo(f"automatic compaction: {'off' if auto in ('off', '0') else f'merge {auto} segments per tier'}")
+        return
+    kinds = ("samples",) if samples_only else ("samples", "events")
+    result = store.compact(kinds=kinds, target_rows=target_rows)
+    if as_json:
+        click.echo(to_json(result.__dict__))
+    else:
+        click.echo(result.summary())
 
 
 @click.command()
@@ -154,4 +220,4 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
 
 
-COMMANDS = [init, doctor, gc, backup, migrate, status]
+COMMANDS = [init, doctor, gc, compact, backup, migrate, status]

@@ -20,6 +20,7 @@ from lineage.errors import IngestError, InputError, LineageError, Reject
 from lineage.faults import crash_point
 from lineage.ids import uuid7
 from lineage.ingest.identity import identify
+from lineage.ingest.lookup import lookup
 from lineage.ingest.options import IngestOptions
 from lineage.ingest.readers import JsonlReader, Reader, open_reader
 from lineage.ingest.resolve import resolve
@@ -148,6 +149,8 @@ def _run(
     duplicates = 0
     if stored:
         write_samples(con, txn, batch_id, draft, staged, stored)
+        lookup(con, "same_text", column="content_hash", keys_sql="SELECT content_hash FROM nodes",
+               columns="content_hash")
         duplicates = con.execute(DUPLICATES_SQL).fetchall()[0][0]
     present = rows_read - stored - len(rejects)
     result = IngestResult(
@@ -165,11 +168,12 @@ def _run(
     return result, ids
 
 
-# New samples whose text is already in the store (any source) or in an earlier new sample of this input.
+# New samples whose text is already in the store (any source; `same_text`: the stored samples with one of the new
+# samples' content hashes) or in an earlier new sample of this input.
 DUPLICATES_SQL = """
 SELECT count(*) FROM (
     SELECT content_hash, row_number() OVER (PARTITION BY content_hash ORDER BY input_row) AS k FROM nodes
-) WHERE k > 1 OR content_hash IN (SELECT content_hash FROM existing)
+) WHERE k > 1 OR content_hash IN (SELECT content_hash FROM same_text)
 """
 
 

@@ -16,6 +16,7 @@ import duckdb
 
 from lineage.errors import Reject
 from lineage.ids import REPEAT_ID_SQL
+from lineage.ingest.lookup import lookup
 
 RENUMBER_SQL = f"""
 CREATE OR REPLACE TEMP TABLE renumbered AS
@@ -29,12 +30,13 @@ CREATE OR REPLACE TEMP TABLE renumbered AS
 UPDATE staged SET sample_id = r.sample_id FROM renumbered r WHERE staged.input_row = r.input_row;
 """
 
-# Stored samples a row matches: by sample id (format 2 ids, and format 1 ids of id-less records), and, for samples
+# Stored samples a row matches (`by_id`: the stored samples with one of the input's ids): by sample id (format 2
+# ids, and format 1 ids of id-less records), and, for samples
 # stored up to $legacy (the version a format-1 store was migrated at), by source + external id.
 MATCHES_SQL = """
 CREATE OR REPLACE TEMP TABLE matches AS
     SELECT c.input_row, e.sample_id, e.content_hash = c.content_hash AS same, e.input_uri, e.input_row AS line
-    FROM staged c JOIN existing e USING (sample_id) WHERE len(c.errors) = 0
+    FROM staged c JOIN by_id e USING (sample_id) WHERE len(c.errors) = 0
     UNION ALL
     SELECT c.input_row, e.sample_id, e.content_hash = c.content_hash, e.input_uri, e.input_row
     FROM staged c JOIN existing e ON e.source = c.source AND e.external_id = c.external_id
@@ -71,6 +73,9 @@ ORDER BY 1
 def identify(con: duckdb.DuckDBPyConnection, *, id_field: str, legacy_version: int | None) -> list[Reject]:
     """Renumber repeats, fill `renumbered` and `present`; return the rows whose id names other text."""
     con.execute(RENUMBER_SQL)
+    # Only the stored samples this input's ids name are read, not every sample (see `lineage.ingest.lookup`).
+    lookup(con, "by_id", column="sample_id", keys_sql="SELECT sample_id FROM staged WHERE len(errors) = 0",
+           columns="sample_id, content_hash, input_uri, input_row")
     con.execute(MATCHES_SQL, {"legacy": legacy_version if legacy_version is not None else -1})
     con.execute(PRESENT_SQL)
     rows = con.execute(CONFLICTS_SQL).fetchall()

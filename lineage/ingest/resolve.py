@@ -13,6 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from lineage.errors import Reject
+from lineage.ingest.lookup import lookup_keys
 
 SETUP_SQL = """
 CREATE OR REPLACE TEMP VIEW cand AS
@@ -107,8 +108,15 @@ CREATE OR REPLACE TEMP TABLE node_parents AS
 def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
     """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
     # Without parent references nothing in the store needs reading here: cost follows the input, not the store.
-    refs = con.execute("SELECT count(*) FROM staged WHERE len(parent_refs) > 0").fetchall()[0][0]
-    con.execute(SETUP_SQL.replace("{existing}", "existing" if refs else "(SELECT * FROM existing WHERE false)"))
+    refs = [r[0] for r in con.execute(
+        "SELECT DISTINCT ref FROM (SELECT unnest(parent_refs) AS ref FROM staged WHERE len(errors) = 0)"
+    ).fetchall()]
+    # A reference names a sample id, an external id, or SOURCE:ID (the external id follows some `:`): only the
+    # stored samples with one of those ids are read (see `lineage.ingest.lookup`).
+    external = sorted({ref[i + 1:] for ref in refs for i, ch in enumerate(ref) if ch == ":"} | set(refs))
+    lookup_keys(con, "by_ref", {"sample_id": refs, "external_id": external if refs else []},
+                columns="sample_id, external_id, source, generation")
+    con.execute(SETUP_SQL.replace("{existing}", "(SELECT DISTINCT * FROM by_ref)"))
     if con.execute("SELECT count(*) FROM edges").fetchall()[0][0]:
         while con.execute(STEP_SQL).fetchall()[0][0] > 0:
             pass

@@ -24,6 +24,9 @@ SEGMENTS = pa.schema(
         pa.field("sha256", pa.string(), nullable=False),
         pa.field("ref_id", pa.string()),
         pa.field("version", pa.int64(), nullable=False),
+        # Since store format 3: the version whose compaction replaced this segment (NULL while it is live). Versions
+        # before it still read it; `gc` with a retention removes it. Last: the migration appends it.
+        pa.field("retired_version", pa.int64()),
     ]
 )
 

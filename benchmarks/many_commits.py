@@ -1,0 +1,132 @@
+"""A store that grows by many small commits: does it stay fast?
+
+N ingests of 100 records each (Python API, default 10,000; `--ingests` for fewer), with the automatic compaction
+policy on (its default). Prints, measured in this one run:
+
+1. ingest latency: the median of the first 20 ingests against the median of the last 20 (target <= 2x), and the
+   slowest ingest (an ingest that triggers an automatic merge pays for it);
+2. a point lookup (`SELECT * FROM samples WHERE sample_id = ?`) and `SELECT count(*) FROM samples` through
+   `store.sql`, before and after `store.compact()`, against DuckDB reading one Parquet file of the same rows
+   (best of 9 each, interleaved; target <= 2x after compaction), and lineage's fixed cost of any query.
+
+    .venv/bin/python benchmarks/many_commits.py [--ingests N] [--records N] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TARGET_INGEST, TARGET_QUERY = 2.0, 2.0
+WINDOW = 20
+
+
+def records(i: int, n: int) -> list[dict[str, object]]:
+    """`n` chat records with ids; every tenth answer is the same short text (duplicates across batches)."""
+    return [
+        {
+            "id": f"b{i}-{j}",
+            "messages": [
+                {"role": "user", "content": f"Question {i}.{j}: what does item {j * 7919 % 1000} mean?"},
+                {"role": "assistant", "content": "Yes." if j % 10 == 0 else f"It means {i * n + j} things."},
+            ],
+        }
+        for j in range(n)
+    ]
+
+
+def measure(store: Any, one: Path, probe: str, rounds: int = 9) -> dict[str, float]:
+    """Best of `rounds` for each query, lineage and the baseline interleaved so that load from other processes
+    falls on both alike. The baseline is DuckDB over one Parquet file of the same rows, a fresh connection per
+    query as lineage opens one; `fixed` is lineage's cost of any query (`SELECT 1`: the catalog snapshot)."""
+    import duckdb
+
+    def direct(sql: str, params: list[object]) -> None:
+        con = duckdb.connect(":memory:")
+        con.execute(sql.replace("samples", f"read_parquet('{one}')"), params).fetchall()
+        con.close()
+
+    lookup = "SELECT * FROM samples WHERE sample_id = ?"
+    runs: dict[str, Callable[[], object]] = {
+        "lookup": lambda: store.sql(lookup, params=[probe]),
+        "lookup_base": lambda: direct(lookup, [probe]),
+        "count": lambda: store.sql("SELECT count(*) FROM samples"),
+        "count_base": lambda: direct("SELECT count(*) FROM samples", []),
+        "fixed": lambda: store.sql("SELECT 1"),
+    }
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def one_file(store: Any, work: Path) -> Path:
+    """The baseline's single Parquet file: every sample, sorted by sample_id, in row groups of 65,536 rows."""
+    import pyarrow.parquet as pq
+
+    one = work / "one.parquet"
+    pq.write_table(store.sql("SELECT * FROM samples ORDER BY sample_id"), one, compression="zstd",
+                   row_group_size=65_536)
+    return one
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ingests", type=int, default=10_000)
+    parser.add_argument("--records", type=int, default=100, help="records per ingest (default 100)")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args(argv)
+    if args.ingests < 2 * WINDOW:
+        parser.error(f"--ingests must be at least {2 * WINDOW}")
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lineage-many-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import lineage
+
+    store = lineage.Store.init(work / "store")
+    latencies = []
+    started = time.perf_counter()
+    for i in range(args.ingests):
+        t = time.perf_counter()
+        store.ingest(records(i, args.records), origin="synthetic", source="pipeline", generation=1)
+        latencies.append(time.perf_counter() - t)
+        if (i + 1) % 500 == 0:
+            print(f"  {i + 1:,} ingests, {time.perf_counter() - started:.0f} s", flush=True)
+    first, last = statistics.median(latencies[:WINDOW]), statistics.median(latencies[-WINDOW:])
+    segments = store.sql("SELECT count(*) AS n FROM segments WHERE kind = 'samples'")["n"][0].as_py()
+    rows = args.ingests * args.records
+    took = time.perf_counter() - started
+    print(f"{args.ingests:,} ingests of {args.records:,} records ({rows:,} samples) in {took:.0f} s; "
+          f"{segments} live sample segments (automatic compaction)")
+    ratio = last / first
+    print(f"ingest latency, median of the first {WINDOW}: {first * 1000:.0f} ms; of the last {WINDOW}: "
+          f"{last * 1000:.0f} ms; ratio {ratio:.2f} (target <= {TARGET_INGEST}: "
+          f"{'met' if ratio <= TARGET_INGEST else 'MISSED'}); slowest ingest {max(latencies):.2f} s")
+
+    probe = store.sql("SELECT sample_id FROM samples WHERE external_id = 'b7-42'")["sample_id"][0].as_py()
+    one = one_file(store, work)
+    before = measure(store, one, probe)
+    result = store.compact()
+    after = measure(store, one, probe)
+    print(f"compact: {result.summary()}")
+    print(f"any lineage query (`SELECT 1`, the catalog snapshot): {after['fixed'] * 1000:.0f} ms")
+    for name, label in (("lookup", "point lookup by sample_id"), ("count", "count(*)")):
+        base = min(before[f"{name}_base"], after[f"{name}_base"])
+        r = after[name] / base
+        print(f"{label}: {before[name] * 1000:.0f} ms before compact, {after[name] * 1000:.0f} ms after; "
+              f"DuckDB on one Parquet file {base * 1000:.0f} ms; after/baseline {r:.2f} "
+              f"(target <= {TARGET_QUERY}: {'met' if r <= TARGET_QUERY else 'MISSED'}); without lineage's fixed "
+              f"cost {max(after[name] - after['fixed'], 0) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

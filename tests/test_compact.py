@@ -1,0 +1,317 @@
+"""Compaction: one atomic commit that merges small segments; time travel unchanged; gc with a retention; crash
+safety (SIGKILL at each step of `lineage compact`); the lock; the automatic policy; the format-3 migration."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIXTURES, Runner, fill_small_store
+
+from lineage import catalog
+from lineage.compaction import ROW_GROUP, SegmentInfo, due
+from lineage.errors import IngestError, StoreError, StoreLocked
+from lineage.lock import WriterLock
+from lineage.store import LOCK_FILE, Store
+
+RNG_SEED = 20261206
+WORDS = ["model", "data", "lineage", "sample", "real", "synthetic", "filter", "build", "quota", "parent", "corpus"]
+
+
+def chat_rows(batch: int, n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Chat records with ids, some sharing an answer (identical short texts), as a pipeline appends them."""
+    rows = []
+    for i in range(n):
+        answer = "Yes." if i % 7 == 0 else " ".join(rng.choice(WORDS) for _ in range(12))
+        rows.append({"id": f"b{batch}-{i}", "messages": [
+            {"role": "user", "content": f"Question {batch}.{i}: {' '.join(rng.choice(WORDS) for _ in range(6))}?"},
+            {"role": "assistant", "content": answer},
+        ]})
+    return rows
+
+
+def grown_store(root: Path, batches: int = 6) -> Store:
+    """The small store (real + three synthetic generations), then `batches` small chat ingests and two filter
+    runs: many small segments of both kinds. Automatic compaction is off, so the test decides when to merge."""
+    store = Store.init(root)
+    store.set_auto_compact(None)
+    fill_small_store(store)
+    rng = random.Random(RNG_SEED)
+    store.run_filter("exact-dedup")
+    for b in range(batches):
+        store.ingest(chat_rows(b, 40, rng), origin="synthetic", source="chat-v1", generation=1)
+    store.run_filter("exact-dedup")
+    store.run_filter("quality")
+    return store
+
+
+def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """What a reader sees, in a fixed order: every sample column, the events, the status."""
+    return {
+        "samples": store.sql("SELECT * FROM samples ORDER BY sample_id").to_pylist(),
+        "events": store.sql("SELECT * FROM events ORDER BY run_id, sample_id").to_pylist(),
+        "status": store.sql("SELECT * FROM status ORDER BY filter, sample_id").to_pylist(),
+        "edges": store.sql("SELECT * FROM lineage_edges ORDER BY ALL").to_pylist(),
+    }
+
+
+def every_version(store: Store) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    return {v: snapshot(store.at(v)) for v in range(store.version + 1)}
+
+
+def live_files(store: Store, kind: str) -> list[str]:
+    return store.sql("SELECT path FROM segments WHERE kind = ? ORDER BY path", params=[kind])["path"].to_pylist()
+
+
+def test_compact_is_one_commit_and_every_version_reads_as_before(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store")
+    before = every_version(store)
+    latest = store.version
+    assert len(live_files(store, "samples")) == 10 and len(live_files(store, "events")) == 3
+
+    result = store.compact()
+    assert result.version == latest + 1 == store.version
+    assert result.merged == {"samples": 10, "events": 3} and result.written == {"samples": 1, "events": 1}
+    assert result.rows["samples"] == 1125 + 6 * 40
+    assert len(live_files(store, "samples")) == 1 and len(live_files(store, "events")) == 1
+    # Every earlier version reads exactly what it read before; the new one what the latest read.
+    assert every_version(store) == {**before, latest + 1: before[latest]}
+    commit = store.sql("SELECT kind, summary FROM commits WHERE version = ?", params=[latest + 1]).to_pylist()[0]
+    assert commit["kind"] == "compact" and json.loads(commit["summary"])["merged"] == {"samples": 10, "events": 3}
+
+    report = store.doctor()
+    assert report.ok and report.orphans == [] and report.segments == 2
+    assert report.rows == 1125 + 240 + sum(len(before[latest][k]) for k in ("events",))
+    assert store.compact().version is None  # one segment per kind: nothing to merge
+
+
+def test_compacted_segments_are_sorted_with_prunable_row_groups(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store")
+    store.compact(kinds=("samples",), target_rows=700)
+    paths = live_files(store, "samples")
+    assert len(paths) == 2  # 1,365 rows in segments of 700 and 665
+    ids: list[str] = []
+    for rel in paths:
+        meta = pq.ParquetFile(store.root / rel).metadata
+        assert all(meta.row_group(i).num_rows <= ROW_GROUP for i in range(meta.num_row_groups))
+        stats = meta.row_group(0).column(0).statistics
+        assert stats.has_min_max
+        ids += pq.read_table(store.root / rel, columns=["sample_id"])["sample_id"].to_pylist()
+    assert ids == sorted(ids) and len(set(ids)) == 1365  # sorted within and across segments, none lost or doubled
+    one = ids[700]
+    found = store.sql("SELECT sample_id FROM samples WHERE sample_id = ?", params=[one]).to_pylist()
+    assert found == [{"sample_id": one}]
+
+
+def test_gc_keeps_every_retained_version(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store")
+    store.compact()
+    rng = random.Random(7)
+    for b in range(10, 13):
+        store.ingest(chat_rows(b, 30, rng), origin="synthetic", source="chat-v2", generation=1)
+    store.compact()
+    versions = every_version(store)
+    latest = store.version
+    files_before = set(store.root.glob("data/*/*.parquet"))
+
+    # Without a retention, gc removes nothing registered: every version stays readable.
+    assert store.gc(dry_run=False) == []
+    assert every_version(store) == versions
+
+    listed = store.gc(dry_run=True, retain_versions=5)
+    assert listed and set(store.root.glob("data/*/*.parquet")) == files_before  # a dry run deletes nothing
+    removed = store.gc(dry_run=False, retain_versions=5)
+    assert removed == listed
+    cutoff = latest - 4
+    for v in range(cutoff, latest + 1):
+        assert snapshot(store.at(v)) == versions[v], f"version {v} changed after gc"
+    with pytest.raises(StoreError, match=rf"--as-of {cutoff - 1}: `lineage gc` removed the segments of versions "
+                                         rf"before {cutoff}"):
+        store.at(cutoff - 1)
+    gone = files_before - set(store.root.glob("data/*/*.parquet"))
+    assert {str(p.relative_to(store.root)) for p in gone} == set(removed)
+    report = store.doctor()
+    assert report.ok and report.orphans == []
+
+    # --older-than: every version is recent, so nothing more goes; 0 s keeps only the latest.
+    assert store.gc(dry_run=False, older_than=3600) == []
+    store.gc(dry_run=False, older_than=0)
+    assert snapshot(store) == versions[latest]
+    assert store.doctor().ok
+
+
+def test_compact_and_gc_on_the_cli(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store")
+    runner = Runner(store.root)
+    out = runner("compact").stdout
+    assert out == f"compacted samples: 10 segments -> 1 (1,365 rows); events: 3 segments -> 1 (3,855 rows) " \
+                  f"(version {store.version})\n"
+    assert runner("compact").stdout == "nothing to compact\n"
+    assert runner("gc").stdout == "would remove 0 file(s)\n"
+    out = runner("gc", "--retain-versions", "1").stdout
+    assert out.count("would remove: data/") == 13 and out.endswith("would remove 13 file(s); pass --yes to delete\n")
+    assert runner("gc", "--yes", "--older-than", "0s").stdout.endswith("removed 13 file(s)\n")
+    assert "not a duration" in runner("gc", "--older-than", "soon", code=2).stderr
+    assert runner("--as-of", "1", "sql", "SELECT 1", code=1).stderr.startswith(
+        "Error: --as-of 1: `lineage gc` removed the segments of versions before"
+    )
+
+
+def test_ingest_after_compaction_finds_ids_texts_and_parents(tmp_path: Path) -> None:
+    """Lookups through compacted segments (sorted, with Bloom filters): a re-ingest stores nothing, a repeated
+    text is counted as a duplicate, parents resolve by external id and by SOURCE:ID, unknown ones are refused."""
+    store = Store.init(tmp_path / "store")
+    store.set_auto_compact(None)
+    fill_small_store(store)
+    store.compact()
+    assert len(live_files(store, "samples")) == 1
+    again = store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human")
+    assert (again.rows_stored, again.rows_present) == (0, 600)
+
+    stored = store.sql("SELECT external_id, text FROM samples WHERE source = 'wordnet' ORDER BY external_id LIMIT 2")
+    (first, text), (second, _) = [tuple(r.values()) for r in stored.to_pylist()]
+    children = write_jsonl(tmp_path / "children.jsonl", [
+        {"id": "c1", "text": "A paraphrase of the first.", "parent_id": first},
+        {"id": "c2", "text": "A paraphrase of the second.", "parent_id": f"wordnet:{second}"},
+        {"id": "c3", "text": text, "parent_id": first},  # the same text as a stored sample: a duplicate
+    ])
+    result = store.ingest(children, origin="synthetic", source="para", generator="m", parent_field="parent_id")
+    assert (result.rows_stored, result.rows_duplicate) == (3, 1)
+    parents = store.sql("SELECT external_id, generation, parent_ids FROM samples WHERE source = 'para' ORDER BY 1")
+    rows = store.sql("SELECT external_id, sample_id FROM samples WHERE source = 'wordnet'").to_pylist()
+    ids = {r["external_id"]: r["sample_id"] for r in rows}
+    assert [(r["external_id"], r["generation"], r["parent_ids"]) for r in parents.to_pylist()] == [
+        ("c1", 1, [ids[first]]), ("c2", 1, [ids[second]]), ("c3", 1, [ids[first]])
+    ]
+    orphan = write_jsonl(tmp_path / "orphan.jsonl", [{"id": "o1", "text": "No parent here.", "parent_id": "nowhere"}])
+    with pytest.raises(IngestError, match="unknown parent `nowhere`"):
+        store.ingest(orphan, origin="synthetic", source="para", generator="m", parent_field="parent_id")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_compact_with_a_concurrent_writer_fails_with_the_lock_message(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store", batches=2)
+    with WriterLock(store.root / LOCK_FILE):
+        with pytest.raises(StoreLocked, match="store is locked by pid"):
+            store.compact()
+        err = Runner(store.root)("compact", code=1).stderr
+        assert err.startswith(f"Error: store is locked by pid {os.getpid()}")
+    assert store.compact().version == store.version  # once the writer is gone, it runs
+
+
+def test_automatic_policy_merges_a_full_tier_and_can_be_turned_off(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "store")
+    runner = Runner(store.root)
+    assert runner("compact", "--auto", "4").stdout == "automatic compaction: merge 4 segments per tier\n"
+    rng = random.Random(3)
+    for b in range(3):
+        store.ingest(chat_rows(b, 10, rng), origin="real", source="chat")
+    assert len(live_files(store, "samples")) == 3
+    store.ingest(chat_rows(3, 10, rng), origin="real", source="chat")  # the 4th 10-row segment fills tier 1
+    assert len(live_files(store, "samples")) == 1
+    kinds = store.sql("SELECT kind FROM commits ORDER BY version")["kind"].to_pylist()
+    assert kinds == ["init", "ingest", "ingest", "ingest", "ingest", "compact"]
+    assert store.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py() == 40
+
+    assert runner("compact", "--auto", "off").stdout == "automatic compaction: off\n"
+    for b in range(4, 9):
+        store.ingest(chat_rows(b, 10, rng), origin="real", source="chat")
+    assert len(live_files(store, "samples")) == 6
+
+
+def test_the_default_policy_bounds_the_segment_count() -> None:
+    segs = [SegmentInfo(str(i), "samples", f"p{i}", 100) for i in range(15)]
+    assert due(segs, 16, 1_000_000) == []
+    full = due([*segs, SegmentInfo("x", "samples", "px", 120)], 16, 1_000_000)
+    assert len(full) == 16
+    big = [SegmentInfo(str(i), "samples", f"p{i}", 1_000_000) for i in range(20)]
+    assert due(big, 16, 1_000_000) == []  # segments at the target size are never merged again
+
+
+# -- SIGKILL at each step of `lineage compact` -------------------------------------------------------------------
+
+COMPACT_STEPS = [
+    "segment_written",
+    "segment_fsynced",
+    "segment_renamed",
+    "segment_dir_fsynced",
+    "compact_before_commit",
+    "catalog_segment_inserted",
+    "catalog_before_commit",
+    "catalog_committed",
+]
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, Any]]:
+    root = tmp_path_factory.mktemp("compact-base") / "store"
+    store = grown_store(root, batches=3)
+    return root, every_version(store)
+
+
+def run_cli(store: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    if crash_at:
+        env["LINEAGE_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-m", "lineage", "--store", str(store), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("step", COMPACT_STEPS)
+def test_sigkill_at_each_compaction_step(step: str, base_store: tuple[Path, dict[int, Any]], tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(base_store[0], root)
+    versions = base_store[1]
+    latest = max(versions)
+
+    proc = run_cli(root, "compact", crash_at=step)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at `{step}`: {proc.returncode} {proc.stderr}"
+    store = Store(root)
+    report = store.doctor()
+    assert report.ok, report.problems
+    committed = step == "catalog_committed"
+    assert store.version == latest + (1 if committed else 0)
+    # Before or after, never between: every version reads as before, nothing lost or doubled.
+    assert every_version(store) == {**versions, **({latest + 1: versions[latest]} if committed else {})}
+
+    proc = run_cli(root, "compact")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("nothing to compact" if committed else "compacted samples: 7 segments -> 1")
+    assert run_cli(root, "gc", "--yes").returncode == 0
+    report = store.doctor()
+    assert report.ok and report.orphans == []
+    assert not list((root / "data").rglob(".tmp-*")) and not list((root / "tmp").iterdir())
+    assert snapshot(store) == versions[latest]
+
+
+# -- the format-3 migration --------------------------------------------------------------------------------------
+
+
+def test_a_format2_store_migrates_and_compacts(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store", batches=2)
+    before = every_version(store)
+    con = duckdb.connect(str(store.catalog_path))  # the catalog as format 2 wrote it
+    con.execute(f"ALTER TABLE {catalog.SCHEMA}.segments DROP COLUMN retired_version")
+    con.execute(f"UPDATE {catalog.SCHEMA}.meta SET value = '2' WHERE key = 'format_version'")
+    con.close()
+    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 3"):
+        Store(store.root)
+    assert Runner(store.root)("migrate").stdout == "migrated through formats [3]\n"
+    store = Store(store.root)
+    assert every_version(store) == before
+    assert store.compact().version == store.version
+    assert every_version(store) == {**before, store.version: before[store.version - 1]}
