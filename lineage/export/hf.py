@@ -100,8 +100,9 @@ def _batches(
 
     Window by window: the split's sample ids (only the ids) are sorted, and each window of `batch_rows` ids is
     joined and sorted on its own, so neither Python nor DuckDB ever holds or sorts the whole split (one ORDER
-    BY over it made DuckDB materialise every row: 1.2x the text size above the windows' peak, measured with
-    benchmarks/hf_memory.py)."""
+    BY over it makes DuckDB materialise every row). benchmarks/hf_memory.py, 300,000 rows of ~300 bytes: peak
+    RSS 488-501 MiB (about 220 MiB of it is the interpreter, datasets and DuckDB), 700 MiB for the split read
+    whole and saved as before; the price is time, 21.6 s against 10 s (the mirror, the copy into shards)."""
     if verbatim:
         yield from _record_batches(con, split, provenance, batch_rows)
         return
