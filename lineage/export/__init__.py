@@ -126,12 +126,13 @@ def _count(members: pa.Table, split: str) -> int:
 
 
 def _queries(columns: list[str], verbatim: bool, provenance: bool) -> Any:
-    """A function of a split name: its query, first column `__sid` (the order, not written)."""
+    """A function of a split name: its query, first column `__sid` (the order, not written); `members` names
+    the registered table of (sample_id, split) to draw from (the hf export passes one window at a time)."""
     select = cols.verbatim_jsonl_sql(provenance) if verbatim else cols.select_list(columns)
 
-    def query(split: str) -> str:
+    def query(split: str, members: str = "_export_members") -> str:
         return (
-            f"SELECT s.sample_id AS __sid, {select} FROM samples s JOIN _export_members m USING (sample_id) "
+            f"SELECT s.sample_id AS __sid, {select} FROM samples s JOIN {members} m USING (sample_id) "
             f"WHERE m.split = {sql_string(split)}"
         )
 
