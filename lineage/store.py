@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from lineage import catalog, readonly
@@ -21,6 +20,8 @@ from lineage.lock import WriterLock
 from lineage.segments import Segment, write_segment
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from lineage.diversity import DiversityResult
     from lineage.export import ExportResult
     from lineage.filters.run import RunResult
@@ -311,6 +312,8 @@ class Store:
             return readonly.run(con, query, params, timeout=timeout)
 
     def sql_polars(self, query: str, *, params: list[object] | None = None) -> pl.DataFrame:
+        import polars as pl  # ~0.4 s to import: only for callers who want a frame
+
         return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]
 
     def ingest(self, data: Any, /, **options: Any) -> IngestResult:
