@@ -16,7 +16,12 @@ Both are warmed up on 200 documents first (imports, first-use setup), then:
   `MinHashLSH(threshold=0.8)`, query each document, union-find over the returned pairs.
 * ds-bulk: the same with `MinHash.bulk`, datasketch's faster path that shares one set of permutations.
 
-    .venv/bin/python benchmarks/near_dedup.py [--docs 20000] [--dups 2000] [--seed 0] [--num-perm 128]
+    .venv/bin/python benchmarks/near_dedup.py [--docs 20000] [--dups 2000] [--seed 0] [--num-perm 128] [--cli]
+
+`--cli` times both as a user runs them, each in a new process, imports and start-up included: the command
+`lineage filter run near-dedup` on a fresh copy of a store holding the corpus (ingested before, not timed),
+against a script doing datasketch's per-document `MinHash` + `MinHashLSH` + union-find over the same texts read
+from JSON Lines. Best of `--repeat` runs each (target: lineage >= 10x faster).
 
 lineage verifies its LSH candidates by the exact Jaccard of their shingle sets, datasketch by none (its
 LSH answers are the result). The "(ideal)" row is what checking an exact num_perm-value MinHash estimate
@@ -30,7 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -44,7 +54,8 @@ from datasketch import MinHash, MinHashLSH
 import lineage.filters.near_dedup  # noqa: F401  (imported up front, like datasketch: not part of the timing)
 from lineage.store import Store
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
 NGRAM, THRESHOLD, SEED = 5, 0.8, 1
 WORD = re.compile(r"\w+")
 Pair = tuple[int, int]
@@ -200,6 +211,106 @@ def union(parent: list[int], i: int, j: int) -> None:
         parent[max(a, b)] = min(a, b)
 
 
+# --- through the CLI, each in a new process --------------------------------------------------------
+
+# datasketch end to end as a script would run it: read the texts, shingle, MinHash, LSH, union-find, write clusters.
+DATASKETCH_SCRIPT = """
+import json, re, sys
+from datasketch import MinHash, MinHashLSH
+WORD = re.compile(r"\\w+")
+texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
+num_perm, threshold, seed, ngram = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+sketches = []
+for i, text in enumerate(texts):
+    w = WORD.findall(text.lower())
+    m = MinHash(num_perm=num_perm, seed=seed)
+    m.update_batch([" ".join(w[k : k + ngram]).encode() for k in range(max(len(w) - ngram + 1, 1))])
+    lsh.insert(i, m)
+    sketches.append(m)
+parent = list(range(len(texts)))
+def find(i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+for i, m in enumerate(sketches):
+    for j in lsh.query(m):
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+json.dump([find(i) for i in range(len(texts))], open(sys.argv[2], "w"))
+"""
+
+
+def run(cmd: list[str]) -> None:
+    """A command of this checkout's lineage (PYTHONPATH first), or the datasketch script, in a new process."""
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, all threads) of a command."""
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    run(cmd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - started, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def run_cli(texts: list[str], docs: int, dups: int, num_perm: int, repeat: int, workdir: Path) -> dict[str, dict]:
+    """lineage's command and datasketch's script, each timed as a subprocess, best of `repeat`."""
+    lineage_cmd = [sys.executable, "-m", "lineage"]
+    corpus_file = workdir / "corpus.jsonl"
+    with corpus_file.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts))
+    (workdir / "bases.jsonl").write_text("".join(corpus_file.read_text().splitlines(True)[: docs - dups]))
+    (workdir / "planted.jsonl").write_text("".join(corpus_file.read_text().splitlines(True)[docs - dups :]))
+    fresh = workdir / "fresh"
+    run([*lineage_cmd, "init", str(fresh)])
+    ingest = [*lineage_cmd, "--store", str(fresh), "ingest"]
+    run([*ingest, str(workdir / "bases.jsonl"), "--origin", "real", "--source", "bench-real"])
+    run([*ingest, str(workdir / "planted.jsonl"), "--origin", "synthetic", "--source", "bench-synthetic",
+         "--generation", "1"])
+    script = workdir / "datasketch_lsh.py"
+    script.write_text(DATASKETCH_SCRIPT)
+    lineage_times, datasketch_times = [], []
+    for attempt in range(repeat):
+        store = workdir / f"store-{attempt}"
+        shutil.copytree(fresh, store)  # a fresh store each time: no run recorded, no signature cached
+        command = ["filter", "run", "near-dedup", "--param", f"num_perm={num_perm}"]
+        lineage_times.append(timed([*lineage_cmd, "--store", str(store), *command]))
+        clusters = workdir / "datasketch-clusters.json"
+        args = [str(corpus_file), str(clusters), str(num_perm), str(THRESHOLD), str(SEED), str(NGRAM)]
+        datasketch_times.append(timed([sys.executable, str(script), *args]))
+    rows = Store(workdir / "store-0").sql(
+        "SELECT s.external_id AS doc, e.cluster_id FROM events e JOIN samples s USING (sample_id)"
+    ).to_pylist()
+    labels = json.loads(clusters.read_text())
+    return {
+        "lineage": {"times": lineage_times, "pairs": cluster_pairs(rows)},
+        "datasketch": {"times": datasketch_times, "pairs": cluster_pairs(
+            {"doc": i, "cluster_id": label} for i, label in enumerate(labels))},
+    }
+
+
+def report_cli(texts: list[str], planted: dict[Pair, float], results: dict[str, dict]) -> None:
+    exact = dict(planted)
+    for r in results.values():
+        exact.update({p: jaccard(texts[p[0]], texts[p[1]]) for p in r["pairs"] if p not in exact})
+    truth = {p for p, j in exact.items() if j >= THRESHOLD}
+    print(f"{len(texts):,} documents, {len(truth):,} true pairs with Jaccard >= 0.8; each command in a new process")
+    print(f"{'method':<40}{'best s':>7}{'cpu s':>7}  {'all runs (wall s)':<24}{'pairs':>6}{'F1':>7}")
+    names = {"lineage": "lineage filter run near-dedup", "datasketch": "datasketch MinHash + MinHashLSH script"}
+    for name, r in results.items():
+        f1 = score(r["pairs"], truth)[2]
+        wall, cpu = min(r["times"])
+        runs = ", ".join(f"{t:.2f}" for t, _ in r["times"])
+        print(f"{names[name]:<40}{wall:>7.2f}{cpu:>7.2f}  {runs:<24}{len(r['pairs']):>6,}{f1:>7.4f}")
+    (ds_wall, ds_cpu), (wall, cpu) = min(results["datasketch"]["times"]), min(results["lineage"]["times"])
+    print(f"\nthrough the CLI, end to end, best of each: datasketch / lineage {ds_wall / wall:.1f}x wall "
+          f"(target >= 10x), {ds_cpu / cpu:.1f}x cpu")
+
+
 # --- scoring and report ---------------------------------------------------------------------------
 
 
@@ -267,8 +378,15 @@ def main() -> None:
     parser.add_argument("--dups", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-perm", type=int, default=128)
+    parser.add_argument("--cli", action="store_true", help="time both as new processes (lineage's command)")
+    parser.add_argument("--repeat", type=int, default=3, help="with --cli: runs of each, the best counts")
     args = parser.parse_args()
     texts, planted = corpus(args.docs, args.dups, args.seed)
+    if args.cli:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = run_cli(texts, args.docs, args.dups, args.num_perm, args.repeat, Path(tmp))
+            report_cli(texts, planted, results)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         # Warm both up on 200 documents first: lazy imports and first-use setup are not per-document work.
         run_lineage(texts[:200], 200, 0, args.num_perm, Path(tmp) / "warm-up")

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage.errors import QueryError, first_line
+from lineage.limits import QUERY_MEMORY_LIMIT, QUERY_TIMEOUT
 from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+|\(\s*[^)]*\)\s*)?", re.IGNORECASE)
 
-DEFAULT_TIMEOUT = 60.0  # seconds, like datasette's sql_time_limit_ms: a runaway query must end
-DEFAULT_MEMORY_LIMIT = "2GB"
+DEFAULT_TIMEOUT = QUERY_TIMEOUT
+DEFAULT_MEMORY_LIMIT = QUERY_MEMORY_LIMIT
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, data: Location, *, memory_limit: str | None = None) -> None:

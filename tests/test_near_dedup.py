@@ -320,6 +320,18 @@ def test_lsh_pairs_are_verified_and_find_what_brute_force_finds() -> None:
     assert labels[-1] != labels[-2]  # texts without words match nothing, not even each other
 
 
+@pytest.mark.parametrize(("n", "edges"), [(0, 0), (1, 0), (7, 0), (50, 30), (2_000, 1_500), (20_000, 20_000)])
+def test_clusters_are_scipys_connected_components(n: int, edges: int) -> None:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = np.random.default_rng(n).integers(0, max(n, 1), (edges, 2))
+    graph = coo_matrix((np.ones(edges, np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    assert minhash.clusters(n, pairs).tolist() == connected_components(graph, directed=False)[1].tolist()
+    path = np.stack([np.arange(n - 1, 0, -1), np.arange(n - 2, -1, -1)], axis=1)  # one long chain, from its end
+    assert set(minhash.clusters(n, path).tolist()) <= {0}
+
+
 def near_duplicate_texts() -> list[str]:
     """Passages, graded truncations of some, exact copies and texts without words."""
     texts = [" ".join(REAL[i : i + 3]) for i in range(0, 300, 3)]
@@ -394,6 +406,22 @@ def test_bands_come_from_datasketch_weighted_against_misses() -> None:
     candidates = minhash._optimal_bands(0.8, 128, minhash.CANDIDATE_WEIGHTS)
     assert candidates == _optimal_param(0.8, 128, 0.001, 0.999) == (21, 6)
     assert minhash.bands(0.99, 128)[0] >= 1  # datasketch's own MinHashLSH refuses this one (b < 2)
+
+
+@pytest.mark.parametrize("num_perm", [32, 64, 128])
+def test_band_choice_computed_locally_is_datasketchs(num_perm: int) -> None:
+    """No datasketch (and its scipy) at run time: the local search picks what `_optimal_param` picks, for the
+    weights lineage uses (and datasketch's own), over thresholds near-dedup and contamination take."""
+    for threshold in (0.5, 0.7, 0.8, 0.85, 0.9, 0.95):
+        for weights in (minhash.LSH_WEIGHTS, minhash.CANDIDATE_WEIGHTS, *([(0.5, 0.5)] if num_perm == 64 else [])):
+            assert minhash._optimal_bands(threshold, num_perm, weights) == _optimal_param(threshold, num_perm, *weights)
+
+
+def test_gauss_legendre_integrates_polynomials_exactly() -> None:
+    nodes, weights = minhash._gauss_legendre(65)
+    assert weights.sum() == pytest.approx(2.0, abs=1e-13)
+    for degree in (0, 2, 64, 128):  # exact up to degree 2n - 1 = 129: ∫ x^d over [-1, 1] = 2 / (d + 1), d even
+        assert (nodes**degree) @ weights == pytest.approx(2 / (degree + 1), rel=1e-12)
 
 
 @pytest.mark.parametrize(

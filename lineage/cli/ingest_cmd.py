@@ -10,7 +10,6 @@ import click
 
 from lineage.cli.common import json_option, open_store, progress_bar, to_json
 from lineage.errors import LineageError
-from lineage.ingest.inputs import STDIN, Spooled, expand
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT
 
 
@@ -103,6 +102,8 @@ def ingest(
       lineage ingest chat.jsonl --origin synthetic --source chat-v1 --generation 1
       lineage ingest qa.jsonl --origin real --source qa --template '{prompt}\\n\\n{response}'
     """
+    from lineage.ingest.inputs import STDIN, Spooled, expand  # lineage.ingest loads Arrow compute: only when ingesting
+
     store = open_store(ctx)
     options["template"] = _unescape(options.get("template"))  # type: ignore[arg-type]
     files = expand(list(paths))

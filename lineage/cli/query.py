@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from lineage import readonly
 from lineage.cli.common import (
     emit,
     format_options,
@@ -20,6 +19,7 @@ from lineage.cli.common import (
     write_tsv,
 )
 from lineage.errors import LineageError
+from lineage.limits import QUERY_MEMORY_LIMIT, QUERY_TIMEOUT
 from lineage.outputs import atomic_write
 
 if TYPE_CHECKING:
@@ -42,13 +42,13 @@ FORMATS = ["table", "csv", "tsv", "json", "jsonl", "parquet"]
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
-    default=readonly.DEFAULT_TIMEOUT,
+    default=QUERY_TIMEOUT,
     show_default=True,
     help="Stop the query after this many seconds (0: no limit).",
 )
 @click.option(
     "--memory-limit",
-    default=readonly.DEFAULT_MEMORY_LIMIT,
+    default=QUERY_MEMORY_LIMIT,
     show_default=True,
     help="DuckDB's memory limit for the query, e.g. 500MB, 8GB.",
 )

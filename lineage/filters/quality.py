@@ -21,13 +21,15 @@ covers a third of the text, and it is repetition that the rule is after.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import polars as pl
 import pyarrow as pa
 from pydantic import Field, ValidationInfo, field_validator
 
 from lineage.filters.base import FilterParams, SampleFilter, decisions, register
+
+if TYPE_CHECKING:
+    import polars as pl
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 NGRAM_SIZES = (2, 3, 4)
@@ -93,6 +95,7 @@ class QualityFilter(SampleFilter):
     columns = ("text",)
 
     def decide(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        import polars as pl  # ~0.4 s to import: only when this filter runs, not on every command
         params: QualityParams = self.params  # type: ignore[assignment]
         texts = pl.Series("text", batch.column("text"), dtype=pl.String)
         verdict = judge(metrics(texts, params.stop_words_min_words), params)
@@ -106,6 +109,7 @@ class QualityFilter(SampleFilter):
 
 def metrics(texts: pl.Series, stop_words_min_words: int = 0) -> pl.DataFrame:
     """One row per text, one column per rule metric; null where a metric does not apply (no words, no lines)."""
+    import polars as pl
     text = pl.col("text").fill_null("")
     frame = pl.DataFrame({"text": texts}).with_columns(
         tokens=text.str.extract_all(r"\S+"),
@@ -130,28 +134,33 @@ def metrics(texts: pl.Series, stop_words_min_words: int = 0) -> pl.DataFrame:
 
 
 def _mean(values: pl.Expr) -> pl.Expr:
+    import polars as pl
     # Not list.mean(): its float summation varies with the batch layout in the last bit; integer sums are exact,
     # so a sample scores the same whatever batch it is in.
     return pl.when(values.list.len() > 0).then(values.list.sum() / values.list.len())
 
 
 def _non_empty(parts: pl.Expr) -> pl.Expr:
+    import polars as pl
     return parts.list.eval(pl.element().str.strip_chars().filter(pl.element().str.strip_chars() != ""))
 
 
 def _word_length() -> pl.Expr:
+    import polars as pl
     # Surrounding punctuation is not part of a word's length ("wall." has 4 letters); pure symbols are not words.
     length = pl.element().str.strip_chars(_PUNCT).str.len_chars()
     return length.filter(length > 0)
 
 
 def _duplicate_fraction(column: str) -> pl.Expr:
+    import polars as pl
     # The share of lines (paragraphs) that repeat an earlier one.
     parts = pl.col(column)
     return pl.when(parts.list.len() > 0).then(1 - parts.list.n_unique() / parts.list.len())
 
 
 def _stop_word_count() -> pl.Expr:
+    import polars as pl
     # Gopher counts occurrences, not distinct stop words; case and surrounding punctuation are ignored.
     normal = pl.element().str.to_lowercase().str.strip_chars(_PUNCT)
     return pl.col("tokens").list.eval(normal.is_in(STOP_WORDS)).list.sum()
@@ -164,6 +173,7 @@ def _top_ngram_fractions(tokens: pl.Series) -> pl.DataFrame:
 
     Overlapping occurrences (`a a a` holds `a a` twice) each count, so the value is capped at 1.
     """
+    import polars as pl
     # Words are compared case-insensitively without surrounding punctuation ("Indeed," repeats "indeed").
     normal = pl.col("token").str.to_lowercase().str.strip_chars(_PUNCT)
     long = pl.DataFrame({"token": tokens}).with_row_index("row").explode("token").select("row", normal)
@@ -181,6 +191,7 @@ def _top_ngram_fractions(tokens: pl.Series) -> pl.DataFrame:
 
 
 def _top_ngram_chars(long: pl.DataFrame, n: int) -> pl.DataFrame:
+    import polars as pl
     # Rows are contiguous, so a plain shift is a window shift once n-grams crossing into the next row are nulled.
     same_row = pl.col("row").shift(-(n - 1)) == pl.col("row")
     gram = pl.when(same_row).then(pl.concat_str([pl.col("token").shift(-k) for k in range(n)], separator=" "))
@@ -201,6 +212,7 @@ def _top_ngram_chars(long: pl.DataFrame, n: int) -> pl.DataFrame:
 
 def judge(metrics: pl.DataFrame, params: QualityParams) -> pl.DataFrame:
     """Columns decision, score, reason, one row per metrics row (see the module doc for the score)."""
+    import polars as pl
     margins = pl.concat([_rule_margins(metrics, i, rule, params) for i, rule in enumerate(RULES)]).drop_nulls("value")
     worst = (
         margins.sort("row", "rule")
@@ -221,6 +233,7 @@ def judge(metrics: pl.DataFrame, params: QualityParams) -> pl.DataFrame:
 
 
 def _rule_margins(metrics: pl.DataFrame, index: int, rule: Rule, params: QualityParams) -> pl.DataFrame:
+    import polars as pl
     bound = float(getattr(params, rule.bound))
     # Relative to the bound so rules of different units compare; a zero bound falls back to absolute.
     # A multiplication, not a division: dividing by the scalar gave last-bit differences between a sample
