@@ -252,3 +252,12 @@ def test_make_demo_installs_the_core_only(tmp_path) -> None:
     assert f"run {venv}/bin/lineage" in demo.stdout and f"source {venv}/bin/activate" in demo.stdout
     test = subprocess.run(["make", "-n", "test", f"VENV={venv}"], cwd=root, capture_output=True, text=True, check=True)
     assert "torch==2.13.0" in test.stdout and "'.[dev,embed,hf,ray]'" in test.stdout
+
+
+def test_shell_completion_as_documented() -> None:
+    from conftest import run_cli
+
+    script = run_cli(env={"_LINEAGE_COMPLETE": "bash_source"})
+    assert script.returncode == 0 and "_lineage_completion()" in script.stdout
+    words = run_cli(env={"_LINEAGE_COMPLETE": "bash_complete", "COMP_WORDS": "lineage sql x --fo", "COMP_CWORD": "3"})
+    assert words.stdout.split() == ["plain,--format"]
