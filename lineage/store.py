@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage import catalog, readonly
-from lineage.errors import LineageError, StoreError, StoreNotFound, first_line
+from lineage.errors import LineageError, StoreError, StoreNotFound, first_line, option
 from lineage.faults import crash_point
 from lineage.location import Location
 from lineage.lock import WriterLock
@@ -115,11 +115,11 @@ class Store:
         if uri is not None:
             self.data.probe()
         if as_of is not None and not 0 <= as_of <= latest:
-            raise StoreError(f"--as-of {as_of} is not a version of this store (0..{latest})")
+            raise StoreError(f"{option('as_of', str(as_of))} is not a version of this store (0..{latest})")
         if as_of is not None and as_of < oldest:
             raise StoreError(
-                f"--as-of {as_of}: `lineage gc` removed the segments of versions before {oldest} (its retention); "
-                f"versions {oldest}..{latest} are readable"
+                f"{option('as_of', str(as_of))}: `lineage gc` removed the segments of versions before {oldest} (its "
+                f"retention); versions {oldest}..{latest} are readable"
             )
 
     @classmethod
@@ -255,7 +255,7 @@ class Store:
     def transaction(self, kind: str, ref_id: str, summary: dict[str, Any]) -> Iterator[Transaction]:
         """Hold the writer lock; commit everything the body wrote as one version, or nothing."""
         if self.as_of is not None:
-            raise StoreError(f"cannot write to a store opened --as-of {self.as_of}")
+            raise StoreError(f"cannot write to a store opened {option('as_of', str(self.as_of))}")
         with WriterLock(self.root / LOCK_FILE, wait=self.wait):
             with self._connect(read_only=True) as con:
                 version = catalog.current_version(con) + 1

@@ -235,3 +235,29 @@ def test_progress_line_units_rate_and_eta() -> None:
     assert line.startswith("ingest big.jsonl: 30.0/120.0 MB (25%), 3.0 MB/s, ETA 30s, 10s elapsed"), line
     lines.update(130, 120)  # a total estimated low grows to what was done: never over 100%
     assert "0/0 kB (100%)" in lines.line() and "finishing" in lines.line()
+
+
+def test_make_demo_installs_the_core_only(tmp_path) -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parent.parent
+    venv = str(tmp_path / "venv")
+    demo = subprocess.run(["make", "-n", "demo", f"VENV={venv}"], cwd=root, capture_output=True, text=True, check=True)
+    assert "pip install --quiet -e .\n" in demo.stdout
+    assert "torch" not in demo.stdout and "[dev" not in demo.stdout and "ray" not in demo.stdout
+    assert f"run {venv}/bin/lineage" in demo.stdout and f"source {venv}/bin/activate" in demo.stdout
+    test = subprocess.run(["make", "-n", "test", f"VENV={venv}"], cwd=root, capture_output=True, text=True, check=True)
+    assert "torch==2.13.0" in test.stdout and "'.[dev,embed,hf,ray]'" in test.stdout
+
+
+def test_shell_completion_as_documented() -> None:
+    from conftest import run_cli
+
+    script = run_cli(env={"_LINEAGE_COMPLETE": "bash_source"})
+    assert script.returncode == 0 and "_lineage_completion()" in script.stdout
+    words = run_cli(env={"_LINEAGE_COMPLETE": "bash_complete", "COMP_WORDS": "lineage sql x --fo", "COMP_CWORD": "3"})
+    assert words.stdout.split() == ["plain,--format"]

@@ -261,4 +261,4 @@ def test_cli_errors_are_one_line(small_runner: Runner) -> None:
     assert err.count("\n") == 1 and "frechet_distance" in err
     err = small_runner("diversity", "--build", "mix-v1", code=1).stderr
     assert err == "Error: no build `mix-v1`; `lineage builds` lists them\n"
-    assert small_runner("diversity", "--draws", "0", code=1).stderr == "Error: --draws must be at least 1, got 0\n"
+    assert small_runner("diversity", "--draws", "0", code=1).stderr == "Error: --draws `0`: must be at least 1\n"

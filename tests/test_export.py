@@ -202,7 +202,7 @@ def test_python_api_streams_batches_and_builds_a_dataset(mixed: Any) -> None:
     assert batches[0].schema.names == ["text", "_lineage_origin"]
     ds = build.to_hf()
     assert isinstance(ds, datasets.Dataset) and ds.num_rows == SIZE and ds.column_names == ["text", "messages"]
-    with pytest.raises(LineageError, match=r"--columns: unknown column `txt`; choose from text, messages, record"):
+    with pytest.raises(LineageError, match=r"columns=: unknown column `txt`; choose from text, messages, record"):
         next(build.iter_batches(columns=["txt"]))
 
 
@@ -305,9 +305,9 @@ def test_failed_export_leaves_the_old_one(mixed: Any, tmp_path: Path) -> None:
     target = tmp_path / "out"
     store.export("blend", target)
     before = (target / "manifest.json").read_bytes()
-    with pytest.raises(LineageError, match="--split validation: the share must be between 0 and 1"):
+    with pytest.raises(LineageError, match="split=validation: the share must be between 0 and 1"):
         store.export("blend", target, force=True, split=["validation=1.5"])
-    with pytest.raises(LineageError, match="--columns: unknown column `body`"):
+    with pytest.raises(LineageError, match="columns=: unknown column `body`"):
         store.export("blend", target, force=True, columns=["body"])
     assert (target / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -38,9 +38,9 @@ def test_each_commit_is_a_version_and_as_of_reads_the_past(small_store: Store) -
     commits = small_store.sql("SELECT version, kind FROM commits ORDER BY version").to_pylist()
     assert [c["kind"] for c in commits] == ["init", "ingest", "ingest", "ingest", "ingest"]
     assert small_store.at(2).sql("SELECT count(*) AS n FROM batches")["n"][0].as_py() == 2
-    with pytest.raises(StoreError, match=r"--as-of 9 is not a version of this store \(0..4\)"):
+    with pytest.raises(StoreError, match=r"as_of=9 is not a version of this store \(0..4\)"):
         small_store.at(9)
-    with pytest.raises(StoreError, match="cannot write to a store opened --as-of 2"):
+    with pytest.raises(StoreError, match="cannot write to a store opened as_of=2"):
         small_store.at(2).ingest(FIXTURES / "real.jsonl", origin="real", source="x")
 
 

@@ -37,7 +37,10 @@ def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, deb
     """lineage: sample-level provenance for real and synthetic training data.
 
     Global options (--store, --as-of, --wait, --debug, --quiet) go before or after the command.
-    Tab completion: eval "$(_LINEAGE_COMPLETE=bash_source lineage)" in ~/.bashrc (zsh_source, fish_source).
+
+    \b
+    Tab completion, in ~/.bashrc (zsh: zsh_source in ~/.zshrc):
+      eval "$(_LINEAGE_COMPLETE=bash_source lineage)"
     """
     ctx.obj = {"store_path": store_path, "as_of": as_of, "wait": wait, "debug": debug, "quiet": quiet}
 

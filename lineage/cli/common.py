@@ -245,7 +245,10 @@ def print_table(table: pa.Table, *, title: str | None = None) -> None:
         out.add_column(Text(printable(name)), overflow="fold")
     for row in table.to_pylist():
         out.add_row(*(Text(printable(_cell(v))) for v in row.values()))
-    Console(soft_wrap=False).print(out)
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:  # into a file or a pipe: rows whole, never folded at 80 columns
+        console = Console(soft_wrap=False, width=10_000)
+    console.print(out)
 
 
 def write_csv(table: pa.Table, stream: io.TextIOBase | Any, *, escape_formulas: bool = False) -> None:

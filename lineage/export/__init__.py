@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage import licenses
-from lineage.errors import LineageError
+from lineage.errors import LineageError, given
 from lineage.export import columns as cols
 from lineage.export.files import Shards, describe, write_split
 from lineage.export.records import register_records
@@ -72,7 +72,7 @@ def parse_shard_size(value: str | int | None) -> Shards:
     text = str(value).strip().upper()
     m = re.fullmatch(r"(\d+)\s*(KB|MB|GB)?", text)
     if not m or int(m.group(1)) == 0:
-        raise LineageError(f"--shard-size `{value}`: give rows (like 100000) or a size (like 500MB)")
+        raise LineageError(f"{given('shard_size', value)}: give rows (like 100000) or a size (like 500MB)")
     if m.group(2) is None:
         return Shards(rows=int(m.group(1)))
     return Shards(bytes=int(m.group(1)) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)])

@@ -10,7 +10,7 @@ in Python.
 
 from __future__ import annotations
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 from lineage.sqlutil import quote_ident
 
 TRAINING = ("text", "messages")
@@ -42,7 +42,7 @@ def choose(columns: list[str] | tuple[str, ...] | None, *, provenance: bool) -> 
     chosen = list(columns) if columns else list(TRAINING)
     unknown = [c for c in chosen if c not in _EXPRESSIONS]
     if unknown:
-        raise LineageError(f"--columns: unknown column `{unknown[0]}`; choose from {', '.join(AVAILABLE)}")
+        raise LineageError(f"{option('columns')}: unknown column `{unknown[0]}`; choose from {', '.join(AVAILABLE)}")
     if provenance:
         chosen += [f"_lineage_{p}" for p in PROVENANCE if f"_lineage_{p}" not in chosen]
     return list(dict.fromkeys(chosen))
