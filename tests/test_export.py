@@ -385,7 +385,7 @@ def test_hf_export_streams_batches_with_the_same_result(mixed: Any, tmp_path: Pa
     datasets = pytest.importorskip("datasets")
     store, _, _ = mixed
     for verbatim in (False, True):
-        # 3,000 members in batches of 256: the split is written 12 batches at a time, never whole
+        # 3,000 members in batches of 256, windows of 1,024: the split is never read or sorted whole
         small = store.export("blend", tmp_path / f"small-{verbatim}", format="hf", split=["validation=0.1"],
                              verbatim=verbatim, with_provenance=True, batch_rows=256)
         whole = store.export("blend", tmp_path / f"whole-{verbatim}", format="hf", split=["validation=0.1"],
