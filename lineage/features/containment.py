@@ -14,7 +14,8 @@ contamination analyses, datatrove's and OLMo's decontamination do, by word n-gra
   hashes of `lineage.features.minhash`.
 * **Index.** Every `ngram`-gram of every protected item with at least `min_words` tokens, as sorted
   uint64 hashes with the item each came from (an item shorter than `ngram` is one gram of all its
-  tokens), and a bitmap of their low bits that rejects almost every training n-gram with one memory read.
+  tokens), and a packed bitmap of their low bits that rejects almost every training n-gram with one memory
+  read.
 * **Scan.** Training texts are tokenised and every n-gram hashed with numpy, a pass of documents at a
   time, in threads; the few n-grams that pass the bitmap are looked up in the sorted keys. A (document,
   item) pair whose n-grams found in the document cover at least `min_cover` of the item is a candidate.
@@ -22,6 +23,9 @@ contamination analyses, datatrove's and OLMo's decontamination do, by word n-gra
   hits (`difflib.SequenceMatcher` on token hashes); the score is the share of the item's tokens found in
   aligned blocks of at least `MIN_BLOCK` tokens. A replaced word costs that word (and at most a short
   block around it), a cut answer costs the answer, and shared stock phrases of the domain score little.
+  All candidates of a pass are first bounded at once with numpy (the item's tokens in a run of
+  `MIN_BLOCK` tokens that the window also has: alignment finds no more), and only those whose bound
+  reaches the threshold are aligned: the same decisions, at numpy cost.
 
 Results name the item, the share found and the matched span of the training text in characters.
 """
