@@ -37,6 +37,13 @@ WORD = re.compile(r"\w+")
 
 
 def peak_rss_mib() -> float:
+    """This process's own peak RSS: VmHWM, not ru_maxrss, which keeps the parent's RSS at the fork before exec
+    (the parent holds the documents it scores)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -193,7 +193,8 @@ def test_contamination_detects_on_the_workers_and_decides_the_same(
         "WHERE s.origin = 'real' ORDER BY 1 LIMIT 10"
     )["parent_id"].to_pylist()
     create_set(local, "roots", where=f"sample_id IN ({', '.join(repr(r) for r in roots)})", protected=True)
-    local.ingest([{"id": "copy", "text": bench[0]["prompt"]}], origin="real", source="copies")
+    copy = {"id": "copy", "text": leaks.ITEM_TEMPLATE.format(**bench[0]).upper()}  # the same normalised words
+    local.ingest([copy], origin="real", source="copies")
     shutil.copytree(tmp_path / "local", tmp_path / "ray")
     on_ray = Store(tmp_path / "ray")
 
@@ -206,7 +207,7 @@ def test_contamination_detects_on_the_workers_and_decides_the_same(
     monkeypatch.setattr(plans, "detect", on_the_driver)
     b = on_ray.run_filter("contamination", engine="ray", workers=2)
     assert (a.selected, a.kept, a.dropped, a.reasons) == (b.selected, b.kept, b.dropped, b.reasons)
-    assert {"contaminated_contained", "contaminated_lineage"} <= a.reasons.keys()
+    assert {"contaminated_exact", "contaminated_contained", "contaminated_lineage"} <= a.reasons.keys()
     assert a.reasons["contaminated_contained"] >= 40
     assert events(local, a.run_id) == events(on_ray, b.run_id)
     assert on_ray.doctor().ok

@@ -111,13 +111,11 @@ def detect(
     if protected.num_rows == 0 or len(texts) == 0:
         return {}
     prot_ids = protected["sample_id"].to_pylist()
-    by_hash: dict[str, str] = {}
-    for pid, h in zip(prot_ids, protected["content_hash"].to_pylist(), strict=True):
-        by_hash.setdefault(h, pid)
+    # The first protected item of each content hash (index_in finds the first), like a dict filled in order.
+    same = pc.fill_null(pc.index_in(hashes, value_set=protected["content_hash"]), -1).to_numpy()
     out: dict[int, Leak] = {}
-    for i, h in enumerate(hashes.to_pylist()):
-        if h in by_hash:
-            out[i] = Leak(i, by_hash[h], "contaminated_exact", 1.0, None)
+    for i in np.flatnonzero(same >= 0).tolist():
+        out[i] = Leak(i, prot_ids[same[i]], "contaminated_exact", 1.0, None)
     index = index if index is not None else build_index(protected, params)
     found = [f for f in containment.scan(index, texts, threshold=params.contained) if f.row not in out]
     best: dict[int, containment.Found] = {}
