@@ -267,7 +267,7 @@ def run_cli(texts: list[str], docs: int, dups: int, num_perm: int, repeat: int, 
     (workdir / "planted.jsonl").write_text("".join(corpus_file.read_text().splitlines(True)[docs - dups :]))
     fresh = workdir / "fresh"
     run([*lineage_cmd, "init", str(fresh)])
-    ingest = [*lineage_cmd, "--store", str(fresh), "ingest"]
+    ingest = [*lineage_cmd, "--quiet", "--store", str(fresh), "ingest"]
     run([*ingest, str(workdir / "bases.jsonl"), "--origin", "real", "--source", "bench-real"])
     run([*ingest, str(workdir / "planted.jsonl"), "--origin", "synthetic", "--source", "bench-synthetic",
          "--generation", "1"])

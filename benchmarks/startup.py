@@ -1,7 +1,7 @@
 """A trivial command's fixed cost: `lineage sql 'select 1'` on a store of 1,000 segments against DuckDB itself.
 
-Builds (once, in --workdir) a store of N sample segments (default 1,000: automatic compaction off, N files of 20
-records ingested 100 files per commit), then times, interleaved and each as a new process, as a user runs them:
+Builds (once, in --workdir) a store of N sample segments of 20 records (default 1,000; automatic compaction off),
+then times, interleaved and each as a new process, as a user runs them:
 
 * `lineage --store STORE sql 'select 1'` (this checkout's lineage: its folder goes first on PYTHONPATH);
 * `python -c "import duckdb; duckdb.connect().sql('select 1')"`, the floor: Python, DuckDB, one query.
@@ -14,7 +14,6 @@ Best of --repeat runs each, wall and CPU (user + system) time. Targets: lineage 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -29,23 +28,29 @@ BASELINE = "import duckdb; duckdb.connect().sql('select 1')"
 
 
 def build(store_path: Path, segments: int) -> None:
-    """A store of `segments` sample segments: one per ingested file, never merged."""
+    """A store of `segments` sample segments of 20 records: one ingest, then one commit that splits its segment
+    into `segments` (compaction in reverse: the split parts are registered, the original retired). Ingesting as
+    many files would make the same store, slower (each ingest looks up what the store holds)."""
     sys.path.insert(0, str(ROOT))
+    import pyarrow.parquet as pq
+
+    from lineage.ids import uuid7
     from lineage.store import Store
 
     started = time.perf_counter()
     store = Store.init(store_path)
     store.set_auto_compact(None)  # the point is many segments: the automatic policy would merge them
-    inputs = store_path.parent / "inputs"
-    inputs.mkdir(exist_ok=True)
-    files = []
-    for i in range(segments):
-        path = inputs / f"part-{i:05d}.jsonl"
-        path.write_text("".join(json.dumps({"id": f"{i}-{j}", "text": f"record {j} of file {i}."}) + "\n"
-                                for j in range(20)))
-        files.append(path)
-    for start in range(0, segments, 100):
-        store.ingest_many(files[start : start + 100], origin="real", source=f"part-{start // 100}")
+    records = ({"id": str(i), "text": f"record {i % 20} of part {i // 20}."} for i in range(20 * segments))
+    store.ingest(records, origin="real", source="startup-bench")
+    ingested = store.sql("SELECT segment_id, path FROM segments WHERE kind = 'samples'").to_pylist()[0]
+    rows = pq.read_table(store.root / ingested["path"])
+    split_id = uuid7()
+    with store.transaction("compact", split_id, {"split": segments}) as txn:
+        for i in range(segments):
+            part = rows.slice(20 * i, 20)
+            txn.write_segment("samples", f"{split_id}-{i:05d}", lambda draft, part=part: pq.write_table(
+                part, draft, compression="zstd"))
+        txn.retired.append(ingested["segment_id"])
     print(f"built a store of {segments:,} segments in {time.perf_counter() - started:.0f} s")
 
 

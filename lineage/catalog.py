@@ -105,7 +105,8 @@ def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.Duc
 
 
 def snapshot(
-    path: Path, *, timeout: float = 30.0, into: duckdb.DuckDBPyConnection | None = None
+    path: Path, *, timeout: float = 30.0, into: duckdb.DuckDBPyConnection | None = None,
+    tables: set[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory copy of the catalog's tables: readers hold the file only while copying (never for the length
     of a query, so a writer's commit never waits on one), and the copy cannot reach the catalog file.
@@ -113,6 +114,7 @@ def snapshot(
     `into`: a new connection (cursor) of an existing DuckDB instance; the copy goes into an in-memory database
     attached to it for this connection alone (its default database until `release`), which saves starting a
     DuckDB instance (~16 ms of CPU, as much as a small query). Default: a new instance of its own.
+    `tables`: copy only these catalog tables (see `tables_read`); default all.
     """
     con = duckdb.connect(":memory:") if into is None else into
     try:
@@ -121,11 +123,13 @@ def snapshot(
             con.execute(f"ATTACH ':memory:' AS {copy}")
             con.execute(f"USE {copy}")
         attach(con, path, timeout=timeout)
-        tables = con.execute(
+        found = con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'live' AND schema_name = ?", [SCHEMA]
         ).fetchall()
         con.execute(f"CREATE SCHEMA {SCHEMA}")
-        for (name,) in tables:
+        for (name,) in found:
+            if tables is not None and name not in tables:
+                continue
             table = f"{SCHEMA}.{quote_ident(name)}"
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM live.{table}")
         con.execute("DETACH live")
@@ -339,8 +343,20 @@ VIEW_INPUTS: dict[str, set[str]] = {
     name: {m.lower() for m in _NAMED.findall(re.split(r"\bAS\b", ddl, maxsplit=1)[1])} - {name}
     for name, ddl in VIEW_DDL.items()
 }
-# A query that lists what exists (duckdb_views(), information_schema, SHOW ..., DESCRIBE) sees every view.
-_LISTS = re.compile(r"duckdb_|information_schema|pg_catalog|sqlite_|\bshow\b|\bdescribe\b|\bpragma\b", re.IGNORECASE)
+# A query that lists what exists (duckdb_views(), information_schema, SHOW ..., DESCRIBE) or reads the catalog's
+# own tables (`_lineage.x`) sees every view and table.
+_LISTS = re.compile(
+    r"duckdb_|information_schema|pg_catalog|sqlite_|_lineage|\bshow\b|\bdescribe\b|\bpragma\b", re.IGNORECASE
+)
+
+
+def tables_read(views: set[str] | None) -> set[str] | None:
+    """The catalog tables `create_views(..., views)` reads (None: all)."""
+    if views is None:
+        return None
+    wanted = _with_inputs(views)
+    segments = {"segments"} if wanted & {"samples", "_events"} else set()
+    return {"commits", *segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
 
 
 def views_named(query: str) -> set[str] | None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lineage.faults import crash_point
 from lineage.location import TMP_PREFIX, Location, file_sha256, fsync_path
@@ -45,6 +44,8 @@ def write_parquet(
     `bloom` columns get a Bloom filter per row group (sized for `bloom_rows` distinct values, 1% false
     positives): DuckDB then skips the row groups that cannot hold an id a lookup asks for."""
     options = {"bloom_filter_options": {c: {"ndv": bloom_rows, "fpp": 0.01} for c in bloom}} if bloom else {}
+    import pyarrow.parquet as pq  # here: a read-only command never writes Parquet
+
     with pq.ParquetWriter(path, schema, compression="zstd", **options) as writer:
         for batch in batches:
             writer.write_batch(batch.cast(schema))
@@ -63,6 +64,8 @@ def write_segment(
         crash_point("segment_written")
         fsync_path(draft)
         crash_point("segment_fsynced")
+        import pyarrow.parquet as pq
+
         rows = pq.ParquetFile(draft).metadata.num_rows
         checksum, size = file_sha256(draft), draft.stat().st_size
         location.publish(draft, rel, on_renamed=lambda: crash_point("segment_renamed"))

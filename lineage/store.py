@@ -210,12 +210,12 @@ class Store:
         finally:
             con.close()
 
-    def _snapshot(self) -> duckdb.DuckDBPyConnection:
+    def _snapshot(self, tables: set[str] | None) -> duckdb.DuckDBPyConnection:
         """A connection over an in-memory copy of the catalog (`catalog.snapshot`), in `_instance` when free."""
         if not self._attaching.acquire(blocking=False):
-            return catalog.snapshot(self.catalog_path)
+            return catalog.snapshot(self.catalog_path, tables=tables)
         try:
-            return catalog.snapshot(self.catalog_path, into=self._instance().cursor())
+            return catalog.snapshot(self.catalog_path, into=self._instance().cursor(), tables=tables)
         finally:
             self._attaching.release()
 
@@ -224,7 +224,7 @@ class Store:
         """A connection with the user-facing views (all, or `views` and what they read), as of this store's
         version, over an in-memory copy of the catalog (see `catalog.snapshot`)."""
         try:
-            con = self._snapshot()
+            con = self._snapshot(catalog.tables_read(views))
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
         try:

@@ -277,12 +277,13 @@ def progress_bar(
     silences both. A total that turns out low never shows more than 100%: it grows to what was done."""
     import os
 
-    from rich.console import Console
-
-    console = Console(stderr=True)
     if not enabled or quiet():
         yield lambda done, total: None
-    elif console.is_terminal:
+        return
+    from rich.console import Console  # ~30 ms to import: not when quiet
+
+    console = Console(stderr=True)
+    if console.is_terminal:
         with _rich_bar(console, description, unit) as advance:
             yield advance
     else:
