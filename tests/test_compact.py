@@ -135,7 +135,7 @@ def test_gc_keeps_every_retained_version(tmp_path: Path) -> None:
     cutoff = latest - 4
     for v in range(cutoff, latest + 1):
         assert snapshot(store.at(v)) == versions[v], f"version {v} changed after gc"
-    with pytest.raises(StoreError, match=rf"--as-of {cutoff - 1}: `lineage gc` removed the segments of versions "
+    with pytest.raises(StoreError, match=rf"as_of={cutoff - 1}: `lineage gc` removed the segments of versions "
                                          rf"before {cutoff}"):
         store.at(cutoff - 1)
     gone = files_before - set(store.root.glob("data/*/*.parquet"))
