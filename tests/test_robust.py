@@ -61,7 +61,7 @@ def test_init_refuses_a_folder_with_user_files_and_gc_keeps_them(tmp_path: Path)
     orphan.write_bytes(b"left by a crash")
     done = cli("--store", str(store.root), "gc", "--yes")
     assert done.returncode == 0, done.stderr
-    assert "removed 1 orphan(s)" in done.stdout and "my-notes" not in done.stdout
+    assert "removed 1 file(s)" in done.stdout and "my-notes" not in done.stdout
     assert all(p.read_text() == "user data" for p in mine) and not orphan.exists()
 
 
