@@ -100,6 +100,7 @@ class Store:
         self.catalog_path = self.root / CATALOG_FILE
         self._db: duckdb.DuckDBPyConnection | None = None  # see `_instance`
         self._attaching = threading.Lock()  # held while a connection of `_db` has the catalog file attached
+        self._starting = threading.Lock()  # around `_instance`: a DuckDB connection object is for one thread
         if not self.catalog_path.is_file():
             raise StoreNotFound(str(self.root))
         try:
@@ -173,18 +174,19 @@ class Store:
 
     def __getstate__(self) -> dict[str, Any]:
         # A Store sent to another process takes its paths, not this process's DuckDB instance.
-        return {**self.__dict__, "_db": None, "_attaching": None}
+        return {**self.__dict__, "_db": None, "_attaching": None, "_starting": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _attaching=threading.Lock())
+        self.__dict__.update(state, _attaching=threading.Lock(), _starting=threading.Lock())
 
     def _instance(self) -> duckdb.DuckDBPyConnection:
-        """This Store's in-memory DuckDB instance, which its catalog reads share: starting one costs ~16 ms of CPU,
-        as much as a small query, so a command pays it once rather than per catalog read. Once a reader has locked
-        its configuration down (`readonly.lock_down`, for the rest of the instance's life), a new one."""
-        if self._db is None or self._db.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
-            self._db = duckdb.connect(":memory:")
-        return self._db
+        """A new connection to this Store's in-memory DuckDB instance, which its catalog reads share: starting one
+        costs ~16 ms of CPU, as much as a small query, so a command pays it once rather than per catalog read.
+        Once a reader has locked its configuration down (`readonly.lock_down`, for the instance's life), a new one."""
+        with self._starting:
+            if self._db is None or self._db.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+                self._db = duckdb.connect(":memory:")
+            return self._db.cursor()
 
     @contextmanager
     def _connect(self, *, read_only: bool, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -192,7 +194,7 @@ class Store:
         read-write, or while the file is attached already (DuckDB attaches a file once per instance), its own."""
         if read_only and self._attaching.acquire(blocking=False):
             try:
-                con = self._instance().cursor()
+                con = self._instance()
                 try:
                     catalog.attach(con, self.catalog_path, timeout=timeout, use=True)
                     try:
@@ -215,7 +217,7 @@ class Store:
         if not self._attaching.acquire(blocking=False):
             return catalog.snapshot(self.catalog_path, tables=tables)
         try:
-            return catalog.snapshot(self.catalog_path, into=self._instance().cursor(), tables=tables)
+            return catalog.snapshot(self.catalog_path, into=self._instance(), tables=tables)
         finally:
             self._attaching.release()
 
