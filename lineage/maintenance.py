@@ -35,6 +35,8 @@ class DoctorReport:
     orphans: list[str] = field(default_factory=list)
     missing_parents: list[tuple[str, str]] = field(default_factory=list)
     data: str | None = None  # the data location, when not the store directory
+    # Filters that have not seen some samples (`lineage status`): not damage, but a build honouring them refuses.
+    stale_filters: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -63,8 +65,11 @@ def doctor(store: Store) -> DoctorReport:
     report.orphans = [_label(store, where, rel) for where, rel in _orphans(store, {s[0] for s in segs})]
     report.orphans += [str(p) for _, _, found in _output_leftovers(store) for p in found]
     if report.ok:
+        from lineage.filters.incremental import filter_states
+
         with store.reader() as con:
             report.missing_parents = [(c, p) for c, p in con.execute(MISSING_PARENTS_SQL).fetchall()]
+        report.stale_filters = [s.describe() for s in filter_states(store) if s.unseen]
     return report
 
 

@@ -382,6 +382,12 @@ class Store:
 
         return run_filter(self, name, **options)
 
+    def runs(self, filter_name: str | None = None) -> pa.Table:
+        """Filter runs, oldest first, with drops by source and a warning per source a run dropped >90% of."""
+        from lineage.filters.run import history
+
+        return history(self, filter_name)
+
     def build(
         self,
         spec: Any,

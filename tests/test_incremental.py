@@ -89,6 +89,9 @@ def test_299_copies_of_chats_under_a_new_source_never_enter_a_build(chat_store: 
     store.ingest(chats(real_rows()[:299]), origin="synthetic", source="chat-mirror", generation=1)
     status = {f.filter: f for f in store.status().filters}
     assert all(status[name].unseen_by_source == {"chat-mirror": 299} for name in FILTERS)
+    assert store.doctor().stale_filters == [status[name].describe() for name in sorted(FILTERS)]
+    doctor = Runner(store.root)("doctor").stdout
+    assert "warning: filter near-dedup: 299 samples not seen (chat-mirror 299); `lineage filter run" in doctor
     assert [b["changed"] for b in store.status().builds] == [True]
 
     with pytest.raises(StaleFilters) as err:
@@ -168,6 +171,27 @@ def test_incremental_runs_decide_like_a_full_run(chat_store: Store, tmp_path: Pa
         assert rows["leak-child"]["related_id"] == heldout_id(store, "qa-001")
 
 
+@pytest.mark.parametrize("lost", ["band index", "signature cache"])
+def test_incremental_near_dedup_rebuilds_a_lost_index_or_cache(chat_store: Store, tmp_path: Path, lost: str) -> None:
+    """The band-key index finds old candidates without reading old signatures; when it (or the cache it indexes,
+    as after a run on Ray) is missing, the incremental run rebuilds it and still decides like a full run."""
+    store = chat_store
+    minhash = store.root / "data" / "features" / "minhash"
+    assert list(minhash.glob("*/bands-*/part-*.arrow"))  # written with the signatures by the full run
+    doomed = list(minhash.glob("*/bands-*")) if lost == "band index" else [minhash]
+    for folder in doomed:
+        shutil.rmtree(folder)
+    store.ingest([{"id": "between", "text": BETWEEN, "origin": "real"},
+                  {"id": "near-a", "text": LONGER + " indeed", "origin": "synthetic", "generation": 1}],
+                 source="late")
+    incremental, full = full_and_incremental(store, tmp_path, "near-dedup")
+    assert incremental.sql(STATUS, params=["near-dedup"]) == full.sql(STATUS, params=["near-dedup"])
+    rows = decisions(incremental, "near-dedup")
+    assert rows["base"]["kept"] == rows["longer"]["kept"] == "between"
+    assert rows["near-a"]["decision"] == "drop"
+    assert list(minhash.glob("*/bands-*/part-*.arrow"))  # rebuilt, for the next run
+
+
 def decisions(store: Store, name: str) -> dict[str, dict[str, Any]]:
     """Latest decision of filter `name` by external id (for the samples with a unique one)."""
     rows = store.sql(
@@ -223,6 +247,23 @@ def test_a_filter_run_on_a_selection_keeps_that_scope(chat_store: Store) -> None
     store.ingest([{"text": "A new synthetic sentence about the sea and its harbours."}], origin="synthetic",
                  source="late-syn", generation=1)
     assert {f.filter: f.unseen for f in store.status().filters}["quality"] == 1
+
+
+def test_user_filters_and_licences_count_like_built_ins(chat_store: Store, tmp_path: Path) -> None:
+    store = chat_store
+    store.run_filter("shouting", module="user_filters:ShoutingFilter", engine="inline")
+    store.ingest([{"id": "loud", "text": "THIS IS A LOUD NEW SAMPLE ABOUT HARBOURS."}], origin="real", source="late",
+                 license="CC-BY-4.0")
+    state = {f.filter: f for f in store.status().filters}["shouting"]
+    assert (state.unseen, state.module) == (1, "user_filters:ShoutingFilter")
+    spec = {"name": "mix", "size": 100, "seed": 1, "pool": {"exclude_dropped_by": ["shouting"]}}
+    with pytest.raises(StaleFilters, match="shouting 1"):
+        store.build(spec)
+    # A pool that only takes other licences has no unseen sample of that licence.
+    store.build({**spec, "pool": {**spec["pool"], "licenses": ["unknown"]}})
+    built = store.build(spec, refresh=True)  # runs the user filter again, from its module
+    assert {f.filter: f.unseen for f in store.status().filters}["shouting"] == 0
+    assert built.info["pool_size"] > 0
 
 
 def test_a_missed_quota_target_is_never_reported_met(small_store: Store, tmp_path: Path) -> None:

@@ -148,3 +148,89 @@ def test_param_errors_name_the_param(store: Store, params: dict[str, str], messa
     with pytest.raises(LineageError) as err:
         store.run_filter("quality", params=params)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def real_rows() -> list[dict[str, object]]:
+    return [json.loads(line) for line in (FIXTURES / "real.jsonl").read_text().splitlines()]
+
+
+def shaped_store(store: Store) -> Store:
+    """Web prose, OpenAI `messages` chats, ShareGPT `conversations`, Alpaca records through the Alpaca
+    template with short answers (some identical), and `[INST]` texts, built on the WordNet fixtures."""
+    rows = real_rows()[:300]
+    store.ingest(rows, origin="real", source="wordnet", method="human")
+    chats = [
+        {"id": f"c{i}", "messages": [{"role": "user", "content": f"What does {r['lemma']} mean?"},
+                                     {"role": "assistant", "content": r["text"]},
+                                     {"role": "user", "content": "ok, thanks!"},
+                                     {"role": "assistant", "content": "You're welcome."}]}
+        for i, r in enumerate(rows[:100])
+    ]
+    store.ingest(chats, origin="synthetic", source="chat-v1", generation=1)
+    share = [
+        {"id": f"g{i}", "conversations": [{"from": "human", "value": f"define {r['lemma']}"},
+                                          {"from": "gpt", "value": " ".join(str(r["text"]).split()[:4])}]}
+        for i, r in enumerate(rows[100:200])
+    ]
+    store.ingest(share, origin="synthetic", source="sharegpt-v1", generation=1)
+    alpaca = [
+        {"id": f"a{i}", "instruction": f"Is {r['lemma']} a noun? Answer yes or no.", "input": "",
+         "output": "Yes." if i % 2 else "No."}
+        for i, r in enumerate(rows[200:300])
+    ]
+    store.ingest(alpaca, origin="synthetic", source="alpaca-v1", generation=1,
+                 template="### Instruction:\n{instruction}\n\n### Response:\n{output}")
+    inst = [{"id": f"i{i}", "text": f"<s>[INST] Define {r['lemma']}. [/INST] {r['text']}</s>"}
+            for i, r in enumerate(rows[:50])]
+    store.ingest(inst, origin="synthetic", source="inst-v1", generation=1)
+    return store
+
+
+def drop_rates(store: Store, run_id: str) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in rates(store, run_id).items()}
+
+
+def test_presets_fit_chat_and_instruction_data(store: Store) -> None:
+    store = shaped_store(store)
+    web = store.run_filter("quality", params={"preset": "web"})
+    assert web.note == "preset web"
+    web_rates = drop_rates(store, web.run_id)
+    assert web_rates["alpaca-v1"] == 1.0  # the `###` headings and the stop-word-less answers: all dropped
+    assert any("source alpaca-v1 (100%)" in line for line in web.warnings())
+    history = {r["run_id"]: r for r in store.runs("quality").to_pylist()}
+    assert history[web.run_id]["warning"] == "dropped 100% of alpaca-v1"
+    assert "alpaca-v1 100/100" in history[web.run_id]["sources"]
+
+    auto = store.run_filter("quality")
+    assert auto.note == (
+        "preset auto: chat for chat-v1, sharegpt-v1; instruction for alpaca-v1, inst-v1; web for the rest"
+    )
+    assert auto.note in auto.summary()
+    auto_rates = drop_rates(store, auto.run_id)
+    assert auto_rates["alpaca-v1"] == auto_rates["chat-v1"] == auto_rates["sharegpt-v1"] == 0.0
+    assert not auto.warnings()
+    assert store.runs("quality").to_pylist()[-1]["warning"] is None
+    same = (
+        "SELECT a.sample_id FROM events a JOIN events w USING (sample_id) JOIN samples s USING (sample_id) "
+        "WHERE a.run_id = ? AND w.run_id = ? AND s.source = 'wordnet' AND a.decision IS DISTINCT FROM w.decision"
+    )
+    assert store.sql(same, params=[auto.run_id, web.run_id]).num_rows == 0  # prose is judged as before
+
+    spam = [{"id": "spam", "messages": [{"role": "user", "content": "hi"},
+                                        {"role": "assistant", "content": "buy now " * 12}]}]
+    store.ingest(spam, origin="synthetic", source="chat-v1", generation=1)
+    again = store.run_filter("quality", new_only=True)
+    assert again.dropped == 1 and again.by_source == [
+        {"source": "chat-v1", "decision": "drop", "reason": "low_quality", "n": 1}
+    ]
+    reason = store.sql("SELECT reason FROM events WHERE run_id = ?", params=[again.run_id])["reason"][0].as_py()
+    assert "top_2gram_fraction" in reason
+
+
+def test_a_preset_bound_given_as_a_param_wins(store: Store) -> None:
+    store = shaped_store(store)
+    strict = store.run_filter("quality", params={"preset": "instruction", "min_stop_words": "2",
+                                                 "stop_words_min_words": "0"})
+    assert drop_rates(store, strict.run_id)["alpaca-v1"] == 1.0
+    with pytest.raises(LineageError, match="unknown param `sources` for filter quality"):
+        store.run_filter("quality", params={"sources": "{}"})

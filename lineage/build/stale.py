@@ -57,6 +57,7 @@ def stale_filters(store: Store, spec: BuildSpec) -> list[FilterState]:
         where=spec.pool.where,
         max_generation=spec.pool.max_generation,
         exclude_protected=True,
+        licenses=spec.pool.licenses,
     )
     return [s for s in states if s.unseen]
 
@@ -66,6 +67,6 @@ def refresh(store: Store, spec: BuildSpec) -> list[RunResult]:
     from lineage.filters.run import run_filter
 
     return [
-        run_filter(store, state.filter, params=state.params_dict, new_only=True)
+        run_filter(store, state.filter, params=state.params_dict, new_only=True, module=state.module)
         for state in stale_filters(store, spec)
     ]

@@ -144,7 +144,9 @@ def list_cmd(fmt: str | None, as_json: bool) -> None:
 @format_options
 @click.pass_context
 def runs(ctx: click.Context, filter_name: str | None, fmt: str | None, as_json: bool) -> None:
-    """History of filter runs with their counts (reasons and selection as objects in --json).
+    """History of filter runs with their counts, drops by source (`dropped/decided`) and a warning for each
+    source a run dropped more than 90% of (rules that do not fit that data: see quality's presets); reasons,
+    selection and the breakdown by source and reason as objects in --json.
 
     \b
     Examples:
@@ -152,12 +154,11 @@ def runs(ctx: click.Context, filter_name: str | None, fmt: str | None, as_json: 
       lineage runs --format tsv | cut -f1,2,6
       lineage runs --json
     """
-    table = open_store(ctx).sql(
-        "SELECT run_id, filter, version, selected, kept, dropped, flagged, reasons, engine, "
-        "round(seconds, 2) AS seconds, selection FROM runs WHERE ? IS NULL OR filter = ? ORDER BY version",
-        params=[filter_name, filter_name],
-    )
-    emit(table, output_format(fmt, as_json), json_columns=("reasons", "selection"))
+    table = open_store(ctx).runs(filter_name)
+    chosen = output_format(fmt, as_json)
+    if chosen != "json" and "by_source" in table.column_names:
+        table = table.drop_columns(["by_source"])  # a list of rows: --json only
+    emit(table, chosen, json_columns=("reasons", "selection"))
 
 
 COMMANDS = [filter_group, runs]

@@ -69,6 +69,8 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
                 f"missing parents: {len(report.missing_parents):,} references to samples not in the store "
                 f"(first: {child} -> {parent})"
             )
+        for line in report.stale_filters:
+            click.echo(f"warning: filter {line}; `lineage filter run NAME --new` decides them")
     if not report.ok:
         ctx.exit(1)
 

@@ -40,13 +40,16 @@ class FeatureCache:
             self.data.mkdirs(self.folder)
             self.data.write_bytes(f"{self.folder}/config.json", json.dumps(config, sort_keys=True, indent=2).encode())
 
-    def _parts(self) -> list[str]:
-        names = self.data.files(self.folder)
-        return [self.data.sql_path(p) for p in names if p.rsplit("/", 1)[-1].startswith("part-")]
+    def part_names(self) -> list[str]:
+        """The parts, relative to the data location (not the indexes in sub-folders, see `bandindex`)."""
+        return [p for p in self.data.files(self.folder) if p.startswith(f"{self.folder}/part-")]
+
+    def sql_parts(self) -> list[str]:
+        return [self.data.sql_path(p) for p in self.part_names()]
 
     def lookup(self, sample_ids: pa.Array) -> pa.Table:
         """Cached rows for these ids (each id once), in no particular order."""
-        parts = self._parts()
+        parts = self.sql_parts()
         if not parts:
             return self.schema.empty_table()
         con = duckdb.connect()
@@ -65,12 +68,13 @@ class FeatureCache:
         finally:
             con.close()
 
-    def add(self, table: pa.Table) -> None:
-        """Append newly computed rows as one part."""
+    def add(self, table: pa.Table) -> str | None:
+        """Append newly computed rows as one part; its name (None: nothing to add)."""
         if table.num_rows == 0:
-            return
+            return None
         rel = f"{self.folder}/part-{uuid7()}.parquet"
         draft = self.data.draft(rel)
         write_parquet(draft, self.schema, table.cast(self.schema).to_batches(max_chunksize=65_536))
         fsync_path(draft)
         self.data.publish(draft, rel)
+        return rel

@@ -355,6 +355,16 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b).mean(axis=1)
 
 
+def band_keys(sigs: np.ndarray, b: int, r: int) -> np.ndarray:
+    """(n, b) 32-bit keys of the bands of these signatures (what `candidate_pairs` groups rows by)."""
+    return _band_keys(sigs, b, r)
+
+
+def candidate_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) that `candidate_pairs` and `candidate_pairs_across` band signatures with."""
+    return _optimal_bands(threshold, num_perm, CANDIDATE_WEIGHTS)
+
+
 def _band_keys(sigs: np.ndarray, b: int, r: int) -> np.ndarray:
     """(n, b) 32-bit keys of the bands; a key collision only adds a candidate that verification drops."""
     h = np.broadcast_to(np.arange(b, dtype=np.uint32), (len(sigs), b)).copy()  # salt: a band's own keys

@@ -126,9 +126,11 @@ def _load_user_filter(spec: str) -> type[Filter]:
 
 def parse_params(cls: type[Filter], raw: dict[str, Any]) -> FilterParams:
     """Validate params; errors name the param and what it accepts, in one line."""
-    allowed = ", ".join(cls.Params.model_fields) or "none"
+    # Excluded fields are set by the filter itself (e.g. quality's resolved presets), never by a user.
+    fields = [name for name, f in cls.Params.model_fields.items() if not f.exclude]
+    allowed = ", ".join(fields) or "none"
     for key in raw:
-        if key not in cls.Params.model_fields:
+        if key not in fields:
             raise LineageError(f"unknown param `{key}` for filter {cls.name}; allowed: {allowed}")
     try:
         return cls.Params(**raw)

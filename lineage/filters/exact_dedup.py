@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lineage.filters.base import KEEP_ORDER_SQL, SelectionContext, SelectionFilter, register
 from lineage.filters.incremental import Prior
 
-# Earlier-decided samples sharing a content_hash with a new one: the only groups new samples can change.
-PRIOR_GROUPS_SQL = """
+# Other samples sharing a content_hash with a new one: the only groups new samples can change (those decided
+# before among them are kept, see `decide_new`).
+SAME_HASH_SQL = """
 SELECT s.sample_id, s.origin, s.generation, s.version, s.input_row, s.content_hash
-FROM samples s SEMI JOIN _prior p USING (sample_id)
-WHERE s.content_hash IN (SELECT content_hash FROM _new)
+FROM samples s
+WHERE s.content_hash IN (SELECT content_hash FROM _new) AND s.sample_id NOT IN (SELECT sample_id FROM _new)
+ORDER BY s.sample_id
 """
 
 DEDUP_SQL = f"""
@@ -43,7 +46,9 @@ class ExactDedupFilter(SelectionFilter):
 
     def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
         """A group (content_hash) is decided by its members only: re-decide the groups of the new samples."""
-        old = prior.query(PRIOR_GROUPS_SQL, _new=features.select(["content_hash"]))
+        same = prior.query(SAME_HASH_SQL, _new=features.select(["sample_id", "content_hash"]))
+        decided = prior.decisions(same["sample_id"])["sample_id"].combine_chunks()
+        old = same.filter(pc.is_in(same["sample_id"], value_set=decided))
         new = features.select(old.column_names)
         return self.decide_all(pa.concat_tables([new, old.cast(new.schema)]), context)
 

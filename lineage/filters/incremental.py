@@ -19,28 +19,39 @@ decisions equal those of a full run over the same store.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lineage import readonly
-from lineage.errors import QueryError, first_line
+from lineage.errors import LineageError, QueryError, first_line
+from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
+    from lineage.features.cache import FeatureCache
     from lineage.store import Store
 
 # Not tracked: a takedown names its targets; imported decisions and reviews are not filters that can run again.
 UNTRACKED = ("takedown",)
 
+# A commit summary's field (summaries of filter runs are JSON; some older commits' are plain text).
+def _summary(key: str) -> str:
+    return f"CASE WHEN json_valid(c.summary) THEN json_extract_string(c.summary, '$.{key}') END"
+
+
+# The latest run of each filter, and the `module:Class` it was loaded from when it is a user filter.
 LATEST_RUNS_SQL = """
-SELECT filter, filter_version, params, params_hash, run_id, version FROM runs
-WHERE list_contains($names, filter)
-QUALIFY row_number() OVER (PARTITION BY filter ORDER BY version DESC) = 1
+SELECT r.filter, r.filter_version, r.params, r.params_hash, r.run_id, r.version,
+    {module} AS module
+FROM runs r JOIN commits c ON c.version = r.version
+WHERE list_contains($names, r.filter) OR ($users AND {module} IS NOT NULL)
+QUALIFY row_number() OVER (PARTITION BY r.filter ORDER BY r.version DESC) = 1
 ORDER BY filter
-"""
+""".replace("{module}", _summary("module"))
 
 SCOPE_SQL = """
 SELECT DISTINCT selection, selection IS NULL AS everything FROM runs
@@ -77,6 +88,7 @@ class FilterState:
     decided: int
     unseen_by_source: dict[str, int] = field(default_factory=dict)
     everything_stale: bool = False  # the filter's context changed (e.g. a protected set grew): decide all again
+    module: str | None = None  # a user filter's `module:Class` (its runs record it), to run it again
 
     @property
     def unseen(self) -> int:
@@ -103,6 +115,9 @@ def tracked_filters() -> list[str]:
     return sorted(name for name in REGISTRY if name not in UNTRACKED)
 
 
+# A sample's licence as a pool's `licenses` matches it (lineage.build.pool): lower case, none is `unknown`.
+LICENSE_SQL = "lower(coalesce(nullif(trim(license), ''), 'unknown'))"
+
 PROTECTED_SQL = (
     "sample_id NOT IN (SELECT m.sample_id FROM set_members m JOIN sets t ON t.name = m.set_name WHERE t.protected)"
 )
@@ -115,38 +130,55 @@ def filter_states(
     where: str | None = None,
     max_generation: int | None = None,
     exclude_protected: bool = False,
+    licenses: list[str] | None = None,
 ) -> list[FilterState]:
     """The state of each tracked filter that has run (of `names` only, when given); unseen samples are
-    counted among those matching `where` and `max_generation`, outside protected sets when `exclude_protected`
-    (a build's pool), by source."""
-    wanted = [n for n in (names if names is not None else tracked_filters()) if n in tracked_filters()]
-    if not wanted:
-        return []
+    counted among those matching `where`, `max_generation` and `licenses` (as a build's pool reads them), outside
+    protected sets when `exclude_protected` (a build's pool), by source."""
+    # Built-in filters, and user filters (`--module`) whose runs recorded where they came from.
+    tracked = tracked_filters()
+    users = names is None
+    wanted = [n for n in (names if names is not None else tracked) if n not in UNTRACKED]
     predicate = readonly.check_predicate(where, what="where") if where else "true"
     if max_generation is not None:
         predicate = f"({predicate}) AND generation <= {int(max_generation)}"
     if exclude_protected:
         predicate = f"({predicate}) AND {PROTECTED_SQL}"
+    if licenses is not None:
+        allowed = ", ".join(sql_string(x.strip().lower()) for x in licenses) or "NULL"
+        predicate = f"({predicate}) AND {LICENSE_SQL} IN ({allowed})"
     with _reader(store) as con:
-        latest = con.sql(LATEST_RUNS_SQL, params={"names": wanted}).to_arrow_table().to_pylist()
+        latest = con.sql(LATEST_RUNS_SQL, params={"names": wanted, "users": users}).to_arrow_table().to_pylist()
+        latest = [r for r in latest if r["filter"] in tracked or r["module"]]  # not imported decisions
         return [_state(store, con, run, predicate) for run in latest]
 
 
-def filter_state(store: Store, name: str, params_hash: str, filter_version: str) -> FilterState | None:
-    """The state of filter `name` with the given params (None: it never ran with them)."""
+def filter_state(
+    store: Store, name: str, params_hash: str, filter_version: str, *, counts: bool = True
+) -> FilterState | None:
+    """The state of filter `name` with the given params (None: it never ran with them); without `counts`,
+    its scope and context only (decided 0, nothing unseen), which costs no pass over the decisions."""
     with _reader(store) as con:
         rows = con.sql(
-            "SELECT filter, filter_version, params, params_hash, run_id, version FROM runs WHERE filter = ? "
-            "AND filter_version = ? AND params_hash = ? ORDER BY version DESC LIMIT 1",
+            "SELECT r.filter, r.filter_version, r.params, r.params_hash, r.run_id, r.version, "
+            f"{_summary('module')} AS module FROM runs r JOIN commits c ON c.version = r.version "
+            "WHERE r.filter = ? AND r.filter_version = ? AND r.params_hash = ? ORDER BY r.version DESC LIMIT 1",
             params=[name, filter_version, params_hash],
         ).to_arrow_table().to_pylist()
-        return _state(store, con, rows[0], "true") if rows else None
+        return _state(store, con, rows[0], "true", counts) if rows else None
 
 
-def _state(store: Store, con: duckdb.DuckDBPyConnection, run: dict[str, Any], predicate: str) -> FilterState:
+def _state(
+    store: Store, con: duckdb.DuckDBPyConnection, run: dict[str, Any], predicate: str, counts: bool = True
+) -> FilterState:
     key = {"filter": run["filter"], "fv": run["filter_version"], "ph": run["params_hash"]}
     scope = _scope(con, key)
     everything = _context_changed(store, con, run)
+    if not counts:
+        return FilterState(
+            run["filter"], run["filter_version"], run["params"], run["params_hash"], scope, run["run_id"],
+            run["version"], 0, {}, everything, run["module"],
+        )
     decided = pa.table({"sample_id": pa.array([], pa.string())})
     if not everything:
         query = PRIOR_SQL.replace("e.decision, e.score, e.reason, e.related_id, e.cluster_id", "1 AS one")
@@ -161,7 +193,7 @@ def _state(store: Store, con: duckdb.DuckDBPyConnection, run: dict[str, Any], pr
     con.unregister("_decided")
     return FilterState(
         run["filter"], run["filter_version"], run["params"], run["params_hash"], scope, run["run_id"],
-        run["version"], count, unseen, everything,
+        run["version"], count, unseen, everything, run["module"],
     )
 
 
@@ -176,7 +208,11 @@ def _context_changed(store: Store, con: duckdb.DuckDBPyConnection, run: dict[str
     """Whether the filter's decisions depend on store state that changed after its latest run."""
     from lineage.filters.base import filter_class
 
-    since = getattr(filter_class(run["filter"]), "context_changed_since", None)
+    try:
+        cls = filter_class(run["filter"], run.get("module"))
+    except LineageError:  # a user filter that cannot be imported now: nothing says its context changed
+        return False
+    since = getattr(cls, "context_changed_since", None)
     return bool(since and since(con, run["version"]))
 
 
@@ -187,31 +223,157 @@ def _reader(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
 
 
-@dataclass(frozen=True)
 class Prior:
-    """What a filter decided before an incremental run, with the same params: the latest decision of each
-    sample it decided (`table`, DECISIONS columns, in sample_id order), and a way to read those samples."""
+    """What a filter decided before an incremental run, with the same params (None: nothing counts as
+    decided), read on demand: the latest decisions of given samples or clusters, the samples themselves, and
+    (`table`) all of them, for filters that need everything.
 
-    store: Store
-    table: pa.Table
+    Queries take only what they need, over one reader connection held until `close`, and read only the event
+    segments of the filter's runs (a constant `run_id IN (...)` lets DuckDB skip the others by their
+    statistics): an incremental run costs a pass over sample ids, not a read of every earlier decision.
+    """
+
+    def __init__(self, store: Store, run_ids: list[str] | None) -> None:
+        self.store, self.run_ids = store, run_ids
+        self._table: pa.Table | None = None
+        # Decisions read so far, and the ids whose decision (or lack of one) they settle: asked again, they
+        # are answered without another pass over the events.
+        self._known: list[pa.Table] = []
+        self._settled: set[str] = set()
+        self._stack = ExitStack()
+        self._con: duckdb.DuckDBPyConnection | None = None
 
     @classmethod
     def load(cls, store: Store, state: FilterState | None) -> Prior:
+        if state is None or state.everything_stale:
+            return cls(store, None)
+        prior = cls(store, [])
+        key = {"filter": state.filter, "fv": state.filter_version, "ph": state.params_hash}
+        runs = prior.query(
+            "SELECT run_id FROM runs WHERE filter = $filter AND filter_version = $fv AND params_hash = $ph "
+            "ORDER BY run_id", params=key,
+        )
+        prior.run_ids = runs["run_id"].to_pylist()
+        return prior
+
+    def close(self) -> None:
+        self._stack.close()
+        self._con = None
+
+    @property
+    def _events(self) -> str:
+        runs = ", ".join(sql_string(r) for r in self.run_ids or [])
+        return f"(SELECT * FROM _events WHERE run_id IN ({runs}))" if runs else "(SELECT * FROM _events WHERE false)"
+
+    @property
+    def table(self) -> pa.Table:
+        """The latest decision of every sample decided before (DECISIONS columns, in sample_id order)."""
+        if self._table is None:
+            self._table = self._decisions(None)
+        return self._table
+
+    def decisions(self, ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+        """The latest decisions of those of `ids` decided before, in sample_id order."""
+        wanted = pa.array(ids.to_pylist() if isinstance(ids, pa.ChunkedArray) else ids, pa.string())
+        if self._known and self._settled.issuperset(wanted.to_pylist()):
+            known = pa.concat_tables(self._known)
+            first = pc.index_in(wanted, value_set=known["sample_id"].combine_chunks()).drop_null()
+            return known.take(pc.unique(first)).sort_by("sample_id")
+        wanted_table = pa.table({"sample_id": wanted})
+        table = self._decisions("SELECT sample_id FROM _wanted", _wanted=wanted_table)
+        self._remember(table, wanted.to_pylist())
+        return table
+
+    def in_clusters(self, clusters: pa.Array | pa.ChunkedArray) -> pa.Table:
+        """The latest decisions of the samples whose latest cluster (their own id when none) is one of `clusters`."""
+        wanted = pa.array(clusters.to_pylist() if isinstance(clusters, pa.ChunkedArray) else clusters, pa.string())
+        # A union of two semi-joins, not an OR of them: DuckDB runs the OR as a slower mark join.
+        table = self._decisions(
+            f"SELECT sample_id FROM (SELECT sample_id, cluster_id FROM {self._events}) SEMI JOIN _clusters "
+            "ON cluster_id = c UNION ALL SELECT c FROM _clusters",
+            _clusters=pa.table({"c": wanted}),
+        )
+        self._remember(table, [])
+        return table.filter(pc.is_in(pc.coalesce(table["cluster_id"], table["sample_id"]), value_set=wanted))
+
+    def _remember(self, table: pa.Table, asked: list[str]) -> None:
+        self._known.append(table)
+        self._settled.update(asked)
+        self._settled.update(table["sample_id"].to_pylist())
+
+    def _decisions(self, candidates_sql: str | None, **tables: pa.Table) -> pa.Table:
+        """The latest decisions of the samples `candidates_sql` selects (None: of every decided sample)."""
         from lineage.schemas import DECISIONS
 
-        if state is None or state.everything_stale:
-            return cls(store, DECISIONS.empty_table())
-        key = {"filter": state.filter, "fv": state.filter_version, "ph": state.params_hash}
-        with _reader(store) as con:
-            return cls(store, con.sql(f"{PRIOR_SQL} ORDER BY e.sample_id", params=key).to_arrow_table().cast(DECISIONS))
+        if not self.run_ids:
+            return DECISIONS.empty_table()
+        candidates = f"WHERE e.sample_id IN ({candidates_sql})" if candidates_sql else ""
+        sql = (
+            f"SELECT e.sample_id, e.decision, e.score, e.reason, e.related_id, e.cluster_id FROM {self._events} e "
+            f"{candidates} QUALIFY row_number() OVER (PARTITION BY e.sample_id ORDER BY e.version DESC) = 1 "
+            "ORDER BY e.sample_id"
+        )
+        return self.query(sql, **tables).cast(DECISIONS)
 
-    def query(self, sql: str, **tables: pa.Table) -> pa.Table:
-        """A query over the store's views with the prior decisions as `_prior` and `tables` registered."""
-        with _reader(self.store) as con:
-            con.register("_prior", self.table)
-            for name, table in tables.items():
-                con.register(name, table)
-            return con.sql(sql).to_arrow_table()
+    def undecided(self, predicate: str) -> pa.Table:
+        """sample_id and version of the samples matching `predicate` (checked SQL) not decided before, by id.
+
+        Only samples newer than the last full run over every sample need looking at (it decided all older
+        ones), and only the events since: both bounds are on `version`, which DuckDB prunes segments by.
+        """
+        floor = self._decided_through()
+        scope = f"(SELECT sample_id, version FROM samples WHERE ({predicate}) AND version > {floor})"
+        events = f"(SELECT sample_id FROM {self._events} WHERE version > {floor})"
+        return self.query(f"SELECT s.* FROM {scope} s ANTI JOIN {events} e USING (sample_id) ORDER BY sample_id")
+
+    def _decided_through(self) -> int:
+        """The version of the latest full (not incremental) run over every sample (0: none)."""
+        if not self.run_ids:
+            return 0
+        runs = ", ".join(sql_string(r) for r in self.run_ids)
+        rows = self.query(
+            "SELECT max(r.version) AS v FROM runs r JOIN commits c ON c.version = r.version "
+            f"WHERE r.run_id IN ({runs}) AND r.selection IS NULL "
+            f"AND coalesce({_summary('incremental')}, 'false') <> 'true'"
+        )
+        return int(rows["v"][0].as_py() or 0)
+
+    def uncached(self, cache: FeatureCache) -> pa.Array:
+        """The ids of the samples decided before that may have no row in `cache`.
+
+        A run on the driver caches what it hashes before it commits, so only the samples of runs on Ray
+        (which hash on the workers and cache nothing) are looked up in the cache, unless the cache has no
+        part at all (removed by hand): then every decided sample is.
+        """
+        if not self.run_ids:
+            return pa.array([], pa.string())
+        parts = cache.sql_parts()
+        runs = self.query("SELECT run_id FROM runs WHERE engine = 'ray'")["run_id"].to_pylist() if parts else []
+        ray = [r for r in self.run_ids if r in set(runs)]
+        if parts and not ray:
+            return pa.array([], pa.string())
+        events = self._events
+        if parts:
+            events = f"(SELECT * FROM _events WHERE run_id IN ({', '.join(sql_string(r) for r in ray)}))"
+        files = ", ".join(sql_string(p) for p in parts)
+        cached = f"ANTI JOIN read_parquet([{files}]) c USING (sample_id)" if parts else ""
+        sql = f"SELECT DISTINCT e.sample_id FROM {events} e {cached} ORDER BY e.sample_id"
+        return self.query(sql)["sample_id"].combine_chunks()
+
+    def query(self, sql: str, params: dict[str, str] | None = None, **tables: pa.Table) -> pa.Table:
+        """A query over the store's views with `tables` registered (and `_prior`, all prior decisions, when
+        the query names it)."""
+        if "_prior" in sql:
+            tables = {"_prior": self.table, **tables}
+        if self._con is None:
+            self._con = self._stack.enter_context(_reader(self.store))
+        for name, table in tables.items():
+            self._con.register(name, table)
+        try:
+            return self._con.sql(sql, params=params).to_arrow_table()
+        finally:
+            for name in tables:
+                self._con.unregister(name)
 
     def samples(self, columns: list[str] | tuple[str, ...], ids: pa.Array | pa.ChunkedArray) -> pa.Table:
         """Columns of the samples `ids` (in sample_id order)."""

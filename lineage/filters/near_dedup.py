@@ -30,10 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from lineage.features.bandindex import BandIndex
 from lineage.features.cache import FeatureCache
 from lineage.features.minhash import (
+    candidate_bands,
     candidate_pairs,
-    candidate_pairs_across,
     clusters,
     scheme,
     signatures,
@@ -101,7 +102,7 @@ class NearDedupFilter(SelectionFilter):
         p, cache = self.params, self.cache(context.store)
         sigs, fresh = self._signatures(features, cache)
         with ThreadPoolExecutor(1) as pool:  # the new cache part is written while the pairs are found
-            written = pool.submit(cache.add, fresh)
+            written = pool.submit(self._cache, cache, fresh)
             candidates = candidate_pairs(sigs, threshold=p.threshold)
             pairs, similarity = verify_exact(candidates, features["text"], ngram=p.ngram, threshold=p.threshold)
             written.result()
@@ -113,54 +114,70 @@ class NearDedupFilter(SelectionFilter):
 
         Clusters are connected components, so a full run would find the same ones: the old clusters no new
         sample touches, unchanged, and the components of the new samples' verified pairs (among themselves
-        and with old samples) together with every old cluster they reach.
+        and with old samples) together with every old cluster they reach. The old candidates come from the
+        band-key index of the signature cache (`lineage.features.bandindex`): no old signature is read.
         """
         if features.num_rows == 0:
             return DECISIONS.empty_table()
         p, cache = self.params, self.cache(context.store)
-        new_sigs, fresh = self._signatures(features, cache)
-        cache.add(fresh)
-        old_ids = prior.table["sample_id"]
-        old_sigs = self._prior_signatures(old_ids, prior, cache)
-        cross = candidate_pairs_across(old_sigs, new_sigs, threshold=p.threshold)  # (old, new): new keys sorted
-        olds = np.unique(cross[:, 0])
-        old_texts = prior.samples(["sample_id", "text"], old_ids.take(pa.array(olds)))["text"]
-        local = np.stack([cross[:, 1], np.searchsorted(olds, cross[:, 0])], axis=1)
-        linked, linked_sim = verify_exact(local, features["text"], old_texts, ngram=p.ngram, threshold=p.threshold)
+        index = BandIndex(cache, *candidate_bands(p.threshold, p.num_perm), p.num_perm)
+        self._index_unhashed(prior, cache, index)
+        new_sigs = signatures(features["text"], ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
+        new_rows, hit_ids = index.lookup(new_sigs)  # before the new part is indexed: old samples only
+        self._cache(cache, pa.table({"sample_id": features["sample_id"], "minhash": to_binary(new_sigs)}), index)
+        hits = prior.decisions(pc.unique(hit_ids))  # indexed samples this filter decided with these params
+        # Every old cluster a new sample may join, with its members' columns (texts of the candidates among
+        # them): one read of the samples; the clusters no verified pair reaches are dropped below.
+        member_decisions = prior.in_clusters(pc.unique(pc.coalesce(hits["cluster_id"], hits["sample_id"])))
+        members = _aligned(prior.samples(list(features.column_names), member_decisions["sample_id"]),
+                           member_decisions["sample_id"])
+        olds = members["sample_id"].combine_chunks()
+        at = pc.index_in(hit_ids, value_set=olds)
+        valid = at.is_valid().to_numpy(zero_copy_only=False)
+        cross = np.stack([new_rows, at.fill_null(0).to_numpy(zero_copy_only=False)], axis=1)[valid]
+        cross = np.unique(cross.astype(np.int64), axis=0).reshape(-1, 2)
+        linked, linked_sim = verify_exact(cross, features["text"], members["text"], ngram=p.ngram,
+                                          threshold=p.threshold)
         within = candidate_pairs(new_sigs, threshold=p.threshold)
         pairs_new, sim_new = verify_exact(within, features["text"], ngram=p.ngram, threshold=p.threshold)
-        clusters_of = pc.coalesce(prior.table["cluster_id"], old_ids)
-        touched = clusters_of.take(pa.array(olds[linked[:, 1]]))
-        members = prior.samples(list(features.column_names), old_ids.filter(pc.is_in(clusters_of, touched)))
-        table = pa.concat_tables([features, members.cast(features.schema)])
-        n_new, position = features.num_rows, {s: i for i, s in enumerate(table["sample_id"].to_pylist())}
-        old_linked = np.array([position[s] for s in old_ids.take(pa.array(olds[linked[:, 1]])).to_pylist()], np.int64)
-        verified = np.concatenate([pairs_new, np.stack([linked[:, 0], old_linked], axis=1)]).reshape(-1, 2)
+        clusters_of = pc.coalesce(member_decisions["cluster_id"], member_decisions["sample_id"])
+        touched = pc.is_in(clusters_of, value_set=pc.unique(clusters_of.take(pa.array(linked[:, 1]))))
+        # Rows of the members kept (the touched clusters), after the new samples in the table to decide.
+        kept_rows = np.flatnonzero(touched.to_numpy(zero_copy_only=False))
+        renumber = np.full(len(olds), -1, np.int64)
+        renumber[kept_rows] = features.num_rows + np.arange(len(kept_rows))
+        table = pa.concat_tables([features, members.take(pa.array(kept_rows)).cast(features.schema)])
+        verified = np.concatenate([pairs_new, np.stack([linked[:, 0], renumber[linked[:, 1]]], axis=1)])
         similarity = np.concatenate([sim_new, linked_sim])
-        stars = _stars(clusters_of.filter(pc.is_in(clusters_of, touched)), n_new)
-        labels = clusters(table.num_rows, np.concatenate([verified, stars]).astype(np.int64))
+        stars = _stars(clusters_of.filter(touched), features.num_rows)
+        labels = clusters(table.num_rows, np.concatenate([verified.reshape(-1, 2), stars]).astype(np.int64))
         kept = _kept(table, labels)
         return _decisions(table["sample_id"], kept, _scores(table["text"], kept, verified, similarity, p.ngram))
 
-    def _prior_signatures(self, ids: pa.ChunkedArray, prior: Prior, cache: FeatureCache) -> np.ndarray:
-        """Signatures of decided samples in the order of `ids`: from the cache, hashed again where missing."""
-        cached = cache.lookup(ids)
-        missing = ids.filter(pc.invert(pc.is_in(ids, value_set=cached["sample_id"].combine_chunks())))
-        if len(missing):
-            texts = prior.samples(["sample_id", "text"], missing)
+    def _index_unhashed(self, prior: Prior, cache: FeatureCache, index: BandIndex) -> None:
+        """Hash and index the samples decided before whose signatures are not cached (runs on Ray do not
+        cache them; a cache removed by hand): the index must cover every decided sample."""
+        missing = prior.uncached(cache)
+        if len(missing) == 0:
+            return
+        texts = prior.samples(["sample_id", "text"], missing)
+        p = self.params
+        sigs = signatures(texts["text"], ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
+        self._cache(cache, pa.table({"sample_id": texts["sample_id"], "minhash": to_binary(sigs)}), index)
+
+    def _cache(self, cache: FeatureCache, rows: pa.Table, index: BandIndex | None = None) -> None:
+        """Add signatures to the cache, and their band keys to the index incremental runs look candidates up in."""
+        part = cache.add(rows)
+        if part is not None:
             p = self.params
-            sigs = signatures(texts["text"], ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
-            rows = pa.table({"sample_id": texts["sample_id"], "minhash": to_binary(sigs)})
-            cache.add(rows)
-            cached = pa.concat_tables([cached, rows.cast(cached.schema)])
-        order = pc.index_in(ids, value_set=cached["sample_id"].combine_chunks())
-        return from_binary(cached["minhash"].take(order), self.params.num_perm)
+            index = index or BandIndex(cache, *candidate_bands(p.threshold, p.num_perm), p.num_perm)
+            index.add(part, rows["sample_id"], from_binary(rows["minhash"], p.num_perm))
 
     def cached_signatures(self, features: pa.Table, store: Store) -> np.ndarray:
         """Signatures of the selection in its order: cached ones reused, missing ones hashed and cached."""
         cache = self.cache(store)
         sigs, fresh = self._signatures(features, cache)
-        cache.add(fresh)
+        self._cache(cache, fresh)
         return sigs
 
     def _signatures(self, features: pa.Table, cache: FeatureCache) -> tuple[np.ndarray, pa.Table]:
@@ -179,6 +196,11 @@ class NearDedupFilter(SelectionFilter):
         out[is_missing] = fresh
         out[~is_missing] = from_binary(cached["minhash"], p.num_perm)[position.drop_null().to_numpy()]
         return out, rows
+
+
+def _aligned(table: pa.Table, ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """`table`'s rows in the order of `ids` (each present once)."""
+    return table.take(pc.index_in(ids, value_set=table["sample_id"].combine_chunks()))
 
 
 def _stars(clusters_of: pa.ChunkedArray, offset: int) -> np.ndarray:

@@ -16,12 +16,19 @@ naturally, only applies to texts of at least `stop_words_min_words` words (20: a
 reliably has two of those stop words). Top n-gram fractions count only n-grams that occur at least twice:
 in a document of 50+ words a single occurrence is a small fraction, in a 6-word sentence any 2-gram
 covers a third of the text, and it is repetition that the rule is after.
+
+Presets (`preset`): those bounds are for prose (`web`). Instruction data (Alpaca's `### Instruction:` layout,
+prompt/response templates) and chats (`role: content` lines) are not prose: headings are symbols, answers
+are short and terse, turns repeat their role words. Each preset changes only the bounds listed in `PRESETS`;
+a bound given as a param wins over any preset. `auto` (the default) picks a preset per source, from how its
+records were ingested (`preset_sql`): from `messages` or `conversations`, `chat`; through a `--template`, as
+Alpaca records or as `[INST]` texts, `instruction`; else `web`. The run's summary says which source got which.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import Field, ValidationInfo, field_validator
@@ -31,36 +38,104 @@ from lineage.filters.base import FilterParams, SampleFilter, decisions, register
 if TYPE_CHECKING:
     import polars as pl
 
+    from lineage.store import Store
+
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 NGRAM_SIZES = (2, 3, 4)
 _ELLIPSIS = r"\.\.\.|…"
 _PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’«»…—–"
 
 
+Preset = Literal["web", "instruction", "chat"]
+
+# The Gopher bounds (see the module doc): the `web` preset, and what the other presets start from.
+WEB: dict[str, float] = {
+    "min_words": 3,
+    "max_words": 100_000,
+    "min_mean_word_length": 3.0,
+    "max_mean_word_length": 10.0,
+    "max_symbol_ratio": 0.1,
+    "max_ellipsis_lines": 0.3,
+    "max_duplicate_lines": 0.3,
+    "max_duplicate_paragraphs": 0.3,
+    "max_top_2gram_fraction": 0.20,
+    "max_top_3gram_fraction": 0.18,
+    "max_top_4gram_fraction": 0.16,
+    "min_alpha_words": 0.8,
+    "min_stop_words": 2,
+    "stop_words_min_words": 20,
+}
+PRESETS: dict[str, dict[str, float]] = {
+    "web": {},
+    # `### Instruction:` headings are symbols; answers are short ("Paris."), lists repeat lines, code and
+    # arithmetic have long or non-alphabetic words; nothing says an answer has stop words.
+    "instruction": {
+        "min_words": 2,
+        "max_mean_word_length": 15.0,
+        "max_symbol_ratio": 0.5,
+        "max_duplicate_lines": 0.5,
+        "max_top_2gram_fraction": 0.4,
+        "max_top_3gram_fraction": 0.35,
+        "max_top_4gram_fraction": 0.3,
+        "min_alpha_words": 0.5,
+        "min_stop_words": 0,
+    },
+    # `user:`/`assistant:` lines: short turns ("ok, thanks"), role words repeating every turn, emoticons, and
+    # answers that echo the question's words ("define lock up" / "lock up the house").
+    "chat": {
+        "min_words": 2,
+        "min_mean_word_length": 2.0,
+        "max_symbol_ratio": 0.3,
+        "max_ellipsis_lines": 0.5,
+        "max_duplicate_lines": 0.5,
+        "max_top_2gram_fraction": 0.4,
+        "max_top_3gram_fraction": 0.35,
+        "max_top_4gram_fraction": 0.3,
+        "min_alpha_words": 0.6,
+        "min_stop_words": 0,
+    },
+}
+
+
 class QualityParams(FilterParams):
-    min_words: int = Field(3, ge=0)
-    max_words: int = Field(100_000, ge=1)
-    min_mean_word_length: float = Field(3.0, ge=0.0)
-    max_mean_word_length: float = Field(10.0, gt=0.0)
-    max_symbol_ratio: float = Field(0.1, ge=0.0)
-    max_ellipsis_lines: float = Field(0.3, ge=0.0, le=1.0)
-    max_duplicate_lines: float = Field(0.3, ge=0.0, le=1.0)
-    max_duplicate_paragraphs: float = Field(0.3, ge=0.0, le=1.0)
-    max_top_2gram_fraction: float = Field(0.20, ge=0.0, le=1.0)
-    max_top_3gram_fraction: float = Field(0.18, ge=0.0, le=1.0)
-    max_top_4gram_fraction: float = Field(0.16, ge=0.0, le=1.0)
-    min_alpha_words: float = Field(0.8, ge=0.0, le=1.0)
-    min_stop_words: int = Field(2, ge=0)
-    stop_words_min_words: int = Field(20, ge=0)
+    """Bounds left unset (None) come from the preset; `auto` picks the preset per source."""
+
+    min_words: int | None = Field(None, ge=0)
+    max_words: int | None = Field(None, ge=1)
+    min_mean_word_length: float | None = Field(None, ge=0.0)
+    max_mean_word_length: float | None = Field(None, gt=0.0)
+    max_symbol_ratio: float | None = Field(None, ge=0.0)
+    max_ellipsis_lines: float | None = Field(None, ge=0.0, le=1.0)
+    max_duplicate_lines: float | None = Field(None, ge=0.0, le=1.0)
+    max_duplicate_paragraphs: float | None = Field(None, ge=0.0, le=1.0)
+    max_top_2gram_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    max_top_3gram_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    max_top_4gram_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    min_alpha_words: float | None = Field(None, ge=0.0, le=1.0)
+    min_stop_words: int | None = Field(None, ge=0)
+    stop_words_min_words: int | None = Field(None, ge=0)
+    preset: Literal["auto", "web", "instruction", "chat"] = "auto"
+    # Set on the driver by `prepare` for `auto` (source -> preset); not a param: excluded from the run's params.
+    sources: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @field_validator("max_words", "max_mean_word_length")
     @classmethod
-    def _not_below_min(cls, value: float, info: ValidationInfo) -> float:
+    def _not_below_min(cls, value: float | None, info: ValidationInfo) -> float | None:
         low_name = str(info.field_name).replace("max_", "min_")
         low = info.data.get(low_name)
-        if low is not None and value < low:
+        if value is not None and low is not None and value < low:
             raise ValueError(f"must be at least {low_name} ({low})")
         return value
+
+    def bounds(self, preset: str) -> dict[str, float]:
+        """Every bound for samples judged by `preset`: the web bounds, the preset's, then the params given."""
+        given = {k: v for k, v in self.model_dump(exclude={"preset", "sources"}).items() if v is not None}
+        return WEB | PRESETS[preset] | given
+
+    def preset_of(self, source: str | None) -> str:
+        if self.preset != "auto":
+            return self.preset
+        return self.sources.get(str(source), "web")
 
 
 @dataclass(frozen=True)
@@ -91,20 +166,68 @@ class QualityFilter(SampleFilter):
     """Drop low-quality text by Gopher-style heuristics (length, symbols, repetition, stop words)."""
 
     name = "quality"
+    version = "2"  # 2: presets (auto by default), bounds from the preset unless given
     Params = QualityParams
-    columns = ("text",)
+    columns = ("text", "source")
+
+    def prepare(self, store: Store) -> None:
+        """For `auto`: each source's preset, from how its records were ingested (travels to the workers)."""
+        params: QualityParams = self.params  # type: ignore[assignment]
+        if params.preset == "auto":
+            sources = {str(r["source"]): r["preset"] for r in store.sql(PRESET_SQL).to_pylist()}
+            self.params = params.model_copy(update={"sources": sources})
+
+    def note(self) -> str:
+        """Which preset judged which sources (the run's summary says it)."""
+        params: QualityParams = self.params  # type: ignore[assignment]
+        if params.preset != "auto":
+            return f"preset {params.preset}"
+        named = {}
+        for source, preset in sorted(params.sources.items()):
+            if preset != "web":
+                named.setdefault(preset, []).append(source)
+        picked = "; ".join(f"{p} for {', '.join(s)}" for p, s in sorted(named.items()))
+        return f"preset auto: {picked}; web for the rest" if picked else "preset auto: web for every source"
 
     def decide(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         import polars as pl  # ~0.4 s to import: only when this filter runs, not on every command
         params: QualityParams = self.params  # type: ignore[assignment]
+        sources = batch.column("source").to_pylist() if "source" in batch.schema.names else [None] * batch.num_rows
+        presets = pl.Series("preset", [params.preset_of(s) for s in sources], dtype=pl.String)
         texts = pl.Series("text", batch.column("text"), dtype=pl.String)
-        verdict = judge(metrics(texts, params.stop_words_min_words), params)
+        parts = []
+        for preset in presets.unique().sort().to_list():  # each preset judges its rows with its bounds
+            rows = (presets == preset).arg_true()
+            bounds = params.bounds(preset)
+            judged = judge(metrics(texts.gather(rows), int(bounds["stop_words_min_words"])), bounds)
+            parts.append(judged.with_columns(_row=rows))
+        if not parts:
+            return decisions(batch.column("sample_id"), [])
+        verdict = pl.concat(parts).sort("_row")
         return decisions(
             batch.column("sample_id"),
             verdict["decision"].to_list(),
             score=verdict["score"].to_list(),
             reason=verdict["reason"].to_list(),
         )
+
+
+# Per source, the preset of most of its samples, by how each was ingested (see the module doc).
+PRESET_SQL = """
+SELECT source, preset FROM (
+    SELECT s.source, CASE
+        WHEN b.options->>'template' IS NOT NULL THEN 'instruction'
+        WHEN s.text LIKE '%[/INST]%' THEN 'instruction'
+        WHEN json_type(s.record, '$."' || replace(coalesce(b.options->>'text_field', 'text'), '"', '\\"') || '"')
+            = 'VARCHAR' THEN 'web'
+        WHEN json_type(s.record, '$.messages') = 'ARRAY' OR json_type(s.record, '$.conversations') = 'ARRAY'
+            THEN 'chat'
+        WHEN json_type(s.record, '$.instruction') = 'VARCHAR' THEN 'instruction'
+        ELSE 'web' END AS preset, count(*) AS n
+    FROM samples s LEFT JOIN batches b USING (batch_id) GROUP BY ALL
+)
+QUALIFY row_number() OVER (PARTITION BY source ORDER BY n DESC, preset) = 1
+"""
 
 
 def metrics(texts: pl.Series, stop_words_min_words: int = 0) -> pl.DataFrame:
@@ -210,10 +333,12 @@ def _top_ngram_chars(long: pl.DataFrame, n: int) -> pl.DataFrame:
     )
 
 
-def judge(metrics: pl.DataFrame, params: QualityParams) -> pl.DataFrame:
+def judge(metrics: pl.DataFrame, params: QualityParams | dict[str, float]) -> pl.DataFrame:
     """Columns decision, score, reason, one row per metrics row (see the module doc for the score)."""
     import polars as pl
-    margins = pl.concat([_rule_margins(metrics, i, rule, params) for i, rule in enumerate(RULES)]).drop_nulls("value")
+
+    bounds = params if isinstance(params, dict) else params.bounds(params.preset_of(None))
+    margins = pl.concat([_rule_margins(metrics, i, rule, bounds) for i, rule in enumerate(RULES)]).drop_nulls("value")
     worst = (
         margins.sort("row", "rule")
         .group_by("row", maintain_order=True)
@@ -232,9 +357,10 @@ def judge(metrics: pl.DataFrame, params: QualityParams) -> pl.DataFrame:
     )
 
 
-def _rule_margins(metrics: pl.DataFrame, index: int, rule: Rule, params: QualityParams) -> pl.DataFrame:
+def _rule_margins(metrics: pl.DataFrame, index: int, rule: Rule, bounds: dict[str, Any]) -> pl.DataFrame:
     import polars as pl
-    bound = float(getattr(params, rule.bound))
+
+    bound = float(bounds[rule.bound])
     # Relative to the bound so rules of different units compare; a zero bound falls back to absolute.
     # A multiplication, not a division: dividing by the scalar gave last-bit differences between a sample
     # judged alone and in a long batch (polars 2.1); a sample's score must not depend on its batch.

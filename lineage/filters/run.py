@@ -55,6 +55,7 @@ class RunResult:
     redecided: int = 0  # earlier-decided samples whose decision the run changed (incremental runs)
     by_source: list[dict[str, Any]] = field(default_factory=list)  # source, decision, reason, n
     dry_run: bool = False
+    note: str = ""  # what the filter chose for this run (e.g. quality's presets per source)
 
     def summary(self) -> str:
         if self.skipped and self.new_only:
@@ -68,9 +69,10 @@ class RunResult:
         what = f"{self.selected:,} new samples" if self.new_only else f"{self.selected:,} selected"
         again = f", {self.redecided:,} earlier decisions changed" if self.new_only else ""
         where = "dry run, nothing written" if self.dry_run else f"run {self.run_id}, version {self.version}"
+        note = f"; {self.note}" if self.note else ""
         return (
             f"{self.filter}: {what}, {self.kept:,} kept, {self.dropped:,} dropped, "
-            f"{self.flagged:,} flagged{f' ({why})' if why else ''}{again} in {self.seconds:.1f}s ({where})"
+            f"{self.flagged:,} flagged{f' ({why})' if why else ''}{again}{note} in {self.seconds:.1f}s ({where})"
         )
 
     def warnings(self) -> list[str]:
@@ -94,6 +96,31 @@ def source_totals(by_source: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t["selected"] += row["n"]
         t["dropped"] += row["n"] if row["decision"] == "drop" else 0
     return sorted(totals.values(), key=lambda t: t["source"])
+
+
+HISTORY_SQL = """
+SELECT r.run_id, r.filter, r.version, r.selected, r.kept, r.dropped, r.flagged, r.reasons, r.engine,
+    round(r.seconds, 2) AS seconds, r.selection, c.summary
+FROM runs r JOIN commits c ON c.version = r.version
+WHERE CAST(? AS VARCHAR) IS NULL OR r.filter = ? ORDER BY r.version
+"""
+
+
+def history(store: Store, filter_name: str | None = None) -> pa.Table:
+    """The runs, oldest first, with their drops by source (`sources`: `source dropped/decided` for every source
+    the run dropped from) and `warning` naming each source it dropped more than 90% of."""
+    rows = store.sql(HISTORY_SQL, params=[filter_name, filter_name]).to_pylist()
+    for row in rows:
+        summary = json.loads(row.pop("summary") or "{}")
+        totals = source_totals(summary.get("by_source", []))
+        row["sources"] = "; ".join(f"{t['source']} {t['dropped']:,}/{t['selected']:,}" for t in totals if t["dropped"])
+        row["warning"] = "; ".join(
+            f"dropped {t['dropped'] / t['selected']:.0%} of {t['source']}"
+            for t in totals
+            if t["selected"] and t["dropped"] / t["selected"] > DROP_WARNING
+        ) or None
+        row["by_source"] = summary.get("by_source", [])
+    return pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())})
 
 
 class _AlreadyRun(Exception):
@@ -123,6 +150,7 @@ def run_filter(
     return execute(
         store,
         flt,
+        module=module,
         where=where,
         force=force,
         engine=engine,
@@ -152,24 +180,29 @@ def execute(
     progress: Progress | None = None,
     new_only: bool = False,
     dry_run: bool = False,
+    module: str | None = None,
 ) -> RunResult:
-    """Run an instantiated filter; the whole run holds the writer lock and commits one version."""
+    """Run an instantiated filter; the whole run holds the writer lock and commits one version. `module`: the
+    `module:Class` a user filter came from, recorded so that `lineage status` and builds track it."""
     check_engine(engine, ENGINES, workers, ray_address)
     params_json, params_hash = canonical(flt.params)
     run_id = uuid7()
-    summary: dict[str, Any] = {"filter": flt.name}
+    summary: dict[str, Any] = {"filter": flt.name, **({"module": module} if module else {})}
     started = datetime.now(UTC)
     clock = time.perf_counter()
+    plan: _Incremental | None = None
     try:
         with store.transaction("filter", run_id, summary) as txn:
-            incremental = _Incremental.plan(store, flt, params_hash, where) if new_only else None
+            incremental = plan = _Incremental.plan(store, flt, params_hash, where) if new_only else None
+            min_version = None
             if incremental is not None:
                 if len(incremental.new_ids) == 0:
                     raise _AlreadyRun({})
                 # A selection filter without `decide_new` decides its whole scope again.
                 where, ids = incremental.scope, None if incremental.full else incremental.new_ids
+                min_version = None if incremental.full else incremental.min_version
                 incremental = None if incremental.full else incremental
-            with Selection.open(store, where, _columns(flt), ids) as selection:
+            with Selection.open(store, where, _columns(flt), ids, min_version) as selection:
                 # One reader connection serves the run's own queries; it closes before the commit opens the
                 # catalog for writing (DuckDB refuses read-only and read-write connections to one file at once).
                 selection_hash = _hash(selection.fingerprint, flt.context_key(store))
@@ -209,6 +242,7 @@ def execute(
                     redecided=decided.rows - selection.count,
                     by_source=by_source,
                     dry_run=dry_run,
+                    note=flt.note() if hasattr(flt, "note") else "",
                 )
             if dry_run:
                 raise _DryRun(result)
@@ -218,6 +252,10 @@ def execute(
             )
             crash_point("filter_before_commit")
             summary.update(dropped=result.dropped, flagged=result.flagged, by_source=by_source)
+            if result.note:
+                summary.update(note=result.note)
+            if result.warnings():
+                summary.update(warnings=result.warnings())
             if incremental is not None:
                 summary.update(incremental=True, redecided=result.redecided)
     except _DryRun as dry:
@@ -241,6 +279,8 @@ def execute(
         )
     finally:
         store.remove_scratch(run_id)  # parts a Ray run staged: registered ones were moved out already
+        if plan is not None:
+            plan.prior.close()
     return result
 
 
@@ -250,21 +290,19 @@ class _Incremental:
 
     scope: str | None
     new_ids: pa.Array
+    min_version: int  # the oldest new sample's: lets the selection skip older segments by their statistics
     prior: Prior
     full: bool  # the filter cannot decide new samples alone: run it over the whole scope
 
     @classmethod
     def plan(cls, store: Store, flt: Any, params_hash: str, where: str | None) -> _Incremental:
-        state = filter_state(store, flt.name, params_hash, flt.version)
+        state = filter_state(store, flt.name, params_hash, flt.version, counts=False)
         scope = where if where is not None else (state.scope if state else None)
         prior = Prior.load(store, state)
-        predicate = readonly.check_predicate(scope, what="--where") if scope else "true"
-        new_ids = prior.query(
-            f"SELECT sample_id FROM samples WHERE {predicate} AND sample_id NOT IN (SELECT sample_id FROM _prior) "
-            "ORDER BY sample_id"
-        )["sample_id"].combine_chunks()
+        new = prior.undecided(readonly.check_predicate(scope, what="--where") if scope else "true")
         full = isinstance(flt, SelectionFilter) and type(flt).decide_new is SelectionFilter.decide_new
-        return cls(scope, new_ids, prior, full)
+        oldest = pc.min(new["version"]).as_py()
+        return cls(scope, new["sample_id"].combine_chunks(), oldest or 0, prior, full)
 
 
 def _columns(flt: Any) -> list[str]:
@@ -279,11 +317,20 @@ class Selection:
     """The samples a run sees: `--where` over the samples view (and/or explicit ids), read-only, in batches."""
 
     def __init__(
-        self, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None, con: Any = None
+        self,
+        store: Store,
+        where: str | None,
+        columns: list[str],
+        ids: pa.Array | None = None,
+        con: Any = None,
+        min_version: int | None = None,
     ) -> None:
-        """`con`: a reader connection of `store` to use throughout (see `open`); else one per query."""
+        """`con`: a reader connection of `store` to use throughout (see `open`); else one per query.
+        `min_version`: no selected sample is older (a bound DuckDB prunes segments with, for `ids`)."""
         self.store, self.where, self.columns, self.ids, self._con = store, where, columns, ids, con
         self._predicate = readonly.check_predicate(where, what="--where") if where else "true"
+        if min_version is not None:
+            self._predicate = f"({self._predicate}) AND version >= {int(min_version)}"
         if con is not None:
             self._prepare(con)
         query = f"SELECT count(*) AS n, hex(bit_xor(md5_number(sample_id))) AS fp FROM {self._from()}"
@@ -294,11 +341,12 @@ class Selection:
     @classmethod
     @contextmanager
     def open(
-        cls, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None
+        cls, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None,
+        min_version: int | None = None,
     ) -> Iterator[Selection]:
         """A selection reading through one connection while the block runs (a run's queries share it)."""
         with store.reader() as con:
-            yield cls(store, where, columns, ids, con)
+            yield cls(store, where, columns, ids, con, min_version)
 
     def sql(self, query: str, params: list[object] | None = None) -> pa.Table:
         """A read-only query over the store's views on the selection's connection."""
@@ -348,7 +396,7 @@ class Selection:
             try:
                 rows = con.sql(
                     "SELECT s.source, d.decision, split_part(d.reason, ':', 1) AS reason, count(*) AS n "
-                    "FROM _decided d JOIN samples s USING (sample_id) GROUP BY ALL ORDER BY ALL"
+                    f"FROM _decided d JOIN (SELECT * FROM {self._from()}) s USING (sample_id) GROUP BY ALL ORDER BY ALL"
                 ).to_arrow_table()
             finally:
                 con.unregister("_decided")
@@ -407,9 +455,11 @@ def _decide_new(flt: Any, features: pa.Table, context: SelectionContext, increme
     """The new samples' decisions and the changed ones of samples decided before (see `decide_new`)."""
     prior = incremental.prior
     table = flt.decide_new(features, prior, context).cast(DECISIONS)
-    table = changed_only(table, prior.table, incremental.new_ids).cast(DECISIONS)
+    earlier = prior.decisions(table["sample_id"].filter(pc.invert(pc.is_in(table["sample_id"],
+                                                                          value_set=incremental.new_ids))))
+    table = changed_only(table, earlier, incremental.new_ids).cast(DECISIONS)
     check(flt.name, table, table.num_rows)
-    known = pa.concat_arrays([incremental.new_ids, prior.table["sample_id"].combine_chunks()])
+    known = pa.concat_arrays([incremental.new_ids, earlier["sample_id"].combine_chunks()])
     stray = pc.invert(pc.is_in(table["sample_id"], value_set=known))
     if pc.any(stray).as_py():
         raise LineageError(f"filter {flt.name} decided samples that are neither new nor decided before")
