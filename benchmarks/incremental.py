@@ -5,7 +5,8 @@ run over them (which fills the MinHash signature cache); then `--new` documents 
 copies of old documents under a new source. The store is copied, and for each filter:
 
 * incremental: `run_filter(name, new_only=True)`, what `lineage build --refresh` runs: the new documents,
-  decided against everything decided before;
+  decided against everything decided before (near-dedup finds its old candidates in the band-key index
+  beside the signature cache, `lineage.features.bandindex`, and reads only the old samples they name);
 * full: `run_filter(name, force=True)` on the copy: every document again (cached signatures reused).
 
 Both end with the same latest decisions (checked), and the script prints both times and their ratio.

@@ -200,6 +200,11 @@ def test_presets_fit_chat_and_instruction_data(store: Store) -> None:
     history = {r["run_id"]: r for r in store.runs("quality").to_pylist()}
     assert history[web.run_id]["warning"] == "dropped 100% of alpaca-v1"
     assert "alpaca-v1 100/100" in history[web.run_id]["sources"]
+    store.build({"name": "webmix", "size": 100, "seed": 1, "pool": {"exclude_dropped_by": ["quality"]}})
+    md = store.report("build", "webmix", output=store.root.parent / "webmix.md").read_text()
+    assert "| quality | alpaca-v1 | 100 | 100 | 100.0% (more than 90%) |" in md
+    html = store.report("build", "webmix", output=store.root.parent / "webmix.html").read_text()
+    assert "quality drops 100 of 100 samples of alpaca-v1 (100%): do its rules fit that data?" in html
 
     auto = store.run_filter("quality")
     assert auto.note == (
@@ -215,6 +220,12 @@ def test_presets_fit_chat_and_instruction_data(store: Store) -> None:
         "WHERE a.run_id = ? AND w.run_id = ? AND s.source = 'wordnet' AND a.decision IS DISTINCT FROM w.decision"
     )
     assert store.sql(same, params=[auto.run_id, web.run_id]).num_rows == 0  # prose is judged as before
+
+    store.build({"name": "mix", "size": 100, "seed": 1, "pool": {"exclude_dropped_by": ["quality"]}})
+    md = store.report("build", "mix", output=store.root.parent / "mix.md").read_text()
+    assert "| quality | wordnet |" in md and "Drops by source" in md  # the latest run: auto, nothing over 90%
+    html = store.report("build", "mix", output=store.root.parent / "mix.html").read_text()
+    assert "Drops by source" in html and "do its rules fit that data" not in html
 
     spam = [{"id": "spam", "messages": [{"role": "user", "content": "hi"},
                                         {"role": "assistant", "content": "buy now " * 12}]}]

@@ -132,8 +132,11 @@ def list_cmd(fmt: str | None, as_json: bool) -> None:
     for name, cls in sorted(REGISTRY.items()):
         fields = cls.Params.model_fields
         # Defaults as JSON (null, true, "text"), as a --param value is written: not Python's None and True.
+        # Excluded fields are set by the filter itself, never by a --param.
         params = ", ".join(
-            f"{k}={'(required)' if f.is_required() else to_json(f.default, indent=None)}" for k, f in fields.items()
+            f"{k}={'(required)' if f.is_required() else to_json(f.default, indent=None)}"
+            for k, f in fields.items()
+            if not f.exclude
         )
         rows.append({"filter": name, "version": cls.version, "params": params, "does": (cls.__doc__ or "").strip()})
     emit(rows, output_format(fmt, as_json))

@@ -159,13 +159,19 @@ def filter_state(
     """The state of filter `name` with the given params (None: it never ran with them); without `counts`,
     its scope and context only (decided 0, nothing unseen), which costs no pass over the decisions."""
     with _reader(store) as con:
-        rows = con.sql(
-            "SELECT r.filter, r.filter_version, r.params, r.params_hash, r.run_id, r.version, "
+        return _filter_state(store, con, name, params_hash, filter_version, counts)
+
+
+def _filter_state(
+    store: Store, con: duckdb.DuckDBPyConnection, name: str, params_hash: str, filter_version: str, counts: bool
+) -> FilterState | None:
+    rows = con.sql(
+        "SELECT r.filter, r.filter_version, r.params, r.params_hash, r.run_id, r.version, "
             f"{_summary('module')} AS module FROM runs r JOIN commits c ON c.version = r.version "
-            "WHERE r.filter = ? AND r.filter_version = ? AND r.params_hash = ? ORDER BY r.version DESC LIMIT 1",
-            params=[name, filter_version, params_hash],
-        ).to_arrow_table().to_pylist()
-        return _state(store, con, rows[0], "true", counts) if rows else None
+        "WHERE r.filter = ? AND r.filter_version = ? AND r.params_hash = ? ORDER BY r.version DESC LIMIT 1",
+        params=[name, filter_version, params_hash],
+    ).to_arrow_table().to_pylist()
+    return _state(store, con, rows[0], "true", counts) if rows else None
 
 
 def _state(
@@ -244,17 +250,26 @@ class Prior:
         self._con: duckdb.DuckDBPyConnection | None = None
 
     @classmethod
-    def load(cls, store: Store, state: FilterState | None) -> Prior:
+    def load(cls, store: Store, name: str, params_hash: str, filter_version: str) -> tuple[Prior, FilterState | None]:
+        """What filter `name` decided with these params, and its state (None: it never ran with them). The
+        state is read on the connection the prior then keeps, which the run's selection shares."""
+        prior = cls(store, None)
+        state = _filter_state(store, prior.connection(), name, params_hash, filter_version, counts=False)
         if state is None or state.everything_stale:
-            return cls(store, None)
-        prior = cls(store, [])
+            return prior, state
         key = {"filter": state.filter, "fv": state.filter_version, "ph": state.params_hash}
         runs = prior.query(
             "SELECT run_id FROM runs WHERE filter = $filter AND filter_version = $fv AND params_hash = $ph "
             "ORDER BY run_id", params=key,
         )
         prior.run_ids = runs["run_id"].to_pylist()
-        return prior
+        return prior, state
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The reader connection (locked down) the prior's queries run on, open until `close`."""
+        if self._con is None:
+            self._con = self._stack.enter_context(_reader(self.store))
+        return self._con
 
     def close(self) -> None:
         self._stack.close()
@@ -365,15 +380,14 @@ class Prior:
         the query names it)."""
         if "_prior" in sql:
             tables = {"_prior": self.table, **tables}
-        if self._con is None:
-            self._con = self._stack.enter_context(_reader(self.store))
+        con = self.connection()
         for name, table in tables.items():
-            self._con.register(name, table)
+            con.register(name, table)
         try:
-            return self._con.sql(sql, params=params).to_arrow_table()
+            return con.sql(sql, params=params).to_arrow_table()
         finally:
             for name in tables:
-                self._con.unregister(name)
+                con.unregister(name)
 
     def samples(self, columns: list[str] | tuple[str, ...], ids: pa.Array | pa.ChunkedArray) -> pa.Table:
         """Columns of the samples `ids` (in sample_id order)."""

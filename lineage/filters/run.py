@@ -28,7 +28,7 @@ from lineage.filters.base import (
 )
 from lineage.filters.events import BATCH_ROWS, Decided, check, tally
 from lineage.filters.executor import ENGINES, Progress, map_batches
-from lineage.filters.incremental import Prior, changed_only, filter_state
+from lineage.filters.incremental import Prior, changed_only
 from lineage.ids import uuid7
 from lineage.scaleout.cluster import check_engine
 from lineage.schemas import DECISIONS, RUNS
@@ -202,7 +202,8 @@ def execute(
                 where, ids = incremental.scope, None if incremental.full else incremental.new_ids
                 min_version = None if incremental.full else incremental.min_version
                 incremental = None if incremental.full else incremental
-            with Selection.open(store, where, _columns(flt), ids, min_version) as selection:
+            shared = plan.prior.connection() if plan is not None else None  # one reader for the whole run
+            with Selection.open(store, where, _columns(flt), ids, min_version, shared) as selection:
                 # One reader connection serves the run's own queries; it closes before the commit opens the
                 # catalog for writing (DuckDB refuses read-only and read-write connections to one file at once).
                 selection_hash = _hash(selection.fingerprint, flt.context_key(store))
@@ -296,9 +297,8 @@ class _Incremental:
 
     @classmethod
     def plan(cls, store: Store, flt: Any, params_hash: str, where: str | None) -> _Incremental:
-        state = filter_state(store, flt.name, params_hash, flt.version, counts=False)
+        prior, state = Prior.load(store, flt.name, params_hash, flt.version)
         scope = where if where is not None else (state.scope if state else None)
-        prior = Prior.load(store, state)
         new = prior.undecided(readonly.check_predicate(scope, what="--where") if scope else "true")
         full = isinstance(flt, SelectionFilter) and type(flt).decide_new is SelectionFilter.decide_new
         oldest = pc.min(new["version"]).as_py()
@@ -342,11 +342,15 @@ class Selection:
     @contextmanager
     def open(
         cls, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None,
-        min_version: int | None = None,
+        min_version: int | None = None, con: Any = None,
     ) -> Iterator[Selection]:
-        """A selection reading through one connection while the block runs (a run's queries share it)."""
-        with store.reader() as con:
+        """A selection reading through one connection while the block runs (a run's queries share it); `con`: a
+        reader connection of the store's to use (else one is opened)."""
+        if con is not None:
             yield cls(store, where, columns, ids, con, min_version)
+            return
+        with store.reader() as own:
+            yield cls(store, where, columns, ids, own, min_version)
 
     def sql(self, query: str, params: list[object] | None = None) -> pa.Table:
         """A read-only query over the store's views on the selection's connection."""

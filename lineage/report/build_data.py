@@ -41,6 +41,7 @@ def build_data(store: Store, ref: str) -> dict[str, Any]:
         "quotas": [_quota(r) for r in allocation if r["kind"] == "quota"],
         "cells": [r for r in allocation if r["kind"] == "cell"],
         "floors": json.loads(info["floors"]), "composition": composition, "funnel": funnel(store, info, spec),
+        "drops": drops_by_source(store, info, spec),
         "checks": _contamination(build), "stale": json.loads(info["checks"]).get("stale_filters", {}),
         "preview": preview(build, [r["group"] for r in composition.get("source", [])]),
         "licenses": [r.as_dict() for r in build.licenses()],
@@ -111,6 +112,24 @@ def funnel(store: Store, info: dict[str, Any], spec: dict[str, Any]) -> list[dic
     for prev, stage in itertools.pairwise(stages):
         stage["removed"] = prev["remaining"] - stage["remaining"]
     return stages
+
+
+DROPS_SQL = """
+SELECT st.filter, s.source, count(*) FILTER (WHERE st.decision = 'drop') AS dropped, count(*) AS decided
+FROM status st JOIN samples s USING (sample_id) WHERE list_contains(?, st.filter)
+GROUP BY ALL HAVING count(*) FILTER (WHERE st.decision = 'drop') > 0 ORDER BY st.filter, dropped DESC, s.source
+"""
+
+
+def drops_by_source(store: Store, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per honoured filter and source: the samples its latest decisions drop, of those it decided, and
+    whether that is more than 90% of the source (rules that do not fit that data, e.g. quality's presets)."""
+    from lineage.filters.run import DROP_WARNING
+
+    at = store.at(info["store_version"])
+    rows = at.sql(DROPS_SQL, params=[_filters(at, spec)]).to_pylist()
+    return [{**r, "share": r["dropped"] / r["decided"], "warn": r["dropped"] / r["decided"] > DROP_WARNING}
+            for r in rows]
 
 
 def _undropped(at: Store, filters: list[str]) -> int:
