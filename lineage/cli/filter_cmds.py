@@ -159,9 +159,9 @@ def runs(ctx: click.Context, filter_name: str | None, fmt: str | None, as_json: 
     """
     table = open_store(ctx).runs(filter_name)
     chosen = output_format(fmt, as_json)
-    if chosen != "json" and "by_source" in table.column_names:
-        table = table.drop_columns(["by_source"])  # a list of rows: --json only
-    emit(table, chosen, json_columns=("reasons", "selection"))
+    if chosen != "json":
+        table = table.drop_columns(["by_source"])  # rows by source, decision and reason: --json only
+    emit(table, chosen, json_columns=("reasons", "selection", "by_source"))
 
 
 COMMANDS = [filter_group, runs]

@@ -98,29 +98,36 @@ def source_totals(by_source: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(totals.values(), key=lambda t: t["source"])
 
 
+# The runs, with each run's drops by source from its commit summary (`by_source` rows: source, decision, reason,
+# n): `sources` lists `source dropped/decided` for every source it dropped from, `warning` each source it dropped
+# more than DROP_WARNING of. In SQL, so listing runs needs no Python-side table building.
 HISTORY_SQL = """
+WITH r AS (
+    SELECT r.*, CASE WHEN json_valid(c.summary) THEN json_extract(c.summary, '$.by_source') END AS by_source
+    FROM runs r JOIN commits c ON c.version = r.version
+    WHERE CAST(? AS VARCHAR) IS NULL OR r.filter = ?
+), per_source AS (
+    SELECT run_id, s->>'source' AS source, sum(CAST(s->>'n' AS BIGINT)) AS decided,
+        sum(CASE WHEN s->>'decision' = 'drop' THEN CAST(s->>'n' AS BIGINT) ELSE 0 END) AS dropped
+    FROM r, unnest(CAST(coalesce(r.by_source, '[]') AS JSON[])) AS t(s) GROUP BY ALL
+)
 SELECT r.run_id, r.filter, r.version, r.selected, r.kept, r.dropped, r.flagged, r.reasons, r.engine,
-    round(r.seconds, 2) AS seconds, r.selection, c.summary
-FROM runs r JOIN commits c ON c.version = r.version
-WHERE CAST(? AS VARCHAR) IS NULL OR r.filter = ? ORDER BY r.version
+    round(r.seconds, 2) AS seconds, r.selection,
+    (SELECT string_agg(p.source || ' ' || format('{:,}', p.dropped) || '/' || format('{:,}', p.decided), '; '
+        ORDER BY p.source) FROM per_source p WHERE p.run_id = r.run_id AND p.dropped > 0) AS sources,
+    (SELECT string_agg('dropped ' || CAST(round(100.0 * p.dropped / p.decided) AS INTEGER) || '% of ' || p.source,
+        '; ' ORDER BY p.source) FROM per_source p WHERE p.run_id = r.run_id AND p.dropped > ? * p.decided)
+        AS warning,
+    CAST(r.by_source AS VARCHAR) AS by_source
+FROM r ORDER BY r.version
 """
 
 
 def history(store: Store, filter_name: str | None = None) -> pa.Table:
     """The runs, oldest first, with their drops by source (`sources`: `source dropped/decided` for every source
-    the run dropped from) and `warning` naming each source it dropped more than 90% of."""
-    rows = store.sql(HISTORY_SQL, params=[filter_name, filter_name]).to_pylist()
-    for row in rows:
-        summary = json.loads(row.pop("summary") or "{}")
-        totals = source_totals(summary.get("by_source", []))
-        row["sources"] = "; ".join(f"{t['source']} {t['dropped']:,}/{t['selected']:,}" for t in totals if t["dropped"])
-        row["warning"] = "; ".join(
-            f"dropped {t['dropped'] / t['selected']:.0%} of {t['source']}"
-            for t in totals
-            if t["selected"] and t["dropped"] / t["selected"] > DROP_WARNING
-        ) or None
-        row["by_source"] = summary.get("by_source", [])
-    return pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())})
+    the run dropped from), `warning` naming each source it dropped more than 90% of, and `by_source` (JSON: the
+    run's decisions counted by source, decision and reason)."""
+    return store.sql(HISTORY_SQL, params=[filter_name, filter_name, DROP_WARNING])
 
 
 class _AlreadyRun(Exception):
