@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,82 @@ def without_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_ray)
 
 
+# -- stores built once per pytest run, copied for each test -----------------------------------------------
+# Building the small store takes seconds (four real ingests); copying a built one takes milliseconds. A store is a
+# directory (the DuckDB catalog and Parquet segments, with paths relative to it), so a copy is a store of its own:
+# a test that writes to or damages its copy leaves the others alone, and no test is handed the template itself.
+
+
+class Templates:
+    """Stores built once per pytest run under `root`, each by a named recipe; `copy` gives a test its own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, build: Callable[[Store], object]) -> Path:
+        """The template store `build` makes (given a new empty store), built on its first use in the run."""
+        made = self.root / f"{build.__module__}.{build.__qualname__}"
+        if not made.is_dir():
+            # Built under another name and renamed when whole: a recipe that fails is tried again by the next
+            # test (which then fails as it would have), never copied half-made.
+            draft = made.with_name(f".{made.name}.draft")
+            shutil.rmtree(draft, ignore_errors=True)
+            build(Store.init(draft))
+            draft.rename(made)
+        return made
+
+    def copy(self, build: Callable[[Store], object], dest: Path) -> Store:
+        """A private copy at `dest` (which must not exist, or be an empty store) of the template `build` makes."""
+        shutil.copytree(self.path(build), dest, dirs_exist_ok=True)
+        return Store(dest)
+
+
+_templates: Templates | None = None  # set for the pytest run by the `templates` fixture
+
+
+@pytest.fixture(scope="session", autouse=True)
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    """The run's template stores (autouse, so `fill_small_store` finds them from any fixture or test)."""
+    global _templates
+    _templates = Templates(tmp_path_factory.mktemp("templates"))
+    yield _templates
+    _templates = None
+
+
+def templated(store: Store, build: Callable[[Store], object]) -> Store:
+    """`build(store)`; in a pytest run, when `store` is empty and local, a copy of what `build` made once in the run
+    instead: the same catalog rows and segments, in milliseconds. `build` must be a module-level function (its
+    qualified name names the template) that depends on nothing but the store."""
+    if _templates is not None and store.as_of is None and store.data.uri is None and store.version == 0:
+        _templates.copy(build, store.root)
+    else:
+        build(store)
+    return store
+
+
+def _empty(store: Store) -> None:
+    """The recipe of the empty store: `Store.init` did it all."""
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    """An empty store."""
-    return Store.init(tmp_path / "store")
+def store(tmp_path: Path, templates: Templates) -> Store:
+    """An empty store (a copy of one `Store.init` made once per run)."""
+    return templates.copy(_empty, tmp_path / "store")
 
 
 @pytest.fixture
 def small_store(store: Store) -> Store:
-    """Real WordNet sentences plus three synthetic generations derived from them (1,125 samples)."""
+    """Real WordNet sentences plus three synthetic generations derived from them (1,125 samples), in the
+    directory of `store` (so `runner` works on it)."""
     return fill_small_store(store)
 
 
 def fill_small_store(store: Store) -> Store:
+    """Ingest the small store's four fixture files into `store` (in a pytest run, a copy: see `templated`)."""
+    return templated(store, _ingest_small)
+
+
+def _ingest_small(store: Store) -> Store:
     store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human", license="WordNet-3.0")
     for g in (1, 2, 3):
         store.ingest(
@@ -109,7 +173,7 @@ def count(store: Store, where: str = "true") -> int:
     return store.sql(f"SELECT count(*) AS n FROM samples WHERE {where}")["n"][0].as_py()
 
 
-__all__ = ["FIXTURES", "Runner", "count", "fill_small_store", "lineage", "run_cli"]
+__all__ = ["FIXTURES", "Runner", "count", "fill_small_store", "lineage", "run_cli", "templated"]
 
 
 EVENT_COLUMNS = "sample_id, decision, score, reason, related_id, cluster_id"
@@ -123,8 +187,6 @@ def events(store: Store, run_id: str) -> set[tuple[Any, ...]]:
 
 def store_pair(root: Path, *filters: str) -> tuple[Store, Store]:
     """Two copies of the small store (with `filters` run first): one for each engine."""
-    import shutil
-
     first = fill_small_store(Store.init(root / "local"))
     for name in filters:
         first.run_filter(name)

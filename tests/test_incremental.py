@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, Runner
+from conftest import FIXTURES, Runner, templated
 
 from lineage.build import StaleFilters
 from lineage.sets import create_set
@@ -61,7 +61,11 @@ BASE, BETWEEN, LONGER = words(30), words(34), words(38)
 @pytest.fixture
 def chat_store(store: Store) -> Store:
     """Real WordNet sentences, 400 chats and 100 Alpaca records built on them, a protected held-out set with a
-    paraphrase of one of its items; the three filters run over everything."""
+    paraphrase of one of its items; the three filters run over everything (built once per run, then copied)."""
+    return templated(store, fill_chat_store)
+
+
+def fill_chat_store(store: Store) -> Store:
     real = real_rows()
     create_set(store, "heldout", protected=True)
     store.ingest(FIXTURES / "qa.jsonl", origin="real", source="wordnet-eval", template="{prompt} {response}",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import templated
 
 import lineage
 from lineage.store import Store
@@ -48,10 +49,12 @@ def run(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
-    """A store holding the 600 real fixture samples (version 1)."""
-    store = Store.init(tmp_path / "store")
+    """A store holding the 600 real fixture samples (version 1; built once per run, then copied)."""
+    return templated(Store.init(tmp_path / "store"), ingest_real).root
+
+
+def ingest_real(store: Store) -> None:
     store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet", method="human")
-    return store.root
 
 
 @pytest.fixture
