@@ -21,6 +21,14 @@ from lineage.store import Store
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on a Ray cluster is `slow` (the cluster takes seconds to start, each run ships work to its
+    workers), marked here so a new one is too."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
     """A real local Ray cluster of 2 CPUs for one test module. As a team's cluster would have them installed,

@@ -166,6 +166,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- SIGKILL at each named step --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", CRASH_STEPS)
 def test_sigkill_at_named_step(step: str, base: BaseStore, tmp_path: Path) -> None:
     store = copy_store(base, tmp_path / "store")
@@ -264,6 +265,7 @@ def kill_delays(duration: float) -> list[float]:
     return delays
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(base: BaseStore, corpus: Path, tmp_path: Path) -> None:
     # Time clean runs under the same load as the kills (WORKERS at once) to choose the delay range.
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -306,6 +308,7 @@ def corpus_with_bad_tail(corpus: Path, dest: Path, last_line: str) -> Path:
     return dest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("defect", BAD_TAILS)
 def test_late_bad_row_leaves_nothing(defect: str, base: BaseStore, corpus: Path, tmp_path: Path) -> None:
     store = copy_store(base, tmp_path / "store")

@@ -244,6 +244,7 @@ def test_policy_rolls_back_to_the_last_passing_snapshot(runs: dict[int, DemoResu
     assert decision["real_min"] == pytest.approx(0.2)  # no floor before: the step from 0
 
 
+@pytest.mark.slow
 def test_make_demo_runs_at_full_size_and_every_build_is_clean(tmp_path: Path) -> None:
     """What `make demo` runs, at its default size: the reduced runs above once passed while this one failed
     (WordNet glosses contain held-out glosses, and every build refuses a leaking member)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, events, fill_small_store, run_cli, store_pair
+from conftest import FIXTURES, events, fill_small_store, run_cli, store_pair, templated
 
 from lineage.errors import LineageError
 from lineage.sets import create_set
@@ -43,6 +43,7 @@ def test_unreachable_address_is_one_line(small_store: Store) -> None:
         small_store.run_filter("quality", engine="ray", ray_address="127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_cli_starts_a_local_cluster_when_no_address_is_given(small_store: Store) -> None:
     done = run_cli("--store", str(small_store.root), "filter", "run", "quality", "--engine", "ray", "--workers", "2")
     assert done.returncode == 0, done.stderr
@@ -137,9 +138,12 @@ def test_user_filter_runs_on_workers(cluster: None, pair: tuple[Store, Store]) -
     assert result.selected == 1125 and result.kept + result.dropped + result.flagged == 1125
 
 
-def test_killed_worker_registers_nothing_and_the_run_can_be_retried(cluster: None, tmp_path: Path) -> None:
-    store = Store.init(tmp_path / "store")
+def ingest_real(store: Store) -> None:
     store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet")
+
+
+def test_killed_worker_registers_nothing_and_the_run_can_be_retried(cluster: None, tmp_path: Path) -> None:
+    store = templated(Store.init(tmp_path / "store"), ingest_real)
     before = store.version
     killer = tmp_path / "marker"
     run = {"module": "user_filters:KillerFilter", "params": {"marker": str(killer)}, "engine": "ray"}

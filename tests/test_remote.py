@@ -238,6 +238,7 @@ def test_a_plain_path_is_kept_absolute(tmp_path: Path, monkeypatch: pytest.Monke
 # -- SIGKILL around the upload ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["segment_fsynced", "segment_renamed", "catalog_before_commit", "catalog_committed"])
 def test_sigkill_around_the_upload(s3: S3, tmp_path: Path, step: str) -> None:
     store, uri = tmp_path / "store", s3.uri()

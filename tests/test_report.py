@@ -219,6 +219,7 @@ def distinct_colours(png: Path) -> int:
     return len({tuple(p) for p in (pixels[::7] * 255).round().astype(int).tolist()})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's `chromium` is not installed: cannot check reports in a browser")
 def test_reports_render_in_headless_chromium(scenario: Store, tmp_path: Path) -> None:
     for kind, ref in (("build", "mix"), ("models", None)):
