@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pyarrow.fs as pafs
 import pytest
 from conftest import FIXTURES, events, fill_small_store, run_cli
 
+from lineage.catalog import SCHEMA
 from lineage.errors import LineageError, QueryError
-from lineage.store import Store
+from lineage.store import CATALOG_FILE, Store
 
 BUCKET = "lineage-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -63,9 +66,27 @@ def s3() -> Iterator[S3]:
         os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
+@pytest.fixture(scope="module")
+def remote_made(s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The small store with its data on S3, made once per module (four ingests uploading to S3 take seconds)."""
+    return fill_small_store(Store.init(tmp_path_factory.mktemp("remote") / "store", data=s3.uri()))
+
+
 @pytest.fixture
-def remote(s3: S3, tmp_path: Path) -> Store:
-    return fill_small_store(Store.init(tmp_path / "store", data=s3.uri()))
+def remote(s3: S3, remote_made: Store, tmp_path: Path) -> Store:
+    """A private copy of `remote_made`: its objects under a new prefix, its directory with the catalog naming
+    that prefix (a store records its data location only there), so a test that writes to it stays alone."""
+    uri = s3.uri()
+    source, dest = (u.split("?")[0].removeprefix("s3://") for u in (remote_made.data.uri, uri))
+    for rel in s3.files(remote_made.data.uri, under=""):
+        s3.fs.copy_file(f"{source}/{rel}", f"{dest}/{rel}")
+    shutil.copytree(remote_made.root, tmp_path / "store")
+    con = duckdb.connect(str(tmp_path / "store" / CATALOG_FILE))
+    try:
+        con.execute(f"UPDATE {SCHEMA}.meta SET value = ? WHERE key = 'data_uri'", [uri])
+    finally:
+        con.close()
+    return Store(tmp_path / "store")
 
 
 @pytest.fixture
