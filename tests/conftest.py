@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import lineage
+from lineage import catalog
 from lineage.cli import cli
-from lineage.store import Store
+from lineage.store import CATALOG_FILE, Store
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -101,11 +102,24 @@ def templated(store: Store, build: Callable[[Store], object]) -> Store:
     """`build(store)`; in a pytest run, when `store` is empty and local, a copy of what `build` made once in the run
     instead: the same catalog rows and segments, in milliseconds. `build` must be a module-level function (its
     qualified name names the template) that depends on nothing but the store."""
-    if _templates is not None and store.as_of is None and store.data.uri is None and store.version == 0:
+    if _templates is not None and _pristine(store, _templates):
         _templates.copy(build, store.root)
     else:
         build(store)
     return store
+
+
+def _pristine(store: Store, templates: Templates) -> bool:
+    """Nothing done to `store` since `Store.init`: local data, version 0, and the catalog's settings (its meta
+    table, which some calls change without a new version, e.g. `set_auto_compact`) as `init` wrote them."""
+    if store.as_of is not None or store.data.uri is not None or store.version != 0:
+        return False
+    return _settings(store.root) == _settings(templates.path(_empty))
+
+
+def _settings(root: Path) -> set[tuple[str, str]]:
+    with catalog.connect(root / CATALOG_FILE, read_only=True) as con:
+        return set(con.execute(f"SELECT key, value FROM {catalog.SCHEMA}.meta WHERE key <> 'created_at'").fetchall())
 
 
 def _empty(store: Store) -> None:
