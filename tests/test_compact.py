@@ -271,6 +271,7 @@ def run_cli(store: Path, *args: str, crash_at: str | None = None) -> subprocess.
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", COMPACT_STEPS)
 def test_sigkill_at_each_compaction_step(step: str, base_store: tuple[Path, dict[int, Any]], tmp_path: Path) -> None:
     root = tmp_path / "store"
