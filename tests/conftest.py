@@ -68,9 +68,10 @@ class Templates:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, build: Callable[[Store], object]) -> Path:
-        """The template store `build` makes (given a new empty store), built on its first use in the run."""
-        made = self.root / f"{build.__module__}.{build.__qualname__}"
+    def path(self, build: Callable[[Store], object], key: str | None = None) -> Path:
+        """The template store `build` makes (given a new empty store), built on its first use in the run; named
+        by `key`, or by the function's qualified name."""
+        made = self.root / (key or f"{build.__module__}.{build.__qualname__}")
         if not made.is_dir():
             # Built under another name and renamed when whole: a recipe that fails is tried again by the next
             # test (which then fails as it would have), never copied half-made.
@@ -80,9 +81,9 @@ class Templates:
             draft.rename(made)
         return made
 
-    def copy(self, build: Callable[[Store], object], dest: Path) -> Store:
+    def copy(self, build: Callable[[Store], object], dest: Path, key: str | None = None) -> Store:
         """A private copy at `dest` (which must not exist, or be an empty store) of the template `build` makes."""
-        shutil.copytree(self.path(build), dest, dirs_exist_ok=True)
+        shutil.copytree(self.path(build, key), dest, dirs_exist_ok=True)
         return Store(dest)
 
 
@@ -98,12 +99,12 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
     _templates = None
 
 
-def templated(store: Store, build: Callable[[Store], object]) -> Store:
+def templated(store: Store, build: Callable[[Store], object], key: str | None = None) -> Store:
     """`build(store)`; in a pytest run, when `store` is empty and local, a copy of what `build` made once in the run
-    instead: the same catalog rows and segments, in milliseconds. `build` must be a module-level function (its
-    qualified name names the template) that depends on nothing but the store."""
+    instead: the same catalog rows and segments, in milliseconds. `build` must depend on nothing but the store
+    (and be deterministic); its qualified name names the template, or `key` when one function makes several."""
     if _templates is not None and _pristine(store, _templates):
-        _templates.copy(build, store.root)
+        _templates.copy(build, store.root, key)
     else:
         build(store)
     return store

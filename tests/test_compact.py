@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXTURES, Runner, fill_small_store
+from conftest import FIXTURES, Runner, fill_small_store, templated
 
 from lineage import catalog
 from lineage.compaction import ROW_GROUP, SegmentInfo, due
@@ -42,8 +42,12 @@ def chat_rows(batch: int, n: int, rng: random.Random) -> list[dict[str, Any]]:
 
 def grown_store(root: Path, batches: int = 6) -> Store:
     """The small store (real + three synthetic generations), then `batches` small chat ingests and two filter
-    runs: many small segments of both kinds. Automatic compaction is off, so the test decides when to merge."""
-    store = Store.init(root)
+    runs: many small segments of both kinds. Automatic compaction is off, so the test decides when to merge.
+    Built once per pytest run for each `batches`, then copied (see `conftest.templated`)."""
+    return templated(Store.init(root), lambda store: grow(store, batches), key=f"test_compact.grown-{batches}")
+
+
+def grow(store: Store, batches: int) -> Store:
     store.set_auto_compact(None)
     fill_small_store(store)
     rng = random.Random(RNG_SEED)
