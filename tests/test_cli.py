@@ -72,7 +72,10 @@ def test_listings_parse_back_in_every_format(busy: Store, args: tuple[str, ...])
     as_csv = list(csv.DictReader(io.StringIO(runner(*args, "--format", "csv").stdout)))
     assert [list(r) for r in as_csv] == [list(r) for r in rows]
     jsonl = [json.loads(line) for line in runner(*args, "--format", "jsonl").stdout.splitlines()]
-    assert [list(r) for r in jsonl] == [list(r) for r in rows]
+    nested_only = {"by_source"}  # `runs`: the breakdown by source and reason, an object only JSON can carry
+    assert [[k for k in r if k not in nested_only] for r in jsonl] == [list(r) for r in rows]
+    if args[0] == "runs":
+        assert all(isinstance(r["by_source"], list) for r in jsonl)
     if args[0] != "show":  # show's JSON is the whole document; its lines are the sample and relatives
         assert json.loads(runner(*args, "--json").stdout) == jsonl
         assert json.loads(runner(*args, "--format", "json").stdout) == jsonl

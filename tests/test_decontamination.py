@@ -28,13 +28,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, leaks.Leak
     """A held-out set ingested with a Q/A template and an instruction template; training documents and chats."""
     made = leaks.make(seed=0, clean=CLEAN)
     store = Store.init(tmp_path_factory.mktemp("decon") / "store")
-    create_set(store, "heldout", protected=True)
-    bench = [h for h in made.heldout if h["id"].startswith("bench")]
-    inst = [h for h in made.heldout if h["id"].startswith("inst")]
-    store.ingest(bench, origin="real", source="bench", template=leaks.ITEM_TEMPLATE, set_name="heldout")
-    store.ingest(inst, origin="real", source="inst", template=leaks.INSTRUCTION_TEMPLATE, set_name="heldout")
-    store.ingest(made.docs, origin="real", source="web")
-    store.ingest(made.chats, origin="synthetic", source="chat", generation=1)
+    leaks.ingest(store, made)
     return store, made
 
 

@@ -184,20 +184,14 @@ def test_contamination_detects_on_the_workers_and_decides_the_same(
 
     made = leaks.make(seed=2, clean=300, items=60, chats=10, planted=40)
     local = fill_small_store(Store.init(tmp_path / "local"))
-    create_set(local, "heldout", protected=True)
-    bench = [h for h in made.heldout if h["id"].startswith("bench")]
-    inst = [h for h in made.heldout if h["id"].startswith("inst")]
-    local.ingest(bench, origin="real", source="bench", template=leaks.ITEM_TEMPLATE, set_name="heldout")
-    local.ingest(inst, origin="real", source="inst", template=leaks.INSTRUCTION_TEMPLATE, set_name="heldout")
-    local.ingest(made.docs, origin="real", source="web")
-    local.ingest(made.chats, origin="synthetic", source="chat", generation=1)
+    leaks.ingest(local, made)
     # Real sentences with synthetic descendants, held out too: their paraphrases leak by lineage.
     roots = local.sql(
         "SELECT DISTINCT parent_id FROM lineage_edges e JOIN samples s ON s.sample_id = e.parent_id "
         "WHERE s.origin = 'real' ORDER BY 1 LIMIT 10"
     )["parent_id"].to_pylist()
     create_set(local, "roots", where=f"sample_id IN ({', '.join(repr(r) for r in roots)})", protected=True)
-    copy = {"id": "copy", "text": leaks.ITEM_TEMPLATE.format(**bench[0]).upper()}  # the same normalised words
+    copy = {"id": "copy", "text": leaks.ITEM_TEMPLATE.format(**made.heldout[0]).upper()}  # the same normalised words
     local.ingest([copy], origin="real", source="copies")
     shutil.copytree(tmp_path / "local", tmp_path / "ray")
     on_ray = Store(tmp_path / "ray")

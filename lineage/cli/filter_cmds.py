@@ -149,7 +149,7 @@ def list_cmd(fmt: str | None, as_json: bool) -> None:
 def runs(ctx: click.Context, filter_name: str | None, fmt: str | None, as_json: bool) -> None:
     """History of filter runs with their counts, drops by source (`dropped/decided`) and a warning for each
     source a run dropped more than 90% of (rules that do not fit that data: see quality's presets); reasons,
-    selection and the breakdown by source and reason as objects in --json.
+    selection and the breakdown by source and reason as objects in --json / --format jsonl.
 
     \b
     Examples:
@@ -159,8 +159,8 @@ def runs(ctx: click.Context, filter_name: str | None, fmt: str | None, as_json: 
     """
     table = open_store(ctx).runs(filter_name)
     chosen = output_format(fmt, as_json)
-    if chosen != "json":
-        table = table.drop_columns(["by_source"])  # rows by source, decision and reason: --json only
+    if chosen not in ("json", "jsonl"):
+        table = table.drop_columns(["by_source"])  # rows by source, decision and reason: JSON formats only
     emit(table, chosen, json_columns=("reasons", "selection", "by_source"))
 
 
