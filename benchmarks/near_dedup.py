@@ -293,11 +293,16 @@ def run_cli(texts: list[str], docs: int, dups: int, num_perm: int, repeat: int, 
     }
 
 
-def report_cli(texts: list[str], planted: dict[Pair, float], results: dict[str, dict]) -> None:
+def true_pairs(texts: list[str], planted: dict[Pair, float], results: dict[str, dict]) -> set[Pair]:
+    """The pairs at Jaccard >= THRESHOLD among the planted ones and every pair any method reported."""
     exact = dict(planted)
     for r in results.values():
         exact.update({p: jaccard(texts[p[0]], texts[p[1]]) for p in r["pairs"] if p not in exact})
-    truth = {p for p, j in exact.items() if j >= THRESHOLD}
+    return {p for p, j in exact.items() if j >= THRESHOLD}
+
+
+def report_cli(texts: list[str], planted: dict[Pair, float], results: dict[str, dict]) -> None:
+    truth = true_pairs(texts, planted, results)
     print(f"{len(texts):,} documents, {len(truth):,} true pairs with Jaccard >= 0.8; each command in a new process")
     print(f"{'method':<40}{'best s':>7}{'cpu s':>7}  {'all runs (wall s)':<24}{'pairs':>6}{'F1':>7}")
     names = {"lineage": "lineage filter run near-dedup", "datasketch": "datasketch MinHash + MinHashLSH script"}
@@ -334,10 +339,7 @@ def ideal(planted: dict[Pair, float], num_perm: int) -> tuple[float, float, floa
 
 
 def report(texts: list[str], planted: dict[Pair, float], results: dict[str, dict], seed: int, num_perm: int) -> None:
-    exact = dict(planted)
-    for r in results.values():
-        exact.update({p: jaccard(texts[p[0]], texts[p[1]]) for p in r["pairs"] if p not in exact})
-    truth = {p for p, j in exact.items() if j >= THRESHOLD}
+    truth = true_pairs(texts, planted, results)
     print(f"{len(texts):,} documents, {len(planted):,} planted pairs, {len(truth):,} true pairs with Jaccard >= 0.8")
     print(f"max 5-gram Jaccard of 3,000 random pairs: {random_pairs_max(texts, np.random.default_rng(seed)):.3f}")
     print(f"lineage ingest (not timed below): {results['lineage']['ingest']:.2f}s\n")
