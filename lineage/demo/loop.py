@@ -28,6 +28,7 @@ import numpy as np
 
 from lineage.demo.lm import BigramLM, Vocabulary, tokenize
 from lineage.errors import LineageError
+from lineage.sqlutil import sql_string
 from lineage.store import Store
 
 POLICIES = ("replace", "accumulate", "governed")
@@ -125,7 +126,7 @@ def _ingest_real(store: Store, config: DemoConfig) -> tuple[list[str], list[str]
     _protect(store)
     # WordNet glosses share phrases ("offensive term for a person of ..."): some training sentences contain
     # held-out ones, and every build refuses a member that leaks a protected item. Decontaminate, as a team would.
-    store.run_filter("contamination", where=f"source = '{REAL_SOURCE}'", engine="inline")
+    store.run_filter("contamination", where=f"source = {sql_string(REAL_SOURCE)}", engine="inline")
     return [r["text"] for r in train], [r["text"] for r in heldout]
 
 
@@ -143,7 +144,7 @@ def _rare_words(texts: list[str], max_count: int) -> set[str]:
 
 def _spec(store: Store, config: DemoConfig, policy: str, generation: int) -> dict[str, Any]:
     name = f"{policy}-g{generation}"
-    real = f"source = '{REAL_SOURCE}'"
+    real = f"source = {sql_string(REAL_SOURCE)}"
     if policy == "governed":
         return _governed_spec(store, name, config.seed + generation, generation)
     if policy == "replace" and generation > 1:
@@ -163,7 +164,7 @@ def _governed_spec(store: Store, name: str, seed: int, generation: int) -> dict[
     from lineage.build.policy import apply_policy
     from lineage.build.spec import load_spec
 
-    real = f"source = '{REAL_SOURCE}'"
+    real = f"source = {sql_string(REAL_SOURCE)}"
     spec: dict[str, Any] = {"name": name, "size": 1, "seed": seed,
                             "pool": {"where": f"{real} OR generator LIKE 'governed-%'", "max_generation": 2},
                             "quotas": {"origin": {"real": {"min": 0.5}}}}
@@ -195,7 +196,7 @@ def _generation(
     outputs = lm.sample(config.outputs, rng)
     store.ingest([{"text": t} for t in outputs if t.strip()], origin="synthetic", source=f"{policy}-outputs",
                  method="self-generated", generator=model, gen_params={"sampler": "ancestral", "temperature": 1.0})
-    where = f"generator = '{model}'"
+    where = f"generator = {sql_string(model)}"
     # Every policy's outputs are decontaminated (a model can regenerate a held-out sentence): the policies
     # differ in what they train on, not in whether the evaluation leaks.
     store.run_filter("contamination", where=where, engine="inline")
