@@ -7,3 +7,15 @@ DEFAULT_MEMORY_LIMIT = "384MB"
 # `lineage sql`: a runaway query must end (like datasette's sql_time_limit_ms), and within a memory bound.
 QUERY_TIMEOUT = 60.0  # seconds
 QUERY_MEMORY_LIMIT = "2GB"
+
+
+def default_filter_memory_limit() -> str:
+    """What a filter run's out-of-core steps (DuckDB's sorts, joins and aggregates) may hold in memory before they
+    spill to STORE/tmp: a tenth of the machine's memory (at least 256 MB), so a run leaves room for the rest."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: a safe guess
+        total = 8 << 30
+    return f"{max(256, total // 10 >> 20)}MB"

@@ -40,6 +40,12 @@ def filter_group() -> None:
     help="Only the samples no run with these params decided, judged against those it did (see `lineage status`).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what the run would decide, per source and reason; write nothing.")
+@click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    help="What near-dedup's out-of-core steps hold in memory before they spill to STORE/tmp, e.g. 2GB "
+    "(default: a tenth of this machine's memory).",
+)
 @engine_options(
     ("local", "inline", "ray"),
     "local: a process pool over batches; inline: this process; ray: a Ray cluster (`lineage[ray]`).",
@@ -56,6 +62,7 @@ def run_cmd(
     module: str | None,
     new_only: bool,
     dry_run: bool,
+    memory_limit: str | None,
     engine: str,
     workers: int | None,
     ray_address: str | None,
@@ -74,6 +81,7 @@ def run_cmd(
       lineage filter run near-dedup --engine ray --ray-address auto
       lineage filter run exact-dedup --new        # only what it has not seen (`lineage status`)
       lineage filter run quality --dry-run        # what it would drop, per source; nothing written
+      lineage filter run near-dedup --memory-limit 2GB   # spills past 2 GB
     """
     from lineage.filters.base import parse_param_pairs
 
@@ -91,6 +99,7 @@ def run_cmd(
             progress=progress,
             new_only=new_only,
             dry_run=dry_run,
+            memory_limit=memory_limit,
         )
     if as_json:
         click.echo(to_json({**result.__dict__, "warnings": result.warnings()}))

@@ -94,7 +94,8 @@ def _utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
     The space ends every document's last token, so no token runs from one document into the next.
     """
-    arr = pc.binary_join_element_wise(pc.utf8_lower(pc.fill_null(texts, "")), " ", "")
+    lowered = pc.utf8_lower(pc.fill_null(texts, ""))
+    arr = pc.binary_join_element_wise(lowered, pa.scalar(" ", lowered.type), pa.scalar("", lowered.type))
     if isinstance(arr, pa.ChunkedArray):  # 64-bit offsets where chunks are joined: no 2 GB limit
         arr = arr.chunk(0) if arr.num_chunks == 1 else arr.cast(pa.large_string()).combine_chunks()
     if len(arr) == 0:
@@ -448,13 +449,18 @@ def lsh_pairs(sigs: np.ndarray, *, threshold: float) -> np.ndarray:
 
 def _identical(sigs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Groups of these rows by a hash of the whole signature: each group's first row (ascending), each row's group."""
-    words = np.ascontiguousarray(sigs).view(np.uint64) if sigs.shape[1] % 2 == 0 else sigs
-    h = (words @ _row_multipliers(words.shape[1]))[rows]  # a matrix product wraps mod 2^64, as a hash may
+    h = signature_hashes(sigs)[rows]
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     order = np.argsort(first)  # groups by their first row, so `first` is ascending
     group = np.empty_like(order)
     group[order] = np.arange(len(order))
     return rows[first[order]], group[inverse.reshape(-1)]
+
+
+def signature_hashes(sigs: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each whole signature: rows with equal hashes are taken as identical (see `_identical`)."""
+    words = np.ascontiguousarray(sigs).view(np.uint64) if sigs.shape[1] % 2 == 0 else sigs
+    return words @ _row_multipliers(words.shape[1])  # a matrix product wraps mod 2^64, as a hash may
 
 
 @lru_cache(maxsize=8)

@@ -89,6 +89,8 @@ class Decided:
     reasons: Counter[str]
     register: Callable[[Transaction], None]
     table: pa.Table | None = field(default=None, repr=False)
+    # (source, decision, reason, n) rows, when the decisions are not held as `table` (an out-of-core run)
+    by_source: list[dict[str, Any]] | None = None
 
     @classmethod
     def of_table(cls, table: pa.Table, run_id: str) -> Decided:

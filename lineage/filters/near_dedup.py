@@ -22,6 +22,7 @@ but not A ~ C): near duplicates are transitive here, similarity is not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,9 @@ from lineage.filters.incremental import Prior
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.filters.events import Decided
+    from lineage.filters.near_dedup_bounded import BoundedRun
+    from lineage.filters.run import Selection
     from lineage.store import Store
 
 # The shared keep policy, lineage.filters.base.KEEP_ORDER_SQL, as Arrow sort keys (nulls last, as DuckDB):
@@ -108,6 +112,21 @@ class NearDedupFilter(SelectionFilter):
             written.result()
         kept = _kept(features, clusters(len(sigs), pairs))
         return _decisions(features["sample_id"], kept, _scores(features["text"], kept, pairs, similarity, p.ngram))
+
+    def decide_bounded(self, selection: Selection, run: BoundedRun) -> Decided:
+        """`decide_all`'s decisions in memory bounded by `run.memory_limit` (`lineage.filters.near_dedup_bounded`):
+        what the local engines run."""
+        from lineage.filters.near_dedup_bounded import decide
+
+        decided, spilled = decide(self, selection, run)
+        self._note = f"out of core within {run.memory_limit}" + (
+            f", {spilled / 1e6:,.0f} MB spilled to disk at most" if spilled else ", nothing spilled"
+        )
+        return decided
+
+    def note(self) -> str:
+        """What the run did beyond its decisions: how an out-of-core run used memory and disk."""
+        return getattr(self, "_note", "")
 
     def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
         """New samples against the decided ones: the old clusters a new sample joins are decided again whole.
@@ -233,12 +252,17 @@ def _kept(features: pa.Table, labels: np.ndarray) -> np.ndarray:
 
 
 def _scores(
-    texts: pa.ChunkedArray, kept: np.ndarray, pairs: np.ndarray, similarity: np.ndarray, ngram: int
+    texts: pa.ChunkedArray | Callable[[np.ndarray], np.ndarray],
+    kept: np.ndarray,
+    pairs: np.ndarray,
+    similarity: np.ndarray,
+    ngram: int,
 ) -> np.ndarray:
     """Exact Jaccard of each dropped row with its kept row (NaN for kept rows).
 
     Taken from the verified pairs (in any order) where the two are one; computed for rows linked only
-    through others.
+    through others: from `texts`, or by `texts(links)` (the exact Jaccard of each (row, row) link) when the
+    texts are not in memory.
     """
     n, score = len(kept), np.full(len(kept), np.nan)
     dropped = np.flatnonzero(kept != np.arange(n))
@@ -250,7 +274,11 @@ def _scores(
     at = np.minimum(np.searchsorted(verified, codes), max(len(verified) - 1, 0))
     known = verified[at] == codes if len(verified) else np.zeros(len(codes), bool)
     score[dropped[known]] = similarity[by_code[at[known]]]
-    score[dropped[~known]] = verify_exact(links[~known], texts, ngram=ngram, threshold=0.0)[1]
+    unknown = links[~known]
+    if callable(texts):
+        score[dropped[~known]] = texts(unknown) if len(unknown) else np.zeros(0)
+    else:
+        score[dropped[~known]] = verify_exact(unknown, texts, ngram=ngram, threshold=0.0)[1]
     return score
 
 

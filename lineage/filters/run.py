@@ -29,7 +29,9 @@ from lineage.filters.base import (
 from lineage.filters.events import BATCH_ROWS, Decided, check, tally
 from lineage.filters.executor import ENGINES, Progress, map_batches
 from lineage.filters.incremental import Prior, changed_only
+from lineage.filters.spill import check_memory_limit
 from lineage.ids import uuid7
+from lineage.limits import default_filter_memory_limit
 from lineage.scaleout.cluster import check_engine
 from lineage.schemas import DECISIONS, RUNS
 from lineage.sqlutil import quote_ident
@@ -149,9 +151,12 @@ def run_filter(
     progress: Progress | None = None,
     new_only: bool = False,
     dry_run: bool = False,
+    memory_limit: str | None = None,
 ) -> RunResult:
     """`new_only`: decide only the samples no run with these params decided, against those it did (see
-    `lineage.filters.incremental`); `dry_run`: decide, count by source and reason, write nothing."""
+    `lineage.filters.incremental`); `dry_run`: decide, count by source and reason, write nothing; `memory_limit`:
+    what a filter that works out of core (near-dedup) holds before it spills to STORE/tmp (DuckDB's syntax,
+    e.g. 2GB; default `lineage.limits.default_filter_memory_limit()`)."""
     cls = filter_class(name, module)
     flt = cls(parse_params(cls, params or {}))
     return execute(
@@ -166,6 +171,7 @@ def run_filter(
         progress=progress,
         new_only=new_only,
         dry_run=dry_run,
+        memory_limit=memory_limit,
     )
 
 
@@ -188,10 +194,13 @@ def execute(
     new_only: bool = False,
     dry_run: bool = False,
     module: str | None = None,
+    memory_limit: str | None = None,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version. `module`: the
     `module:Class` a user filter came from, recorded so that `lineage status` and builds track it."""
     check_engine(engine, ENGINES, workers, ray_address)
+    if memory_limit is not None:
+        check_memory_limit(memory_limit)
     params_json, params_hash = canonical(flt.params)
     run_id = uuid7()
     summary: dict[str, Any] = {"filter": flt.name, **({"module": module} if module else {})}
@@ -224,6 +233,11 @@ def execute(
                     decided = decide_on_ray(
                         store, flt, selection, run_id, txn.version, workers, ray_address, progress
                     )
+                elif incremental is None and hasattr(flt, "decide_bounded"):
+                    from lineage.filters.near_dedup_bounded import BoundedRun
+
+                    limit = memory_limit or default_filter_memory_limit()
+                    decided = flt.decide_bounded(selection, BoundedRun(store, run_id, txn.version, limit, progress))
                 else:
                     table = _decide(store, flt, selection, run_id, engine, workers, progress, incremental)
                     decided = Decided.of_table(table, run_id)
@@ -243,7 +257,7 @@ def execute(
                     )
                 else:
                     new = decided.table
-                by_source = selection.by_source(new) if new is not None else []
+                by_source = selection.by_source(new) if new is not None else decided.by_source or []
                 result = replace(
                     result,
                     new_only=incremental is not None,
@@ -382,12 +396,25 @@ class Selection:
             self._prepare(con)
             yield con
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        cols = ", ".join(quote_ident(c) for c in self.columns)
-        query = f"SELECT {cols} FROM {self._from()} ORDER BY sample_id"
+    def batches(self, columns: list[str] | None = None, *, ordered: bool = True) -> Iterator[pa.RecordBatch]:
+        """The selected samples' `columns` (default: the run's) in batches, by sample_id unless not `ordered` (then
+        streamed as read: no sort holds the selection in memory)."""
+        cols = ", ".join(quote_ident(c) for c in columns or self.columns)
+        query = f"SELECT {cols} FROM {self._from()}{' ORDER BY sample_id' if ordered else ''}"
         with self._connect() as con:
             readonly.check_statement(con, query)
             yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
+
+    def texts(self, ids: pa.Table) -> Iterator[pa.RecordBatch]:
+        """(sample_id, text) of the samples whose ids are in `ids` (a table with a `sample_id` column), streamed
+        in batches in no particular order."""
+        with self._connect() as con:
+            con.register("_wanted_ids", ids.select(["sample_id"]))
+            try:
+                query = "SELECT sample_id, text FROM samples SEMI JOIN _wanted_ids USING (sample_id)"
+                yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
+            finally:
+                con.unregister("_wanted_ids")
 
     def segment_paths(self) -> list[str]:
         """The sample segment files the selection reads (as of the store's version), relative to the data
