@@ -3,8 +3,12 @@ memory, spilling to STORE/tmp, and the faults of spilling."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import FIXTURES
@@ -95,3 +99,68 @@ def test_texts_join_with_64_bit_offsets() -> None:
 
     texts = ["one two three four five six", "one two three four five seven"]
     assert (signatures(pa.array(texts, pa.large_string())) == signatures(pa.array(texts))).all()
+
+
+def spill_files(store: Store) -> list[str]:
+    return sorted(str(p.relative_to(store.root)) for p in (store.root / "tmp").rglob("*") if p.is_file())
+
+
+def run_cli(store: Store, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "lineage", "--store", str(store.root), *args],
+        capture_output=True, text=True, env=clean | env, timeout=600,
+    )
+
+
+@pytest.mark.parametrize("cleanup", ["next run", "gc"])
+def test_a_run_killed_while_spilling_leaves_no_spill_files_after_the_next_run_or_gc(store: Store, cleanup: str) -> None:
+    planted(store, 20_000, words=40, dup_rate=0.3)
+    proc = run_cli(store, "filter", "run", "near-dedup", "--memory-limit", "24MB",
+                   LINEAGE_CRASH_AT="near_dedup_spilled")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = spill_files(store)
+    assert any("/spill/" in p for p in left), left  # killed with its spill files on disk
+    assert store.sql("SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 0}]
+    if cleanup == "gc":
+        store.gc(dry_run=False)
+    else:
+        store.run_filter("near-dedup", memory_limit="24MB")
+        assert store.sql("SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 1}]
+    assert spill_files(store) == []
+
+
+def test_a_disk_that_fills_while_spilling_is_one_line_and_records_nothing(store: Store) -> None:
+    planted(store, 20_000, words=40, dup_rate=0.3)
+    version = store.version
+    # The spill folder may hold 256 KB (one block): DuckDB fails as it does on a full disk, before this one fills.
+    proc = run_cli(store, "filter", "run", "near-dedup", "--memory-limit", "24MB", LINEAGE_SPILL_LIMIT="256KB")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: near-dedup: the disk filled while spilling to `"), lines
+    assert lines[0].endswith("free space there and run it again (nothing was recorded)")
+    assert Store(store.root).version == version
+    assert store.sql("SELECT count(*) AS n FROM runs").to_pylist() == [{"n": 0}]
+    assert spill_files(store) == []
+    assert not list((store.root / "data" / "events").iterdir())
+
+
+def test_a_50_mb_document_in_the_selection(store: Store) -> None:
+    """One document of 50 MB and an edited copy of it among ordinary ones: hashed, verified and dropped like any."""
+    rng = np.random.default_rng(7)
+    vocab = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+                      "lambda", "omicron", "sigma", "upsilon", "omega"])
+    words = vocab[rng.integers(0, len(vocab), 8_000_000)]
+    big = " ".join(words.tolist())
+    words[::1000] = "changed"
+    records = [{"id": "big", "text": big}, {"id": "big-copy", "text": " ".join(words.tolist())}]
+    records += list(documents(500, words=60, dup_rate=0.2))
+    assert len(big) > 50_000_000
+    store.ingest(records, source="planted", origin="real", max_record_bytes=128 << 20)
+    result = store.run_filter("near-dedup", memory_limit="256MB")
+    got = {r["sample_id"]: r for r in recorded(store)}
+    rows = store.sql("SELECT external_id, sample_id FROM samples WHERE external_id LIKE 'big%'").to_pylist()
+    ids = {r["external_id"]: r["sample_id"] for r in rows}
+    assert got[ids["big"]]["decision"] == "keep"
+    assert got[ids["big-copy"]]["decision"] == "drop" and got[ids["big-copy"]]["related_id"] == ids["big"]
+    assert result.selected == 502

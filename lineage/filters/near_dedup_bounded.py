@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from lineage.faults import crash_point
 from lineage.features.minhash import EMPTY, band_keys, candidate_bands, clusters, signature_hashes, verify_exact
 from lineage.filters.events import Decided, Part, stamp
 from lineage.filters.spill import Spill
@@ -122,6 +123,8 @@ def _decide(flt: NearDedupFilter, selection: Selection, run: BoundedRun, spill: 
     for statement in _statements(PAIRS_SQL):
         con.execute(statement)
         spill.measure()
+    if spill.peak:
+        crash_point("near_dedup_spilled")  # tests kill the run here, its spill files on disk
     _fetch_texts(selection, con)
     spill.measure()
     for i, j, sim, _ in _verify(con, "pairs", p.ngram, p.threshold):

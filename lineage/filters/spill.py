@@ -33,7 +33,7 @@ SPILL_FOLDER = "spill"
 # as a full disk would, before the disk is full. Unset: DuckDB's default (90% of the free space).
 SPILL_LIMIT_ENV = "LINEAGE_SPILL_LIMIT"
 _SIZE = re.compile(r"\d+(\.\d+)?\s*[KMGT]i?B")
-_DISK_FULL = ("no space left", "max_temp_directory_size", "disk is full", "could not write")
+_DISK_FULL = ("no space left", "max_temp_directory_size", "disk is full", "could not write", "failed to offload")
 
 
 def check_memory_limit(memory_limit: str) -> str:
