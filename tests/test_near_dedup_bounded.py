@@ -145,18 +145,19 @@ def test_a_disk_that_fills_while_spilling_is_one_line_and_records_nothing(store:
     assert not list((store.root / "data" / "events").iterdir())
 
 
+@pytest.mark.slow
 def test_a_50_mb_document_in_the_selection(store: Store) -> None:
     """One document of 50 MB and an edited copy of it among ordinary ones: hashed, verified and dropped like any."""
     rng = np.random.default_rng(7)
     vocab = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
                       "lambda", "omicron", "sigma", "upsilon", "omega"])
-    words = vocab[rng.integers(0, len(vocab), 8_000_000)]
+    words = vocab[rng.integers(0, len(vocab), 8_500_000)]
     big = " ".join(words.tolist())
     words[::1000] = "changed"
     records = [{"id": "big", "text": big}, {"id": "big-copy", "text": " ".join(words.tolist())}]
     records += list(documents(500, words=60, dup_rate=0.2))
     assert len(big) > 50_000_000
-    store.ingest(records, source="planted", origin="real", max_record_bytes=128 << 20)
+    store.ingest(records, source="planted", origin="real", max_record_bytes=128 << 20, memory_limit="2GB")
     result = store.run_filter("near-dedup", memory_limit="256MB")
     got = {r["sample_id"]: r for r in recorded(store)}
     rows = store.sql("SELECT external_id, sample_id FROM samples WHERE external_id LIKE 'big%'").to_pylist()
