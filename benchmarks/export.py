@@ -24,7 +24,7 @@ except ImportError:  # run as a script: benchmarks/ itself is on sys.path
     from make_corpus import write_corpus
 
 from lineage.build import Build
-from lineage.sqlutil import sql_string
+from lineage.core.sqlutil import sql_string
 from lineage.store import Store
 
 TARGET_RATIO = 2.0

@@ -59,7 +59,7 @@ FIELDS = ["id", "text", "origin", "source", "method", "generator", "generation",
 
 def floor_sql() -> str:
     """The segment's columns computed by DuckDB from the same file, with lineage's own text and id SQL."""
-    from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
+    from lineage.core.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL, SAMPLE_ID_SQL
 
     paths = ", ".join(f"'$.{name}'" for name in FIELDS)
     f = {name: f"f[{i}]" for i, name in enumerate(FIELDS, start=1)}

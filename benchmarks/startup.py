@@ -34,7 +34,7 @@ def build(store_path: Path, segments: int) -> None:
     sys.path.insert(0, str(ROOT))
     import pyarrow.parquet as pq
 
-    from lineage.ids import uuid7
+    from lineage.core.ids import uuid7
     from lineage.store import Store
 
     started = time.perf_counter()

@@ -25,17 +25,18 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from lineage import catalog
+from lineage.core import catalog
+from lineage.core.faults import crash_point
+from lineage.core.ids import uuid7
+from lineage.core.lock import WriterLock
+from lineage.core.segments import write_parquet
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, StoreError, StoreLocked, first_line
-from lineage.faults import crash_point
-from lineage.ids import uuid7
-from lineage.lock import WriterLock
 from lineage.schemas import EVENTS, SAMPLES
-from lineage.segments import write_parquet
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
-    from lineage.store import Store, Transaction
+    from lineage.core.handle import Transaction
+    from lineage.store import Store
 
 KINDS = ("samples", "events")
 DEFAULT_TARGET_ROWS = 1_000_000
@@ -208,7 +209,7 @@ def set_auto_compact(store: Store, segments: int | None) -> None:
     """Set the fan-in of the automatic policy (None or 0 turns it off); recorded in the catalog's meta table."""
     if segments is not None and segments < 2:
         raise LineageError(f"automatic compaction needs at least 2 segments per merge; got {segments}")
-    from lineage.store import LOCK_FILE
+    from lineage.core.handle import LOCK_FILE
 
     lock = WriterLock(store.root / LOCK_FILE, wait=store.wait)
     with lock, store._commit_connection() as con, catalog.transaction(con):

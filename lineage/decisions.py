@@ -12,16 +12,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lineage.core.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL
+from lineage.core.segments import file_sha256
+from lineage.core.sqlutil import sql_string
 from lineage.errors import InputError, LineageError
 from lineage.filters.base import REGISTRY, load_builtins, slug
 from lineage.filters.imported import ImportedDecisions, ImportedParams
 from lineage.filters.run import RunResult, execute
-from lineage.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TEXT_SQL
 from lineage.names import check_name
 from lineage.outputs import atomic_write, spreadsheet_safe
 from lineage.schemas import DECISION_VALUES, DECISIONS
-from lineage.segments import file_sha256
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -155,7 +155,7 @@ def _decisions(rows: list[dict[str, Any]], path: Path, reviewer: str | None) -> 
 
 def export_review(store: Store, output: str | Path, *, where: str | None, n: int, seed: int) -> int:
     """Write a seeded random sample to a CSV with an empty verdict column for reviewers."""
-    from lineage import readonly
+    from lineage.core import readonly
 
     target = store.output_path(output)
     cols = ", ".join(c for c in REVIEW_COLUMNS if c not in ("verdict", "note"))

@@ -90,7 +90,7 @@ def diversity(
     `metrics`: names or sets (default: text metrics and near_dup_rate; "all" adds embedding metrics).
     `build`: NAME or NAME@vN, whose members are the selection (recorded with scope `build:NAME@vN`).
     `embed(sample_ids, texts) -> matrix` replaces the cached sentence-transformers embeddings.
-    `engine`: "local" (this process) or "ray" (`lineage.scaleout.metrics`: the same values, the selection and
+    `engine`: "local" (this process) or "ray" (`lineage.engines.ray.metrics`: the same values, the selection and
     the reference read on a Ray cluster at `ray_address`, or a local one of `workers` CPUs).
     """
     names, dims, params = resolve(metrics), _check_by(by), _params(sample_size, draws, seed)
@@ -102,7 +102,7 @@ def diversity(
     job = Job(store, view, dims, where, wanted, names, params, reference, embed, embedding_model)
     notes: list[str] = []
     if engine == "ray":
-        from lineage.scaleout.metrics import measure_on_ray
+        from lineage.engines.ray.metrics import measure_on_ray
 
         frame, dim_fields, groups = measure_on_ray(job, notes, workers=workers, address=ray_address)
     else:
@@ -156,7 +156,7 @@ def nothing_selected(where: str | None) -> LineageError:
 
 def _check_engine(engine: str, workers: int | None, address: str | None) -> None:
     """The engine options as `lineage filter run` takes them (`--workers` counts Ray tasks only here)."""
-    from lineage.scaleout.cluster import check_engine
+    from lineage.engines.ray.cluster import check_engine
 
     check_engine(engine, ENGINES, workers, address)
     if workers is not None and engine != "ray":
@@ -193,7 +193,7 @@ def _load(view: Store, dims: list[str], where: str | None, ids: pa.Array | None)
     """The selection's sample_id, text, dimensions and tokens, ordered by sample_id."""
     import polars as pl
 
-    from lineage.filters.run import Selection
+    from lineage.core.selection import Selection
     from lineage.metrics.text import token_expr
 
     selection = Selection(view, where, ["sample_id", "text", *dims], ids)
@@ -340,7 +340,7 @@ def _record(
     goes in the commit's summary only: the values do not depend on it, so it is not in the config hash."""
     from dataclasses import replace
 
-    from lineage.ids import uuid7
+    from lineage.core.ids import uuid7
 
     if store.as_of is not None:
         return replace(result, notes=[*result.notes, f"not recorded: the store is opened --as-of {store.as_of}"])

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lineage.core.ids import uuid7
 from lineage.errors import LineageError
-from lineage.ids import uuid7
 from lineage.models import require_model
 from lineage.schemas import EVALS
 
@@ -264,7 +264,7 @@ def _frame(texts: list[str]) -> pl.DataFrame:
 
 
 def _reference_tokens(store: Store, reference: str) -> pl.Series | None:
-    from lineage import readonly
+    from lineage.core import readonly
     from lineage.metrics.text import token_expr
 
     with store.reader() as con:

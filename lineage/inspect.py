@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lineage.core.sqlutil import quote_ident
 from lineage.errors import LineageError, NotFound
-from lineage.sqlutil import quote_ident
 
 if TYPE_CHECKING:
     from lineage.store import Store

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lineage import catalog
+from lineage.core import catalog
+from lineage.core.location import TMP_PREFIX, Location
 from lineage.errors import first_line
-from lineage.location import TMP_PREFIX, Location
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -139,8 +139,8 @@ def gc(
     The catalog forgets the expired segments first, in one transaction that also records the oldest version
     still readable; the files go after. A crash in between leaves orphans, which the next `gc` removes.
     """
-    from lineage.lock import WriterLock
-    from lineage.store import LOCK_FILE
+    from lineage.core.handle import LOCK_FILE
+    from lineage.core.lock import WriterLock
 
     with WriterLock(store.root / LOCK_FILE, wait=store.wait):
         report = doctor(store)
@@ -236,10 +236,10 @@ def backup(store: Store, dest: Path) -> Path:
     """
     import shutil
 
+    from lineage.core.handle import CATALOG_FILE, LOCK_FILE
+    from lineage.core.location import fsync_path
+    from lineage.core.lock import WriterLock
     from lineage.errors import StoreError
-    from lineage.location import fsync_path
-    from lineage.lock import WriterLock
-    from lineage.store import CATALOG_FILE, LOCK_FILE
 
     if store.data.uri is not None:
         raise StoreError(f"the data lives at `{store.data}`: copy it with your storage's own tools (segments "

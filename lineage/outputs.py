@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lineage.core.faults import crash_point
 from lineage.errors import LineageError
-from lineage.faults import crash_point
 
 # What the store itself owns under its root: its catalog (and DuckDB's WAL beside it), the writer lock, the
 # segments and features, workers' staging, and the builds' members and manifests.

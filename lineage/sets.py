@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage import readonly
+from lineage.core import readonly
+from lineage.core.ids import uuid7
 from lineage.errors import LineageError, NotFound
-from lineage.ids import uuid7
 from lineage.names import check_name
 from lineage.schemas import SET_MEMBERS, SETS
 
 if TYPE_CHECKING:
-    from lineage.store import Store, Transaction
+    from lineage.core.handle import Transaction
+    from lineage.store import Store
 
 
 def set_info(store: Store, name: str) -> dict[str, Any] | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError
 from lineage.filters.base import parse_params
 from lineage.filters.run import RunResult, execute
 from lineage.filters.takedown import TakedownFilter, targets_where
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.store import Store

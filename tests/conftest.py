@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import lineage
-from lineage import catalog
 from lineage.cli import cli
-from lineage.store import CATALOG_FILE, Store
+from lineage.core import catalog
+from lineage.core.handle import CATALOG_FILE
+from lineage.store import Store
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

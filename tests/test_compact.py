@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, Runner, fill_small_store, templated
 
-from lineage import catalog
 from lineage.compaction import ROW_GROUP, SegmentInfo, due
+from lineage.core import catalog
+from lineage.core.handle import LOCK_FILE
+from lineage.core.lock import WriterLock
 from lineage.errors import IngestError, StoreError, StoreLocked
-from lineage.lock import WriterLock
-from lineage.store import LOCK_FILE, Store
+from lineage.store import Store
 
 RNG_SEED = 20261206
 WORDS = ["model", "data", "lineage", "sample", "real", "synthetic", "filter", "build", "quota", "parent", "corpus"]

@@ -27,7 +27,7 @@ import pytest
 import lineage
 import lineage.ingest
 import lineage.store
-from lineage import faults
+from lineage.core import faults
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = ROOT / "fixtures"

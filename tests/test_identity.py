@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, Runner, count
 
-from lineage import catalog
+from lineage.core import catalog
+from lineage.core.handle import LAYOUT
 from lineage.errors import IngestError, StoreFormatError
-from lineage.store import LAYOUT, Store
+from lineage.store import Store
 
 FORMAT1 = FIXTURES / "format1"
 

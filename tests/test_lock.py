@@ -27,7 +27,7 @@ LOCKED = re.compile(r"Error: store is locked by pid (\d+) since (\S+) .*")
 HOLDER = """
 import sys
 from pathlib import Path
-from lineage.lock import WriterLock
+from lineage.core.lock import WriterLock
 
 with WriterLock(Path(sys.argv[1])):
     print("locked", flush=True)

@@ -179,8 +179,8 @@ def test_contamination_detects_on_the_workers_and_decides_the_same(
     events are the local engine's, and the driver never runs detection (the workers do)."""
     import shutil
 
+    from lineage.engines.ray import plans
     from lineage.filters import contamination
-    from lineage.scaleout import plans
 
     made = leaks.make(seed=2, clean=300, items=60, chats=10, planted=40)
     local = fill_small_store(Store.init(tmp_path / "local"))

@@ -97,7 +97,7 @@ def test_text_metrics_are_the_same_on_both_engines(
     a, b = both(pair, record=False, **options)
     assert a.table.num_rows > 1 and a.table.column("distinct_1").null_count == 0
     assert close(a.table, b.table, 1e-9)
-    assert a.table.equals(b.table)  # in fact bit for bit: see lineage.scaleout.metrics
+    assert a.table.equals(b.table)  # in fact bit for bit: see lineage.engines.ray.metrics
     assert (a.notes, a.config_hash, a.store_version) == (b.notes, b.config_hash, b.store_version)
 
 

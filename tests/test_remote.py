@@ -19,9 +19,10 @@ import pyarrow.fs as pafs
 import pytest
 from conftest import FIXTURES, events, fill_small_store, run_cli
 
-from lineage.catalog import SCHEMA
+from lineage.core.catalog import SCHEMA
+from lineage.core.handle import CATALOG_FILE
 from lineage.errors import LineageError, QueryError
-from lineage.store import CATALOG_FILE, Store
+from lineage.store import Store
 
 BUCKET = "lineage-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -182,7 +183,7 @@ def test_duckdb_threads_sharing_a_remote_file_read_it_whole(s3: S3) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lineage.remote_fs import ReadOnlyFS
+    from lineage.core.remote_fs import ReadOnlyFS
 
     rows = 100_000
     table = pa.table({"n": pa.array(range(rows)), "text": pa.array([f"passage {i} " * 6 for i in range(rows)])})

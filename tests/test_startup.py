@@ -86,7 +86,7 @@ def test_a_query_opens_the_catalog_once_and_reads_no_segment_it_does_not_name(
 
 
 def test_views_a_query_names_and_what_they_read(small_store: Store) -> None:
-    from lineage import catalog
+    from lineage.core import catalog
 
     assert catalog.views_named("SELECT 1") == set()
     assert catalog.views_named("SELECT * FROM Status JOIN descendants('x') USING (sample_id)") == {

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from conftest import FIXTURES, Runner, count
 
-from lineage import catalog
+from lineage.core import catalog
 from lineage.errors import StoreError, StoreFormatError, StoreNotFound
 from lineage.store import Store
 

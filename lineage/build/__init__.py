@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage import readonly
 from lineage.build.allocate import InfeasibleSpec, allocate
 from lineage.build.pool import create_pool
 from lineage.build.sample import select_members
 from lineage.build.spec import BuildSpec, SpecError, load_spec
 from lineage.build.stale import StaleFilters, stale_filters
 from lineage.build.stale import refresh as refresh_filters
+from lineage.core import readonly
+from lineage.core.segments import atomic_write_bytes, write_parquet
 from lineage.errors import LineageError
 from lineage.schemas import BUILD_MEMBERS, BUILDS
-from lineage.segments import atomic_write_bytes, write_parquet
 
 if TYPE_CHECKING:
     import polars as pl

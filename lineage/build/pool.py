@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import duckdb
 
 from lineage.build.spec import BuildSpec
+from lineage.core.sqlutil import quote_ident
 from lineage.errors import QueryError, first_line
-from lineage.sqlutil import quote_ident
 
 # Always honoured, whatever `exclude_dropped_by` says: leaked held-out data never enters a build.
 ALWAYS_EXCLUDED_FILTERS = ("contamination", "takedown")

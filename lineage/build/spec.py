@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lineage.core.readonly import predicate
 from lineage.errors import LineageError
 from lineage.names import check_name
-from lineage.readonly import predicate
 
 DIMENSIONS = ("origin", "source", "method", "generator", "generation", "language", "license")
 

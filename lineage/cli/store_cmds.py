@@ -190,9 +190,9 @@ def migrate(ctx: click.Context) -> None:
     """
     from pathlib import Path
 
-    from lineage import catalog
-    from lineage.lock import WriterLock
-    from lineage.store import LOCK_FILE
+    from lineage.core import catalog
+    from lineage.core.handle import LOCK_FILE
+    from lineage.core.lock import WriterLock
 
     root = Path(store_path(ctx))
     with WriterLock(root / LOCK_FILE), catalog.connect(root / "lineage.duckdb", read_only=False) as con:

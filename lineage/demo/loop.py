@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from lineage.core.sqlutil import sql_string
 from lineage.demo.lm import BigramLM, Vocabulary, tokenize
 from lineage.errors import LineageError
-from lineage.sqlutil import sql_string
 from lineage.store import Store
 
 POLICIES = ("replace", "accumulate", "governed")

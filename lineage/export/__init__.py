@@ -25,13 +25,13 @@ import duckdb
 import pyarrow as pa
 
 from lineage import licenses
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, given
 from lineage.export import columns as cols
 from lineage.export.files import Shards, describe, write_split
 from lineage.export.records import register_records
 from lineage.export.splits import assign, parse_splits
 from lineage.outputs import OUTPUT_JOURNAL, replace_dir
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.build import Build

@@ -10,8 +10,8 @@ in Python.
 
 from __future__ import annotations
 
+from lineage.core.sqlutil import quote_ident
 from lineage.errors import LineageError, option
-from lineage.sqlutil import quote_ident
 
 TRAINING = ("text", "messages")
 PROVENANCE = (

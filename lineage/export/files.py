@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from lineage.sqlutil import sql_string
+from lineage.core.sqlutil import sql_string
 
 EXTENSIONS = {"parquet": "parquet", "jsonl": "jsonl"}
 _OPTIONS = {

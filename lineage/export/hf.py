@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError
 from lineage.export.columns import PROVENANCE
 from lineage.export.files import describe
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.export import ExportOptions

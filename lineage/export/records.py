@@ -8,9 +8,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pajson
 
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError
 from lineage.export.columns import PROVENANCE
-from lineage.sqlutil import sql_string
 
 
 def records_table(rows: pa.Table, provenance: bool) -> pa.Table:

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lineage.core.location import fsync_path
 from lineage.features.cache import FeatureCache
 from lineage.features.minhash import EMPTY, band_keys
-from lineage.location import fsync_path
 
 INDEX_SCHEMA = pa.schema(
     [

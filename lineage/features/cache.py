@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from lineage.ids import uuid7
-from lineage.location import fsync_path
-from lineage.segments import write_parquet
-from lineage.sqlutil import sql_string
+from lineage.core.ids import uuid7
+from lineage.core.location import fsync_path
+from lineage.core.segments import write_parquet
+from lineage.core.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.store import Store

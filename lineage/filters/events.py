@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lineage.core.segments import write_parquet
+from lineage.core.selection import BATCH_ROWS
 from lineage.errors import LineageError
 from lineage.schemas import DECISION_VALUES, EVENTS
-from lineage.segments import write_parquet
 
 if TYPE_CHECKING:
-    from lineage.store import Transaction
+    from lineage.core.handle import Transaction
 
-BATCH_ROWS = 20_000
 _REASON = re.compile(r"^[a-z0-9_]+(:[^\s].*)?$")
 
 

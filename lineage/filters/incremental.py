@@ -27,9 +27,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage import readonly
+from lineage.core import readonly
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, QueryError, first_line
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.features.cache import FeatureCache
@@ -391,7 +391,7 @@ class Prior:
 
     def samples(self, columns: list[str] | tuple[str, ...], ids: pa.Array | pa.ChunkedArray) -> pa.Table:
         """Columns of the samples `ids` (in sample_id order)."""
-        from lineage.sqlutil import quote_ident
+        from lineage.core.sqlutil import quote_ident
 
         cols = ", ".join(f"s.{quote_ident(c)}" for c in columns)
         wanted = pa.table({"sample_id": ids})

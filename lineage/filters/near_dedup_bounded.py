@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from lineage.faults import crash_point
+from lineage.core.faults import crash_point
+from lineage.core.ids import uuid7
+from lineage.core.segments import write_parquet
 from lineage.features.minhash import EMPTY, band_keys, candidate_bands, clusters, signature_hashes, verify_exact
 from lineage.filters.events import Decided, Part, stamp
 from lineage.filters.spill import Spill
-from lineage.ids import uuid7
 from lineage.schemas import DECISIONS, EVENTS
-from lineage.segments import write_parquet
 
 if TYPE_CHECKING:
     from lineage.filters.near_dedup import NearDedupFilter

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,9 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage import catalog, readonly
+from lineage.core import readonly
+from lineage.core.faults import crash_point
+from lineage.core.ids import uuid7
+from lineage.core.selection import Selection
+from lineage.engines.local import ENGINES, Progress, map_batches
+from lineage.engines.ray.cluster import check_engine
 from lineage.errors import LineageError
-from lineage.faults import crash_point
 from lineage.filters.base import (
     BASE_COLUMNS,
     SampleFilter,
@@ -26,15 +28,11 @@ from lineage.filters.base import (
     filter_class,
     parse_params,
 )
-from lineage.filters.events import BATCH_ROWS, Decided, check, tally
-from lineage.filters.executor import ENGINES, Progress, map_batches
+from lineage.filters.events import Decided, check, tally
 from lineage.filters.incremental import Prior, changed_only
 from lineage.filters.spill import check_memory_limit
-from lineage.ids import uuid7
 from lineage.limits import default_filter_memory_limit
-from lineage.scaleout.cluster import check_engine
 from lineage.schemas import DECISIONS, RUNS
-from lineage.sqlutil import quote_ident
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -228,7 +226,7 @@ def execute(
                     raise _AlreadyRun(previous)
                 flt.prepare(store)
                 if engine == "ray" and incremental is None:
-                    from lineage.scaleout.engine import decide_on_ray
+                    from lineage.engines.ray.engine import decide_on_ray
 
                     decided = decide_on_ray(
                         store, flt, selection, run_id, txn.version, workers, ray_address, progress
@@ -332,113 +330,6 @@ def _columns(flt: Any) -> list[str]:
 
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-class Selection:
-    """The samples a run sees: `--where` over the samples view (and/or explicit ids), read-only, in batches."""
-
-    def __init__(
-        self,
-        store: Store,
-        where: str | None,
-        columns: list[str],
-        ids: pa.Array | None = None,
-        con: Any = None,
-        min_version: int | None = None,
-    ) -> None:
-        """`con`: a reader connection of `store` to use throughout (see `open`); else one per query.
-        `min_version`: no selected sample is older (a bound DuckDB prunes segments with, for `ids`)."""
-        self.store, self.where, self.columns, self.ids, self._con = store, where, columns, ids, con
-        self._predicate = readonly.check_predicate(where, what="--where") if where else "true"
-        if min_version is not None:
-            self._predicate = f"({self._predicate}) AND version >= {int(min_version)}"
-        if con is not None:
-            self._prepare(con)
-        query = f"SELECT count(*) AS n, hex(bit_xor(md5_number(sample_id))) AS fp FROM {self._from()}"
-        with self._connect() as con:
-            row = readonly.run(con, query).to_pylist()[0]
-        self.count, self.fingerprint = row["n"], f"{row['n']}:{row['fp']}"
-
-    @classmethod
-    @contextmanager
-    def open(
-        cls, store: Store, where: str | None, columns: list[str], ids: pa.Array | None = None,
-        min_version: int | None = None, con: Any = None,
-    ) -> Iterator[Selection]:
-        """A selection reading through one connection while the block runs (a run's queries share it); `con`: a
-        reader connection of the store's to use (else one is opened)."""
-        if con is not None:
-            yield cls(store, where, columns, ids, con, min_version)
-            return
-        with store.reader() as own:
-            yield cls(store, where, columns, ids, own, min_version)
-
-    def sql(self, query: str, params: list[object] | None = None) -> pa.Table:
-        """A read-only query over the store's views on the selection's connection."""
-        with self._connect() as con:
-            return readonly.run(con, query, params)
-
-    def _from(self) -> str:
-        ids = " SEMI JOIN _selected_ids USING (sample_id)" if self.ids is not None else ""
-        return f"(SELECT * FROM samples WHERE {self._predicate}){ids}"
-
-    def _prepare(self, con: Any) -> None:
-        if self.ids is not None:
-            con.register("_selected_ids", pa.table({"sample_id": pa.array(self.ids, pa.string())}))
-        readonly.lock_down(con, self.store.data)
-
-    @contextmanager
-    def _connect(self) -> Iterator[Any]:
-        if self._con is not None:
-            yield self._con
-            return
-        with self.store.reader() as con:
-            self._prepare(con)
-            yield con
-
-    def batches(self, columns: list[str] | None = None, *, ordered: bool = True) -> Iterator[pa.RecordBatch]:
-        """The selected samples' `columns` (default: the run's) in batches, by sample_id unless not `ordered` (then
-        streamed as read: no sort holds the selection in memory)."""
-        cols = ", ".join(quote_ident(c) for c in columns or self.columns)
-        query = f"SELECT {cols} FROM {self._from()}{' ORDER BY sample_id' if ordered else ''}"
-        with self._connect() as con:
-            readonly.check_statement(con, query)
-            yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
-
-    def texts(self, ids: pa.Table) -> Iterator[pa.RecordBatch]:
-        """(sample_id, text) of the samples whose ids are in `ids` (a table with a `sample_id` column), streamed
-        in batches in no particular order."""
-        with self._connect() as con:
-            con.register("_wanted_ids", ids.select(["sample_id"]))
-            try:
-                query = "SELECT sample_id, text FROM samples SEMI JOIN _wanted_ids USING (sample_id)"
-                yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
-            finally:
-                con.unregister("_wanted_ids")
-
-    def segment_paths(self) -> list[str]:
-        """The sample segment files the selection reads (as of the store's version), relative to the data
-        location's base."""
-        with self._connect() as con:
-            return catalog.segment_paths(con, "samples", self.store.as_of)
-
-    def sample_ids(self) -> pa.Array:
-        """The selected sample ids (what other engines semi-join the segments with)."""
-        with self._connect() as con:
-            return con.sql(f"SELECT sample_id FROM {self._from()}").to_arrow_table()["sample_id"].combine_chunks()
-
-    def by_source(self, decisions: pa.Table) -> list[dict[str, Any]]:
-        """The decisions counted by source, decision and reason (its part before `:`)."""
-        with self._connect() as con:
-            con.register("_decided", decisions)
-            try:
-                rows = con.sql(
-                    "SELECT s.source, d.decision, split_part(d.reason, ':', 1) AS reason, count(*) AS n "
-                    f"FROM _decided d JOIN (SELECT * FROM {self._from()}) s USING (sample_id) GROUP BY ALL ORDER BY ALL"
-                ).to_arrow_table()
-            finally:
-                con.unregister("_decided")
-        return [{**r, "reason": r["reason"] or None} for r in rows.to_pylist()]
 
 
 def _previous_run(selection: Selection, flt: Any, params_hash: str, selection_hash: str) -> dict[str, Any] | None:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, first_line, given
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
     from lineage.store import Store

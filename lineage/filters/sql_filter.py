@@ -7,9 +7,9 @@ import re
 import pyarrow as pa
 from pydantic import field_validator
 
+from lineage.core.readonly import lock_down, predicate, run
 from lineage.errors import LineageError, QueryError
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register
-from lineage.readonly import lock_down, predicate, run
 
 
 class SqlParams(FilterParams):

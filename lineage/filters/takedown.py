@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import field_validator
 
+from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
-from lineage.readonly import lock_down, predicate, run
 
 # Roots, then every descendant; each target keeps the smallest root id that reaches it.
 TARGETS_SQL = """

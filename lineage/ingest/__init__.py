@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from lineage import catalog
+from lineage.core import catalog
+from lineage.core.faults import crash_point
+from lineage.core.ids import uuid7
+from lineage.core.sqlutil import sql_string
 from lineage.errors import IngestError, InputError, LineageError, Reject
-from lineage.faults import crash_point
-from lineage.ids import uuid7
 from lineage.ingest.identity import identify
 from lineage.ingest.lookup import lookup
 from lineage.ingest.options import IngestOptions
@@ -29,10 +30,10 @@ from lineage.ingest.staging import Batch, Progress, stage
 from lineage.models import output_generations, registered_names
 from lineage.schemas import BATCHES
 from lineage.sets import add_members
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
-    from lineage.store import Store, Transaction
+    from lineage.core.handle import Transaction
+    from lineage.store import Store
 
 __all__ = ["IngestOptions", "IngestResult", "ingest", "ingest_many"]
 

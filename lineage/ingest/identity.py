@@ -3,7 +3,7 @@
 Runs once over the staged rows, before parents are resolved, in the ingest's own DuckDB connection (`staged`
 holds the extracted rows, `existing` is a view of the store's samples). It
 
-1. gives the n-th repeat of an id-less text in this input its own id (`lineage.ids.REPEAT_ID_SQL`);
+1. gives the n-th repeat of an id-less text in this input its own id (`lineage.core.ids.REPEAT_ID_SQL`);
 2. finds the rows already in the store (`present`: input_row -> the stored sample_id), by sample id, or for
    samples ingested under format 1 (their id came from source + text) by source + external id + text;
 3. refuses a record whose external id names another text, in the store or earlier in this input: samples are
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import duckdb
 
+from lineage.core.ids import REPEAT_ID_SQL
 from lineage.errors import Reject
-from lineage.ids import REPEAT_ID_SQL
 from lineage.ingest.lookup import lookup
 
 RENUMBER_SQL = f"""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import duckdb
 
-from lineage.sqlutil import quote_ident
+from lineage.core.sqlutil import quote_ident
 
 LOOKUP_MAX = 20_000
 

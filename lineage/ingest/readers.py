@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lineage.core.segments import file_sha256
 from lineage.errors import InputError, Reject, first_line
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES
-from lineage.segments import file_sha256
 
 BLOCK_BYTES = 16 << 20
 BOM = b"\xef\xbb\xbf"

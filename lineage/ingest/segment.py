@@ -14,7 +14,7 @@ from lineage.ingest.writer import BackgroundWriter
 from lineage.schemas import SAMPLES, select_cast_sql
 
 if TYPE_CHECKING:
-    from lineage.store import Transaction
+    from lineage.core.handle import Transaction
 
 # Stored rows whose generation or parents differ from the draft's. Only a row with parent references or a
 # registered model as generator can: any other row's generation is 0 (real) or the one given (else 1), as

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lineage.faults import fail_point
+from lineage.core.faults import fail_point
 
 _DONE = object()
 

@@ -78,7 +78,7 @@ def encode_columns(*columns: pl.Series) -> tuple[list[pl.Series], int]:
 
     # Sorted, so ids (and the float sums over counts in id order) do not depend on polars' threads, and the
     # Ray engine's ids, from a subset of the words, keep the local ones' order: the same values
-    # (see lineage.scaleout.metrics).
+    # (see lineage.engines.ray.metrics).
     words = pl.concat([c.explode() for c in columns]).drop_nulls().unique().sort()
     ids = pl.int_range(0, len(words), dtype=pl.UInt32, eager=True)
     lookup = pl.element().replace_strict(words, ids, return_dtype=pl.UInt32)

@@ -78,8 +78,8 @@ def report(
 ) -> Path:
     """Write the report of `kind` (`build` with ref NAME[@vN], or `models`: `metric` on `benchmark`,
     attributed to groups `by` of the training data) to `output`; returns its path."""
+    from lineage.core.segments import atomic_write_bytes
     from lineage.report.render import render
-    from lineage.segments import atomic_write_bytes
 
     fmt = report_format(output, format)  # before any work: a wrong name fails at once
     path = store.output_path(output)

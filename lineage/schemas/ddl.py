@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from lineage.sqlutil import quote_ident
+from lineage.core.sqlutil import quote_ident
 
 _SCALARS = {
     pa.string(): "VARCHAR",

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from lineage.core.sqlutil import sql_string
 from lineage.errors import QueryError, first_line
 from lineage.limits import QUERY_MEMORY_LIMIT, QUERY_TIMEOUT
-from lineage.sqlutil import sql_string
 
 if TYPE_CHECKING:
-    from lineage.location import Location
+    from lineage.core.location import Location
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+|\(\s*[^)]*\)\s*)?", re.IGNORECASE)
 

@@ -1,6 +1,6 @@
 """Executors run a filter's pure per-batch function over the selection: in-process or a process pool.
 
-The same per-batch functions run on Ray through `lineage.scaleout.engine`; the run (`filters.run`) picks one.
+The same per-batch functions run on Ray through `lineage.engines.ray.engine`; the run (`filters.run`) picks one.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def map_batches(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield `flt.<method>(batch)` for every batch, in order (the Ray engine is `lineage.scaleout`).
+    """Yield `flt.<method>(batch)` for every batch, in order (the Ray engine is `lineage.engines.ray`).
 
     `total` counts samples; `progress(done, total)` is called in samples after each batch (batches vary in size
     at segment boundaries, so counting them would overrun an estimate of their number)."""

@@ -27,18 +27,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.diversity import Job, Measured, check_tail, group_frames, no_reference, nothing_selected
+from lineage.engines.ray.cluster import connect, one_line
+from lineage.engines.ray.engine import collect, map_batches, read_selection, tasks
 from lineage.filters.events import BATCH_ROWS
 from lineage.metrics import METRICS
 from lineage.metrics.compute import GroupResult, Reference, compute_draws, draw_indices, embed_rows, key_json
 from lineage.metrics.text import encode_columns, rare_mask, token_expr
-from lineage.scaleout.cluster import connect, one_line
-from lineage.scaleout.engine import collect, map_batches, read_selection, tasks
 
 if TYPE_CHECKING:
     import polars as pl
     from ray.data import Dataset
 
-    from lineage.filters.run import Selection
+    from lineage.core.selection import Selection
     from lineage.metrics.compute import Embedder
 
 WORDS = pa.schema([("word", pa.string()), ("count", pa.int64())])
@@ -58,7 +58,7 @@ class Drawn:
 
 def measure_on_ray(job: Job, notes: list[str], *, workers: int | None, address: str | None) -> Measured:
     """`Job` on Ray at `address`, or on a local cluster of `workers` CPUs started for it."""
-    from lineage.filters.run import Selection
+    from lineage.core.selection import Selection
 
     selection = Selection(job.view, job.where, ["sample_id", *job.dims], job.ids)
     if selection.count == 0:
@@ -133,7 +133,7 @@ def _rows(drawn: pl.DataFrame, ids: pa.Array) -> pl.DataFrame:
 
 def _reference_selection(job: Job, notes: list[str]) -> Selection | None:
     """The reference's selection when a metric needs it, None with a note when it is empty."""
-    from lineage.filters.run import Selection
+    from lineage.core.selection import Selection
 
     wanted = [n for n in job.names if METRICS[n].reference]
     if not wanted:

@@ -5,7 +5,7 @@
   (fsynced on POSIX, one PUT on object storage), then
   returns only the part's path, row count, checksum and tallies. The driver registers the parts in the
   run's one transaction, so a worker that dies leaves at most an unregistered file in tmp/.
-* `SelectionFilter` with a distributed plan (`lineage.scaleout.plans`: near-dedup, semantic-dedup): the plan.
+* `SelectionFilter` with a distributed plan (`lineage.engines.ray.plans`: near-dedup, semantic-dedup): the plan.
 * any other `SelectionFilter`: `features` on the workers, `decide_all` on the driver, as locally.
 
 The selection is read with `read_parquet` of the segment files as of the run's version; `--where` and
@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lineage.core.location import Location
+from lineage.engines.local import Progress
+from lineage.engines.ray.cluster import connect, one_line
 from lineage.errors import LineageError
 from lineage.filters.base import Filter, FilterParams, SampleFilter, SelectionContext, SelectionFilter
 from lineage.filters.events import BATCH_ROWS, Decided, Part, check, tally, write_events
-from lineage.filters.executor import Progress
-from lineage.location import Location
-from lineage.scaleout.cluster import connect, one_line
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-    from lineage.filters.run import Selection
+    from lineage.core.selection import Selection
     from lineage.store import Store
 
 
@@ -75,7 +75,7 @@ def decide_on_ray(
 
 
 def _decide(ray: Any, store: Store, flt: Filter, selection: Selection, context: Context) -> Decided:
-    from lineage.scaleout.plans import PLANS
+    from lineage.engines.ray.plans import PLANS
 
     ds = read_selection(ray, selection)
     if isinstance(flt, SampleFilter):

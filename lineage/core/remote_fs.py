@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 from fsspec.implementations.arrow import ArrowFSWrapper
 
-from lineage.location import PROTOCOL
+from lineage.core.location import PROTOCOL
 
 
 class ReadOnlyFS(ArrowFSWrapper):

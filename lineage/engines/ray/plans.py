@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lineage.engines.ray.engine import Context, cluster_cpus, collect, map_batches, per_batch, stage
 from lineage.features.containment import Index
 from lineage.features.minhash import (
     CANDIDATE_WEIGHTS,
@@ -69,7 +70,6 @@ from lineage.filters.near_dedup import (
     to_binary,
 )
 from lineage.filters.semantic_dedup import SemanticDedupFilter
-from lineage.scaleout.engine import Context, cluster_cpus, collect, map_batches, per_batch, stage
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:

@@ -119,7 +119,7 @@ class Location:
         """Let DuckDB read this location (read-only); nothing to do on POSIX. Idempotent per DuckDB instance."""
         if self.posix or PROTOCOL in con.list_filesystems():
             return
-        from lineage.remote_fs import ReadOnlyFS
+        from lineage.core.remote_fs import ReadOnlyFS
 
         con.register_filesystem(ReadOnlyFS(pafs.SubTreeFileSystem(self.base, self.fs)))
 

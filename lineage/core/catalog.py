@@ -19,9 +19,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from lineage.core.faults import crash_point
+from lineage.core.location import Location
+from lineage.core.segments import Segment
+from lineage.core.sqlutil import quote_ident, sql_string
 from lineage.errors import StoreError, StoreFormatError, first_line
-from lineage.faults import crash_point
-from lineage.location import Location
 from lineage.schemas import (
     BATCHES,
     BUILDS,
@@ -39,8 +41,6 @@ from lineage.schemas import (
     create_table_sql,
     duckdb_type,
 )
-from lineage.segments import Segment
-from lineage.sqlutil import quote_ident, sql_string
 
 SCHEMA = "_lineage"
 TABLES: dict[str, pa.Schema] = {
@@ -60,7 +60,7 @@ TABLES: dict[str, pa.Schema] = {
 
 
 def _identity_by_record(con: duckdb.DuckDBPyConnection) -> None:
-    """Format 1 -> 2: sample ids come from source + the record's own id, not its text (`lineage.ids`).
+    """Format 1 -> 2: sample ids come from source + the record's own id, not its text (`lineage.core.ids`).
 
     Segments are immutable and every sample keeps its id; the catalog notes the last version whose samples have
     format-1 ids, so that ingest still recognises them (by source + external id + text) when their input comes
@@ -234,7 +234,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 
 def data_uri(con: duckdb.DuckDBPyConnection) -> str | None:
-    """Where the store's data lives when not in the store directory (see `lineage.location`)."""
+    """Where the store's data lives when not in the store directory (see `lineage.core.location`)."""
     row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'data_uri'").fetchall()
     return row[0][0] if row else None
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from lineage.faults import crash_point
-from lineage.location import TMP_PREFIX, Location, file_sha256, fsync_path
+from lineage.core.faults import crash_point
+from lineage.core.location import TMP_PREFIX, Location, file_sha256, fsync_path
 
 
 @dataclass(frozen=True)

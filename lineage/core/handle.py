@@ -1,0 +1,359 @@
+"""The store handle: open a store directory, hold the writer lock, commit atomically, read as of a version.
+
+Capabilities (ingest, filters, builds, ...) take a `StoreCore`; `lineage.store.Store` adds one method per user verb."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import duckdb
+import pyarrow as pa
+
+from lineage.core import catalog, readonly
+from lineage.core.faults import crash_point
+from lineage.core.location import Location
+from lineage.core.lock import WriterLock
+from lineage.core.segments import Segment, write_segment
+from lineage.errors import StoreError, StoreNotFound, first_line, option
+
+if TYPE_CHECKING:
+    import polars as pl
+
+CATALOG_FILE = "lineage.duckdb"
+LOCK_FILE = "lineage.lock"
+LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
+LOCAL_LAYOUT = ("builds", "tmp")  # what stays in the store directory when the data lives elsewhere
+DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
+INIT_FILE = f".{CATALOG_FILE}.init"
+COMMIT_WAIT = 600.0  # seconds a finished write waits for the catalog file (see `_commit_connection`)
+INIT_WAIT = 30.0  # seconds an `init` waits for another `init` of the same path
+AUTO_COMPACT_AFTER = ("ingest", "filter")  # commits that add sample or events segments
+
+
+def _check_empty(path: Path) -> None:
+    """Refuse a folder holding anything but what an interrupted `init` leaves (its lock, its draft, empty
+    layout folders): `gc` must never find a user's files inside a store."""
+    left = {LOCK_FILE, INIT_FILE, *(sub.split("/")[0] for sub in LAYOUT)}
+    for entry in sorted(path.iterdir()):
+        if entry.name not in left or (entry.is_dir() and any(p.is_file() for p in entry.rglob("*"))):
+            raise StoreError(
+                f"`{path}` is not empty and not a lineage store (it holds `{entry.name}`): "
+                "give a new or empty directory"
+            )
+
+
+class Transaction:
+    """What one commit will register: segments written so far and catalog rows to insert."""
+
+    def __init__(self, store: StoreCore, version: int) -> None:
+        self.store, self.version = store, version
+        self.segments: list[Segment] = []
+        self.rows: dict[str, pa.Table] = {}
+        self.retired: list[str] = []  # ids of live segments this commit replaces (compaction)
+
+    def write_segment(
+        self, kind: str, segment_id: str, write: Callable[[Path], None], *, folder: str | None = None,
+        filename: str | None = None,
+    ) -> Segment:
+        # Build folders (`folder`) stay beside the catalog; data goes to the data location.
+        location = self.store.files if folder else self.store.data
+        segment = write_segment(location, kind, segment_id, write, folder=folder, filename=filename)
+        self.segments.append(segment)
+        return segment
+
+    def adopt_segment(self, kind: str, segment_id: str, staged: str, rows: int, sha256: str) -> Segment:
+        """Move a file a worker staged under tmp/ of the data location (`staged`, relative) into data/<kind>/."""
+        rel = f"data/{kind}/{segment_id}.parquet"
+        size = self.store.data.size(staged)
+        self.store.data.move(staged, rel)
+        segment = Segment(segment_id, kind, rel, rows, size, sha256)
+        self.segments.append(segment)
+        crash_point("segment_adopted")
+        return segment
+
+    def add_rows(self, table: str, rows: pa.Table) -> None:
+        """Rows to insert into `table` at commit (added to those given before: one ingest may have several batches)."""
+        self.rows[table] = pa.concat_tables([self.rows[table], rows]) if table in self.rows else rows
+
+    def discard(self) -> None:
+        for seg in self.segments:
+            self.store.location_of(seg.path).delete(seg.path)
+
+
+class StoreCore:
+    """A lineage store directory. Connections are opened per operation, so readers never block for long."""
+
+    def __init__(self, root: str | os.PathLike[str], *, as_of: int | None = None, wait: float = 0.0) -> None:
+        self.root = Path(root)
+        self.as_of, self.wait = as_of, wait
+        self.catalog_path = self.root / CATALOG_FILE
+        self._db: duckdb.DuckDBPyConnection | None = None  # see `_instance`
+        self._attaching = threading.Lock()  # held while a connection of `_db` has the catalog file attached
+        self._starting = threading.Lock()  # around `_instance`: a DuckDB connection object is for one thread
+        if not self.catalog_path.is_file():
+            raise StoreNotFound(str(self.root))
+        try:
+            with self._connect(read_only=True) as con:
+                catalog.check_format(con, self.root)
+                latest = catalog.current_version(con)
+                oldest = catalog.oldest_version(con)
+                uri = catalog.data_uri(con)
+        except duckdb.Error as exc:
+            raise catalog.damaged(self.catalog_path, exc) from None
+        self.files = Location.open(self.root, None)  # the store directory: catalog, builds, local scratch
+        self.data = Location.open(self.root, uri)  # data/ and workers' tmp/: here, or where `init` put them
+        if uri is not None:
+            self.data.probe()
+        if as_of is not None and not 0 <= as_of <= latest:
+            raise StoreError(f"{option('as_of', str(as_of))} is not a version of this store (0..{latest})")
+        if as_of is not None and as_of < oldest:
+            raise StoreError(
+                f"{option('as_of', str(as_of))}: `lineage gc` removed the segments of versions before {oldest} (its "
+                f"retention); versions {oldest}..{latest} are readable"
+            )
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str], *, data: str | None = None) -> Self:
+        """Create a store at `root`; `data` puts its data on another path or a pyarrow filesystem URI
+        (s3://bucket/prefix, gs://..., /mnt/shared/...), while the catalog stays in `root`."""
+        path = Path(root)
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"`{path}` exists and is not a directory")
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            cls._create(path, data)
+        except BaseException:
+            if created and not (path / CATALOG_FILE).exists():  # a refused init leaves no trace
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        return cls(path)
+
+    @staticmethod
+    def _create(path: Path, data: str | None) -> None:
+        from lineage import __version__
+
+        # The lock first: of two `init`s of one path, one creates the store and the other then finds it.
+        with WriterLock(path / LOCK_FILE, wait=INIT_WAIT):
+            if (path / CATALOG_FILE).exists():
+                raise StoreError(f"`{path}` is already a lineage store")
+            _check_empty(path)
+            if data is not None:
+                location = Location.open(path, data)
+                location.check()  # before anything is made here: a bad URI leaves no trace
+                data = location.uri
+            for sub in LAYOUT if data is None else LOCAL_LAYOUT:
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            # Build the catalog under a temporary name so a crash never leaves a half-made store.
+            tmp = path / INIT_FILE
+            tmp.unlink(missing_ok=True)
+            con = duckdb.connect(str(tmp))
+            try:
+                catalog.create(con, __version__, data)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.rename(tmp, path / CATALOG_FILE)
+
+    def __repr__(self) -> str:
+        at = f", as_of={self.as_of}" if self.as_of is not None else ""
+        return f"Store({str(self.root)!r}{at})"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A Store sent to another process takes its paths, not this process's DuckDB instance.
+        return {**self.__dict__, "_db": None, "_attaching": None, "_starting": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _attaching=threading.Lock(), _starting=threading.Lock())
+
+    def _instance(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to this Store's in-memory DuckDB instance, which its catalog reads share: starting one
+        costs ~16 ms of CPU, as much as a small query, so a command pays it once rather than per catalog read.
+        Once a reader has locked its configuration down (`readonly.lock_down`, for the instance's life), a new one."""
+        with self._starting:
+            if self._db is None or self._db.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+                self._db = duckdb.connect(":memory:")
+            return self._db.cursor()
+
+    @contextmanager
+    def _connect(self, *, read_only: bool, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The catalog: read-only, a connection of `_instance` with the file attached (and its default database);
+        read-write, or while the file is attached already (DuckDB attaches a file once per instance), its own."""
+        if read_only and self._attaching.acquire(blocking=False):
+            try:
+                con = self._instance()
+                try:
+                    catalog.attach(con, self.catalog_path, timeout=timeout, use=True)
+                    try:
+                        yield con
+                    finally:
+                        catalog.detach(con)
+                finally:
+                    con.close()
+            finally:
+                self._attaching.release()
+            return
+        con = catalog.connect(self.catalog_path, read_only=read_only, timeout=timeout)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _snapshot(self, tables: set[str] | None) -> duckdb.DuckDBPyConnection:
+        """A connection over an in-memory copy of the catalog (`catalog.snapshot`), in `_instance` when free."""
+        if not self._attaching.acquire(blocking=False):
+            return catalog.snapshot(self.catalog_path, tables=tables)
+        try:
+            return catalog.snapshot(self.catalog_path, into=self._instance(), tables=tables)
+        finally:
+            self._attaching.release()
+
+    @contextmanager
+    def reader(self, *, views: set[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with the user-facing views (all, or `views` and what they read), as of this store's
+        version, over an in-memory copy of the catalog (see `catalog.snapshot`)."""
+        try:
+            con = self._snapshot(catalog.tables_read(views))
+        except duckdb.Error as exc:
+            raise catalog.damaged(self.catalog_path, exc) from None
+        try:
+            try:
+                catalog.create_views(con, self.data, self.as_of, views)
+            except duckdb.Error as exc:  # DuckDB reads each segment's footer here: a damaged one fails first
+                raise StoreError(f"{first_line(exc)}: `lineage doctor` lists damaged segments; restore them from "
+                                 "a backup") from None
+            yield con
+        finally:
+            catalog.release(con)
+            con.close()
+
+    @property
+    def version(self) -> int:
+        if self.as_of is not None:
+            return self.as_of
+        with self._connect(read_only=True) as con:
+            return catalog.current_version(con)
+
+    def at(self, version: int) -> Self:
+        """The same store as it was at `version` (time travel: segments are append-only)."""
+        return type(self)(self.root, as_of=version, wait=self.wait)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, kind: str, ref_id: str, summary: dict[str, Any]) -> Iterator[Transaction]:
+        """Hold the writer lock; commit everything the body wrote as one version, or nothing."""
+        if self.as_of is not None:
+            raise StoreError(f"cannot write to a store opened {option('as_of', str(self.as_of))}")
+        with WriterLock(self.root / LOCK_FILE, wait=self.wait):
+            with self._connect(read_only=True) as con:
+                version = catalog.current_version(con) + 1
+            txn = Transaction(self, version)
+            try:
+                yield txn
+                with self._commit_connection() as con:
+                    catalog.commit(
+                        con,
+                        version=version,
+                        kind=kind,
+                        ref_id=ref_id,
+                        summary=summary,
+                        segments=txn.segments,
+                        rows=txn.rows,
+                        retire=txn.retired,
+                    )
+            except BaseException:
+                # Only files of a version the catalog never registered may go; after COMMIT they are the store.
+                if not self._committed(version):
+                    txn.discard()
+                raise
+        if kind in AUTO_COMPACT_AFTER:  # after the lock is released: compaction takes it for a commit of its own
+            self._auto_compact()
+
+    def _auto_compact(self) -> None:
+        """The automatic policy (see `lineage.compaction`): merge small segments when too many have piled up, as a
+        commit of its own after the one just made."""
+        from lineage.compaction import auto_compact
+
+        auto_compact(self)
+
+    @contextmanager
+    def _commit_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The catalog, read-write. Readers hold its file only while copying it (`reader`), and other processes
+        for a moment (an old lineage, a user's `duckdb`): the work is done, so wait rather than lose it."""
+        try:
+            con = catalog.connect(self.catalog_path, read_only=False, timeout=COMMIT_WAIT)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"could not commit: the catalog `{self.catalog_path}` stayed locked by another process for "
+                f"{COMMIT_WAIT:g} s ({first_line(exc)}); nothing was written, run the command again"
+            ) from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _committed(self, version: int) -> bool:
+        try:
+            with self._connect(read_only=True) as con:
+                return catalog.current_version(con) >= version
+        except Exception:
+            return True  # cannot tell: keeping an orphan is safe, deleting registered data is not
+
+    def location_of(self, rel: str) -> Location:
+        """The location holding a path the catalog records (data segments or build members)."""
+        return self.data if rel.startswith(DATA_FOLDERS) else self.files
+
+    def staging(self, run_id: str) -> str:
+        """Where a run's workers stage their parts: tmp/<run_id>/ of the data location (relative)."""
+        return f"tmp/{run_id}"
+
+    def scratch_dir(self, name: str) -> Path:
+        path = self.root / "tmp" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def remove_scratch(self, name: str) -> None:
+        """The driver's scratch folder `name`, and the workers' staging folder of the same name."""
+        shutil.rmtree(self.root / "tmp" / name, ignore_errors=True)
+        if self.data.uri is not None:
+            self.data.delete(self.staging(name))
+
+    # -- the public API ----------------------------------------------------------------------
+
+    def output_path(self, path: str | Path, *, option: str = "--output") -> Path:
+        """`path` resolved, or an error if writing there could change this store's own files."""
+        from lineage.outputs import check_output_path
+
+        data = self.data.base if self.data.posix and self.data.uri else None
+        return check_output_path(self.root, path, option=option, data=data)
+
+    def sql(
+        self,
+        query: str,
+        *,
+        params: list[object] | None = None,
+        timeout: float | None = None,
+        memory_limit: str | None = None,
+    ) -> pa.Table:
+        """Run one read-only SELECT over the store's views; returns an Arrow table.
+
+        `timeout` (seconds) stops a query that runs longer; `memory_limit` (DuckDB's, e.g. "2GB") bounds it.
+        """
+        # Only the views the query names (and what they read): `SELECT 1` costs the same over 10 or 10,000 segments.
+        with self.reader(views=catalog.views_named(query)) as con:
+            readonly.lock_down(con, self.data, memory_limit=memory_limit)
+            return readonly.run(con, query, params, timeout=timeout)
+
+    def sql_polars(self, query: str, *, params: list[object] | None = None) -> pl.DataFrame:
+        import polars as pl  # ~0.4 s to import: only for callers who want a frame
+
+        return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]
