@@ -339,3 +339,38 @@ def test_semantic_dedup_incremental_equals_a_full_run(store: Store, tmp_path: Pa
     assert incremental.sql(query).to_pylist() == full.sql(query).to_pylist()
     rows = decisions(incremental, "semantic-dedup")
     assert rows["late-2"]["decision"] == "drop" and rows["late-3"]["decision"] == "keep"
+
+
+# The latest decision per sample and filter as the history says it, sorting every decision ever made.
+HISTORY_STATUS = (
+    "SELECT sample_id, filter, decision, score, reason, related_id, cluster_id, run_id, version FROM events "
+    "QUALIFY row_number() OVER (PARTITION BY sample_id, filter ORDER BY version DESC) = 1 ORDER BY ALL"
+)
+CURRENT_STATUS = (
+    "SELECT sample_id, filter, decision, score, reason, related_id, cluster_id, run_id, version FROM status "
+    "ORDER BY ALL"
+)
+
+
+def test_status_reads_only_runs_since_the_last_over_every_sample_and_equals_the_history(chat_store: Store) -> None:
+    """Runs over every sample supersede the ones before; partial and incremental runs after them are merged in, and
+    every version (as of) and a compacted store read the same latest decisions as the whole history sorted."""
+    store, real = chat_store, real_rows()
+    store.run_filter("quality", where="source = 'wordnet'", engine="inline")  # no run over every sample yet
+    store.ingest(chats(real[500:560]), origin="synthetic", source="chat-v2", generation=1)
+    store.run_filter("exact-dedup", new_only=True, engine="inline")
+    store.run_filter("exact-dedup", where="source = 'chat-v2'", force=True, engine="inline")
+    store.run_filter("quality", params={"preset": "web"}, engine="inline")  # over every sample: supersedes
+    store.ingest(chats(real[:30], seed=5), origin="synthetic", source="chat-v3", generation=1)
+    store.run_filter("quality", params={"preset": "web"}, where="source = 'chat-v3'", engine="inline")
+    store.run_filter("exact-dedup", force=True, engine="inline")  # supersedes the three exact-dedup runs before
+    with store.reader() as con:
+        runs = sorted(con.sql("SELECT filter, base FROM _status_runs").fetchall())
+    # one run per filter, and quality's chat-v3 run after its run over every sample
+    assert runs == [("contamination", True), ("exact-dedup", True), ("near-dedup", True), ("quality", False),
+                    ("quality", True)]
+    for version in range(store.version - 8, store.version + 1):
+        past = store.at(version)
+        assert past.sql(CURRENT_STATUS).to_pylist() == past.sql(HISTORY_STATUS).to_pylist(), version
+    store.compact(kinds=("events",))  # one segment of many runs: filtered row by row
+    assert store.sql(CURRENT_STATUS).to_pylist() == store.sql(HISTORY_STATUS).to_pylist()

@@ -98,7 +98,11 @@ class Decided:
         counts, reasons = tally(table)
 
         def register(txn: Transaction) -> None:
-            txn.write_segment("events", run_id, lambda tmp: write_events(tmp, table, run_id, txn.version))
+            segment = txn.write_segment("events", run_id, lambda tmp: write_events(tmp, table, run_id, txn.version))
+            if txn.store.data.posix:  # the lookup index incremental runs read old decisions through
+                from lineage.features.decisionindex import DecisionIndex
+
+                DecisionIndex.write(txn.store.data, segment.path, stamp(table, run_id, txn.version))
 
         return cls(table.num_rows, counts, reasons, register, table)
 
