@@ -374,3 +374,26 @@ def test_status_reads_only_runs_since_the_last_over_every_sample_and_equals_the_
         assert past.sql(CURRENT_STATUS).to_pylist() == past.sql(HISTORY_STATUS).to_pylist(), version
     store.compact(kinds=("events",))  # one segment of many runs: filtered row by row
     assert store.sql(CURRENT_STATUS).to_pylist() == store.sql(HISTORY_STATUS).to_pylist()
+
+
+def test_incremental_runs_decide_alike_through_the_decision_index_a_rebuilt_one_and_queries(
+    chat_store: Store, tmp_path: Path
+) -> None:
+    """Old decisions are looked up in the index beside each events segment; an index lost (rebuilt on first use)
+    or a compacted segment (no index: queries) gives the same decisions."""
+    store = chat_store
+    store.ingest(chats(real_rows()[:120], seed=9), origin="synthetic", source="chat-mirror", generation=1)
+    store.ingest([{"id": "b2", "text": BETWEEN, "generation": 1}], origin="synthetic", source="late")
+    indexes = sorted(p.name for p in (store.root / "data/features/decisions").iterdir())
+    assert indexes and all(p.endswith(".arrow") for p in indexes)
+    lost, compacted = (Store(shutil.copytree(store.root, tmp_path / name)) for name in ("lost", "compacted"))
+    shutil.rmtree(lost.root / "data/features/decisions")
+    compacted.compact(kinds=("events",))
+    for name in ("exact-dedup", "near-dedup"):
+        results = [s.run_filter(name, new_only=True, engine="inline") for s in (store, lost, compacted)]
+        assert len({(r.selected, r.dropped, r.redecided) for r in results}) == 1
+        # the copies found, and old decisions changed: the kept copies' group sizes, the chain BETWEEN closes
+        assert (results[0].dropped, results[0].redecided) == {"exact-dedup": (62, 62), "near-dedup": (63, 1)}[name]
+        same = [s.sql(STATUS, params=[name]).to_pylist() for s in (store, lost, compacted)]
+        assert same[0] == same[1] == same[2]
+    assert (lost.root / "data/features/decisions").is_dir()  # rebuilt

@@ -278,9 +278,9 @@ def execute(
                 summary.update(warnings=result.warnings())
             if incremental is not None:
                 summary.update(incremental=True, redecided=result.redecided)
-            if where is None and ids is None and decided.table is not None:
-                # Every sample decided once (checked on the driver): the `status` view reads no earlier run of this
-                # filter (see `lineage.catalog`), nor does an incremental run with these params.
+            if where is None and ids is None:
+                # Every sample decided once (as many decisions as samples, each batch checked): the `status` view
+                # reads no earlier run of this filter (see `lineage.catalog`).
                 summary.update(covers_all=True)
     except _DryRun as dry:
         return dry.result
