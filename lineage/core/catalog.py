@@ -290,8 +290,23 @@ CREATE OR REPLACE TEMP VIEW models AS SELECT * FROM {schema}.models WHERE versio
 CREATE OR REPLACE TEMP VIEW evals AS SELECT * FROM {schema}.evals WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW events AS
     SELECT r.filter, e.* FROM _events e JOIN runs r USING (run_id);
+CREATE OR REPLACE TEMP VIEW _status_runs AS
+    WITH covered AS (
+        SELECT r.filter, max(r.version) AS since FROM runs r JOIN commits c ON c.version = r.version
+        WHERE CASE WHEN json_valid(c.summary) THEN json_extract_string(c.summary, '$.covers_all') END = 'true'
+        GROUP BY r.filter
+    )
+    SELECT r.run_id, r.filter, coalesce(r.version = f.since, false) AS base
+    FROM runs r LEFT JOIN covered f USING (filter) WHERE r.version >= coalesce(f.since, 0);
 CREATE OR REPLACE TEMP VIEW status AS
-    SELECT * FROM events QUALIFY row_number() OVER (PARTITION BY sample_id, filter ORDER BY version DESC) = 1;
+    WITH tail AS MATERIALIZED (
+        SELECT s.filter, e.* FROM _status_tail e JOIN _status_runs s USING (run_id) WHERE NOT s.base
+        QUALIFY row_number() OVER (PARTITION BY e.sample_id, s.filter ORDER BY e.version DESC) = 1
+    )
+    SELECT * FROM tail
+    UNION ALL
+    SELECT s.filter, e.* FROM _status_base e JOIN _status_runs s USING (run_id)
+    WHERE s.base AND NOT EXISTS (SELECT 1 FROM tail t WHERE t.sample_id = e.sample_id AND t.filter = s.filter);
 CREATE OR REPLACE TEMP VIEW lineage_edges AS
     SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples;
 CREATE OR REPLACE TEMP MACRO sample_ref(ref) AS (
@@ -331,18 +346,26 @@ CREATE OR REPLACE TEMP MACRO descendants(id) AS TABLE
     )
     SELECT sample_id, min(depth) AS depth FROM walk GROUP BY sample_id ORDER BY depth, sample_id;
 """
+# `status` is the latest decision per sample and filter. `_status_runs` are the runs that can still hold one: per
+# filter, its latest run over every sample (`base`: its commit summary says `covers_all`, and it decided each sample
+# once) and the runs after it; all of the filter's runs when none covered every sample. The runs before a base are
+# superseded for every sample, and their segments are not read (`status_segment_paths`); of the rest, only the
+# decisions after the base are sorted by version. So a query of `status` costs what the current decisions cost, not
+# the history: after twenty runs over every sample it reads one run's decisions.
 # VIEWS_SQL one statement at a time, by the name it creates (a statement ends at a `;` that ends its line).
 VIEW_DDL: dict[str, str] = {
     re.search(r"TEMP (?:VIEW|MACRO) (\w+)", ddl).group(1): ddl  # type: ignore[union-attr]
     for ddl in re.split(r";\n", VIEWS_SQL) if ddl.strip()
 }
-VIEW_NAMES = ("samples", "_events", *VIEW_DDL, "build_members")
+VIEW_NAMES = ("samples", "_events", "_status_base", "_status_tail", *VIEW_DDL, "build_members")
 _NAMED = re.compile(r"\b(" + "|".join(VIEW_NAMES) + r")\b", re.IGNORECASE)
 # What each view and macro reads of the others (created before it).
 VIEW_INPUTS: dict[str, set[str]] = {
     name: {m.lower() for m in _NAMED.findall(re.split(r"\bAS\b", ddl, maxsplit=1)[1])} - {name}
     for name, ddl in VIEW_DDL.items()
 }
+# Made by `create_views`, not DDL: the events segments of `_status_runs`' base runs, and of the others.
+VIEW_INPUTS["_status_base"] = VIEW_INPUTS["_status_tail"] = {"_status_runs"}
 # A query that lists what exists (duckdb_views(), information_schema, SHOW ..., DESCRIBE) or reads the catalog's
 # own tables (`_lineage.x`) sees every view and table.
 _LISTS = re.compile(
@@ -355,7 +378,7 @@ def tables_read(views: set[str] | None) -> set[str] | None:
     if views is None:
         return None
     wanted = _with_inputs(views)
-    segments = {"segments"} if wanted & {"samples", "_events"} else set()
+    segments = {"segments"} if wanted & {"samples", "_events", "_status_base", "_status_tail"} else set()
     return {"commits", *segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
 
 
@@ -386,10 +409,32 @@ def create_views(
     if "_events" in wanted:
         segment_view(con, "_events", data, "events", segment_paths(con, "events", version))
     for name, ddl in VIEW_DDL.items():
+        if name == "status" and "_status_base" in wanted:
+            for base in (True, False):
+                paths = status_segment_paths(con, version, base=base)
+                segment_view(con, "_status_base" if base else "_status_tail", data, "events", paths)
         if name in wanted:
             con.execute(ddl.format(schema=SCHEMA, v=int(version), live=LIVE_AT.format(v=int(version))))
     if "build_members" in wanted:
         con.execute(_build_members_view(con, data, int(version)))
+
+
+# The events segments live at the views' version that hold events of `_status_runs` (its base runs, or the others):
+# a run's own segments (ref_id is the run), and those of compactions (ref_id is no run), which mix runs and are
+# filtered by run_id row by row.
+STATUS_SEGMENTS_SQL = """
+SELECT path FROM {schema}.segments s
+WHERE s.kind = 'events' AND {live} AND (s.ref_id IN (SELECT run_id FROM _status_runs WHERE base = $base)
+    OR NOT EXISTS (SELECT 1 FROM {schema}.runs r WHERE r.run_id = s.ref_id))
+ORDER BY s.version, s.segment_id
+"""
+
+
+def status_segment_paths(con: duckdb.DuckDBPyConnection, version: int, *, base: bool) -> list[str]:
+    """The events segments the `status` view as of `version` reads (after `_status_runs` is made) for its base
+    runs, or for the runs after them: none of superseded runs."""
+    sql = STATUS_SEGMENTS_SQL.format(schema=SCHEMA, live=LIVE_AT.format(v=int(version)))
+    return [r[0] for r in con.execute(sql, {"base": base}).fetchall()]
 
 
 def _with_inputs(names: set[str]) -> set[str]:

@@ -50,7 +50,8 @@ class ExactDedupFilter(SelectionFilter):
         decided = prior.decisions(same["sample_id"])["sample_id"].combine_chunks()
         old = same.filter(pc.is_in(same["sample_id"], value_set=decided))
         new = features.select(old.column_names)
-        return self.decide_all(pa.concat_tables([new, old.cast(new.schema)]), context)
+        # On the prior's connection: a DuckDB instance of its own costs as much as this small query.
+        return prior.query(DEDUP_SQL, features=pa.concat_tables([new, old.cast(new.schema)]))
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         con = duckdb.connect()

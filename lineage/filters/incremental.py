@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from lineage.core import readonly
 from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, QueryError, first_line
+from lineage.features.decisionindex import DecisionIndex, keys_of
 
 if TYPE_CHECKING:
     from lineage.features.cache import FeatureCache
@@ -58,18 +59,25 @@ SELECT DISTINCT selection, selection IS NULL AS everything FROM runs
 WHERE filter = $filter AND filter_version = $fv AND params_hash = $ph ORDER BY selection
 """
 
-# The latest decision of each sample among the runs of one filter with one set of params.
-PRIOR_SQL = """
-SELECT e.sample_id, e.decision, e.score, e.reason, e.related_id, e.cluster_id
-FROM _events e JOIN runs r USING (run_id)
-WHERE r.filter = $filter AND r.filter_version = $fv AND r.params_hash = $ph
-QUALIFY row_number() OVER (PARTITION BY e.sample_id ORDER BY e.version DESC) = 1
+# A run that decided every sample (no selection, not incremental): its version is the floor below which the
+# filter, with its params, has decided every sample, and the runs before it are superseded for every sample.
+FULL_RUN = f"r.selection IS NULL AND coalesce({_summary('incremental')}, 'false') <> 'true'"
+
+# The runs of one filter with one set of params since its latest full run (all of them when none), and that run's
+# version (0: none).
+RUNS_SINCE_SQL = f"""
+WITH runs_of AS (
+    SELECT r.run_id, r.version, {FULL_RUN} AS is_full FROM runs r JOIN commits c ON c.version = r.version
+    WHERE r.filter = $filter AND r.filter_version = $fv AND r.params_hash = $ph
+), floor AS (SELECT coalesce(max(version) FILTER (WHERE is_full), 0) AS v FROM runs_of)
+SELECT run_id, floor.v AS floor FROM runs_of, floor WHERE version >= floor.v ORDER BY run_id
 """
 
+# The samples in scope that no run since the floor decided: only those ingested after it can be.
 UNSEEN_SQL = """
 SELECT source, count(*) AS n FROM samples s
-WHERE ({scope}) AND ({where})
-  AND NOT EXISTS (SELECT 1 FROM _decided d WHERE d.sample_id = s.sample_id)
+WHERE ({scope}) AND ({where}) AND s.version > {floor}
+  AND NOT EXISTS (SELECT 1 FROM {events} d WHERE d.sample_id = s.sample_id)
 GROUP BY source ORDER BY source
 """
 
@@ -185,22 +193,27 @@ def _state(
             run["filter"], run["filter_version"], run["params"], run["params_hash"], scope, run["run_id"],
             run["version"], 0, {}, everything, run["module"],
         )
-    decided = pa.table({"sample_id": pa.array([], pa.string())})
-    if not everything:
-        query = PRIOR_SQL.replace("e.decision, e.score, e.reason, e.related_id, e.cluster_id", "1 AS one")
-        decided = con.sql(query, params=key).to_arrow_table().select(["sample_id"])
-    con.register("_decided", decided)
-    count = con.execute("SELECT count(*) FROM _decided").fetchall()[0][0]
-    query = UNSEEN_SQL.format(scope=scope or "true", where=predicate)
+    runs, floor = runs_since_floor(con, key) if not everything else ([], 0)
+    # Decided: what the runs since the floor decided (the full run at the floor decided every sample before it).
+    of_runs = f"SELECT sample_id FROM _events WHERE run_id IN ({', '.join(map(sql_string, runs)) or 'NULL'})"
+    count = con.execute(f"SELECT count(DISTINCT sample_id) FROM ({of_runs})").fetchall()[0][0]
+    after = f"({of_runs} AND version > {int(floor)})"
+    query = UNSEEN_SQL.format(scope=scope or "true", where=predicate, floor=int(floor), events=after)
     try:
         unseen = {str(s): n for s, n in con.execute(query).fetchall()}
     except duckdb.Error as exc:  # the predicate is the user's (a pool's where): one line naming it
         raise QueryError(f"where: {first_line(exc)}") from None
-    con.unregister("_decided")
     return FilterState(
         run["filter"], run["filter_version"], run["params"], run["params_hash"], scope, run["run_id"],
         run["version"], count, unseen, everything, run["module"],
     )
+
+
+def runs_since_floor(con: duckdb.DuckDBPyConnection, key: dict[str, str]) -> tuple[list[str], int]:
+    """The runs of filter `key` (filter, fv, ph) that can hold a sample's latest decision: its latest full run and
+    those after it (all when none), and that run's version (0: none)."""
+    rows = con.execute(RUNS_SINCE_SQL, key).fetchall()
+    return [r[0] for r in rows], int(rows[0][1]) if rows else 0
 
 
 def _scope(con: duckdb.DuckDBPyConnection, key: dict[str, str]) -> str | None:
@@ -248,6 +261,7 @@ class Prior:
         self._settled: set[str] = set()
         self._stack = ExitStack()
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._index: list[DecisionIndex] | None = None  # see `_indexes`
 
     @classmethod
     def load(cls, store: Store, name: str, params_hash: str, filter_version: str) -> tuple[Prior, FilterState | None]:
@@ -258,11 +272,7 @@ class Prior:
         if state is None or state.everything_stale:
             return prior, state
         key = {"filter": state.filter, "fv": state.filter_version, "ph": state.params_hash}
-        runs = prior.query(
-            "SELECT run_id FROM runs WHERE filter = $filter AND filter_version = $fv AND params_hash = $ph "
-            "ORDER BY run_id", params=key,
-        )
-        prior.run_ids = runs["run_id"].to_pylist()
+        prior.run_ids = runs_since_floor(prior.connection(), key)[0]
         return prior, state
 
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -294,22 +304,62 @@ class Prior:
             known = pa.concat_tables(self._known)
             first = pc.index_in(wanted, value_set=known["sample_id"].combine_chunks()).drop_null()
             return known.take(pc.unique(first)).sort_by("sample_id")
-        wanted_table = pa.table({"sample_id": wanted})
-        table = self._decisions("SELECT sample_id FROM _wanted", _wanted=wanted_table)
+        indexes = self._indexes()
+        if indexes is not None:
+            table = self._latest(pa.concat_tables([i.by_sample(keys_of(wanted)) for i in indexes]))
+        else:
+            table = self._decisions("SELECT sample_id FROM _wanted", _wanted=pa.table({"sample_id": wanted}))
         self._remember(table, wanted.to_pylist())
         return table
 
     def in_clusters(self, clusters: pa.Array | pa.ChunkedArray) -> pa.Table:
         """The latest decisions of the samples whose latest cluster (their own id when none) is one of `clusters`."""
         wanted = pa.array(clusters.to_pylist() if isinstance(clusters, pa.ChunkedArray) else clusters, pa.string())
-        # A union of two semi-joins, not an OR of them: DuckDB runs the OR as a slower mark join.
-        table = self._decisions(
-            f"SELECT sample_id FROM (SELECT sample_id, cluster_id FROM {self._events}) SEMI JOIN _clusters "
-            "ON cluster_id = c UNION ALL SELECT c FROM _clusters",
-            _clusters=pa.table({"c": wanted}),
-        )
+        indexes = self._indexes()
+        if indexes is not None:
+            # The samples any of whose decisions was in one of the clusters, and the clusters' own ids; then their
+            # latest decisions, as the query below does.
+            found = [i.by_cluster(keys_of(wanted))["sample_id"] for i in indexes]
+            candidates = pc.unique(pa.chunked_array([*found, wanted], pa.string()))
+            table = self._latest(pa.concat_tables([i.by_sample(keys_of(candidates)) for i in indexes]))
+        else:
+            # A union of two semi-joins, not an OR of them: DuckDB runs the OR as a slower mark join.
+            table = self._decisions(
+                f"SELECT sample_id FROM (SELECT sample_id, cluster_id FROM {self._events}) SEMI JOIN _clusters "
+                "ON cluster_id = c UNION ALL SELECT c FROM _clusters",
+                _clusters=pa.table({"c": wanted}),
+            )
         self._remember(table, [])
         return table.filter(pc.is_in(pc.coalesce(table["cluster_id"], table["sample_id"]), value_set=wanted))
+
+    def _indexes(self) -> list[DecisionIndex] | None:
+        """The decision index of each events segment of the prior runs (`lineage.features.decisionindex`), or None
+        when a run's decisions are in a segment of several runs (compacted) or the data location is remote: then
+        lookups are queries."""
+        if self._index is None:
+            self._index = self._open_indexes() if self.run_ids and self.store.data.posix else []
+        return self._index or None
+
+    def _open_indexes(self) -> list[DecisionIndex]:
+        runs = self.query(
+            "SELECT ref_id, path FROM segments WHERE kind = 'events' AND list_contains($runs, ref_id) ORDER BY path",
+            params={"runs": self.run_ids},
+        )
+        if set(runs["ref_id"].to_pylist()) != set(self.run_ids or []):
+            return []
+        return [i for path in runs["path"].to_pylist() if (i := DecisionIndex.open(self.store.data, path))]
+
+    @staticmethod
+    def _latest(rows: pa.Table) -> pa.Table:
+        """Of index rows (several runs' decisions of a sample), each one's latest, as DECISIONS in sample_id order."""
+        from lineage.schemas import DECISIONS
+
+        rows = rows.take(pc.sort_indices(rows, [("sample_id", "ascending"), ("version", "descending")]))
+        ids = rows["sample_id"].combine_chunks()
+        if len(ids) > 1:
+            first = pc.invert(pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)))
+            rows = rows.filter(pa.concat_arrays([pa.array([True]), first.fill_null(True)]))
+        return rows.select(list(DECISIONS.names)).cast(DECISIONS)
 
     def _remember(self, table: pa.Table, asked: list[str]) -> None:
         self._known.append(table)
@@ -346,11 +396,8 @@ class Prior:
         if not self.run_ids:
             return 0
         runs = ", ".join(sql_string(r) for r in self.run_ids)
-        rows = self.query(
-            "SELECT max(r.version) AS v FROM runs r JOIN commits c ON c.version = r.version "
-            f"WHERE r.run_id IN ({runs}) AND r.selection IS NULL "
-            f"AND coalesce({_summary('incremental')}, 'false') <> 'true'"
-        )
+        rows = self.query(f"SELECT max(r.version) AS v FROM runs r JOIN commits c ON c.version = r.version "
+                          f"WHERE r.run_id IN ({runs}) AND {FULL_RUN}")
         return int(rows["v"][0].as_py() or 0)
 
     def uncached(self, cache: FeatureCache) -> pa.Array:
@@ -375,7 +422,7 @@ class Prior:
         sql = f"SELECT DISTINCT e.sample_id FROM {events} e {cached} ORDER BY e.sample_id"
         return self.query(sql)["sample_id"].combine_chunks()
 
-    def query(self, sql: str, params: dict[str, str] | None = None, **tables: pa.Table) -> pa.Table:
+    def query(self, sql: str, params: dict[str, Any] | None = None, **tables: pa.Table) -> pa.Table:
         """A query over the store's views with `tables` registered (and `_prior`, all prior decisions, when
         the query names it)."""
         if "_prior" in sql:
@@ -399,18 +446,13 @@ class Prior:
                           _wanted=wanted)
 
 
-def changed_only(decisions: pa.Table, prior: pa.Table, new_ids: pa.Array) -> pa.Table:
-    """The decisions of the new samples, and of old ones only where they differ from their prior decision."""
-    con = duckdb.connect()
-    try:
-        con.register("_d", decisions)
-        con.register("_p", prior)
-        con.register("_new", pa.table({"sample_id": new_ids}))
-        return con.sql(
-            "SELECT d.* FROM _d d LEFT JOIN _p p USING (sample_id) "
-            "WHERE d.sample_id IN (SELECT sample_id FROM _new) OR p.sample_id IS NULL "
-            "OR (d.decision, d.score, d.reason, d.related_id, d.cluster_id) "
-            "IS DISTINCT FROM (p.decision, p.score, p.reason, p.related_id, p.cluster_id) ORDER BY d.sample_id"
-        ).to_arrow_table()
-    finally:
-        con.close()
+def changed_only(decisions: pa.Table, prior: pa.Table, new_ids: pa.Array, on: Prior) -> pa.Table:
+    """The decisions of the new samples, and of old ones only where they differ from their prior decision (a query
+    on the connection of `on`, the run's `Prior`)."""
+    return on.query(
+        "SELECT d.* FROM _d d LEFT JOIN _p p USING (sample_id) "
+        "WHERE d.sample_id IN (SELECT sample_id FROM _new) OR p.sample_id IS NULL "
+        "OR (d.decision, d.score, d.reason, d.related_id, d.cluster_id) "
+        "IS DISTINCT FROM (p.decision, p.score, p.reason, p.related_id, p.cluster_id) ORDER BY d.sample_id",
+        _d=decisions, _p=prior, _new=pa.table({"sample_id": new_ids}),
+    )

@@ -278,6 +278,10 @@ def execute(
                 summary.update(warnings=result.warnings())
             if incremental is not None:
                 summary.update(incremental=True, redecided=result.redecided)
+            if where is None and ids is None:
+                # Every sample decided once (as many decisions as samples, each batch checked): the `status` view
+                # reads no earlier run of this filter (see `lineage.catalog`).
+                summary.update(covers_all=True)
     except _DryRun as dry:
         return dry.result
     except _AlreadyRun as skip:
@@ -386,7 +390,7 @@ def _decide_new(flt: Any, features: pa.Table, context: SelectionContext, increme
     table = flt.decide_new(features, prior, context).cast(DECISIONS)
     earlier = prior.decisions(table["sample_id"].filter(pc.invert(pc.is_in(table["sample_id"],
                                                                           value_set=incremental.new_ids))))
-    table = changed_only(table, earlier, incremental.new_ids).cast(DECISIONS)
+    table = changed_only(table, earlier, incremental.new_ids, prior).cast(DECISIONS)
     check(flt.name, table, table.num_rows)
     known = pa.concat_arrays([incremental.new_ids, earlier["sample_id"].combine_chunks()])
     stray = pc.invert(pc.is_in(table["sample_id"], value_set=known))
