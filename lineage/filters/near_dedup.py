@@ -46,8 +46,8 @@ from lineage.filters.incremental import Prior
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.filters.bounded import BoundedRun
     from lineage.filters.events import Decided
-    from lineage.filters.near_dedup_bounded import BoundedRun
     from lineage.filters.run import Selection
     from lineage.store import Store
 

@@ -232,7 +232,7 @@ def execute(
                         store, flt, selection, run_id, txn.version, workers, ray_address, progress
                     )
                 elif incremental is None and hasattr(flt, "decide_bounded"):
-                    from lineage.filters.near_dedup_bounded import BoundedRun
+                    from lineage.filters.bounded import BoundedRun
 
                     limit = memory_limit or default_filter_memory_limit()
                     decided = flt.decide_bounded(selection, BoundedRun(store, run_id, txn.version, limit, progress))
