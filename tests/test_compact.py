@@ -10,6 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from lineage.core import catalog
 from lineage.core.handle import LOCK_FILE
 from lineage.core.lock import WriterLock
 from lineage.errors import IngestError, StoreError, StoreLocked
+from lineage.ingest.lookup import LIST_MAX
 from lineage.store import Store
 
 RNG_SEED = 20261206
@@ -208,6 +211,54 @@ def test_ingest_after_compaction_finds_ids_texts_and_parents(tmp_path: Path) -> 
         store.ingest(orphan, origin="synthetic", source="para", generator="m", parent_field="parent_id")
 
 
+@pytest.mark.parametrize("plan", ["list", "semi-join"])
+def test_ingest_lookups_past_the_list_size_read_only_matches(
+    plan: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An input with more keys than `LIST_MAX` (ids, texts and parent references) resolves exactly as a small one:
+    the semi-join plan gives what the list plan gives, on compacted and on fresh segments alike."""
+    if plan == "list":
+        monkeypatch.setattr(sys.modules["lineage.ingest.lookup"], "LIST_MAX", 10**9)
+    store = Store.init(tmp_path / "store")
+    store.set_auto_compact(None)
+    rng = random.Random(RNG_SEED)
+    first = [chat_rows(b, 600, rng) for b in range(4)]
+    for rows in first[:3]:
+        store.ingest(rows, origin="real", source="chat")
+    store.compact()
+    store.ingest(first[3], origin="real", source="chat")  # a fresh segment beside the compacted one
+    stored = store.sql("SELECT external_id, sample_id, text FROM samples").to_pylist()
+    ids = {r["external_id"]: r["sample_id"] for r in stored}
+    assert len(ids) == 2_400 > LIST_MAX
+
+    # 2,100 new: 1,500 children of stored samples by id, by external id or by SOURCE:ID, 300 repeating their parent's
+    # text, 300 children of new rows of this input; then the 2,400 stored records again.
+    again = [row for rows in first for row in rows]
+    refs = [(ids[f"b{i % 4}-{i // 4}"], f"b{i % 4}-{i // 4}", f"chat:b{i % 4}-{i // 4}")[i % 3] for i in range(1_500)]
+    kids = [{"id": f"k{i}", "text": f"A paraphrase, number {i}.", "parent": [refs[i]]} for i in range(1_500)]
+    same = [{"id": f"s{i}", "text": stored[i]["text"], "parent": [stored[i]["sample_id"]]} for i in range(300)]
+    grand = [{"id": f"g{i}", "text": f"A paraphrase of paraphrase {i}.", "parent": [f"k{i}"]} for i in range(300)]
+    path = write_jsonl(tmp_path / "mixed.jsonl", kids + same + grand)
+    result = store.ingest(path, origin="synthetic", source="para", generator="m", parent_field="parent")
+    assert (result.rows_stored, result.rows_present, result.rows_duplicate) == (2_100, 0, 300)
+    repeat = store.ingest(again, origin="real", source="chat")
+    assert (repeat.rows_stored, repeat.rows_present) == (0, 2_400)
+    gens = store.sql(
+        "SELECT left(external_id, 1) AS kind, generation, count(*) AS n FROM samples WHERE source = 'para' "
+        "GROUP BY ALL ORDER BY ALL"
+    ).to_pylist()
+    assert gens == [{"kind": "g", "generation": 2, "n": 300}, {"kind": "k", "generation": 1, "n": 1_500},
+                    {"kind": "s", "generation": 1, "n": 300}]
+    parents = store.sql("SELECT external_id, parent_ids FROM samples WHERE external_id LIKE 'k%'").to_pylist()
+    expect = {f"k{i}": [ids[f"b{i % 4}-{i // 4}"]] for i in range(1_500)}
+    assert {r["external_id"]: r["parent_ids"] for r in parents} == expect
+
+    clash = [{"id": r["id"], "messages": [r["messages"][0], {"role": "assistant", "content": "Other text."}]}
+             for r in again[:2_100]]
+    with pytest.raises(IngestError, match=r"is already sample \w+ \(line \d+ of <python>\) with other text"):
+        store.ingest(clash, origin="real", source="chat")
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -221,6 +272,26 @@ def test_compact_with_a_concurrent_writer_fails_with_the_lock_message(tmp_path: 
         err = Runner(store.root)("compact", code=1).stderr
         assert err.startswith(f"Error: store is locked by pid {os.getpid()}")
     assert store.compact().version == store.version  # once the writer is gone, it runs
+
+
+def test_compact_with_wait_runs_once_the_writer_is_done(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store", batches=2)
+    before = store.version
+    held = threading.Event()
+
+    def writer() -> None:
+        with WriterLock(store.root / LOCK_FILE):
+            held.set()
+            time.sleep(1.5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    started = time.monotonic()
+    out = Runner(store.root)("--wait", "60", "compact").stdout
+    thread.join()
+    assert time.monotonic() - started >= 1.0 and out.startswith("compacted samples:")
+    assert store.version == before + 1
 
 
 def test_automatic_policy_merges_a_full_tier_and_can_be_turned_off(tmp_path: Path) -> None:
@@ -307,6 +378,73 @@ def test_sigkill_at_each_compaction_step(step: str, base_store: tuple[Path, dict
     assert report.ok and report.orphans == []
     assert not list((root / "data").rglob(".tmp-*")) and not list((root / "tmp").iterdir())
     assert snapshot(store) == versions[latest]
+
+
+RANDOM_KILLS = 8  # seeded moments, one in each equal slice of a clean compaction's run
+
+
+def kill_after(store: Path, delay: float) -> tuple[bool, float]:
+    """Start `lineage compact`, SIGKILL it after `delay` seconds (unless it ended first): (killed, elapsed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "lineage", "--store", str(store), "compact"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode in (0, -signal.SIGKILL), f"compact exited {proc.returncode}: {stderr}"
+    return proc.returncode == -signal.SIGKILL, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_of_compaction(base_store: tuple[Path, dict[int, Any]], tmp_path: Path) -> None:
+    """Kill `lineage compact` at seeded random moments between the end of its start-up and its exit: the store is
+    as before or as after, `doctor` clean, every version reads as before (nothing lost or doubled), a rerun merges
+    once, and `gc` with a retention keeps every retained version readable."""
+    versions = base_store[1]
+    latest = max(versions)
+    clean = tmp_path / "clean"
+    shutil.copytree(base_store[0], clean)
+    started = time.monotonic()
+    assert run_cli(clean, "sql", "SELECT 1").returncode == 0
+    startup = time.monotonic() - started  # the interpreter and imports: killed there, nothing has begun
+    killed, duration = kill_after(clean, 600)
+    assert not killed
+    rng = random.Random(RNG_SEED)
+    start, stop = 0.8 * startup, max(duration, startup) * 1.05
+    delays = [start + (stop - start) * (i + rng.random()) / RANDOM_KILLS for i in range(RANDOM_KILLS)]
+    outcomes = []
+    for i, delay in enumerate(delays):
+        for attempt in range(3):  # a run that beat its kill (the load fell) is aimed again, earlier
+            root = tmp_path / f"kill-{i}-{attempt}"
+            shutil.copytree(base_store[0], root)
+            killed, elapsed = kill_after(root, delay)
+            if killed:
+                break
+            delay = elapsed * rng.uniform(0.5, 0.95)
+        store = Store(root)
+        report = store.doctor()
+        assert report.ok, (delay, report.problems)
+        committed = store.version == latest + 1
+        assert store.version in (latest, latest + 1) and (killed or committed), (delay, killed, store.version)
+        # Before or after, never between: every version reads as before, nothing lost or doubled.
+        assert every_version(store) == {**versions, **({latest + 1: versions[latest]} if committed else {})}, delay
+        outcomes.append((round(delay, 2), killed, committed))
+
+        proc = run_cli(root, "compact")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("nothing to compact" if committed else "compacted samples: 7 segments -> 1")
+        now = Store(root).version
+        assert run_cli(root, "gc", "--yes", "--retain-versions", "3").returncode == 0
+        for v in range(now - 2, now + 1):  # the retained versions read as before gc
+            assert snapshot(store.at(v)) == versions[min(v, latest)], (delay, v)
+        report = store.doctor()
+        assert report.ok and report.orphans == [], (delay, report)
+        assert not list((root / "data").rglob(".tmp-*")) and not list((root / "tmp").iterdir())
+    print(f"clean compact {duration:.2f} s (start-up {startup:.2f} s); kills (delay, killed, committed): {outcomes}")
+    assert sum(killed for _, killed, _ in outcomes) >= RANDOM_KILLS // 2, outcomes
 
 
 # -- the format-3 migration --------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.Duc
 
 def snapshot(
     path: Path, *, timeout: float = 30.0, into: duckdb.DuckDBPyConnection | None = None,
-    tables: set[str] | None = None,
+    tables: set[str] | None = None, as_of: int | None = None, whole: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory copy of the catalog's tables: readers hold the file only while copying (never for the length
     of a query, so a writer's commit never waits on one), and the copy cannot reach the catalog file.
@@ -115,6 +115,10 @@ def snapshot(
     attached to it for this connection alone (its default database until `release`), which saves starting a
     DuckDB instance (~16 ms of CPU, as much as a small query). Default: a new instance of its own.
     `tables`: copy only these catalog tables (see `tables_read`); default all.
+    `whole=False`: copy only what the views read of the two tables that grow with every commit, so that a query
+    costs the same after 10 commits or 10,000: of `segments`, the rows read `as_of` (default: the latest version);
+    of `commits`, unless `tables` names it, the latest commit alone. `whole=True` is for a query that may read the
+    catalog's own tables (`_lineage.segments`, ...).
     """
     con = duckdb.connect(":memory:") if into is None else into
     try:
@@ -127,17 +131,30 @@ def snapshot(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'live' AND schema_name = ?", [SCHEMA]
         ).fetchall()
         con.execute(f"CREATE SCHEMA {SCHEMA}")
+        latest = con.execute(f"SELECT max(version) FROM live.{SCHEMA}.commits").fetchall()[0][0]
+        version = latest if as_of is None else as_of
         for (name,) in found:
-            if tables is not None and name not in tables:
+            wanted = tables is None or name in tables
+            if not wanted and name != "commits":
                 continue
             table = f"{SCHEMA}.{quote_ident(name)}"
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM live.{table}")
+            rows = _rows(name, wanted, whole, version, latest)
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM live.{table}{rows}")
         con.execute("DETACH live")
     except BaseException:
         release(con)
         con.close()
         raise
     return con
+
+
+def _rows(name: str, wanted: bool, whole: bool, version: int, latest: int) -> str:
+    """Which rows of catalog table `name` a snapshot copies (see `snapshot`): a WHERE clause, or all."""
+    if not wanted:  # `commits`, which `current_version` reads
+        return f" WHERE version = {int(latest)}"
+    if name == "segments" and not whole:
+        return f" WHERE {LIVE_AT.format(v=int(version))}"
+    return ""
 
 
 def release(con: duckdb.DuckDBPyConnection) -> None:
@@ -379,7 +396,8 @@ def tables_read(views: set[str] | None) -> set[str] | None:
         return None
     wanted = _with_inputs(views)
     segments = {"segments"} if wanted & {"samples", "_events", "_status_base", "_status_tail"} else set()
-    return {"commits", *segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
+    # `commits` is always there (the latest version is read from it), but copied whole only when a view reads it.
+    return {*segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
 
 
 def views_named(query: str) -> set[str] | None:
