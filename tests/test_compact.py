@@ -126,6 +126,23 @@ def test_compacted_segments_are_sorted_with_prunable_row_groups(tmp_path: Path) 
     assert found == [{"sample_id": one}]
 
 
+def test_a_reader_copies_what_its_version_reads_not_the_history(tmp_path: Path) -> None:
+    """A query's copy of the catalog holds the segments its version reads and, unless it names `commits`, one
+    commit: its cost does not grow with the commits and replaced segments behind it. A query of the catalog's
+    own tables sees them whole."""
+    store = grown_store(tmp_path / "store")
+    first = store.version
+    store.compact()
+    registered = store.sql("SELECT count(*) AS n FROM _lineage.segments")["n"][0].as_py()
+    assert registered == 10 + 3 + 2  # 10 samples and 3 events segments replaced by 2
+    for reader, version, live in ((store, store.version, 2), (store.at(first), first, 13)):
+        with reader.reader(views={"samples"}) as con:
+            assert con.execute("SELECT count(*) FROM _lineage.segments").fetchall()[0][0] == live
+            assert con.execute("SELECT list(version) FROM _lineage.commits").fetchall()[0][0] == [store.version]
+        counts = reader.sql("SELECT (SELECT count(*) FROM segments) AS s, (SELECT count(*) FROM commits) AS c")
+        assert counts.to_pylist() == [{"s": live, "c": version + 1}]
+
+
 def test_gc_keeps_every_retained_version(tmp_path: Path) -> None:
     store = grown_store(tmp_path / "store")
     store.compact()
