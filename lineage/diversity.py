@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.errors import LineageError, given
+from lineage.errors import LineageError, given, option
 from lineage.inspect import STAT_DIMENSIONS
 from lineage.metrics import METRICS, resolve
 from lineage.metrics.compute import (
@@ -160,7 +160,9 @@ def _check_engine(engine: str, workers: int | None, address: str | None) -> None
 
     check_engine(engine, ENGINES, workers, address)
     if workers is not None and engine != "ray":
-        raise LineageError("--workers goes with --engine ray (the local engine runs in this process)")
+        raise LineageError(
+            f"{option('workers')} goes with {option('engine', 'ray')} (the local engine runs in this process)"
+        )
 
 
 def _build_members(view: Store, ref: str, sample_ids: Any) -> tuple[pa.Array, str]:
