@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.errors import LineageError, given
+from lineage.errors import LineageError, given, option
 from lineage.inspect import STAT_DIMENSIONS
 from lineage.metrics import METRICS, resolve
 from lineage.metrics.compute import (
@@ -33,6 +33,7 @@ from lineage.metrics.compute import (
 if TYPE_CHECKING:
     import polars as pl
 
+    from lineage.progress import Progress
     from lineage.store import Store
 
 DEFAULT_REFERENCE = "origin = 'real'"
@@ -84,6 +85,7 @@ def diversity(
     engine: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
+    progress: Progress | None = None,
 ) -> DiversityResult:
     """Diversity metrics per group of `by` over the samples selected by `where` and `sample_ids` or `build`.
 
@@ -92,6 +94,7 @@ def diversity(
     `embed(sample_ids, texts) -> matrix` replaces the cached sentence-transformers embeddings.
     `engine`: "local" (this process) or "ray" (`lineage.engines.ray.metrics`: the same values, the selection and
     the reference read on a Ray cluster at `ray_address`, or a local one of `workers` CPUs).
+    `progress(done, total)` counts the groups measured (on Ray: all at once, when they are).
     """
     names, dims, params = resolve(metrics), _check_by(by), _params(sample_size, draws, seed)
     _check_engine(engine, workers, ray_address)
@@ -105,8 +108,10 @@ def diversity(
         from lineage.engines.ray.metrics import measure_on_ray
 
         frame, dim_fields, groups = measure_on_ray(job, notes, workers=workers, address=ray_address)
+        if progress is not None:
+            progress(len(groups), len(groups))
     else:
-        frame, dim_fields, groups = _measure(job, notes)
+        frame, dim_fields, groups = _measure(job, notes, progress)
     if "near_dup_rate" in names:
         _near_dups(view, groups, frame, dims, notes)
     notes += _whole_groups(groups, params)
@@ -139,15 +144,22 @@ class Job:
 Measured = tuple["pl.DataFrame", list[pa.Field], list[GroupResult]]
 
 
-def _measure(job: Job, notes: list[str]) -> Measured:
+def _measure(job: Job, notes: list[str], progress: Progress | None = None) -> Measured:
     """The local engine: the selection's texts and the reference's in this process."""
     frame, dim_fields = _load(job.view, job.dims, job.where, job.ids)
     if frame.height == 0:
         raise nothing_selected(job.where)
     embedder = job.embedder(notes)
     frame, ref = _reference(job.view, frame, job.reference, job.names, job.params, embedder, notes)
-    parts = group_frames(frame, job.dims)
-    return frame, dim_fields, [compute_group(key, part, job.names, ref, job.params, embedder) for key, part in parts]
+    parts = list(group_frames(frame, job.dims))
+    groups: list[GroupResult] = []
+    for key, part in parts:
+        if progress is not None:
+            progress(len(groups), len(parts))
+        groups.append(compute_group(key, part, job.names, ref, job.params, embedder))
+    if progress is not None:
+        progress(len(groups), len(parts))
+    return frame, dim_fields, groups
 
 
 def nothing_selected(where: str | None) -> LineageError:
@@ -160,7 +172,9 @@ def _check_engine(engine: str, workers: int | None, address: str | None) -> None
 
     check_engine(engine, ENGINES, workers, address)
     if workers is not None and engine != "ray":
-        raise LineageError("--workers goes with --engine ray (the local engine runs in this process)")
+        raise LineageError(
+            f"{option('workers')} goes with {option('engine', 'ray')} (the local engine runs in this process)"
+        )
 
 
 def _build_members(view: Store, ref: str, sample_ids: Any) -> tuple[pa.Array, str]:

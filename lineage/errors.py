@@ -68,7 +68,8 @@ class StoreLocked(LineageError):
     def __init__(self, path: str, pid: int | None, since: str | None) -> None:
         self.path, self.pid, self.since = path, pid, since
         who = f"pid {pid} since {since}" if pid else "another process"
-        super().__init__(f"store is locked by {who} (lock file `{path}`); retry later or pass --wait SECONDS")
+        wait = option("wait", "SECONDS")
+        super().__init__(f"store is locked by {who} (lock file `{path}`); retry later or pass {wait}")
 
 
 @dataclass(frozen=True)

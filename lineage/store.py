@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from lineage.filters.run import RunResult
     from lineage.ingest import IngestResult
     from lineage.maintenance import DoctorReport
+    from lineage.progress import Progress
     from lineage.status import StoreStatus
 
 
@@ -59,12 +60,16 @@ class Store(StoreCore):
         as_of: int | None = None,
         refresh: bool = False,
         allow_stale: bool = False,
+        progress: Progress | None = None,
     ) -> Any:
         """Plan and commit a build from a spec (path, dict or BuildSpec); returns a Build (or a BuildPlan).
-        `refresh`: run stale honoured filters over their unseen samples first; `allow_stale`: build anyway."""
+        `refresh`: run stale honoured filters over their unseen samples first; `allow_stale`: build anyway;
+        `progress(done, total)`: told each step done."""
         from lineage.build import build
 
-        return build(self, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale)
+        return build(
+            self, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
+        )
 
     def status(self) -> StoreStatus:
         """Per filter, the samples it has not seen (by source); per build, whether the store changed since."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from lineage.cli.common import echo_err, engine_options, json_option, open_store, print_table, to_json
+from lineage.cli.common import echo_err, engine_options, json_option, open_store, print_table, progress_bar, to_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -69,21 +69,24 @@ def diversity(
     from lineage.diversity import diversity as measure
 
     dims = [d.strip() for d in by.split(",") if d.strip()]
-    result = measure(
-        open_store(ctx),
-        by=dims,
-        where=where,
-        build=build,
-        metrics=metrics,
-        reference=reference,
-        sample_size=sample_size,
-        draws=draws,
-        seed=seed,
-        record=not no_record,
-        engine=engine,
-        workers=workers,
-        ray_address=ray_address,
-    )
+    store = open_store(ctx)
+    with progress_bar("diversity", unit="groups") as progress:
+        result = measure(
+            store,
+            by=dims,
+            where=where,
+            build=build,
+            metrics=metrics,
+            reference=reference,
+            sample_size=sample_size,
+            draws=draws,
+            seed=seed,
+            record=not no_record,
+            engine=engine,
+            workers=workers,
+            ray_address=ray_address,
+            progress=progress,
+        )
     if as_json:
         click.echo(to_json(result.table.to_pylist()))
         for note in result.notes:

@@ -14,6 +14,7 @@ from lineage.cli.common import (
     open_store,
     output_format,
     print_table,
+    progress_bar,
     to_json,
 )
 
@@ -198,7 +199,10 @@ def eval_outputs_cmd(
     from lineage.evals import eval_outputs
 
     store = open_store(ctx)
-    result = eval_outputs(store, model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed)
+    with progress_bar(f"eval outputs {file}", unit="steps") as progress:
+        result = eval_outputs(
+            store, model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, progress=progress
+        )
     _report(result, as_json, "output diversity evals")
 
 

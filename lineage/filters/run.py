@@ -18,7 +18,7 @@ from lineage.core.ids import uuid7
 from lineage.core.selection import Selection
 from lineage.engines.local import ENGINES, Progress, map_batches
 from lineage.engines.ray.cluster import check_engine
-from lineage.errors import LineageError
+from lineage.errors import LineageError, flag
 from lineage.filters.base import (
     BASE_COLUMNS,
     SampleFilter,
@@ -63,7 +63,7 @@ class RunResult:
         if self.skipped:
             return (
                 f"{self.filter}: already run with these params over this selection (run {self.run_id}, version "
-                f"{self.version}); nothing to do, --force runs it again"
+                f"{self.version}); nothing to do, {flag('force')} runs it again"
             )
         why = ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
         what = f"{self.selected:,} new samples" if self.new_only else f"{self.selected:,} selected"

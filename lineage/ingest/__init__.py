@@ -19,7 +19,7 @@ from lineage.core import catalog
 from lineage.core.faults import crash_point
 from lineage.core.ids import uuid7
 from lineage.core.sqlutil import sql_string
-from lineage.errors import IngestError, InputError, LineageError, Reject
+from lineage.errors import IngestError, InputError, LineageError, Reject, option
 from lineage.ingest.identity import identify
 from lineage.ingest.lookup import lookup
 from lineage.ingest.options import IngestOptions
@@ -107,7 +107,7 @@ def _run_one(
     except duckdb.OutOfMemoryException:
         raise LineageError(
             f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
-            "raise it with --memory-limit, or lower --max-record-bytes"
+            f"raise it with {option('memory_limit')}, or lower {option('max_record_bytes')}"
         ) from None
     finally:
         con.close()

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.core.segments import file_sha256
-from lineage.errors import InputError, Reject, first_line
+from lineage.errors import InputError, Reject, first_line, option
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES
 
 BLOCK_BYTES = 16 << 20
@@ -150,7 +150,9 @@ def _guess_format(path: Path) -> str:
     ):
         if name.endswith(suffix):
             return fmt
-    raise InputError(f"`{path}`: cannot tell the format from the name; pass --format jsonl|json|parquet|csv|arrow")
+    raise InputError(
+        f"`{path}`: cannot tell the format from the name; pass {option('input_format', 'jsonl|json|parquet|csv|arrow')}"
+    )
 
 
 class JsonlReader(Reader):
