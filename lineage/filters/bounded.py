@@ -19,10 +19,11 @@ import pyarrow as pa
 from lineage.core.ids import uuid7
 from lineage.core.segments import write_parquet
 from lineage.errors import LineageError
-from lineage.filters.events import Decided, Part, stamp
+from lineage.filters.events import Decided, stamp
 from lineage.schemas import DECISIONS, EVENTS
 
 if TYPE_CHECKING:
+    from lineage.core.handle import Transaction
     from lineage.store import Store
 
 Progress = Callable[[int, int | None], None]
@@ -66,6 +67,12 @@ def stage_events(con: Any, run: BoundedRun, table: str, n: int) -> Decided:
             yield from stamp(pa.Table.from_batches([batch]).cast(DECISIONS), run.run_id, run.version).to_batches()
 
     _, sha256 = run.store.data.stage(rel, lambda sink: write_parquet(sink, EVENTS, batches()))
-    decided = Decided.of_parts([Part(rel, n, sha256).to_row(counts, reasons)], run.run_id)
-    decided.by_source = by_source
-    return decided
+
+    def register(txn: Transaction) -> None:  # one segment named after the run, as an in-memory run writes it
+        segment = txn.adopt_segment("events", run.run_id, rel, n, sha256)
+        if txn.store.data.posix:  # the lookup index, read back from the segment (as `Decided.of_parts` does)
+            from lineage.features.decisionindex import DecisionIndex
+
+            DecisionIndex.open(txn.store.data, segment.path)
+
+    return Decided(n, counts, reasons, register, by_source=by_source)
