@@ -17,15 +17,6 @@ if TYPE_CHECKING:
     from lineage.filters.events import Decided
     from lineage.filters.run import Selection
 
-# Other samples sharing a content_hash with a new one: the only groups new samples can change (those decided
-# before among them are kept, see `decide_new`).
-SAME_HASH_SQL = """
-SELECT s.sample_id, s.origin, s.generation, s.version, s.input_row, s.content_hash
-FROM samples s
-WHERE s.content_hash IN (SELECT content_hash FROM _new) AND s.sample_id NOT IN (SELECT sample_id FROM _new)
-ORDER BY s.sample_id
-"""
-
 DEDUP_SELECT = f"""
 SELECT sample_id,
     CASE WHEN rank = 1 THEN 'keep' ELSE 'drop' END AS decision,
@@ -57,13 +48,12 @@ class ExactDedupFilter(SelectionFilter):
     columns = ("content_hash",)
 
     def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
-        """A group (content_hash) is decided by its members only: re-decide the groups of the new samples."""
-        same = prior.query(SAME_HASH_SQL, _new=features.select(["sample_id", "content_hash"]))
-        decided = prior.decisions(same["sample_id"])["sample_id"].combine_chunks()
-        old = same.filter(pc.is_in(same["sample_id"], value_set=decided))
-        new = features.select(old.column_names)
-        # On the prior's connection: a DuckDB instance of its own costs as much as this small query.
-        return prior.query(DEDUP_SQL, features=pa.concat_tables([new, old.cast(new.schema)]))
+        """A group (content_hash) is decided by its members only: re-decide the groups of the new samples, with
+        their members decided before (the cluster of an exact-dedup decision is its content_hash, so the prior's
+        index finds them without a pass over every sample's hash)."""
+        decided = prior.in_clusters(pc.unique(features["content_hash"]))["sample_id"]
+        old = prior.samples(list(features.column_names), decided)
+        return prior.query(DEDUP_SQL, features=pa.concat_tables([features, old.cast(features.schema)]))
 
     def decide_bounded(self, selection: Selection, run: BoundedRun) -> Decided:
         """`decide_all`'s decisions in memory bounded by `run.memory_limit`: the selection's columns (no text) are
