@@ -23,6 +23,15 @@ MISSING_PARENTS_SQL = """
 SELECT e.child_id, e.parent_id FROM lineage_edges e ANTI JOIN samples s ON s.sample_id = e.parent_id
 ORDER BY 1, 2
 """
+# Links in the samples' parent_ids and not in the edges segments (`lineage.core.edges`), or the other way round, or
+# stored from one end only: none, unless a segment was damaged or a writer went wrong.
+EDGES_CHECK_SQL = """
+WITH links AS (SELECT sample_id AS child_id, unnest(parent_ids) AS parent_id FROM samples),
+ups AS (SELECT sample_id AS child_id, related_id AS parent_id FROM _edges WHERE relation = 'parent'),
+downs AS (SELECT related_id AS child_id, sample_id AS parent_id FROM _edges WHERE relation = 'child')
+SELECT (SELECT count(*) FROM (FROM links EXCEPT ALL FROM ups)) + (SELECT count(*) FROM (FROM ups EXCEPT ALL FROM links))
+     + (SELECT count(*) FROM (FROM ups EXCEPT ALL FROM downs)) + (SELECT count(*) FROM (FROM downs EXCEPT ALL FROM ups))
+"""
 
 
 @dataclass
@@ -52,15 +61,16 @@ def doctor(store: Store) -> DoctorReport:
         # Every registered file is checked, retired ones too (earlier versions read them); the counts are the
         # latest version's.
         segs = con.execute(
-            f"SELECT path, row_count, sha256, retired_version IS NULL FROM {catalog.SCHEMA}.segments "
+            f"SELECT path, row_count, sha256, retired_version IS NULL, kind FROM {catalog.SCHEMA}.segments "
             "ORDER BY version, path"
         ).fetchall()
-        live = [s for s in segs if s[3]]
+        # Edges are an index of the samples' parent_ids (checked below), not rows of their own.
+        live = [s for s in segs if s[3] and s[4] != "edges"]
         report = DoctorReport(
             catalog.current_version(con), catalog.format_version(con), len(live), sum(s[1] for s in live),
             data=store.data.uri,
         )
-    for path, rows, checksum, _ in segs:
+    for path, rows, checksum, _, _ in segs:
         report.problems.extend(_check_segment(store.location_of(path), path, rows, checksum))
     report.orphans = [_label(store, where, rel) for where, rel in _orphans(store, {s[0] for s in segs})]
     report.orphans += [str(p) for _, _, found in _output_leftovers(store) for p in found]
@@ -69,6 +79,9 @@ def doctor(store: Store) -> DoctorReport:
 
         with store.reader() as con:
             report.missing_parents = [(c, p) for c, p in con.execute(MISSING_PARENTS_SQL).fetchall()]
+            differ = con.execute(EDGES_CHECK_SQL).fetchall()[0][0]
+        if differ:
+            report.problems.append(f"the edges segments differ from the samples' parent_ids in {differ:,} links")
         report.stale_filters = [s.describe() for s in filter_states(store) if s.unseen]
     return report
 
@@ -109,7 +122,7 @@ def _orphans(store: Store, registered: set[str]) -> list[tuple[Location, str]]:
 # removes nothing else, so a file a user drops inside the store survives.
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _OWNED = re.compile(
-    rf"data/(samples|events)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
+    rf"data/(samples|events|edges)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
     r"|builds/[^/]+/v\d+"
     rf"|builds/[^/]+/v\d+/{re.escape(TMP_PREFIX)}[^/]*"
     rf"|tmp/({_UUID}|{re.escape(TMP_PREFIX)}.*)"
@@ -252,7 +265,7 @@ def backup(store: Store, dest: Path) -> Path:
         registered = sorted(_registered(store))
         features = store.data.files("data/features")
         try:
-            for sub in ("data/samples", "data/events", "data/features", "builds", "tmp"):
+            for sub in ("data/samples", "data/events", "data/edges", "data/features", "builds", "tmp"):
                 (draft / sub).mkdir(parents=True, exist_ok=True)
             for rel in [*registered, *features]:
                 (draft / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -176,7 +176,9 @@ class Store(StoreCore):
 
         return gc(self, dry_run=dry_run, retain_versions=retain_versions, older_than=older_than)
 
-    def compact(self, *, kinds: tuple[str, ...] = ("samples", "events"), target_rows: int | None = None) -> Any:
+    def compact(
+        self, *, kinds: tuple[str, ...] = ("samples", "events", "edges"), target_rows: int | None = None
+    ) -> Any:
         """Rewrite the small sample and events segments into large ones sorted by sample_id, as one commit; the
         replaced segments stay for earlier versions until `gc` with a retention. Returns a CompactResult."""
         from lineage.compaction import DEFAULT_TARGET_ROWS, compact

@@ -8,7 +8,7 @@ from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError
 from lineage.filters.base import parse_params
 from lineage.filters.run import RunResult, execute
-from lineage.filters.takedown import TakedownFilter, targets_where
+from lineage.filters.takedown import TakedownFilter
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -23,4 +23,5 @@ def takedown(store: Store, *, source: str | None = None, where: str | None = Non
     flt = TakedownFilter(parse_params(TakedownFilter, {"where": where, "reason": reason}))
     if store.sql(f"SELECT count(*) AS n FROM samples WHERE ({where})")["n"][0].as_py() == 0:
         raise LineageError(f"nothing matches the takedown ({where}); nothing was recorded")
-    return execute(store, flt, where=targets_where(where), engine="inline")
+    # The targets are found under the writer lock by point lookups over the edges, once (`TakedownFilter.targets`).
+    return execute(store, flt, engine="inline", select=flt.targets)

@@ -94,13 +94,16 @@ def test_compact_is_one_commit_and_every_version_reads_as_before(tmp_path: Path)
 
     result = store.compact()
     assert result.version == latest + 1 == store.version
-    assert result.merged == {"samples": 10, "events": 3} and result.written == {"samples": 1, "events": 1}
+    # The three ingests with parents wrote an edges segment each (`lineage.core.edges`), merged like the others.
+    assert result.merged == {"samples": 10, "events": 3, "edges": 3}
+    assert result.written == {"samples": 1, "events": 1, "edges": 1}
     assert result.rows["samples"] == 1125 + 6 * 40
     assert len(live_files(store, "samples")) == 1 and len(live_files(store, "events")) == 1
     # Every earlier version reads exactly what it read before; the new one what the latest read.
     assert every_version(store) == {**before, latest + 1: before[latest]}
     commit = store.sql("SELECT kind, summary FROM commits WHERE version = ?", params=[latest + 1]).to_pylist()[0]
-    assert commit["kind"] == "compact" and json.loads(commit["summary"])["merged"] == {"samples": 10, "events": 3}
+    assert commit["kind"] == "compact"
+    assert json.loads(commit["summary"])["merged"] == {"samples": 10, "events": 3, "edges": 3}
 
     report = store.doctor()
     assert report.ok and report.orphans == [] and report.segments == 2
@@ -184,13 +187,14 @@ def test_compact_and_gc_on_the_cli(tmp_path: Path) -> None:
     store = grown_store(tmp_path / "store")
     runner = Runner(store.root)
     out = runner("compact").stdout
-    assert out == f"compacted samples: 10 segments -> 1 (1,365 rows); events: 3 segments -> 1 (3,855 rows) " \
-                  f"(version {store.version})\n"
+    assert out == f"compacted samples: 10 segments -> 1 (1,365 rows); events: 3 segments -> 1 (3,855 rows); " \
+                  f"edges: 3 segments -> 1 (1,050 rows) (version {store.version})\n"
     assert runner("compact").stdout == "nothing to compact\n"
     assert runner("gc").stdout == "would remove 0 file(s)\n"
     out = runner("gc", "--retain-versions", "1").stdout
-    assert out.count("would remove: data/") == 13 and out.endswith("would remove 13 file(s); pass --yes to delete\n")
-    assert runner("gc", "--yes", "--older-than", "0s").stdout.endswith("removed 13 file(s)\n")
+    assert out.count("would remove: data/") == 16 and out.endswith("would remove 16 file(s); pass --yes to delete\n")
+    assert out.count("would remove: data/edges/") == 3
+    assert runner("gc", "--yes", "--older-than", "0s").stdout.endswith("removed 16 file(s)\n")
     assert "not a duration" in runner("gc", "--older-than", "soon", code=2).stderr
     assert runner("--as-of", "1", "sql", "SELECT 1", code=1).stderr.startswith(
         "Error: --as-of 1: `lineage gc` removed the segments of versions before"
@@ -472,11 +476,12 @@ def test_a_format2_store_migrates_and_compacts(tmp_path: Path) -> None:
     before = every_version(store)
     con = duckdb.connect(str(store.catalog_path))  # the catalog as format 2 wrote it
     con.execute(f"ALTER TABLE {catalog.SCHEMA}.segments DROP COLUMN retired_version")
+    con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE kind = 'edges'")  # format 5 made them
     con.execute(f"UPDATE {catalog.SCHEMA}.meta SET value = '2' WHERE key = 'format_version'")
     con.close()
-    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 3"):
+    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 5"):
         Store(store.root)
-    assert Runner(store.root)("migrate").stdout == "migrated through formats [3]\n"
+    assert Runner(store.root)("migrate").stdout == "migrated through formats [3, 4, 5]\n"
     store = Store(store.root)
     assert every_version(store) == before
     assert store.compact().version == store.version

@@ -42,6 +42,7 @@ CRASH_STEPS = [
     "segment_fsynced",
     "segment_renamed",
     "segment_dir_fsynced",
+    "ingest_edges_written",  # the samples segment's edges (`lineage.core.edges`), written, not registered
     "ingest_before_commit",
     "catalog_segment_inserted",
     "catalog_before_commit",

@@ -28,6 +28,7 @@ from lineage.schemas import (
     BATCHES,
     BUILDS,
     COMMITS,
+    EDGES,
     EVALS,
     EVENTS,
     META,
@@ -79,9 +80,51 @@ def _retirable_segments(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"ALTER TABLE {SCHEMA}.segments ADD COLUMN IF NOT EXISTS retired_version BIGINT")
 
 
+def _materialised_edges(con: duckdb.DuckDBPyConnection) -> None:
+    """Format 4 -> 5: each samples segment gets an `edges` segment (`lineage.core.edges`), registered at the same
+    version and retired at the same version as it, so a read as of any retained version sees the edges of exactly
+    its samples. Self-contained: it reads the segments' `parent_ids` and writes the files itself (a crash before
+    the catalog commit leaves only orphans, which `gc` removes; the migration then starts again)."""
+    from lineage.core.location import Location
+    from lineage.core.segments import write_parquet, write_segment
+
+    catalog_file = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    root = Path(catalog_file.fetchall()[0][0]).parent
+    data = Location.open(root, data_uri(con))
+    rows = con.execute(
+        f"SELECT path, ref_id, version, retired_version FROM {SCHEMA}.segments WHERE kind = 'samples' "
+        "ORDER BY version, segment_id"
+    ).fetchall()
+    work = duckdb.connect(":memory:")
+    try:
+        data.register(work)
+        for path, ref_id, version, retired in rows:
+            if retired is not None and not data.exists(path):
+                continue  # removed by `gc` with a retention: no retained version reads it
+            src = f"read_parquet({sql_string(data.sql_path(path))})"
+            if not work.execute(f"SELECT count(*) FROM (SELECT unnest(parent_ids) FROM {src})").fetchall()[0][0]:
+                continue
+            sql = (
+                f"WITH links AS (SELECT sample_id AS child, unnest(parent_ids) AS parent FROM {src}) "
+                "SELECT * FROM (SELECT child AS sample_id, 'parent' AS relation, parent AS related_id FROM links "
+                "UNION ALL SELECT parent, 'child', child FROM links) ORDER BY ALL"
+            )
+            segment_id = str(uuid.uuid4())
+            seg = write_segment(data, "edges", segment_id, lambda draft, q=sql: write_parquet(
+                draft, EDGES, work.sql(q).to_arrow_reader(8192), bloom=("sample_id",), bloom_rows=8192))
+            con.execute(
+                f"INSERT INTO {SCHEMA}.segments VALUES (?, 'edges', ?, ?, ?, ?, ?, ?, ?)",
+                [seg.segment_id, seg.path, seg.row_count, seg.size_bytes, seg.sha256, ref_id, version, retired],
+            )
+    finally:
+        work.close()
+
+
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _identity_by_record, 2: _retirable_segments}
-FORMAT_VERSION = 3
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
+    1: _identity_by_record, 2: _retirable_segments, 3: lambda con: None, 4: _materialised_edges,
+}  # TODO(provenance): 3 -> 4 belongs to the `decisions` branch; a no-op here until it lands
+FORMAT_VERSION = 5
 
 
 WAIT_NOTICE = 2.0  # seconds of waiting for the catalog file before saying so on stderr
@@ -286,6 +329,9 @@ def segment_paths(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) 
     return [r[0] for r in rows]
 
 
+SEGMENT_SCHEMAS = {"samples": SAMPLES, "events": EVENTS, "edges": EDGES}
+
+
 def _segment_view(name: str, paths: Sequence[str], schema: pa.Schema) -> str:
     if not paths:
         cols = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in schema)
@@ -325,7 +371,7 @@ CREATE OR REPLACE TEMP VIEW status AS
     SELECT s.filter, e.* FROM _status_base e JOIN _status_runs s USING (run_id)
     WHERE s.base AND NOT EXISTS (SELECT 1 FROM tail t WHERE t.sample_id = e.sample_id AND t.filter = s.filter);
 CREATE OR REPLACE TEMP VIEW lineage_edges AS
-    SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples;
+    SELECT related_id AS parent_id, sample_id AS child_id FROM _edges WHERE relation = 'parent';
 CREATE OR REPLACE TEMP MACRO sample_ref(ref) AS (
     -- What `lineage show` takes: a sample id, your own id, SOURCE:ID, else a unique prefix of a sample id
     -- (tried last: a short external id such as `a2` is often also a prefix of some hex id).
@@ -374,7 +420,7 @@ VIEW_DDL: dict[str, str] = {
     re.search(r"TEMP (?:VIEW|MACRO) (\w+)", ddl).group(1): ddl  # type: ignore[union-attr]
     for ddl in re.split(r";\n", VIEWS_SQL) if ddl.strip()
 }
-VIEW_NAMES = ("samples", "_events", "_status_base", "_status_tail", *VIEW_DDL, "build_members")
+VIEW_NAMES = ("samples", "_events", "_edges", "_status_base", "_status_tail", *VIEW_DDL, "build_members")
 _NAMED = re.compile(r"\b(" + "|".join(VIEW_NAMES) + r")\b", re.IGNORECASE)
 # What each view and macro reads of the others (created before it).
 VIEW_INPUTS: dict[str, set[str]] = {
@@ -395,7 +441,7 @@ def tables_read(views: set[str] | None) -> set[str] | None:
     if views is None:
         return None
     wanted = _with_inputs(views)
-    segments = {"segments"} if wanted & {"samples", "_events", "_status_base", "_status_tail"} else set()
+    segments = {"segments"} if wanted & {"samples", "_events", "_edges", "_status_base", "_status_tail"} else set()
     # `commits` is always there (the latest version is read from it), but copied whole only when a view reads it.
     return {*segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
 
@@ -412,7 +458,7 @@ def views_named(query: str) -> set[str] | None:
 def segment_view(con: duckdb.DuckDBPyConnection, name: str, data: Location, kind: str, paths: list[str]) -> None:
     """A temporary view `name` over segments of `kind` (samples or events), `paths` as `segment_paths` gives."""
     data.register(con)
-    con.execute(_segment_view(name, [data.sql_path(p) for p in paths], SAMPLES if kind == "samples" else EVENTS))
+    con.execute(_segment_view(name, [data.sql_path(p) for p in paths], SEGMENT_SCHEMAS[kind]))
 
 
 def create_views(
@@ -426,6 +472,8 @@ def create_views(
         segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
     if "_events" in wanted:
         segment_view(con, "_events", data, "events", segment_paths(con, "events", version))
+    if "_edges" in wanted:
+        segment_view(con, "_edges", data, "edges", segment_paths(con, "edges", version))
     for name, ddl in VIEW_DDL.items():
         if name == "status" and "_status_base" in wanted:
             for base in (True, False):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 CATALOG_FILE = "lineage.duckdb"
 LOCK_FILE = "lineage.lock"
-LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
+LAYOUT = ("data/samples", "data/events", "data/edges", "data/features", "builds", "tmp")
 LOCAL_LAYOUT = ("builds", "tmp")  # what stays in the store directory when the data lives elsewhere
 DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
 INIT_FILE = f".{CATALOG_FILE}.init"

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from lineage.core.edges import reach
 from lineage.features import containment
 from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
@@ -39,16 +40,6 @@ SELECT DISTINCT s.sample_id, s.text, s.content_hash, s.origin, s.generation, s.v
 FROM set_members m JOIN sets t ON t.name = m.set_name JOIN samples s USING (sample_id)
 WHERE t.protected AND (? IS NULL OR list_contains(?, t.name))
 ORDER BY s.sample_id
-"""
-
-# Descendants of every seed (protected or contaminated), each with the held-out item it traces back to.
-LINEAGE_SQL = """
-WITH RECURSIVE walk(sample_id, root) AS (
-    SELECT sample_id, root FROM _seeds
-    UNION
-    SELECT e.child_id, w.root FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
-)
-SELECT sample_id, min(root) AS root FROM walk WHERE sample_id NOT IN (SELECT sample_id FROM _seeds) GROUP BY 1
 """
 
 
@@ -247,10 +238,7 @@ class ContaminationFilter(SelectionFilter):
 
 
 def descendants(con: Any, seeds: dict[str, str]) -> dict[str, str]:
-    """Every descendant of a seed that is not a seed itself, with the root (held-out item) it traces back to."""
-    con.register("_seeds", pa.table({"sample_id": list(seeds), "root": list(seeds.values())},
-                                    schema=pa.schema([("sample_id", pa.string()), ("root", pa.string())])))
-    try:
-        return dict(con.execute(LINEAGE_SQL).fetchall())
-    finally:
-        con.unregister("_seeds")
+    """Every descendant of a seed that is not a seed itself, with the root (held-out item) it traces back to (the
+    smallest, where several do). Point lookups over the edges segments (`lineage.core.edges.reach`): the cost follows
+    the seeds' families, not the store."""
+    return {s: root for s, root in reach(con, seeds).items() if s not in seeds}

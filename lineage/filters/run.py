@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -193,9 +194,11 @@ def execute(
     dry_run: bool = False,
     module: str | None = None,
     memory_limit: str | None = None,
+    select: Callable[[Store], pa.Array] | None = None,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version. `module`: the
-    `module:Class` a user filter came from, recorded so that `lineage status` and builds track it."""
+    `module:Class` a user filter came from, recorded so that `lineage status` and builds track it. `select`: the
+    ids to decide, computed under the lock (a takedown's targets), instead of `where` or `ids`."""
     check_engine(engine, ENGINES, workers, ray_address)
     if memory_limit is not None:
         check_memory_limit(memory_limit)
@@ -216,6 +219,8 @@ def execute(
                 where, ids = incremental.scope, None if incremental.full else incremental.new_ids
                 min_version = None if incremental.full else incremental.min_version
                 incremental = None if incremental.full else incremental
+            if select is not None:
+                ids = select(store)
             shared = plan.prior.connection() if plan is not None else None  # one reader for the whole run
             with Selection.open(store, where, _columns(flt), ids, min_version, shared) as selection:
                 # One reader connection serves the run's own queries; it closes before the commit opens the

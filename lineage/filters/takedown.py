@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 from pydantic import field_validator
 
+from lineage.core.edges import reach
 from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
-# Roots, then every descendant; each target keeps the smallest root id that reaches it.
-TARGETS_SQL = """
-WITH RECURSIVE t(sample_id, root) AS (
-    SELECT sample_id, sample_id FROM samples WHERE ({where})
-    UNION
-    SELECT e.child_id, t.root FROM lineage_edges e JOIN t ON e.parent_id = t.sample_id
-)
-SELECT sample_id, min(root) AS root FROM t GROUP BY sample_id
-"""
+if TYPE_CHECKING:
+    from lineage.store import Store
 
 
 class TakedownParams(FilterParams):
@@ -36,11 +32,6 @@ class TakedownParams(FilterParams):
         return value
 
 
-def targets_where(where: str) -> str:
-    """A predicate selecting the roots and all their descendants (the run's selection)."""
-    return f"sample_id IN (SELECT sample_id FROM ({TARGETS_SQL.format(where=where)}))"
-
-
 @register
 class TakedownFilter(SelectionFilter):
     """Drop the matching samples and all their descendants; related_id is the root taken down."""
@@ -49,10 +40,24 @@ class TakedownFilter(SelectionFilter):
     Params = TakedownParams
     columns = ()
 
-    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+    _found: dict[str, str] | None = None  # the targets `targets` found, for `decide_all` in the same run
+
+    def targets(self, store: Store) -> pa.Array:
+        """The roots and all their descendants, each with the smallest root that reaches it: the run's selection
+        (`lineage.takedown` passes this to `execute`, which calls it under the writer lock)."""
+        self._found = self._reach(store)
+        return pa.array(sorted(self._found), pa.string())
+
+    def _reach(self, store: Store) -> dict[str, str]:
         p: TakedownParams = self.params  # type: ignore[assignment]
-        with context.store.reader() as con:
-            lock_down(con, context.store.data)
-            roots = run(con, TARGETS_SQL.format(where=p.where))
-        hits = roots.rename_columns(["sample_id", "related"])
-        return mark(features, hits, decision="drop", reason=f"takedown:{slug(p.reason)}")
+        with store.reader(views={"samples", "_edges"}) as con:
+            lock_down(con, store.data)
+            roots = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")["sample_id"].to_pylist()
+            return reach(con, {r: r for r in roots})  # point lookups over the edges (`lineage.core.edges`)
+
+    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+        found = self._found if self._found is not None else self._reach(context.store)
+        hits = pa.table({"sample_id": list(found), "related": list(found.values())},
+                        schema=pa.schema([("sample_id", pa.string()), ("related", pa.string())]))
+        reason = self.params.reason  # type: ignore[attr-defined]
+        return mark(features, hits, decision="drop", reason=f"takedown:{slug(reason)}")
