@@ -163,7 +163,7 @@ def _measure(job: Job, notes: list[str], progress: Progress | None = None) -> Me
 
 
 def nothing_selected(where: str | None) -> LineageError:
-    return LineageError("no samples selected" + (f" by --where {where}" if where else ""))
+    return LineageError("no samples selected" + (f" by {option('where', where)}" if where else ""))
 
 
 def _check_engine(engine: str, workers: int | None, address: str | None) -> None:

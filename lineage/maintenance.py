@@ -172,12 +172,14 @@ def retention_cutoff(store: Store, *, retain_versions: int | None, older_than: f
     """The oldest version a retention keeps readable (None: keep every version). `retain_versions` N keeps the
     last N; `older_than` (seconds) keeps every version that was the latest at some moment since then. With both,
     the more generous wins."""
-    from lineage.errors import LineageError
+    from lineage.errors import LineageError, option
 
     if retain_versions is not None and retain_versions < 1:
-        raise LineageError(f"--retain-versions must be at least 1 (the latest version); got {retain_versions}")
+        raise LineageError(
+            f"{option('retain_versions')} must be at least 1 (the latest version); got {retain_versions}"
+        )
     if older_than is not None and older_than < 0:
-        raise LineageError(f"--older-than must not be negative; got {older_than:g} s")
+        raise LineageError(f"{option('older_than')} must not be negative; got {older_than:g} s")
     cutoffs = []
     with store._connect(read_only=True) as con:
         latest = catalog.current_version(con)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 from lineage.filters.base import parse_params
 from lineage.filters.run import RunResult, execute
 from lineage.filters.takedown import TakedownFilter
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def takedown(store: Store, *, source: str | None = None, where: str | None = None, reason: str) -> RunResult:
     if (source is None) == (where is None):
-        raise LineageError("give exactly one of --source or --where")
+        raise LineageError(f"give exactly one of {option('source')} or {option('where')}")
     if source is not None:
         where = f"source = {sql_string(source)}"  # a filter param is stored as text: the run row shows it
     assert where is not None

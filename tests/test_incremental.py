@@ -102,7 +102,7 @@ def test_299_copies_of_chats_under_a_new_source_never_enter_a_build(chat_store: 
         store.build(spec)
     assert str(err.value) == (
         "build mix: filters it honours have not seen samples of its pool: contamination 299, exact-dedup 299, "
-        "near-dedup 299 (sources: chat-mirror 299); `--refresh` decides them first, `--allow-stale` builds anyway"
+        "near-dedup 299 (sources: chat-mirror 299); refresh=True decides them first, allow_stale=True builds anyway"
     )
     assert store.sql("SELECT count(*) AS n FROM builds")["n"][0].as_py() == 1  # nothing written
 

@@ -81,3 +81,24 @@ def test_force(small_store: Store, run: Runner) -> None:
     small_store.run_filter("exact-dedup")
     assert small_store.run_filter("exact-dedup").summary().endswith("nothing to do, force=True runs it again")
     assert run("filter", "run", "exact-dedup").stdout.strip().endswith("nothing to do, --force runs it again")
+
+
+def test_selections_and_retention(small_store: Store, run: Runner, tmp_path: Path) -> None:
+    from lineage.sets import create_set
+    from lineage.takedown import takedown
+
+    with pytest.raises(LineageError, match=r"^give exactly one of source= or where=$"):
+        takedown(small_store, reason="x")
+    assert error(run, "takedown", "--reason", "x") == "Error: give exactly one of --source or --where"
+    with pytest.raises(LineageError, match=r"^give where= or ids=, not both$"):
+        create_set(small_store, "s", where="true", ids=["a"])
+    (tmp_path / "ids.txt").write_text("a\n", encoding="utf-8")
+    assert error(run, "set", "create", "s", "--where", "true", "--ids", str(tmp_path / "ids.txt")) == (
+        "Error: give --where or --ids, not both")
+    with pytest.raises(LineageError, match=r"^retain_versions= must be at least 1"):
+        small_store.gc(retain_versions=0)
+    assert error(run, "gc", "--retain-versions", "0").startswith("Error: --retain-versions must be at least 1")
+    with pytest.raises(LineageError, match=r"^no samples selected by where=origin = 'none'$"):
+        small_store.diversity(where="origin = 'none'", record=False)
+    assert error(run, "diversity", "--where", "origin = 'none'") == (
+        "Error: no samples selected by --where origin = 'none'")

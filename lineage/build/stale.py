@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
 from lineage.build.spec import BuildSpec
-from lineage.errors import LineageError
+from lineage.errors import LineageError, flag
 from lineage.filters.incremental import FilterState, filter_states
 
 if TYPE_CHECKING:
@@ -26,7 +26,8 @@ class StaleFilters(LineageError):
     def __init__(self, build: str, states: list[FilterState]) -> None:
         self.build, self.states = build, states
         super().__init__(
-            f"build {build}: {describe(states)}; `--refresh` decides them first, `--allow-stale` builds anyway"
+            f"build {build}: {describe(states)}; {flag('refresh')} decides them first, {flag('allow_stale')} builds "
+            "anyway"
         )
 
 

@@ -175,7 +175,7 @@ class JsonlReader(Reader):
         self.sha256 = file_sha256(self.path) if self._codec else digest.hexdigest()
 
     def _oversize(self, line: int, size: int) -> RawBatch:
-        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)"
+        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} ({option('max_record_bytes')})"
         return RawBatch(RAW_SCHEMA.empty_table(), [Reject(line, "record", reason)])
 
     def _blocks(self, digest: Any) -> Iterator[RawBatch]:
