@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,21 +38,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _group_for_xdist(items: list[pytest.Item]) -> None:
-    """Each test that uses a module-scoped fixture joins its module's group; the others go to any worker, one by one.
-    Every worker collects, and orders, the same way: units with a slow test first (the long ones started early keep
-    the workers' ends close), then the groups, then the rest (the work queue's order with `--no-loadscope-reorder`)."""
+    """Each test that uses a module-scoped fixture joins its module's group, run by one worker. Every test of a module
+    on a Ray cluster joins one `ray` group: one cluster at a time on the machine, and a module's tests that expect no
+    Ray session open run before its cluster starts, as in a serial run. The others go to any worker, one by one.
+    Every worker collects and orders the same way: units with a slow test first (the long ones, started early, keep
+    the workers' ends close), then the groups, then the rest, each kind the largest unit first; a unit's tests keep
+    their order (the work queue's order with `--no-loadscope-reorder`)."""
+    on_ray = {item.nodeid.split("::")[0] for item in items if "cluster" in getattr(item, "fixturenames", ())}
+    units: dict[str, int] = {}
+    sizes: Counter[str] = Counter()
     for item in items:
+        module = item.nodeid.split("::")[0]
         fixtures = getattr(item, "_fixtureinfo", None)
         defs = fixtures.name2fixturedefs.values() if fixtures else ()
-        if any(d[-1].scope in ("module", "class", "package") for d in defs if d):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        if module in on_ray:
+            unit, rank = "ray", 1
+        elif any(d[-1].scope in ("module", "class", "package") for d in defs if d):
+            unit, rank = module, 1
+        else:
+            unit, rank = item.nodeid, 2
+        if rank == 1:
+            item.add_marker(pytest.mark.xdist_group(unit))
+        units[unit] = min(units.get(unit, rank), 0 if item.get_closest_marker("slow") else rank)
+        sizes[unit] += 1
 
-    def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("slow"):
-            return 0
-        return 1 if item.get_closest_marker("xdist_group") else 2
+    def unit_rank(item: pytest.Item) -> tuple[int, int]:
+        group = item.get_closest_marker("xdist_group")
+        unit = group.args[0] if group else item.nodeid
+        return units[unit], -sizes[unit]
 
-    items.sort(key=rank)  # stable: each group's tests keep their order
+    items.sort(key=unit_rank)  # stable
 
 
 @pytest.fixture(scope="module")
