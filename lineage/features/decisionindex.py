@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lineage.core.faults import crash_point
 from lineage.core.location import fsync_path
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class DecisionIndex:
                 writer.write_table(content)
             fsync_path(draft)
             data.publish(draft, target)
+            crash_point("decision_index_published")
         return index
 
     @classmethod
