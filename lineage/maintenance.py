@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from lineage.core import catalog
 from lineage.core.location import TMP_PREFIX, Location
 from lineage.errors import first_line
+from lineage.features.decisionindex import FOLDER as DECISIONS
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -106,6 +107,8 @@ def _orphans(store: Store, registered: set[str]) -> list[tuple[Location, str]]:
     an unfinished init. Feature caches are not registered: they are not orphans."""
     data, files = store.data, store.files
     found = [(data, r) for r in data.files("data") if r not in registered and not r.startswith("data/features/")]
+    # The decision index of a segment no version registers (a run killed before its commit, a segment gc removed).
+    found += [(data, r) for r in data.files(DECISIONS) if _indexed_segment(r) not in registered]
     builds = files.files("builds")
     members = [rel for rel in builds if rel.endswith("/members.parquet") and rel not in registered]
     folders = {rel.rsplit("/", 1)[0] for rel in members}
@@ -123,11 +126,18 @@ def _orphans(store: Store, registered: set[str]) -> list[tuple[Location, str]]:
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _OWNED = re.compile(
     rf"data/(samples|events|edges)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
+    rf"|{DECISIONS}/({_UUID}(-\d+)?(\.clusters)?\.arrow|{re.escape(TMP_PREFIX)}[^/]*)"
     r"|builds/[^/]+/v\d+"
     rf"|builds/[^/]+/v\d+/{re.escape(TMP_PREFIX)}[^/]*"
     rf"|tmp/({_UUID}|{re.escape(TMP_PREFIX)}.*)"
     r"|\.lineage\.duckdb\.init"
 )
+
+
+def _indexed_segment(rel: str) -> str:
+    """The events segment a decision index file (or its draft) belongs to (see `lineage.features.decisionindex`)."""
+    name = rel.rsplit("/", 1)[-1].removeprefix(TMP_PREFIX).removesuffix(".arrow").removesuffix(".clusters")
+    return f"data/events/{name}.parquet"
 
 
 def _owned(rel: str) -> bool:

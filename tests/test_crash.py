@@ -367,3 +367,32 @@ def test_exception_at_named_step(step: str, base: BaseStore, tmp_path: Path, mon
     assert State(report.version, report.rows) == expected
     lineage.open(store).ingest(G1, **G1_OPTIONS)
     assert count_samples(store) == (REAL_ROWS + G1_ROWS, REAL_ROWS + G1_ROWS)
+
+
+# -- a filter run killed while writing its decisions and their index ----------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["decision_index_published", "filter_before_commit"])
+def test_sigkill_in_an_incremental_run_then_the_next_decides_like_a_full_run(
+    step: str, base: BaseStore, tmp_path: Path
+) -> None:
+    """Killed after its decisions' index is (half) written, before the commit: nothing of the run counts, doctor is
+    clean, the next `--new` run decides as a full run does, and gc removes the index the killed run left."""
+    store = copy_store(base, tmp_path / "store")
+    run_ok(store, "filter", "run", "exact-dedup")
+    run_ok(store, "ingest", str(REAL), "--source", "mirror", "--origin", "synthetic", "--generation", "1")
+    before = doctor(store)
+    proc = run(store, "filter", "run", "exact-dedup", "--new", crash_at=step)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at `{step}`: exit {proc.returncode} {proc.stderr}"
+    assert doctor(store) == before
+    full = Path(shutil.copytree(store, tmp_path / "full"))
+    run_ok(store, "filter", "run", "exact-dedup", "--new")
+    run_ok(full, "filter", "run", "exact-dedup", "--force")
+    query = "SELECT sample_id, decision, score, reason, related_id, cluster_id FROM status ORDER BY sample_id"
+    assert lineage.open(store).sql(query).to_pylist() == lineage.open(full).sql(query).to_pylist()
+    assert lineage.open(store).sql("SELECT count(*) AS n FROM status WHERE decision = 'drop'")["n"][0].as_py() \
+        == REAL_ROWS
+    run_ok(store, "gc", "--yes")
+    assert_clean(store)
+    indexes = {p.name.split(".")[0] for p in (store / "data/features/decisions").iterdir()}
+    assert indexes == {p.stem for p in (store / "data/events").iterdir()}

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lineage.core.faults import crash_point
 from lineage.core.location import fsync_path
 
 if TYPE_CHECKING:
@@ -74,22 +75,30 @@ class DecisionIndex:
     def write(cls, data: Location, rel: str, events: pa.Table) -> DecisionIndex:
         """Index `events` (the segment's rows, COLUMNS) for the segment at `rel`."""
         index = cls(data, rel)
-        table = events.select(list(COLUMNS))
-        table = table.take(pc.sort_indices(table, [("sample_id", "ascending")]))
-        rows = table.append_column("key", _fixed(_keys(table["sample_id"])))
-        clusters = pc.coalesce(table["cluster_id"], table["sample_id"])
-        order = pc.sort_indices(pa.table({"c": clusters}), [("c", "ascending")])
-        by_cluster = pa.table({
-            "key": _fixed(_keys(clusters.take(order))),
-            "row": order.cast(pa.uint32()),
-        })
+        table = events.select(list(COLUMNS)).combine_chunks()
+        keys = _keys(table["sample_id"])
+        if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():  # a run's decisions usually come sorted already
+            order = np.argsort(keys, kind="stable")
+            table, keys = table.take(pa.array(order)), keys[order]
+        # Repeated values dictionary-encoded: the file is read through a memory map, uncompressed.
+        for name in ("decision", "reason", "run_id"):
+            table = table.set_column(table.schema.get_field_index(name), name, pc.dictionary_encode(table[name]))
+        own = table["cluster_id"].null_count == table.num_rows  # no clusters (per-sample filters): no second file
+        rows = table.append_column("key", _fixed(keys)).replace_schema_metadata({"clusters": "own" if own else "file"})
+        files = [(index.rows_rel, rows)]
+        if not own:
+            clusters = _keys(pc.coalesce(table["cluster_id"], table["sample_id"]))
+            order = np.argsort(clusters, kind="stable")
+            files.insert(0, (index.clusters_rel, pa.table({"key": _fixed(clusters[order]),
+                                                           "row": pa.array(order.astype(np.uint32))})))
         data.mkdirs(FOLDER)
-        for target, content in ((index.rows_rel, rows), (index.clusters_rel, by_cluster)):
+        for target, content in files:  # the rows file last: it says whether the clusters file is needed
             draft = data.draft(target)
             with pa.OSFile(str(draft), "wb") as sink, pa.ipc.new_file(sink, content.schema) as writer:
                 writer.write_table(content)
             fsync_path(draft)
             data.publish(draft, target)
+            crash_point("decision_index_published")
         return index
 
     @classmethod
@@ -112,7 +121,9 @@ class DecisionIndex:
         def mapped(rel: str) -> pa.Table:
             return pa.ipc.open_file(pa.memory_map(self.data.path(rel))).read_all()
 
-        self._rows, self._clusters = mapped(self.rows_rel), mapped(self.clusters_rel)
+        self._rows = mapped(self.rows_rel)
+        own = (self._rows.schema.metadata or {}).get(b"clusters") == b"own"
+        self._clusters = None if own else mapped(self.clusters_rel)
 
     def by_sample(self, ids: np.ndarray) -> pa.Table:
         """The rows (COLUMNS) of the samples `ids` (keys from `keys_of`) this segment holds."""
@@ -122,7 +133,9 @@ class DecisionIndex:
 
     def by_cluster(self, clusters: np.ndarray) -> pa.Table:
         """The rows (COLUMNS) whose cluster (their own id when none) is one of `clusters` (keys from `keys_of`)."""
-        assert self._rows is not None and self._clusters is not None
+        assert self._rows is not None
+        if self._clusters is None:  # every sample is its own cluster
+            return self.by_sample(clusters)
         at = _positions(_mapped_keys(self._clusters["key"]), clusters)
         rows = self._clusters["row"].combine_chunks().take(pa.array(at))
         return self._rows.select(list(COLUMNS)).take(rows)
