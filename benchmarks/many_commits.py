@@ -3,13 +3,17 @@
 N ingests of 100 records each (Python API, default 10,000; `--ingests` for fewer), with the automatic compaction
 policy on (its default). Prints, measured in this one run:
 
-1. ingest latency: the median of the first 20 ingests against the median of the last 20 (target <= 2x), and the
-   slowest ingest (an ingest that triggers an automatic merge pays for it);
+1. ingest latency: the median of the first 20 ingests against the median of the last 20 (target <= 2x), in wall
+   time and in CPU time of this process (which the load of other processes changes least), and the slowest ingest
+   (an ingest that triggers an automatic merge pays for it); every 250 ingests a progress line;
 2. a point lookup (`SELECT * FROM samples WHERE sample_id = ?`) and `SELECT count(*) FROM samples` through
    `store.sql`, before and after `store.compact()`, against DuckDB reading one Parquet file of the same rows
    (best of 9 each, interleaved; target <= 2x after compaction), and lineage's fixed cost of any query.
 
-    .venv/bin/python benchmarks/many_commits.py [--ingests N] [--records N] [--workdir DIR]
+`--max-seconds S` stops ingesting after S seconds and measures what was reached (a loaded machine may not fit
+10,000 ingests in the time it has).
+
+    .venv/bin/python benchmarks/many_commits.py [--ingests N] [--records N] [--max-seconds S] [--workdir DIR]
 """
 
 from __future__ import annotations
