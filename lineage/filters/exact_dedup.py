@@ -14,8 +14,8 @@ from lineage.filters.incremental import Prior
 from lineage.filters.spill import Spill
 
 if TYPE_CHECKING:
+    from lineage.core.selection import Selection
     from lineage.filters.events import Decided
-    from lineage.filters.run import Selection
 
 # Other samples sharing a content_hash with a new one: the only groups new samples can change (those decided
 # before among them are kept, see `decide_new`).
