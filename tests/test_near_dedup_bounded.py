@@ -178,3 +178,31 @@ def test_exact_dedup_out_of_core_decides_as_in_memory(store: Store) -> None:
     want = ExactDedupFilter(ExactDedupFilter.Params()).decide_all(features, SelectionContext(store, "reference"))
     assert got.to_pylist() == want.select(COLUMNS).to_pylist()
     assert sum(r["n"] for r in result.by_source if r["decision"] == "drop") == result.dropped
+
+
+def test_contamination_out_of_core_decides_as_in_memory(store: Store) -> None:
+    from lineage.filters.contamination import ContaminationFilter
+    from lineage.sets import create_set
+
+    planted(store, 3_000, words=60, dup_rate=0.2)
+    create_set(store, "heldout", where="external_id < 'd000000300'", protected=True)
+    result = store.run_filter("contamination")
+    assert result.dropped > 20
+    got = store.sql(f"SELECT {', '.join(COLUMNS)} FROM status WHERE filter = 'contamination' ORDER BY sample_id")
+    features = store.sql("SELECT sample_id, text, content_hash FROM samples ORDER BY sample_id")
+    flt = ContaminationFilter(ContaminationFilter.Params())
+    want = flt.decide_all(features, SelectionContext(store, "reference")).sort_by("sample_id")
+    assert got.to_pylist() == want.select(COLUMNS).to_pylist()
+    assert sum(r["n"] for r in result.by_source if r["decision"] == "drop") == result.dropped
+
+
+def test_sample_filters_are_streamed_and_count_by_source(store: Store) -> None:
+    planted(store, 2_000, words=30)
+    result = store.run_filter("sql", params={"where": "length(text) < 30", "reason": "too_short"})
+    dropped = store.sql("SELECT count(*) AS n FROM samples WHERE length(text) < 30").to_pylist()[0]["n"]
+    assert result.dropped == dropped > 0 and result.selected == 2_000
+    assert result.by_source == [
+        {"source": "planted", "decision": "drop", "reason": "too_short", "n": dropped},
+        {"source": "planted", "decision": "keep", "reason": None, "n": 2_000 - dropped},
+    ]
+    assert (store.root / "data" / "events" / f"{result.run_id}.parquet").is_file()

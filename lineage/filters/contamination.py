@@ -29,9 +29,12 @@ from lineage.core.edges import reach
 from lineage.features import containment
 from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.filters.bounded import BoundedRun, stage_stream
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.core.selection import Selection
+    from lineage.filters.events import Decided
     from lineage.filters.incremental import Prior
     from lineage.store import Store
 
@@ -225,6 +228,27 @@ class ContaminationFilter(SelectionFilter):
         leaks = prior.table.filter(pc.equal(prior.table["decision"], "drop"))
         seeds = dict(zip(leaks["sample_id"].to_pylist(), leaks["related_id"].to_pylist(), strict=True))
         return self.decide_all(features, context, seeds=seeds)
+
+    def decide_bounded(self, selection: Selection, run: BoundedRun) -> Decided:
+        """`decide_all`'s decisions in bounded memory: detection is per sample, so the selection is streamed in
+        batches (texts never all held); the leaks found (few) get their lineage, then a second stream of the
+        selection's ids writes every decision (`lineage.filters.bounded.stage_stream`)."""
+        protected = protected_items(run.store, self.params.set_names())
+        index = build_index(protected, self.params) if protected.num_rows else None
+        parts, done = [FOUND.empty_table()], 0
+        for batch in selection.batches(["sample_id", "text", "content_hash"], ordered=False):
+            leaks = detect(protected, batch["text"], batch["content_hash"], self.params, index=index)
+            parts.append(found_table(batch["sample_id"], leaks))
+            done += batch.num_rows
+            if run.progress:
+                run.progress(done, selection.count)
+        found = with_lineage(run.store, pa.concat_tables(parts), protected, {})
+        protected_ids = protected["sample_id"]
+        stream = (
+            (batch, decisions(batch["sample_id"], found, protected_ids))
+            for batch in selection.batches(["sample_id", "source"], ordered=False)
+        )
+        return stage_stream(run, self.name, stream)
 
     def decide_all(
         self, features: pa.Table, context: SelectionContext, *, seeds: dict[str, str] | None = None

@@ -14,8 +14,8 @@ from lineage.filters.incremental import Prior
 from lineage.filters.spill import Spill
 
 if TYPE_CHECKING:
+    from lineage.core.selection import Selection
     from lineage.filters.events import Decided
-    from lineage.filters.run import Selection
 
 DEDUP_SELECT = f"""
 SELECT sample_id,

@@ -46,9 +46,9 @@ from lineage.filters.incremental import Prior
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.core.selection import Selection
     from lineage.filters.bounded import BoundedRun
     from lineage.filters.events import Decided
-    from lineage.filters.run import Selection
     from lineage.store import Store
 
 # The shared keep policy, lineage.filters.base.KEEP_ORDER_SQL, as Arrow sort keys (nulls last, as DuckDB):

@@ -34,9 +34,9 @@ from lineage.filters.bounded import BoundedRun, stage_events
 from lineage.filters.spill import Spill
 
 if TYPE_CHECKING:
+    from lineage.core.selection import Selection
     from lineage.filters.events import Decided
     from lineage.filters.near_dedup import NearDedupFilter
-    from lineage.filters.run import Selection
 
 CHUNK_BYTES = 64 << 20  # text hashed per step: batches of the selection are joined up to this
 CACHE_PART_ROWS = 250_000  # signatures per cache part (128 MB at 128 values): a part's band index is sorted whole

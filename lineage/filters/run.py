@@ -241,6 +241,12 @@ def execute(
 
                     limit = memory_limit or default_filter_memory_limit()
                     decided = flt.decide_bounded(selection, BoundedRun(store, run_id, txn.version, limit, progress))
+                elif incremental is None and isinstance(flt, SampleFilter):
+                    from lineage.filters.bounded import BoundedRun, decide_streamed
+
+                    limit = memory_limit or default_filter_memory_limit()
+                    run = BoundedRun(store, run_id, txn.version, limit, progress)
+                    decided = decide_streamed(flt, selection, run, engine=engine, workers=workers)
                 else:
                     table = _decide(store, flt, selection, run_id, engine, workers, progress, incremental)
                     decided = Decided.of_table(table, run_id)
