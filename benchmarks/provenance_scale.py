@@ -111,8 +111,10 @@ def build(root: Path, inputs: list[Path]) -> dict[str, float]:
 
     import lineage
 
-    store = lineage.Store.init(root)
-    for gen, path in enumerate(inputs[:-1]):
+    # A store left by an interrupted run (--keep) resumes after its last committed generation.
+    store = lineage.open(root) if (root / "lineage.duckdb").exists() else lineage.Store.init(root)
+    done = store.sql("SELECT count(*) AS n FROM batches")["n"][0].as_py()
+    for gen, path in list(enumerate(inputs[:-1]))[done:]:
         started = time.perf_counter()
         if gen == 0:
             store.ingest(str(path), origin="real", method="human")
@@ -249,7 +251,7 @@ def main() -> None:
         inputs = make_inputs(work, args.samples, args.seed)
         print(f"inputs: {args.samples:,} samples in {len(inputs)} generations ({time.perf_counter() - started:.1f} s)")
         built = None
-        if not (root / "lineage.duckdb").exists():
+        if not (root / "lineage.duckdb").exists() or lineage.open(root).version < len(inputs):
             built = build(root, inputs)
         store = lineage.open(root)
         paths = store.sql("SELECT path FROM segments WHERE kind = 'samples'")["path"].to_pylist()

@@ -102,12 +102,12 @@ def ingest_many(
 def _run_one(
     store: Store, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
 ) -> tuple[IngestResult, list[str]]:
-    con = _work_connection(store, batch_id, opts.memory_limit)
+    con = _work_connection(store, batch_id, opts.effective_memory_limit())
     try:
         return _run(store, txn, con, reader, opts, batch_id, progress)
     except duckdb.OutOfMemoryException:
         raise LineageError(
-            f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
+            f"`{reader.uri}`: ingest ran out of its memory limit ({opts.effective_memory_limit()}); "
             f"raise it with {option('memory_limit')}, or lower {option('max_record_bytes')}"
         ) from None
     finally:
