@@ -88,6 +88,14 @@ def test_a_filter_run_loads_only_its_filter(small_store: Store) -> None:
     assert not filters & {"near_dedup", "semantic_dedup", "quality", "contamination", "builtin"}
 
 
+def test_near_dedup_reads_its_files_without_pyarrow_dataset(small_store: Store) -> None:
+    """pq.read_table imports pyarrow.dataset (~0.3 CPU-s); a run, a re-run over cached signatures and an
+    incremental one read single files with pq.ParquetFile."""
+    root = str(small_store.root)
+    for args in (["near-dedup"], ["near-dedup", "--force"], ["near-dedup", "--new"]):
+        assert "pyarrow.dataset" not in loaded_modules("--quiet", "--store", root, "filter", "run", *args), args
+
+
 def test_the_lazy_maps_name_every_command_and_filter() -> None:
     import importlib
 

@@ -112,7 +112,7 @@ class DecisionIndex:
             index._load()
         except (OSError, pa.ArrowInvalid):  # none yet, or a draft a crash left half written: build it again
             with data.open_input(rel) as f:
-                events = pq.read_table(f, columns=list(COLUMNS))
+                events = pq.ParquetFile(f).read(columns=list(COLUMNS))  # not read_table: see bandindex
             index = cls.write(data, rel, events)
             index._load()
         return index
