@@ -23,7 +23,7 @@ import pytest
 from conftest import Runner, templated
 
 import lineage
-from lineage import catalog
+from lineage.core import catalog
 from lineage.errors import StoreFormatError
 from lineage.store import Store
 
