@@ -137,8 +137,8 @@ def test_a_reader_copies_what_its_version_reads_not_the_history(tmp_path: Path) 
     first = store.version
     store.compact()
     registered = store.sql("SELECT count(*) AS n FROM _lineage.segments")["n"][0].as_py()
-    assert registered == 10 + 3 + 2  # 10 samples and 3 events segments replaced by 2
-    for reader, version, live in ((store, store.version, 2), (store.at(first), first, 13)):
+    assert registered == 10 + 3 + 3 + 3  # 10 samples, 3 events and 3 edges segments replaced by one of each
+    for reader, version, live in ((store, store.version, 3), (store.at(first), first, 16)):
         with reader.reader(views={"samples"}) as con:
             assert con.execute("SELECT count(*) FROM _lineage.segments").fetchall()[0][0] == live
             assert con.execute("SELECT list(version) FROM _lineage.commits").fetchall()[0][0] == [store.version]
