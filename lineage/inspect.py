@@ -10,7 +10,7 @@ from lineage.core.sqlutil import quote_ident
 from lineage.errors import LineageError, NotFound
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 STAT_DIMENSIONS = ("origin", "source", "method", "generator", "generation", "license", "language", "batch_id")
 
@@ -22,7 +22,7 @@ ORDER BY r.depth, r.sample_id
 """
 
 
-def resolve_id(store: Store, ref: str) -> str:
+def resolve_id(store: StoreCore, ref: str) -> str:
     """A full sample id from a full sample id, an exact external id or `source:external_id`, or a unique prefix
     of a sample id (tried last: a short external id such as `a2` is often also a prefix of some hex id)."""
     with store.reader() as con:
@@ -45,7 +45,7 @@ def resolve_id(store: Store, ref: str) -> str:
     return rows[0][0]
 
 
-def sample(store: Store, ref: str) -> dict[str, Any]:
+def sample(store: StoreCore, ref: str) -> dict[str, Any]:
     """Provenance, ancestors, descendants and batch of one sample."""
     sample_id = resolve_id(store, ref)
     with store.reader() as con:
@@ -88,13 +88,13 @@ def sample(store: Store, ref: str) -> dict[str, Any]:
     }
 
 
-def relatives(store: Store, ref: str, which: str) -> pa.Table:
+def relatives(store: StoreCore, ref: str, which: str) -> pa.Table:
     sample_id = resolve_id(store, ref)
     with store.reader() as con:
         return con.sql(RELATIVES_SQL.format(fn=which), params=[sample_id]).to_arrow_table()
 
 
-def stats(store: Store, *, by: list[str]) -> pa.Table:
+def stats(store: StoreCore, *, by: list[str]) -> pa.Table:
     """Counts, shares and text-length statistics per group of `by`."""
     unknown = [d for d in by if d not in STAT_DIMENSIONS]
     if unknown:

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 class Store(StoreCore):
     """A lineage store directory (see `StoreCore` for connections, reads and transactions)."""
 
+    def _auto_compact(self) -> None:
+        """The automatic policy (see `lineage.compaction`): merge small segments when too many have piled up, as a
+        commit of its own after the one just made."""
+        from lineage.compaction import auto_compact
+
+        auto_compact(self)
+
     def ingest(self, data: Any, /, **options: Any) -> IngestResult:
         """Ingest a file path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts; see
         `lineage.ingest`."""

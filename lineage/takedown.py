@@ -11,10 +11,10 @@ from lineage.filters.run import RunResult, execute
 from lineage.filters.takedown import TakedownFilter, targets_where
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
-def takedown(store: Store, *, source: str | None = None, where: str | None = None, reason: str) -> RunResult:
+def takedown(store: StoreCore, *, source: str | None = None, where: str | None = None, reason: str) -> RunResult:
     if (source is None) == (where is None):
         raise LineageError("give exactly one of --source or --where")
     if source is not None:

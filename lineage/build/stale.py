@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
 from lineage.build.spec import BuildSpec
 from lineage.errors import LineageError
-from lineage.filters.incremental import FilterState, filter_states
+from lineage.filters.states import FilterState, filter_states
 
 if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
     from lineage.filters.run import RunResult
-    from lineage.store import Store
 
 
 class StaleFilters(LineageError):
@@ -49,7 +49,7 @@ def honoured(spec: BuildSpec) -> list[str] | None:
     return None if named is None else [*named, *ALWAYS_EXCLUDED_FILTERS]
 
 
-def stale_filters(store: Store, spec: BuildSpec) -> list[FilterState]:
+def stale_filters(store: StoreCore, spec: BuildSpec) -> list[FilterState]:
     """The honoured filters that have not seen some samples of the spec's pool."""
     states = filter_states(
         store,
@@ -62,7 +62,7 @@ def stale_filters(store: Store, spec: BuildSpec) -> list[FilterState]:
     return [s for s in states if s.unseen]
 
 
-def refresh(store: Store, spec: BuildSpec) -> list[RunResult]:
+def refresh(store: StoreCore, spec: BuildSpec) -> list[RunResult]:
     """Run each stale honoured filter, with its current params, over the samples it has not seen."""
     from lineage.filters.run import run_filter
 

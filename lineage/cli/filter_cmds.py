@@ -134,11 +134,10 @@ def list_cmd(fmt: str | None, as_json: bool) -> None:
       lineage filter list
       lineage filter list --json
     """
-    from lineage.filters.base import REGISTRY, load_builtins
+    from lineage.filters.builtin import registry
 
-    load_builtins()
     rows = []
-    for name, cls in sorted(REGISTRY.items()):
+    for name, cls in sorted(registry().items()):
         fields = cls.Params.model_fields
         # Defaults as JSON (null, true, "text"), as a --param value is written: not Python's None and True.
         # Excluded fields are set by the filter itself, never by a --param.

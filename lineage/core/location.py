@@ -30,7 +30,7 @@ from lineage.errors import StoreError, first_line
 if TYPE_CHECKING:
     import duckdb
 
-PROTOCOL = "lineage"  # how DuckDB sees a non-POSIX location: lineage://data/samples/x.parquet
+PROTOCOL = "lineage"  # = remote_fs.PROTOCOL (tests/test_remote.py checks): how DuckDB sees a non-POSIX location
 TMP_PREFIX = ".tmp-"
 CHUNK = 1 << 22
 

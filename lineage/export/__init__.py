@@ -17,7 +17,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,30 +28,17 @@ from lineage import licenses
 from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, given
 from lineage.export import columns as cols
-from lineage.export.files import Shards, describe, write_split
+from lineage.export.files import ExportOptions, Shards, describe, write_split
 from lineage.export.records import register_records
 from lineage.export.splits import assign, parse_splits
 from lineage.outputs import OUTPUT_JOURNAL, replace_dir
 
 if TYPE_CHECKING:
-    from lineage.build import Build
+    from lineage.build.record import BuildRecord
 
 __all__ = ["FORMATS", "ExportOptions", "ExportResult", "export_build", "iter_batches", "parse_shard_size"]
 
 FORMATS = ("parquet", "jsonl", "hf")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    format: str = "parquet"
-    columns: tuple[str, ...] | None = None
-    verbatim: bool | None = None  # None: verbatim for jsonl (as before), training columns otherwise
-    provenance: bool = False
-    splits: dict[str, float] = field(default_factory=dict)
-    split_seed: int | None = None  # default: the build's seed
-    shards: Shards = field(default_factory=Shards)
-    force: bool = False
-    batch_rows: int = 65_536  # rows per streamed batch of the hf export (it never holds a whole split)
 
 
 @dataclass(frozen=True)
@@ -78,7 +65,7 @@ def parse_shard_size(value: str | int | None) -> Shards:
     return Shards(bytes=int(m.group(1)) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)])
 
 
-def export_build(build: Build, output: Path, options: ExportOptions) -> ExportResult:
+def export_build(build: BuildRecord, output: Path, options: ExportOptions) -> ExportResult:
     """Write the export of `build` at `output` (already checked by Store.output_path)."""
     if options.format not in FORMATS:
         raise LineageError(f"unknown export format `{options.format}`; choose from {', '.join(FORMATS)}")
@@ -171,7 +158,8 @@ def _generators(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _manifest(
-    build: Build, result: ExportResult, verbatim: bool, splits: dict[str, float], seed: int, options: ExportOptions
+    build: BuildRecord, result: ExportResult, verbatim: bool, splits: dict[str, float], seed: int,
+    options: ExportOptions,
 ) -> dict[str, Any]:
     info = build.info
     return {
@@ -201,7 +189,7 @@ def _manifest(
 
 
 def iter_batches(
-    build: Build, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,
+    build: BuildRecord, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,
     provenance: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The members as Arrow record batches (text and messages by default), in sample_id order, streamed."""

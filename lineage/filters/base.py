@@ -14,7 +14,6 @@ snake_case), related_id (the duplicate kept instead, the held-out item matched),
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -28,8 +27,8 @@ from lineage.errors import LineageError
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
     from lineage.filters.incremental import Prior
-    from lineage.store import Store
 
 # Columns every filter may read; a filter names the ones it needs in `columns`.
 BASE_COLUMNS = ("sample_id", "origin", "generation", "version", "input_row", "content_hash")
@@ -52,11 +51,11 @@ class Filter:
     def __init__(self, params: FilterParams) -> None:
         self.params = params
 
-    def context_key(self, store: Store) -> str:
+    def context_key(self, store: StoreCore) -> str:
         """Store state, besides the selection, that the decisions depend on (e.g. protected sets)."""
         return ""
 
-    def prepare(self, store: Store) -> None:
+    def prepare(self, store: StoreCore) -> None:
         """Load what the filter needs from the store on the driver before the batches run."""
         return None
 
@@ -70,7 +69,7 @@ class SampleFilter(Filter):
 class SelectionContext:
     """What the reduce phase of a selection filter may use besides the features."""
 
-    store: Store
+    store: StoreCore
     run_id: str
 
 
@@ -94,33 +93,6 @@ REGISTRY: dict[str, type[Filter]] = {}
 
 def register(cls: type[Filter]) -> type[Filter]:
     REGISTRY[cls.name] = cls
-    return cls
-
-
-def load_builtins() -> None:
-    from lineage.filters import builtin  # noqa: F401  (registers on import)
-
-
-def filter_class(name: str, module: str | None = None) -> type[Filter]:
-    """A registered filter, or a user filter `package.module:ClassName`."""
-    if module:
-        return _load_user_filter(module)
-    load_builtins()
-    if name not in REGISTRY:
-        raise LineageError(f"unknown filter `{name}`; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def _load_user_filter(spec: str) -> type[Filter]:
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise LineageError(f"--module must look like package.module:ClassName, got `{spec}`")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise LineageError(f"cannot load filter `{spec}`: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, SampleFilter | SelectionFilter)):
-        raise LineageError(f"`{spec}` is not a lineage SampleFilter or SelectionFilter subclass")
     return cls
 
 

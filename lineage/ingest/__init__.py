@@ -32,8 +32,7 @@ from lineage.schemas import BATCHES
 from lineage.sets import add_members
 
 if TYPE_CHECKING:
-    from lineage.core.handle import Transaction
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore, Transaction
 
 __all__ = ["IngestOptions", "IngestResult", "ingest", "ingest_many"]
 
@@ -60,14 +59,14 @@ class IngestResult:
         return f"{text} (batch {self.batch_id}, version {self.version})"
 
 
-def ingest(store: Store, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
+def ingest(store: StoreCore, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
     """Ingest `data` (path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts) with provenance
     `options`."""
     return ingest_many(store, [data], progress=progress, **options)[0]
 
 
 def ingest_many(
-    store: Store, inputs: list[Any], /, *, progress: Progress | None = None, **options: Any
+    store: StoreCore, inputs: list[Any], /, *, progress: Progress | None = None, **options: Any
 ) -> list[IngestResult]:
     """Ingest several inputs in one commit: one batch per input, in order, so a later input's parents may be
     records of an earlier one. Any input refused refuses them all."""
@@ -99,7 +98,7 @@ def ingest_many(
 
 
 def _run_one(
-    store: Store, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
+    store: StoreCore, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
 ) -> tuple[IngestResult, list[str]]:
     con = _work_connection(store, batch_id, opts.memory_limit)
     try:
@@ -118,7 +117,7 @@ def _no_progress(done: int, total: int | None) -> None:
     return None
 
 
-def _work_connection(store: Store, batch_id: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
+def _work_connection(store: StoreCore, batch_id: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET memory_limit = ?", [memory_limit])
     con.execute(f"SET temp_directory = {sql_string(str(store.scratch_dir(batch_id)))}")
@@ -126,7 +125,7 @@ def _work_connection(store: Store, batch_id: str, memory_limit: str) -> duckdb.D
 
 
 def _run(
-    store: Store,
+    store: StoreCore,
     txn: Transaction,
     con: duckdb.DuckDBPyConnection,
     reader: Reader,
@@ -178,10 +177,10 @@ SELECT count(*) FROM (
 """
 
 
-def _existing_view(store: Store, con: duckdb.DuckDBPyConnection, txn: Transaction) -> int | None:
+def _existing_view(store: StoreCore, con: duckdb.DuckDBPyConnection, txn: Transaction) -> int | None:
     """The `existing` view of the store's samples and of those this command wrote before (earlier inputs);
     returns the last version of format-1 samples, if any."""
-    with store._connect(read_only=True) as cat:
+    with store.catalog() as cat:
         paths = catalog.segment_paths(cat, "samples", None)
         legacy = catalog.legacy_version(cat)
     paths += [s.path for s in txn.segments if s.kind == "samples"]
@@ -189,7 +188,7 @@ def _existing_view(store: Store, con: duckdb.DuckDBPyConnection, txn: Transactio
     return legacy
 
 
-def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
+def _model_generations(store: StoreCore, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
     """`model_gen`: the output generation of each registered model this input names as generator."""
     con.execute("CREATE OR REPLACE TEMP TABLE model_gen (name VARCHAR, generation BIGINT)")
     if not models:
