@@ -66,11 +66,8 @@ def diversity(
       lineage diversity --build mix-v1 --by source
       lineage diversity --by source --engine ray --ray-address auto
     """
-    from lineage.diversity import diversity as measure
-
     dims = [d.strip() for d in by.split(",") if d.strip()]
-    result = measure(
-        open_store(ctx),
+    result = open_store(ctx).diversity(
         by=dims,
         where=where,
         build=build,

@@ -166,6 +166,16 @@ class StoreCore:
                 con.close()
             os.rename(tmp, path / CATALOG_FILE)
 
+    @staticmethod
+    def migrate(root: str | os.PathLike[str]) -> list[int]:
+        """Upgrade the catalog of the store at `root` to the format this lineage writes, one step at a time, each
+        in a transaction, under the writer lock; returns the formats it went through (none: it was current)."""
+        path = Path(root)
+        if not (path / CATALOG_FILE).is_file():
+            raise StoreNotFound(str(path))
+        with WriterLock(path / LOCK_FILE), catalog.connect(path / CATALOG_FILE, read_only=False) as con:
+            return catalog.migrate(con)
+
     def __repr__(self) -> str:
         at = f", as_of={self.as_of}" if self.as_of is not None else ""
         return f"Store({str(self.root)!r}{at})"

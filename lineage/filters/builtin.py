@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from lineage.errors import LineageError
 from lineage.filters import (  # noqa: F401  (each registers its filter on import)
@@ -20,6 +21,20 @@ from lineage.filters.base import REGISTRY, Filter, SampleFilter, SelectionFilter
 def registry() -> dict[str, type[Filter]]:
     """Every registered filter by name: the built-in ones, and user filters registered with `@register`."""
     return REGISTRY
+
+
+def describe_filters() -> list[dict[str, Any]]:
+    """Each registered filter: name, version, what it does, and its parameters as (name, required, default)
+    (fields a filter sets itself are left out: no `--param` sets them)."""
+    return [
+        {
+            "filter": name,
+            "version": cls.version,
+            "params": [(k, f.is_required(), f.default) for k, f in cls.Params.model_fields.items() if not f.exclude],
+            "does": (cls.__doc__ or "").strip(),
+        }
+        for name, cls in sorted(REGISTRY.items())
+    ]
 
 
 def filter_class(name: str, module: str | None = None) -> type[Filter]:

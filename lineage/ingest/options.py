@@ -5,14 +5,40 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from lineage.errors import LineageError, given, option
 from lineage.languages import check_language
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT, MAX_GENERATION
 from lineage.names import check_name
 from lineage.schemas import ORIGINS
+
+
+class IngestFields(TypedDict, total=False):
+    """The keyword options of `Store.ingest` (the fields of `IngestOptions`; `tags` may also be a list or one
+    string). tests/test_ingest.py checks that the two name the same fields."""
+
+    origin: str
+    source: str
+    method: str
+    generator: str
+    generation: int
+    license: str
+    language: str
+    tags: Sequence[str] | str
+    gen_params: dict[str, Any]
+    text_field: str
+    template: str
+    id_field: str
+    parent_field: str
+    skip_bad: bool
+    allow_missing_parents: bool
+    max_record_bytes: int
+    input_format: str
+    memory_limit: str
+    set_name: str
 
 
 @dataclass(frozen=True)
