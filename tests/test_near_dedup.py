@@ -20,7 +20,7 @@ from lineage.errors import LineageError
 from lineage.features import minhash
 from lineage.filters.base import KEEP_ORDER_SQL, SelectionContext
 from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams
-from lineage.filters.near_dedup_steps import kept_rows, scores
+from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.store import Store
 
 PLANTED = json.loads((FIXTURES / "planted.json").read_text(encoding="utf-8"))
@@ -162,7 +162,7 @@ def test_kept_follows_the_shared_keep_order_of_sql() -> None:
     with duckdb.connect() as con:
         con.register("t", table)
         expected = [row[0] for row in con.sql(query).fetchall()]
-    assert kept_rows(features, labels).tolist() == expected
+    assert kept_by_cluster(features, labels).tolist() == expected
 
 
 def test_every_event_has_a_cluster_named_after_its_kept_sample(small_store: Store) -> None:

@@ -42,7 +42,7 @@ from lineage.features.minhash import (
 )
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
 from lineage.filters.incremental import Prior
-from lineage.filters.near_dedup_steps import decisions, kept_rows, scores
+from lineage.filters.near_dedup_steps import decisions, kept_by_cluster, scores
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class NearDedupFilter(SelectionFilter):
             candidates = candidate_pairs(sigs, threshold=p.threshold)
             pairs, similarity = verify_exact(candidates, features["text"], ngram=p.ngram, threshold=p.threshold)
             written.result()
-        kept = kept_rows(features, clusters(len(sigs), pairs))
+        kept = kept_by_cluster(features, clusters(len(sigs), pairs))
         return decisions(features["sample_id"], kept, scores(features["text"], kept, pairs, similarity, p.ngram))
 
     def decide_bounded(self, selection: Selection, run: BoundedRun) -> Decided:
@@ -166,7 +166,7 @@ class NearDedupFilter(SelectionFilter):
         similarity = np.concatenate([sim_new, linked_sim])
         stars = _stars(clusters_of.filter(touched), features.num_rows)
         labels = clusters(table.num_rows, np.concatenate([verified.reshape(-1, 2), stars]).astype(np.int64))
-        kept = kept_rows(table, labels)
+        kept = kept_by_cluster(table, labels)
         return decisions(table["sample_id"], kept, scores(table["text"], kept, verified, similarity, p.ngram))
 
     def _index_unhashed(self, prior: Prior, cache: FeatureCache, index: BandIndex) -> None:

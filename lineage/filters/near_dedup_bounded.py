@@ -35,7 +35,7 @@ from lineage.core.ids import uuid7
 from lineage.core.segments import write_parquet
 from lineage.features.minhash import EMPTY, band_keys, candidate_bands, clusters, signature_hashes, verify_exact
 from lineage.filters.events import Decided, Part, stamp
-from lineage.filters.near_dedup_steps import kept_rows, scores
+from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.filters.spill import Spill
 from lineage.schemas import DECISIONS, EVENTS
 
@@ -259,7 +259,7 @@ def _members(flt: Signer, con: Any) -> pa.Table:
         table = keep.to_arrow_table()
     finally:
         con.unregister("_rows")
-    kept = kept_rows(table, clusters(len(rows), local))
+    kept = kept_by_cluster(table, clusters(len(rows), local))
 
     def exact(links: np.ndarray) -> np.ndarray:
         return _similarities(con, rows[links], flt.params.ngram)

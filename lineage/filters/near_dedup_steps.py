@@ -18,7 +18,7 @@ from lineage.schemas import DECISIONS
 KEEP_ORDER = [(c, "ascending", "at_end") for c in ("synthetic", "generation", "version", "input_row", "sample_id")]
 
 
-def kept_rows(features: pa.Table, labels: np.ndarray) -> np.ndarray:
+def kept_by_cluster(features: pa.Table, labels: np.ndarray) -> np.ndarray:
     """Row of the sample each row's cluster keeps, by the shared keep policy."""
     kept = np.arange(len(labels))
     grouped = np.flatnonzero(np.bincount(labels)[labels] > 1)  # a singleton keeps itself: skip the sort

@@ -66,7 +66,7 @@ from lineage.filters.near_dedup import (
     to_binary,
 )
 from lineage.filters.near_dedup_steps import decisions as near_dedup_decisions
-from lineage.filters.near_dedup_steps import kept_rows, scores
+from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.filters.semantic_dedup import SemanticDedupFilter
 from lineage.schemas import DECISIONS
 
@@ -266,7 +266,7 @@ def _clustered(ds: Dataset, pairs: pa.Table, params: NearDedupParams) -> pa.Tabl
     at_b = pc.index_in(pairs["b"], value_set=members["sample_id"]).to_numpy()
     codes, first = np.unique(at_a.astype(np.int64) * n + at_b, return_index=True)
     rows = np.stack([codes // n, codes % n], axis=1)
-    kept = kept_rows(members, clusters(n, rows))
+    kept = kept_by_cluster(members, clusters(n, rows))
     score = scores(members["text"], kept, rows, pairs["similarity"].to_numpy()[first], params.ngram)
     return near_dedup_decisions(members["sample_id"], kept, score)
 
