@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lineage.core.sqlutil import quote_ident
+from lineage.dimensions import GROUP_DIMENSIONS
 from lineage.errors import LineageError, NotFound
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
 
-STAT_DIMENSIONS = ("origin", "source", "method", "generator", "generation", "license", "language", "batch_id")
+STAT_DIMENSIONS = GROUP_DIMENSIONS
 
 RELATIVES_SQL = """
 SELECT r.depth, s.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,

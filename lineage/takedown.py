@@ -8,7 +8,7 @@ from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError
 from lineage.filters.base import parse_params
 from lineage.filters.run import RunResult, execute
-from lineage.filters.takedown import TakedownFilter, targets_where
+from lineage.filters.takedown import TARGETS_SQL, TakedownFilter
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 def takedown(store: StoreCore, *, source: str | None = None, where: str | None = None, reason: str) -> RunResult:
     if (source is None) == (where is None):
         raise LineageError("give exactly one of --source or --where")
-    if source is not None:
-        where = f"source = {sql_string(source)}"  # a filter param is stored as text: the run row shows it
-    assert where is not None
-    flt = TakedownFilter(parse_params(TakedownFilter, {"where": where, "reason": reason}))
-    if store.sql(f"SELECT count(*) AS n FROM samples WHERE ({where})")["n"][0].as_py() == 0:
-        raise LineageError(f"nothing matches the takedown ({where}); nothing was recorded")
-    return execute(store, flt, where=targets_where(where), engine="inline")
+    given = {"source": source} if source is not None else {"where": where}
+    flt = TakedownFilter(parse_params(TakedownFilter, {**given, "reason": reason}))
+    roots, values = flt.params.roots()
+    targets = store.sql(TARGETS_SQL.format(where=roots), params=values)["sample_id"]
+    if len(targets) == 0:
+        shown = f"source = {sql_string(source)}" if source is not None else where  # shown to the user, not run
+        raise LineageError(f"nothing matches the takedown ({shown}); nothing was recorded")
+    return execute(store, flt, ids=targets.combine_chunks(), engine="inline")

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lineage"
 # Lowest first; a module's layer is that of the longest prefix listed, capabilities for everything unlisted.
 LAYERS: dict[str, int] = {
     "lineage._version": 0, "lineage.errors": 0, "lineage.limits": 0, "lineage.names": 0,
-    "lineage.languages": 0, "lineage.licenses": 0,
+    "lineage.languages": 0, "lineage.licenses": 0, "lineage.dimensions": 0,
     "lineage.core": 1, "lineage.schemas": 1, "lineage.outputs": 1,  # the storage contract; where user files go
     "lineage.store": 3, "lineage": 3,
     "lineage.demo": 4,

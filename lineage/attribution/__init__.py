@@ -16,6 +16,7 @@ import numpy as np
 from lineage.attribution.health import group_health, reference_values
 from lineage.attribution.regression import Regression, mixture_regression
 from lineage.attribution.suspects import rank
+from lineage.dimensions import PROVENANCE_DIMENSIONS
 from lineage.errors import LineageError
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DIMENSIONS", "Attribution", "attribute"]
 
-DIMENSIONS = ("origin", "source", "method", "generation")
+DIMENSIONS = PROVENANCE_DIMENSIONS
 # Metrics where lower is better; anything else is taken as higher-is-better unless told otherwise.
 LOWER_IS_BETTER = ("perplexity", "ppl", "loss", "bits_per_byte", "byte_perplexity", "word_perplexity", "error")
 

@@ -24,6 +24,7 @@ from lineage.build.stale import StaleFilters, stale_filters
 from lineage.build.stale import refresh as refresh_filters
 from lineage.core import readonly
 from lineage.core.segments import atomic_write_bytes, write_parquet
+from lineage.dimensions import PROVENANCE_DIMENSIONS
 from lineage.errors import LineageError
 from lineage.schemas import BUILD_MEMBERS, BUILDS
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "StaleFilters", "build", "load_spec"]
 
-COMPOSITION_DIMS = ("origin", "source", "method", "generation")
+COMPOSITION_DIMS = PROVENANCE_DIMENSIONS
 
 
 @dataclass(frozen=True)

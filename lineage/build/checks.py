@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.filters.contamination import PROTECTED_SQL, ContaminationParams, descendants, detect, protected_items
+from lineage.filters.contamination import ContaminationParams, descendants, detect, protected_items
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -39,7 +39,7 @@ ORDER BY s.sample_id
 
 def fingerprint(store: StoreCore, names: list[str] | None) -> str:
     """sha256 of the protected sample ids: a check is current while this is unchanged."""
-    ids = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
+    ids = store.sql("SELECT sample_id FROM protected_samples(?) ORDER BY 1", params=[names])["sample_id"].to_pylist()
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 

@@ -10,10 +10,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lineage.core.readonly import predicate
+from lineage.dimensions import QUOTA_DIMENSIONS
 from lineage.errors import LineageError
 from lineage.names import check_name
 
-DIMENSIONS = ("origin", "source", "method", "generator", "generation", "language", "license")
+DIMENSIONS = QUOTA_DIMENSIONS
 
 
 class SpecError(LineageError):

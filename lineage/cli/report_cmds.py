@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from lineage.cli.common import json_option, open_store, print_table, to_json
+from lineage.dimensions import PROVENANCE_DIMENSIONS
 
-BY = click.Choice(["origin", "source", "method", "generation"])
+BY = click.Choice(PROVENANCE_DIMENSIONS)
 
 
 class AttributeGroup(click.Group):

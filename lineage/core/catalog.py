@@ -269,6 +269,18 @@ def segment_paths(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) 
     return [r[0] for r in rows]
 
 
+def with_descendants(seeds: str) -> str:
+    """SQL of (sample_id, root): the rows of `seeds` (a query of sample_id, root) and every descendant of each,
+    with the smallest root that reaches it. The one place lineage walks `lineage_edges` down from many samples
+    (the `descendants` and `tainted_samples` macros walk from one sample, and from the protected sets)."""
+    return f"""WITH RECURSIVE walk(sample_id, root) AS (
+    {seeds}
+    UNION
+    SELECT e.child_id, w.root FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
+)
+SELECT sample_id, min(root) AS root FROM walk GROUP BY sample_id"""
+
+
 def _segment_view(name: str, paths: Sequence[str], schema: pa.Schema) -> str:
     if not paths:
         cols = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in schema)
@@ -314,6 +326,18 @@ CREATE OR REPLACE TEMP MACRO sample_ref(ref) AS (
         ELSE error('`' || ref || '` matches several samples; give more of the id')
     END
 );
+CREATE OR REPLACE TEMP MACRO protected_samples(names) AS TABLE
+    -- The members of the protected sets (of the sets `names` only, unless NULL).
+    SELECT DISTINCT m.sample_id FROM set_members m JOIN sets t ON t.name = m.set_name
+    WHERE t.protected AND (names IS NULL OR list_contains(names, t.name));
+CREATE OR REPLACE TEMP MACRO tainted_samples(names) AS TABLE
+    -- The members of the protected sets and all their descendants: what no build may take.
+    WITH RECURSIVE walk(sample_id) AS (
+        SELECT sample_id FROM protected_samples(names)
+        UNION
+        SELECT e.child_id FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
+    )
+    SELECT sample_id FROM walk;
 CREATE OR REPLACE TEMP MACRO ancestors(id) AS TABLE
     WITH RECURSIVE walk(sample_id, depth) AS (
         SELECT parent_id, 1 FROM lineage_edges WHERE child_id = sample_ref(id)

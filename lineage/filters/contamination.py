@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from lineage.core.catalog import with_descendants
 from lineage.features import containment
 from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
@@ -35,21 +36,16 @@ if TYPE_CHECKING:
     from lineage.filters.incremental import Prior
 
 PROTECTED_SQL = """
-SELECT DISTINCT s.sample_id, s.text, s.content_hash, s.origin, s.generation, s.version, s.input_row
-FROM set_members m JOIN sets t ON t.name = m.set_name JOIN samples s USING (sample_id)
-WHERE t.protected AND (? IS NULL OR list_contains(?, t.name))
+SELECT s.sample_id, s.text, s.content_hash, s.origin, s.generation, s.version, s.input_row
+FROM protected_samples(?) JOIN samples s USING (sample_id)
 ORDER BY s.sample_id
 """
 
 # Descendants of every seed (protected or contaminated), each with the held-out item it traces back to.
-LINEAGE_SQL = """
-WITH RECURSIVE walk(sample_id, root) AS (
-    SELECT sample_id, root FROM _seeds
-    UNION
-    SELECT e.child_id, w.root FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
+LINEAGE_SQL = (
+    f"SELECT * FROM ({with_descendants('SELECT sample_id, root FROM _seeds')}) "
+    "WHERE sample_id NOT IN (SELECT sample_id FROM _seeds)"
 )
-SELECT sample_id, min(root) AS root FROM walk WHERE sample_id NOT IN (SELECT sample_id FROM _seeds) GROUP BY 1
-"""
 
 
 # A leak found by detection or lineage: the sample, the protected item, the reason, the share found.
@@ -95,7 +91,7 @@ class Leak:
 
 def protected_items(store: StoreCore, names: list[str] | None) -> pa.Table:
     """sample_id, text, content_hash of every protected sample (of `names`, default: every protected set)."""
-    return store.sql(PROTECTED_SQL, params=[names, names])
+    return store.sql(PROTECTED_SQL, params=[names])
 
 
 def detect(
@@ -216,7 +212,8 @@ class ContaminationFilter(SelectionFilter):
 
     def context_key(self, store: StoreCore) -> str:
         names = self.params.set_names()
-        rows = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
+        query = "SELECT sample_id FROM protected_samples(?) ORDER BY 1"
+        rows = store.sql(query, params=[names])["sample_id"].to_pylist()
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
     @staticmethod

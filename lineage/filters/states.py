@@ -86,9 +86,7 @@ def tracked_filters() -> list[str]:
 # A sample's licence as a pool's `licenses` matches it (lineage.build.pool): lower case, none is `unknown`.
 LICENSE_SQL = "lower(coalesce(nullif(trim(license), ''), 'unknown'))"
 
-PROTECTED_SQL = (
-    "sample_id NOT IN (SELECT m.sample_id FROM set_members m JOIN sets t ON t.name = m.set_name WHERE t.protected)"
-)
+PROTECTED_SQL = "sample_id NOT IN (SELECT sample_id FROM protected_samples(NULL))"
 
 
 def filter_states(

@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
+from lineage.core.catalog import with_descendants
 from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
 # Roots, then every descendant; each target keeps the smallest root id that reaches it.
-TARGETS_SQL = """
-WITH RECURSIVE t(sample_id, root) AS (
-    SELECT sample_id, sample_id FROM samples WHERE ({where})
-    UNION
-    SELECT e.child_id, t.root FROM lineage_edges e JOIN t ON e.parent_id = t.sample_id
-)
-SELECT sample_id, min(root) AS root FROM t GROUP BY sample_id
-"""
+TARGETS_SQL = with_descendants("SELECT sample_id, sample_id FROM samples WHERE ({where})")
 
 
 class TakedownParams(FilterParams):
-    where: str
+    where: str | None = None  # a predicate over samples
+    source: str | None = None  # or every sample of a source (bound as a value, never spliced into SQL)
     reason: str
 
     @field_validator("where")
     @classmethod
-    def _where(cls, value: str) -> str:
-        return predicate(value)
+    def _where(cls, value: str | None) -> str | None:
+        return None if value is None else predicate(value)
+
+    @model_validator(mode="after")
+    def _one(self) -> TakedownParams:
+        if (self.source is None) == (self.where is None):
+            raise ValueError("give exactly one of --source or --where")
+        return self
+
+    def roots(self) -> tuple[str, list[object]]:
+        """The predicate selecting the roots, and its bound values."""
+        return ("source = ?", [self.source]) if self.source is not None else (str(self.where), [])
 
     @field_validator("reason")
     @classmethod
@@ -34,11 +39,6 @@ class TakedownParams(FilterParams):
         if not slug(value):
             raise ValueError("must contain letters or digits")
         return value
-
-
-def targets_where(where: str) -> str:
-    """A predicate selecting the roots and all their descendants (the run's selection)."""
-    return f"sample_id IN (SELECT sample_id FROM ({TARGETS_SQL.format(where=where)}))"
 
 
 @register
@@ -53,6 +53,7 @@ class TakedownFilter(SelectionFilter):
         p: TakedownParams = self.params  # type: ignore[assignment]
         with context.store.reader() as con:
             lock_down(con, context.store.data)
-            roots = run(con, TARGETS_SQL.format(where=p.where))
+            where, values = p.roots()
+            roots = run(con, TARGETS_SQL.format(where=where), values)
         hits = roots.rename_columns(["sample_id", "related"])
         return mark(features, hits, decision="drop", reason=f"takedown:{slug(p.reason)}")
