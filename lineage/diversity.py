@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.errors import LineageError, given
+from lineage.errors import LineageError, UsageError
 from lineage.inspect import STAT_DIMENSIONS
 from lineage.metrics import METRICS, resolve
 from lineage.metrics.compute import (
@@ -157,9 +157,9 @@ def _check_by(by: Sequence[str]) -> list[str]:
 
 def _params(sample_size: int, draws: int, seed: int) -> Params:
     if sample_size < 2:
-        raise LineageError(f"{given('sample_size', sample_size)}: must be at least 2")
+        raise UsageError("sample_size", sample_size, ": must be at least 2")
     if draws < 1:
-        raise LineageError(f"{given('draws', draws)}: must be at least 1")
+        raise UsageError("draws", draws, ": must be at least 1")
     return Params(sample_size=sample_size, draws=draws, seed=seed)
 
 

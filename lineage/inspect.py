@@ -37,12 +37,13 @@ def resolve_id(store: StoreCore, ref: str) -> str:
                 "SELECT DISTINCT sample_id, source FROM samples WHERE starts_with(sample_id, ?) LIMIT 2", [ref]
             ).fetchall()
     if not rows:
-        raise NotFound(f"no sample with id, id prefix or external id `{ref}`")
+        raise NotFound("sample", ref, f"no sample with id, id prefix or external id `{ref}`")
     if len(rows) > 1:
         sources = sorted({r[1] for r in rows})
         if len(sources) > 1:
-            raise NotFound(f"`{ref}` is an id in sources {', '.join(sources)}; write it as `SOURCE:{ref}`")
-        raise NotFound(f"`{ref}` matches several samples; give more of the id")
+            in_sources = f"`{ref}` is an id in sources {', '.join(sources)}; write it as `SOURCE:{ref}`"
+            raise NotFound("sample", ref, in_sources)
+        raise NotFound("sample", ref, f"`{ref}` matches several samples; give more of the id")
     return rows[0][0]
 
 

@@ -33,7 +33,7 @@ def model_info(store: StoreCore, name: str) -> dict[str, Any] | None:
 def require_model(store: StoreCore, name: str) -> dict[str, Any]:
     info = model_info(store, name)
     if info is None:
-        raise NotFound(f"no model `{name}`; `lineage models` lists them")
+        raise NotFound("model", name, f"no model `{name}`; `lineage models` lists them")
     return info
 
 
@@ -48,7 +48,7 @@ def register_model(
         if model_info(store, name) is not None:
             raise LineageError(f"model `{name}` is already registered; pick another name")
         if parent is not None and model_info(store, parent) is None:
-            raise NotFound(f"parent model `{parent}` is not registered; `lineage models` lists them")
+            raise NotFound("model", parent, f"parent model `{parent}` is not registered; `lineage models` lists them")
         build = BuildRecord.parse(store, trained_on)  # the latest version when none is given, pinned here
         row = {
             "name": name,
@@ -95,7 +95,7 @@ def lineage_order(store: StoreCore, names: list[str] | None = None) -> list[str]
         return done
     missing = [n for n in names if n not in parent]
     if missing:
-        raise NotFound(f"no model `{missing[0]}`; `lineage models` lists them")
+        raise NotFound("model", missing[0], f"no model `{missing[0]}`; `lineage models` lists them")
     return [n for n in done if n in names]
 
 

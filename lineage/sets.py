@@ -72,7 +72,7 @@ def _select(store: StoreCore, where: str | None, ids: list[str] | None) -> list[
     ).to_pylist()
     missing = [r["ref"] for r in table if not [f for f in r["found"] if f]]
     if missing:
-        raise NotFound(f"{len(missing):,} ids match no sample, first: `{missing[0]}`")
+        raise NotFound("sample", missing[0], f"{len(missing):,} ids match no sample, first: `{missing[0]}`")
     return sorted({f for r in table for f in r["found"] if f})
 
 
@@ -112,7 +112,7 @@ def list_sets(store: StoreCore) -> pa.Table:
 def show_set(store: StoreCore, name: str, *, limit: int = 20) -> dict[str, Any]:
     info = set_info(store, name)
     if info is None:
-        raise NotFound(f"no set `{name}`")
+        raise NotFound("set", name)
     by = store.sql(
         "SELECT s.origin, s.source, count(*) AS n FROM set_members m JOIN samples s USING (sample_id) "
         "WHERE m.set_name = ? GROUP BY ALL ORDER BY ALL",

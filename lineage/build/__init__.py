@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.build.allocate import InfeasibleSpec, allocate
+from lineage.build.allocate import allocate
 from lineage.build.pool import create_pool
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
-from lineage.build.spec import BuildSpec, SpecError, load_spec
-from lineage.build.stale import StaleFilters, stale_filters
+from lineage.build.spec import BuildSpec, load_spec
+from lineage.build.stale import describe as describe_stale
 from lineage.build.stale import refresh as refresh_filters
+from lineage.build.stale import stale_filters
 from lineage.core import readonly
 from lineage.core.segments import atomic_write_bytes, write_parquet
 from lineage.dimensions import PROVENANCE_DIMENSIONS
-from lineage.errors import LineageError
+from lineage.errors import InfeasibleSpec, LineageError, SpecError, StaleFilters
 from lineage.schemas import BUILD_MEMBERS, BUILDS
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def build(
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
         stale = stale_filters(source, spec)
         if stale and not allow_stale:
-            raise StaleFilters(spec.name, stale)
+            raise StaleFilters(spec.name, stale, describe_stale(stale))
         plan, members = _plan(source, spec)
         plan = replace(plan, stale={s.filter: s.unseen for s in stale}, refreshed=refreshed)
         version = _next_version(store, spec.name)

@@ -8,14 +8,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lineage.build.spec import BuildSpec, Floor
-from lineage.errors import LineageError
+from lineage.errors import FloorNotMet
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
-
-
-class FloorNotMet(LineageError):
-    """The members miss a diversity floor; the message has the achieved value and what limits it."""
 
 
 def check_floors(store: StoreCore, spec: BuildSpec, members: pa.Table) -> list[dict[str, Any]]:

@@ -66,7 +66,7 @@ def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
 def _check_filters(con: duckdb.DuckDBPyConnection, names: list[str] | None) -> None:
     """A misspelt filter would silently honour nobody's drops: every name must be a filter lineage knows (built
     in) or one that has run in this store (user filters, imported decisions, human review)."""
-    from lineage.build.spec import SpecError
+    from lineage.errors import SpecError
     from lineage.filters.builtin import registry
 
     ran = con.execute("SELECT DISTINCT filter FROM runs").fetchall()

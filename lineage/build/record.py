@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import pyarrow as pa
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, NotFound
 
 if TYPE_CHECKING:
     import polars as pl
@@ -27,8 +27,8 @@ class BuildRecord:
             params=[name, version, version],
         ).to_pylist()
         if not rows:
-            at = f"@v{version}" if version is not None else ""
-            raise LineageError(f"no build `{name}{at}`; `lineage builds` lists them")
+            ref = name + (f"@v{version}" if version is not None else "")
+            raise NotFound("build", ref, f"no build `{ref}`; `lineage builds` lists them")
         self.store, self.info = store, rows[0]
         self.name, self.version = name, self.info["build_version"]
         self.refreshed: list[str] = []  # summaries of the filter runs `build(refresh=True)` made first

@@ -11,14 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lineage.core.readonly import predicate
 from lineage.dimensions import QUOTA_DIMENSIONS
-from lineage.errors import LineageError
+from lineage.errors import LineageError, SpecError
 from lineage.names import check_name
 
 DIMENSIONS = QUOTA_DIMENSIONS
-
-
-class SpecError(LineageError):
-    """A spec that does not validate; the message names the path inside the spec."""
 
 
 class _Strict(BaseModel):

@@ -12,22 +12,11 @@ from typing import TYPE_CHECKING
 
 from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
 from lineage.build.spec import BuildSpec
-from lineage.errors import LineageError
 from lineage.filters.states import FilterState, filter_states
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
     from lineage.filters.run import RunResult
-
-
-class StaleFilters(LineageError):
-    """Filters a build honours have not seen samples of its pool."""
-
-    def __init__(self, build: str, states: list[FilterState]) -> None:
-        self.build, self.states = build, states
-        super().__init__(
-            f"build {build}: {describe(states)}; `--refresh` decides them first, `--allow-stale` builds anyway"
-        )
 
 
 def describe(states: list[FilterState]) -> str:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from lineage import licenses
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError, given
+from lineage.errors import LineageError, UsageError
 from lineage.export import columns as cols
 from lineage.export.files import ExportOptions, Shards, describe, write_split
 from lineage.export.records import register_records
@@ -59,7 +59,7 @@ def parse_shard_size(value: str | int | None) -> Shards:
     text = str(value).strip().upper()
     m = re.fullmatch(r"(\d+)\s*(KB|MB|GB)?", text)
     if not m or int(m.group(1)) == 0:
-        raise LineageError(f"{given('shard_size', value)}: give rows (like 100000) or a size (like 500MB)")
+        raise UsageError("shard_size", value, ": give rows (like 100000) or a size (like 500MB)")
     if m.group(2) is None:
         return Shards(rows=int(m.group(1)))
     return Shards(bytes=int(m.group(1)) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)])

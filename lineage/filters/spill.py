@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError, first_line, given
+from lineage.errors import LineageError, UsageError, first_line
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -38,7 +38,7 @@ _DISK_FULL = ("no space left", "max_temp_directory_size", "disk is full", "could
 
 def check_memory_limit(memory_limit: str) -> str:
     if not _SIZE.fullmatch(memory_limit.strip()):
-        raise LineageError(f"{given('memory_limit', memory_limit)}: must look like 512MB or 2GB")
+        raise UsageError("memory_limit", memory_limit, ": must look like 512MB or 2GB")
     return memory_limit.strip()
 
 
