@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import duckdb
 import pyarrow as pa
@@ -22,7 +22,7 @@ from lineage.core.sqlutil import sql_string
 from lineage.errors import IngestError, InputError, LineageError, Reject
 from lineage.ingest.identity import identify
 from lineage.ingest.lookup import lookup
-from lineage.ingest.options import IngestOptions
+from lineage.ingest.options import IngestFields, IngestOptions
 from lineage.ingest.readers import JsonlReader, Reader, open_reader
 from lineage.ingest.resolve import resolve
 from lineage.ingest.segment import write_samples
@@ -59,21 +59,24 @@ class IngestResult:
         return f"{text} (batch {self.batch_id}, version {self.version})"
 
 
-def ingest(store: StoreCore, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
+def ingest(
+    store: StoreCore, data: Any, /, *, progress: Progress | None = None, **options: Unpack[IngestFields]
+) -> IngestResult:
     """Ingest `data` (path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts) with provenance
     `options`."""
     return ingest_many(store, [data], progress=progress, **options)[0]
 
 
 def ingest_many(
-    store: StoreCore, inputs: list[Any], /, *, progress: Progress | None = None, **options: Any
+    store: StoreCore, inputs: list[Any], /, *, progress: Progress | None = None, **options: Unpack[IngestFields]
 ) -> list[IngestResult]:
     """Ingest several inputs in one commit: one batch per input, in order, so a later input's parents may be
     records of an earlier one. Any input refused refuses them all."""
-    if isinstance(options.get("tags"), list | str):
-        tags = options["tags"]
-        options["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
-    opts = IngestOptions(**options)
+    tags = options.get("tags")
+    fields: dict[str, Any] = {**options}
+    if tags is not None:
+        fields["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
+    opts = IngestOptions(**fields)
     readers = [open_reader(data, input_format=opts.input_format) for data in inputs]
     for reader in readers:
         if isinstance(reader, JsonlReader):
