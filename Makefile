@@ -35,9 +35,13 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The suite runs on every CPU, at most 4 (pytest-xdist; see tests/conftest.py for what the workers share);
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : n )))
+
 test: $(VENV)/.installed chromium
 	$(VENV)/bin/ruff check lineage tests benchmarks fixtures
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench-ingest: $(VENV)/.installed
 	$(PY) benchmarks/ingest.py

@@ -33,6 +33,7 @@ implementation; exact verification has no such cap, only the candidates' recall 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import math
 import os
@@ -246,7 +247,8 @@ json.dump([find(i) for i in range(len(texts))], open(sys.argv[2], "w"))
 def run(cmd: list[str]) -> None:
     """A command of this checkout's lineage (PYTHONPATH first), or the datasketch script, in a new process."""
     path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+    # From this checkout: `python -m` puts the working directory first on sys.path.
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path}, cwd=ROOT)
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
@@ -271,6 +273,7 @@ def run_cli(texts: list[str], docs: int, dups: int, num_perm: int, repeat: int, 
     run([*ingest, str(workdir / "bases.jsonl"), "--origin", "real", "--source", "bench-real"])
     run([*ingest, str(workdir / "planted.jsonl"), "--origin", "synthetic", "--source", "bench-synthetic",
          "--generation", "1"])
+    compileall.compile_dir(ROOT / "lineage", quiet=1)  # as installed (see benchmarks/startup.py)
     script = workdir / "datasketch_lsh.py"
     script.write_text(DATASKETCH_SCRIPT)
     lineage_times, datasketch_times = [], []

@@ -32,21 +32,25 @@ from lineage.core.lock import WriterLock
 from lineage.core.segments import write_parquet
 from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, StoreError, StoreLocked, first_line
-from lineage.schemas import EVENTS, SAMPLES
+from lineage.schemas import EDGES, EVENTS, SAMPLES
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore, Transaction
 
-KINDS = ("samples", "events")
+KINDS = ("samples", "events", "edges")
 DEFAULT_TARGET_ROWS = 1_000_000
 ROW_GROUP = 65_536  # rows per row group: the unit DuckDB skips by min/max sample_id
 DEFAULT_FAN_IN = 16
 AUTO_KEY = "auto_compact_segments"
 MEMORY_LIMIT = "512MB"  # the sort spills to STORE/tmp/<id>/ beyond this
-SCHEMAS = {"samples": SAMPLES, "events": EVENTS}
+SCHEMAS = {"samples": SAMPLES, "events": EVENTS, "edges": EDGES}
+# Sort order per kind (deterministic where one sample has several rows), and rows per row group: an edges lookup
+# reads one row group per id (`lineage.core.edges`), so theirs are small.
+ORDER = {"samples": "sample_id, version", "events": "sample_id, version", "edges": "sample_id, relation, related_id"}
+GROUP_ROWS = {"samples": ROW_GROUP, "events": ROW_GROUP, "edges": 8_192}
 # The columns ingest looks rows up by (identity, duplicates, parents): a Bloom filter per row group lets a lookup of
 # ids the store does not hold, the usual case for new data, skip every row group (see `lineage.ingest.lookup`).
-BLOOM = {"samples": ("sample_id", "content_hash", "external_id"), "events": ("sample_id",)}
+BLOOM = {"samples": ("sample_id", "content_hash", "external_id"), "events": ("sample_id",), "edges": ("sample_id",)}
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,7 @@ def _rewrite(
         con.execute("SET memory_limit = ?", [MEMORY_LIMIT])
         con.execute(f"SET temp_directory = {sql_string(str(store.scratch_dir(compaction_id)))}")
         catalog.segment_view(con, "src", store.data, kind, [s.path for s in segs])
-        # Order by version too, so the rewrite is deterministic where one sample has several rows (events).
-        reader = con.sql("SELECT * FROM src ORDER BY sample_id, version").to_arrow_reader(ROW_GROUP)
+        reader = con.sql(f"SELECT * FROM src ORDER BY {ORDER[kind]}").to_arrow_reader(GROUP_ROWS[kind])
         rows = _Rows(reader)
         total, written, part = sum(s.rows for s in segs), 0, 0
         prefix = uuid7()  # segment ids are unique across kinds: retiring one by id must not touch another
@@ -148,7 +151,7 @@ def _rewrite(
             segment = txn.write_segment(
                 kind, f"{prefix}-{part}",
                 lambda draft, n=want: write_parquet(
-                    draft, SCHEMAS[kind], rows.take(n), bloom=BLOOM[kind], bloom_rows=ROW_GROUP
+                    draft, SCHEMAS[kind], rows.take(n), bloom=BLOOM[kind], bloom_rows=GROUP_ROWS[kind]
                 ),
             )
             if segment.row_count != want:

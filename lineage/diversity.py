@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.errors import LineageError, UsageError
+from lineage.errors import LineageError, UsageError, option
 from lineage.inspect import STAT_DIMENSIONS
 from lineage.metrics import METRICS, resolve
 from lineage.metrics.compute import (
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from lineage.core.handle import StoreCore
+    from lineage.progress import Progress
 
 DEFAULT_REFERENCE = "origin = 'real'"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -85,6 +86,7 @@ def diversity(
     engine: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
+    progress: Progress | None = None,
 ) -> DiversityResult:
     """Diversity metrics per group of `by` over the samples selected by `where` and `sample_ids` or `build`.
 
@@ -93,6 +95,7 @@ def diversity(
     `embed(sample_ids, texts) -> matrix` replaces the cached sentence-transformers embeddings.
     `engine`: "local" (this process) or "ray" (`lineage.engines.ray.metrics`: the same values, the selection and
     the reference read on a Ray cluster at `ray_address`, or a local one of `workers` CPUs).
+    `progress(done, total)` counts the groups measured (on Ray: all at once, when they are).
     """
     names, dims, params = resolve(metrics), _check_by(by), _params(sample_size, draws, seed)
     _check_engine(engine, workers, ray_address)
@@ -106,8 +109,10 @@ def diversity(
         from lineage.engines.ray.metrics import measure_on_ray
 
         frame, dim_fields, groups = measure_on_ray(job, notes, workers=workers, address=ray_address)
+        if progress is not None:
+            progress(len(groups), len(groups))
     else:
-        frame, dim_fields, groups = _measure(job, notes)
+        frame, dim_fields, groups = _measure(job, notes, progress)
     if "near_dup_rate" in names:
         _near_dups(view, groups, frame, dims, notes)
     notes += _whole_groups(groups, params)
@@ -117,15 +122,23 @@ def diversity(
     return _record(store, result, groups, scope, engine) if record else result
 
 
-def _measure(job: Job, notes: list[str]) -> Measured:
+def _measure(job: Job, notes: list[str], progress: Progress | None = None) -> Measured:
     """The local engine: the selection's texts and the reference's in this process."""
     frame, dim_fields = _load(job.view, job.dims, job.where, job.ids)
     if frame.height == 0:
         raise nothing_selected(job.where)
     embedder = job.embedder(notes)
     frame, ref = _reference(job.view, frame, job.reference, job.names, job.params, embedder, notes)
-    parts = group_frames(frame, job.dims)
-    return frame, dim_fields, [compute_group(key, part, job.names, ref, job.params, embedder) for key, part in parts]
+    parts = list(group_frames(frame, job.dims))
+    groups: list[GroupResult] = []
+    for key, part in parts:
+        if progress is not None:
+            progress(len(groups), len(parts))
+        groups.append(compute_group(key, part, job.names, ref, job.params, embedder))
+    if progress is not None:
+        progress(len(groups), len(parts))
+    return frame, dim_fields, groups
+
 
 
 def _check_engine(engine: str, workers: int | None, address: str | None) -> None:
@@ -134,7 +147,9 @@ def _check_engine(engine: str, workers: int | None, address: str | None) -> None
 
     check_engine(engine, ENGINES, workers, address)
     if workers is not None and engine != "ray":
-        raise LineageError("--workers goes with --engine ray (the local engine runs in this process)")
+        raise LineageError(
+            f"{option('workers')} goes with {option('engine', 'ray')} (the local engine runs in this process)"
+        )
 
 
 def _build_members(view: StoreCore, ref: str, sample_ids: Any) -> tuple[pa.Array, str]:

@@ -69,7 +69,8 @@ class StoreLocked(LineageError):
     def __init__(self, path: str, pid: int | None, since: str | None) -> None:
         self.path, self.pid, self.since = path, pid, since
         who = f"pid {pid} since {since}" if pid else "another process"
-        super().__init__(f"store is locked by {who} (lock file `{path}`); retry later or pass --wait SECONDS")
+        wait = option("wait", "SECONDS")
+        super().__init__(f"store is locked by {who} (lock file `{path}`); retry later or pass {wait}")
 
 
 @dataclass(frozen=True)
@@ -146,4 +147,6 @@ class StaleFilters(BuildError):
 
     def __init__(self, build: str, states: list[Any], detail: str) -> None:
         self.build, self.states = build, states
-        super().__init__(f"build {build}: {detail}; `--refresh` decides them first, `--allow-stale` builds anyway")
+        super().__init__(
+            f"build {build}: {detail}; {flag('refresh')} decides them first, {flag('allow_stale')} builds anyway"
+        )

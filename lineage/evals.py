@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow as pa
 from lineage.core.ids import uuid7
 from lineage.errors import LineageError
 from lineage.models import require_model
+from lineage.progress import Progress, stepper
 from lineage.schemas import EVALS
 
 if TYPE_CHECKING:
@@ -224,20 +226,30 @@ def eval_outputs(
     draws: int = 5,
     seed: int = 0,
     reference: str = "origin = 'real'",
+    progress: Progress | None = None,
 ) -> EvalResult:
     """Diversity of the model's own generations, with the same formulas and subsampling as `lineage
-    diversity` (reference: the store's real data), recorded as evals with benchmark `outputs`."""
+    diversity` (reference: the store's real data), recorded as evals with benchmark `outputs`.
+    `progress(done, total)` counts OUTPUT_STEPS: outputs read, reference read, tokens encoded, metrics, recorded."""
+    step = stepper(progress, OUTPUT_STEPS)
     require_model(store, model)
     texts = read_outputs(path)
     if len(texts) < 2:
         raise LineageError(f"`{path}`: need at least 2 outputs to measure diversity, found {len(texts)}")
-    values, n_samples = output_diversity(store, texts, metrics, sample_size, draws, seed, reference)
+    step()
+    values, n_samples = output_diversity(store, texts, metrics, sample_size, draws, seed, reference, step)
     rows = [{"metric": name, "value": v, "benchmark": OUTPUTS_BENCHMARK} for name, v in values.items() if v is not None]
-    return record_evals(store, model, rows, source=f"outputs:{Path(path).name} n_samples={n_samples}")
+    result = record_evals(store, model, rows, source=f"outputs:{Path(path).name} n_samples={n_samples}")
+    step()
+    return result
+
+
+OUTPUT_STEPS = 5
 
 
 def output_diversity(
-    store: StoreCore, texts: list[str], metrics: str, sample_size: int, draws: int, seed: int, reference: str
+    store: StoreCore, texts: list[str], metrics: str, sample_size: int, draws: int, seed: int, reference: str,
+    step: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, float | None], int]:
     """Metric values (mean over draws) of `texts` and how many texts each draw saw."""
     from lineage.metrics import METRICS, resolve
@@ -250,10 +262,13 @@ def output_diversity(
     params = Params(sample_size=sample_size, draws=draws, seed=seed)
     frame = _frame(texts).with_columns(tokens=token_expr("text"))
     ref_tokens = _reference_tokens(store, reference)
+    step()
     columns, vocab = encode_columns(frame["tokens"], *([] if ref_tokens is None else [ref_tokens]))
     frame = frame.with_columns(ids=columns[0]).drop("tokens")
     ref = Reference.none() if ref_tokens is None else reference_of(columns[1], vocab, params)
+    step()
     group = compute_group({"outputs": "model"}, frame, names, ref, params, None)
+    step()
     return {name: group.values[name][0] for name in names}, group.n_samples
 
 

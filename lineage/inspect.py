@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lineage.core.edges import walk
 from lineage.core.sqlutil import quote_ident
 from lineage.dimensions import GROUP_DIMENSIONS
 from lineage.errors import LineageError, NotFound
@@ -15,10 +16,14 @@ if TYPE_CHECKING:
 
 STAT_DIMENSIONS = GROUP_DIMENSIONS
 
+# The relatives `walk` found (`_walk`: sample_id, depth), with what `show` prints of each. The ids go into the
+# samples scan as a list, so DuckDB skips the row groups whose min/max or Bloom filter rule them all out.
 RELATIVES_SQL = """
-SELECT r.depth, s.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,
+SELECT r.depth, r.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,
        left(s.text, 80) AS text
-FROM {fn}(?) r LEFT JOIN samples s USING (sample_id)
+FROM _walk r LEFT JOIN (
+    SELECT * FROM samples WHERE sample_id = ANY($ids)
+) s USING (sample_id)
 ORDER BY r.depth, r.sample_id
 """
 
@@ -26,16 +31,8 @@ ORDER BY r.depth, r.sample_id
 def resolve_id(store: StoreCore, ref: str) -> str:
     """A full sample id from a full sample id, an exact external id or `source:external_id`, or a unique prefix
     of a sample id (tried last: a short external id such as `a2` is often also a prefix of some hex id)."""
-    with store.reader() as con:
-        rows = con.execute(
-            "SELECT DISTINCT sample_id, source FROM samples WHERE sample_id = ? OR external_id = ? "
-            "OR source || ':' || external_id = ? ORDER BY source LIMIT 3",
-            [ref, ref, ref],
-        ).fetchall()
-        if not rows:
-            rows = con.execute(
-                "SELECT DISTINCT sample_id, source FROM samples WHERE starts_with(sample_id, ?) LIMIT 2", [ref]
-            ).fetchall()
+    with store.reader(views={"samples"}) as con:
+        rows = _matches(con, ref)
     if not rows:
         raise NotFound("sample", ref, f"no sample with id, id prefix or external id `{ref}`")
     if len(rows) > 1:
@@ -47,11 +44,30 @@ def resolve_id(store: StoreCore, ref: str) -> str:
     return rows[0][0]
 
 
+def _matches(con: Any, ref: str) -> list[tuple[str, str]]:
+    """(sample_id, source) of the samples `ref` names, as `resolve_id` ranks them. Each test is one equality (a
+    disjunction would read every row; an equality is pushed into the scan and prunes row groups): a sample id,
+    an external id or SOURCE:ID split at each `:`; else a prefix."""
+    def where(cond: str, params: list[object]) -> list[tuple[str, str]]:
+        sql = f"SELECT DISTINCT sample_id, source FROM samples WHERE {cond} ORDER BY source LIMIT 3"
+        return [(r[0], r[1]) for r in con.execute(sql, params).fetchall()]
+
+    rows = where("sample_id = ?", [ref]) + where("external_id = ?", [ref])
+    for i, ch in enumerate(ref):
+        if ch == ":":
+            rows += where("external_id = ? AND source = ?", [ref[i + 1:], ref[:i]])
+    if not rows:
+        rows = where("starts_with(sample_id, ?)", [ref])[:2]
+    return sorted(set(rows), key=lambda r: (r[1], r[0]))[:3]
+
+
 def sample(store: StoreCore, ref: str) -> dict[str, Any]:
     """Provenance, ancestors, descendants and batch of one sample."""
     sample_id = resolve_id(store, ref)
     with store.reader() as con:
         row = con.sql("SELECT * FROM samples WHERE sample_id = ?", params=[sample_id]).to_arrow_table().to_pylist()[0]
+        ancestors = _relatives(con, sample_id, "ancestors").to_pylist()
+        descendants = _relatives(con, sample_id, "descendants").to_pylist()
         batch = (
             con.sql(
                 "SELECT batch_id, input_uri, input_sha256, input_format, rows_read, rows_stored, finished_at, version "
@@ -61,15 +77,13 @@ def sample(store: StoreCore, ref: str) -> dict[str, Any]:
             .to_arrow_table()
             .to_pylist()
         )
-        ancestors = con.sql(RELATIVES_SQL.format(fn="ancestors"), params=[sample_id]).to_arrow_table().to_pylist()
-        descendants = con.sql(RELATIVES_SQL.format(fn="descendants"), params=[sample_id]).to_arrow_table().to_pylist()
         history = (
             con.sql(
                 "SELECT e.filter, e.decision, e.reason, e.score, e.related_id, r.external_id AS related_external_id, "
                 "e.cluster_id, e.run_id, e.version FROM events e "
-                "LEFT JOIN (SELECT sample_id, external_id FROM samples) r ON r.sample_id = e.related_id "
-                "WHERE e.sample_id = ? ORDER BY e.version, e.filter",
-                params=[sample_id],
+                "LEFT JOIN (SELECT sample_id, external_id FROM samples WHERE sample_id = ANY($related)) r "
+                "ON r.sample_id = e.related_id WHERE e.sample_id = $id ORDER BY e.version, e.filter",
+                params={"id": sample_id, "related": _related_ids(con, sample_id)},
             )
             .to_arrow_table()
             .to_pylist()
@@ -91,9 +105,28 @@ def sample(store: StoreCore, ref: str) -> dict[str, Any]:
 
 
 def relatives(store: StoreCore, ref: str, which: str) -> pa.Table:
+    """`which` ("ancestors" or "descendants") of one sample, nearest first, with their provenance."""
     sample_id = resolve_id(store, ref)
-    with store.reader() as con:
-        return con.sql(RELATIVES_SQL.format(fn=which), params=[sample_id]).to_arrow_table()
+    with store.reader(views={"samples", "_edges"}) as con:
+        return _relatives(con, sample_id, which)
+
+
+def _relatives(con: Any, sample_id: str, which: str) -> pa.Table:
+    found = walk(con, [sample_id], which)
+    con.register("_walk", found)
+    try:
+        params = {"ids": found["sample_id"].to_pylist()}
+        return con.sql(RELATIVES_SQL, params=params).to_arrow_table()
+    finally:
+        con.unregister("_walk")
+
+
+def _related_ids(con: Any, sample_id: str) -> list[str]:
+    """The related ids of a sample's filter decisions (the samples kept instead of it, ...)."""
+    rows = con.execute(
+        "SELECT DISTINCT related_id FROM events WHERE sample_id = ? AND related_id IS NOT NULL", [sample_id]
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def stats(store: StoreCore, *, by: list[str]) -> pa.Table:

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from lineage.core import catalog
 from lineage.core.location import TMP_PREFIX, Location
 from lineage.errors import first_line
+from lineage.features.decisionindex import FOLDER as DECISIONS
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
 MISSING_PARENTS_SQL = """
 SELECT e.child_id, e.parent_id FROM lineage_edges e ANTI JOIN samples s ON s.sample_id = e.parent_id
 ORDER BY 1, 2
+"""
+# Links in the samples' parent_ids and not in the edges segments (`lineage.core.edges`), or the other way round, or
+# stored from one end only: none, unless a segment was damaged or a writer went wrong.
+EDGES_CHECK_SQL = """
+WITH links AS (SELECT sample_id AS child_id, unnest(parent_ids) AS parent_id FROM samples),
+ups AS (SELECT sample_id AS child_id, related_id AS parent_id FROM _edges WHERE relation = 'parent'),
+downs AS (SELECT related_id AS child_id, sample_id AS parent_id FROM _edges WHERE relation = 'child')
+SELECT (SELECT count(*) FROM (FROM links EXCEPT ALL FROM ups)) + (SELECT count(*) FROM (FROM ups EXCEPT ALL FROM links))
+     + (SELECT count(*) FROM (FROM ups EXCEPT ALL FROM downs)) + (SELECT count(*) FROM (FROM downs EXCEPT ALL FROM ups))
 """
 
 
@@ -52,23 +62,27 @@ def doctor(store: StoreCore) -> DoctorReport:
         # Every registered file is checked, retired ones too (earlier versions read them); the counts are the
         # latest version's.
         segs = con.execute(
-            f"SELECT path, row_count, sha256, retired_version IS NULL FROM {catalog.SCHEMA}.segments "
+            f"SELECT path, row_count, sha256, retired_version IS NULL, kind FROM {catalog.SCHEMA}.segments "
             "ORDER BY version, path"
         ).fetchall()
-        live = [s for s in segs if s[3]]
+        # Edges are an index of the samples' parent_ids (checked below), not rows of their own.
+        live = [s for s in segs if s[3] and s[4] != "edges"]
         report = DoctorReport(
             catalog.current_version(con), catalog.format_version(con), len(live), sum(s[1] for s in live),
             data=store.data.uri,
         )
-    for path, rows, checksum, _ in segs:
+    for path, rows, checksum, _, _ in segs:
         report.problems.extend(_check_segment(store.location_of(path), path, rows, checksum))
     report.orphans = [_label(store, where, rel) for where, rel in _orphans(store, {s[0] for s in segs})]
     report.orphans += [str(p) for _, _, found in _output_leftovers(store) for p in found]
     if report.ok:
-        from lineage.filters.states import filter_states
+        from lineage.filters.incremental import filter_states
 
         with store.reader() as con:
             report.missing_parents = [(c, p) for c, p in con.execute(MISSING_PARENTS_SQL).fetchall()]
+            differ = con.execute(EDGES_CHECK_SQL).fetchall()[0][0]
+        if differ:
+            report.problems.append(f"the edges segments differ from the samples' parent_ids in {differ:,} links")
         report.stale_filters = [s.describe() for s in filter_states(store) if s.unseen]
     return report
 
@@ -93,6 +107,8 @@ def _orphans(store: StoreCore, registered: set[str]) -> list[tuple[Location, str
     an unfinished init. Feature caches are not registered: they are not orphans."""
     data, files = store.data, store.files
     found = [(data, r) for r in data.files("data") if r not in registered and not r.startswith("data/features/")]
+    # The decision index of a segment no version registers (a run killed before its commit, a segment gc removed).
+    found += [(data, r) for r in data.files(DECISIONS) if _indexed_segment(r) not in registered]
     builds = files.files("builds")
     members = [rel for rel in builds if rel.endswith("/members.parquet") and rel not in registered]
     folders = {rel.rsplit("/", 1)[0] for rel in members}
@@ -109,12 +125,19 @@ def _orphans(store: StoreCore, registered: set[str]) -> list[tuple[Location, str
 # removes nothing else, so a file a user drops inside the store survives.
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _OWNED = re.compile(
-    rf"data/(samples|events)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
+    rf"data/(samples|events|edges)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
+    rf"|{DECISIONS}/({_UUID}(-\d+)?(\.clusters)?\.arrow|{re.escape(TMP_PREFIX)}[^/]*)"
     r"|builds/[^/]+/v\d+"
     rf"|builds/[^/]+/v\d+/{re.escape(TMP_PREFIX)}[^/]*"
     rf"|tmp/({_UUID}|{re.escape(TMP_PREFIX)}.*)"
     r"|\.lineage\.duckdb\.init"
 )
+
+
+def _indexed_segment(rel: str) -> str:
+    """The events segment a decision index file (or its draft) belongs to (see `lineage.features.decisionindex`)."""
+    name = rel.rsplit("/", 1)[-1].removeprefix(TMP_PREFIX).removesuffix(".arrow").removesuffix(".clusters")
+    return f"data/events/{name}.parquet"
 
 
 def _owned(rel: str) -> bool:
@@ -159,12 +182,14 @@ def retention_cutoff(store: StoreCore, *, retain_versions: int | None, older_tha
     """The oldest version a retention keeps readable (None: keep every version). `retain_versions` N keeps the
     last N; `older_than` (seconds) keeps every version that was the latest at some moment since then. With both,
     the more generous wins."""
-    from lineage.errors import LineageError
+    from lineage.errors import LineageError, option
 
     if retain_versions is not None and retain_versions < 1:
-        raise LineageError(f"--retain-versions must be at least 1 (the latest version); got {retain_versions}")
+        raise LineageError(
+            f"{option('retain_versions')} must be at least 1 (the latest version); got {retain_versions}"
+        )
     if older_than is not None and older_than < 0:
-        raise LineageError(f"--older-than must not be negative; got {older_than:g} s")
+        raise LineageError(f"{option('older_than')} must not be negative; got {older_than:g} s")
     cutoffs = []
     with store.catalog() as con:
         latest = catalog.current_version(con)
@@ -252,7 +277,7 @@ def backup(store: StoreCore, dest: Path) -> Path:
         registered = sorted(_registered(store))
         features = store.data.files("data/features")
         try:
-            for sub in ("data/samples", "data/events", "data/features", "builds", "tmp"):
+            for sub in ("data/samples", "data/events", "data/edges", "data/features", "builds", "tmp"):
                 (draft / sub).mkdir(parents=True, exist_ok=True)
             for rel in [*registered, *features]:
                 (draft / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lineage.core.faults import crash_point
-from lineage.errors import LineageError
+from lineage.errors import LineageError, flag
 
 # What the store itself owns under its root: its catalog (and DuckDB's WAL beside it), the writer lock, the
 # segments and features, workers' staging, and the builds' members and manifests.
@@ -92,7 +92,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
 class OutputExistsError(LineageError):
     def __init__(self, path: Path, option: str) -> None:
         self.path, self.option = path, option
-        super().__init__(f"{option} `{path}` exists and is not empty: choose another folder, or --force to replace it")
+        super().__init__(
+            f"{option} `{path}` exists and is not empty: choose another folder, or {flag('force')} to replace it"
+        )
 
 
 @contextmanager

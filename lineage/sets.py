@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lineage.core import readonly
 from lineage.core.ids import uuid7
-from lineage.errors import LineageError, NotFound
+from lineage.errors import LineageError, NotFound, option
 from lineage.names import check_name
 from lineage.schemas import SET_MEMBERS, SETS
 
@@ -35,7 +35,7 @@ def create_set(
     """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids), or empty."""
     check_name("set", name)
     if where is not None and ids is not None:
-        raise LineageError("give --where or --ids, not both")
+        raise LineageError(f"give {option('where')} or {option('ids')}, not both")
     with store.transaction("set", uuid7(), {"set": name}) as txn:
         if set_info(store, name):
             raise LineageError(f"set `{name}` already exists")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lineage.filters.states import FilterState, filter_states
+from lineage.filters.incremental import FilterState, filter_states
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore

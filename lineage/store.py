@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from lineage.check import CheckResult, Thresholds
     from lineage.compaction import CompactResult
     from lineage.diversity import DiversityResult
-    from lineage.engines.local import Progress
     from lineage.evals import EvalResult
     from lineage.export import ExportResult
     from lineage.filters.run import RunResult
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from lineage.ingest.options import IngestFields
     from lineage.maintenance import DoctorReport
     from lineage.metrics.compute import Embedder
+    from lineage.progress import Progress
     from lineage.status import StoreStatus
 
 
@@ -165,18 +165,21 @@ class Store(StoreCore):
         as_of: int | None = None,
         refresh: bool = False,
         allow_stale: bool = False,
+        progress: Progress | None = None,
     ) -> Build | BuildPlan:
         """Plan and commit a build from a spec (path, dict or BuildSpec); returns a Build (or a BuildPlan).
         It draws from the store as of `as_of`, or of the version this store was opened at (`lineage --as-of N
         build`), and commits at the head. `refresh`: run stale honoured filters over their unseen samples first;
-        `allow_stale`: build anyway."""
+        `allow_stale`: build anyway; `progress(done, total)`: told each step done."""
         from lineage.build import build
 
         writer: Store = self
         if self.as_of is not None:  # opened as of a version: draw from it, commit at the head
             as_of = self.as_of if as_of is None else as_of
             writer = Store(self.root, wait=self.wait)
-        return build(writer, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale)
+        return build(
+            writer, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
+        )
 
     def builds(self) -> pa.Table:
         return self.sql(
@@ -212,11 +215,12 @@ class Store(StoreCore):
         shard_size: str | int | None = None,
         force: bool = False,
         batch_rows: int = 65_536,
+        progress: Progress | None = None,
     ) -> ExportResult:
         """Export build NAME[@vN] at `output` (see `Build.export`)."""
         return self.build_version(build).export(
             output, format=format, columns=columns, verbatim=verbatim, with_provenance=with_provenance, split=split,
-            split_seed=split_seed, shard_size=shard_size, force=force, batch_rows=batch_rows,
+            split_seed=split_seed, shard_size=shard_size, force=force, batch_rows=batch_rows, progress=progress,
         )
 
     def status(self) -> StoreStatus:
@@ -265,6 +269,7 @@ class Store(StoreCore):
         engine: str = "local",
         workers: int | None = None,
         ray_address: str | None = None,
+        progress: Progress | None = None,
     ) -> DiversityResult:
         """Diversity per group of `by`; `.table` is a pyarrow.Table, one row per group. See `lineage.diversity`."""
         from lineage.diversity import diversity
@@ -272,7 +277,7 @@ class Store(StoreCore):
         return diversity(
             self, by=by, where=where, sample_ids=sample_ids, build=build, metrics=metrics, reference=reference,
             sample_size=sample_size, draws=draws, seed=seed, record=record, embed=embed,
-            embedding_model=embedding_model, engine=engine, workers=workers, ray_address=ray_address,
+            embedding_model=embedding_model, engine=engine, workers=workers, ray_address=ray_address, progress=progress,
         )
 
     # -- models and evaluations --------------------------------------------------------------
@@ -323,13 +328,15 @@ class Store(StoreCore):
         draws: int = 5,
         seed: int = 0,
         reference: str = "origin = 'real'",
+        progress: Progress | None = None,
     ) -> EvalResult:
         """Record the diversity of `model`'s outputs (a file of texts) as evals: `metrics` as `lineage diversity
         --metrics` takes them, against the `reference` samples."""
         from lineage.evals import eval_outputs
 
         return eval_outputs(
-            self, model, path, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, reference=reference
+            self, model, path, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, reference=reference,
+            progress=progress,
         )
 
     def evals(self, model: str | None = None) -> pa.Table:
@@ -417,7 +424,7 @@ class Store(StoreCore):
         return gc(self, dry_run=dry_run, retain_versions=retain_versions, older_than=older_than)
 
     def compact(
-        self, *, kinds: tuple[str, ...] = ("samples", "events"), target_rows: int | None = None
+        self, *, kinds: tuple[str, ...] = ("samples", "events", "edges"), target_rows: int | None = None
     ) -> CompactResult:
         """Rewrite the small sample and events segments into large ones sorted by sample_id, as one commit; the
         replaced segments stay for earlier versions until `gc` with a retention."""

@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from filelock import FileLock
 
 import lineage
 from lineage.cli import cli
@@ -23,12 +25,49 @@ from lineage.store import Store
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test on a Ray cluster is `slow` (the cluster takes seconds to start, each run ships work to its
-    workers), marked here so a new one is too."""
+    workers), marked here so a new one is too. In a parallel run (`make test`: pytest-xdist, `--dist loadgroup`),
+    the tests sharing a module-scoped fixture are one group, run by one worker, so the fixture is built once."""
     for item in items:
         if "cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _group_for_xdist(items)
+
+
+def _group_for_xdist(items: list[pytest.Item]) -> None:
+    """Each test that uses a module-scoped fixture joins its module's group, run by one worker. Every test of a module
+    on a Ray cluster joins one `ray` group: one cluster at a time on the machine, and a module's tests that expect no
+    Ray session open run before its cluster starts, as in a serial run. The others go to any worker, one by one.
+    Every worker collects and orders the same way: units with a slow test first (the long ones, started early, keep
+    the workers' ends close), then the groups, then the rest, each kind the largest unit first; a unit's tests keep
+    their order (the work queue's order with `--no-loadscope-reorder`)."""
+    on_ray = {item.nodeid.split("::")[0] for item in items if "cluster" in getattr(item, "fixturenames", ())}
+    units: dict[str, int] = {}
+    sizes: Counter[str] = Counter()
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        fixtures = getattr(item, "_fixtureinfo", None)
+        defs = fixtures.name2fixturedefs.values() if fixtures else ()
+        if module in on_ray:
+            unit, rank = "ray", 1
+        elif any(d[-1].scope in ("module", "class", "package") for d in defs if d):
+            unit, rank = module, 1
+        else:
+            unit, rank = item.nodeid, 2
+        if rank == 1:
+            item.add_marker(pytest.mark.xdist_group(unit))
+        units[unit] = min(units.get(unit, rank), 0 if item.get_closest_marker("slow") else rank)
+        sizes[unit] += 1
+
+    def unit_rank(item: pytest.Item) -> tuple[int, int]:
+        group = item.get_closest_marker("xdist_group")
+        unit = group.args[0] if group else item.nodeid
+        return units[unit], -sizes[unit]
+
+    items.sort(key=unit_rank)  # stable
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +76,10 @@ def cluster() -> Iterator[None]:
     its workers can import the tests' user filters."""
     ray = pytest.importorskip("ray")
     path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    # address="local": a cluster of this process's own, never one found running on the machine (a parallel run's
+    # other worker, or another checkout's tests).
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 
@@ -64,7 +106,8 @@ def without_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Templates:
-    """Stores built once per pytest run under `root`, each by a named recipe; `copy` gives a test its own."""
+    """Stores built once per pytest run under `root`, each by a named recipe; `copy` gives a test its own. The
+    workers of a parallel run share `root`: the first to need a template builds it (under a file lock) for all."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -73,13 +116,16 @@ class Templates:
         """The template store `build` makes (given a new empty store), built on its first use in the run; named
         by `key`, or by the function's qualified name."""
         made = self.root / (key or f"{build.__module__}.{build.__qualname__}")
-        if not made.is_dir():
-            # Built under another name and renamed when whole: a recipe that fails is tried again by the next
-            # test (which then fails as it would have), never copied half-made.
-            draft = made.with_name(f".{made.name}.draft")
-            shutil.rmtree(draft, ignore_errors=True)
-            build(Store.init(draft))
-            draft.rename(made)
+        if made.is_dir():
+            return made
+        with FileLock(made.with_name(f".{made.name}.lock")):
+            if not made.is_dir():
+                # Built under another name and renamed when whole: a recipe that fails is tried again by the next
+                # test (which then fails as it would have), never copied half-made.
+                draft = made.with_name(f".{made.name}.draft")
+                shutil.rmtree(draft, ignore_errors=True)
+                build(Store.init(draft))
+                draft.rename(made)
         return made
 
     def copy(self, build: Callable[[Store], object], dest: Path, key: str | None = None) -> Store:
@@ -95,7 +141,11 @@ _templates: Templates | None = None  # set for the pytest run by the `templates`
 def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
     """The run's template stores (autouse, so `fill_small_store` finds them from any fixture or test)."""
     global _templates
-    _templates = Templates(tmp_path_factory.mktemp("templates"))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's base is a directory of the run's own: share its parent
+    (root / "templates").mkdir(exist_ok=True)
+    _templates = Templates(root / "templates")
     yield _templates
     _templates = None
 

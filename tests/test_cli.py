@@ -136,7 +136,10 @@ def test_build_members_view(busy: Store) -> None:
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     found = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the top group loads its commands' modules when asked (lazily)
+        command = group.get_command(ctx, name)
+        assert command is not None
         found.append(((*prefix, name), command))
         if isinstance(command, click.Group):
             found += all_commands(command, (*prefix, name))

@@ -10,6 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from lineage.core import catalog
 from lineage.core.handle import LOCK_FILE
 from lineage.core.lock import WriterLock
 from lineage.errors import IngestError, StoreError, StoreLocked
+from lineage.ingest.lookup import LIST_MAX
 from lineage.store import Store
 
 RNG_SEED = 20261206
@@ -60,14 +63,19 @@ def grow(store: Store, batches: int) -> Store:
     return store
 
 
+SNAPSHOT = {
+    "samples": "SELECT * FROM samples ORDER BY sample_id",
+    "events": "SELECT * FROM events ORDER BY run_id, sample_id",
+    "status": "SELECT * FROM status ORDER BY filter, sample_id",
+    "edges": "SELECT * FROM lineage_edges ORDER BY ALL",
+}
+
+
 def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
-    """What a reader sees, in a fixed order: every sample column, the events, the status."""
-    return {
-        "samples": store.sql("SELECT * FROM samples ORDER BY sample_id").to_pylist(),
-        "events": store.sql("SELECT * FROM events ORDER BY run_id, sample_id").to_pylist(),
-        "status": store.sql("SELECT * FROM status ORDER BY filter, sample_id").to_pylist(),
-        "edges": store.sql("SELECT * FROM lineage_edges ORDER BY ALL").to_pylist(),
-    }
+    """What a reader sees, in a fixed order: every sample column, the events, the status, the edges. One reader
+    (the views `store.sql` reads) for the four queries: its catalog copy is most of a query's cost here."""
+    with store.reader() as con:
+        return {name: con.sql(query).to_arrow_table().to_pylist() for name, query in SNAPSHOT.items()}
 
 
 def every_version(store: Store) -> dict[int, dict[str, list[dict[str, Any]]]]:
@@ -86,13 +94,16 @@ def test_compact_is_one_commit_and_every_version_reads_as_before(tmp_path: Path)
 
     result = store.compact()
     assert result.version == latest + 1 == store.version
-    assert result.merged == {"samples": 10, "events": 3} and result.written == {"samples": 1, "events": 1}
+    # The three ingests with parents wrote an edges segment each (`lineage.core.edges`), merged like the others.
+    assert result.merged == {"samples": 10, "events": 3, "edges": 3}
+    assert result.written == {"samples": 1, "events": 1, "edges": 1}
     assert result.rows["samples"] == 1125 + 6 * 40
     assert len(live_files(store, "samples")) == 1 and len(live_files(store, "events")) == 1
     # Every earlier version reads exactly what it read before; the new one what the latest read.
     assert every_version(store) == {**before, latest + 1: before[latest]}
     commit = store.sql("SELECT kind, summary FROM commits WHERE version = ?", params=[latest + 1]).to_pylist()[0]
-    assert commit["kind"] == "compact" and json.loads(commit["summary"])["merged"] == {"samples": 10, "events": 3}
+    assert commit["kind"] == "compact"
+    assert json.loads(commit["summary"])["merged"] == {"samples": 10, "events": 3, "edges": 3}
 
     report = store.doctor()
     assert report.ok and report.orphans == [] and report.segments == 2
@@ -116,6 +127,23 @@ def test_compacted_segments_are_sorted_with_prunable_row_groups(tmp_path: Path) 
     one = ids[700]
     found = store.sql("SELECT sample_id FROM samples WHERE sample_id = ?", params=[one]).to_pylist()
     assert found == [{"sample_id": one}]
+
+
+def test_a_reader_copies_what_its_version_reads_not_the_history(tmp_path: Path) -> None:
+    """A query's copy of the catalog holds the segments its version reads and, unless it names `commits`, one
+    commit: its cost does not grow with the commits and replaced segments behind it. A query of the catalog's
+    own tables sees them whole."""
+    store = grown_store(tmp_path / "store")
+    first = store.version
+    store.compact()
+    registered = store.sql("SELECT count(*) AS n FROM _lineage.segments")["n"][0].as_py()
+    assert registered == 10 + 3 + 2  # 10 samples and 3 events segments replaced by 2
+    for reader, version, live in ((store, store.version, 2), (store.at(first), first, 13)):
+        with reader.reader(views={"samples"}) as con:
+            assert con.execute("SELECT count(*) FROM _lineage.segments").fetchall()[0][0] == live
+            assert con.execute("SELECT list(version) FROM _lineage.commits").fetchall()[0][0] == [store.version]
+        counts = reader.sql("SELECT (SELECT count(*) FROM segments) AS s, (SELECT count(*) FROM commits) AS c")
+        assert counts.to_pylist() == [{"s": live, "c": version + 1}]
 
 
 def test_gc_keeps_every_retained_version(tmp_path: Path) -> None:
@@ -159,13 +187,14 @@ def test_compact_and_gc_on_the_cli(tmp_path: Path) -> None:
     store = grown_store(tmp_path / "store")
     runner = Runner(store.root)
     out = runner("compact").stdout
-    assert out == f"compacted samples: 10 segments -> 1 (1,365 rows); events: 3 segments -> 1 (3,855 rows) " \
-                  f"(version {store.version})\n"
+    assert out == f"compacted samples: 10 segments -> 1 (1,365 rows); events: 3 segments -> 1 (3,855 rows); " \
+                  f"edges: 3 segments -> 1 (1,050 rows) (version {store.version})\n"
     assert runner("compact").stdout == "nothing to compact\n"
     assert runner("gc").stdout == "would remove 0 file(s)\n"
     out = runner("gc", "--retain-versions", "1").stdout
-    assert out.count("would remove: data/") == 13 and out.endswith("would remove 13 file(s); pass --yes to delete\n")
-    assert runner("gc", "--yes", "--older-than", "0s").stdout.endswith("removed 13 file(s)\n")
+    assert out.count("would remove: data/") == 16 and out.endswith("would remove 16 file(s); pass --yes to delete\n")
+    assert out.count("would remove: data/edges/") == 3
+    assert runner("gc", "--yes", "--older-than", "0s").stdout.endswith("removed 16 file(s)\n")
     assert "not a duration" in runner("gc", "--older-than", "soon", code=2).stderr
     assert runner("--as-of", "1", "sql", "SELECT 1", code=1).stderr.startswith(
         "Error: --as-of 1: `lineage gc` removed the segments of versions before"
@@ -203,6 +232,54 @@ def test_ingest_after_compaction_finds_ids_texts_and_parents(tmp_path: Path) -> 
         store.ingest(orphan, origin="synthetic", source="para", generator="m", parent_field="parent_id")
 
 
+@pytest.mark.parametrize("plan", ["list", "semi-join"])
+def test_ingest_lookups_past_the_list_size_read_only_matches(
+    plan: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An input with more keys than `LIST_MAX` (ids, texts and parent references) resolves exactly as a small one:
+    the semi-join plan gives what the list plan gives, on compacted and on fresh segments alike."""
+    if plan == "list":
+        monkeypatch.setattr(sys.modules["lineage.ingest.lookup"], "LIST_MAX", 10**9)
+    store = Store.init(tmp_path / "store")
+    store.set_auto_compact(None)
+    rng = random.Random(RNG_SEED)
+    first = [chat_rows(b, 600, rng) for b in range(4)]
+    for rows in first[:3]:
+        store.ingest(rows, origin="real", source="chat")
+    store.compact()
+    store.ingest(first[3], origin="real", source="chat")  # a fresh segment beside the compacted one
+    stored = store.sql("SELECT external_id, sample_id, text FROM samples").to_pylist()
+    ids = {r["external_id"]: r["sample_id"] for r in stored}
+    assert len(ids) == 2_400 > LIST_MAX
+
+    # 2,100 new: 1,500 children of stored samples by id, by external id or by SOURCE:ID, 300 repeating their parent's
+    # text, 300 children of new rows of this input; then the 2,400 stored records again.
+    again = [row for rows in first for row in rows]
+    refs = [(ids[f"b{i % 4}-{i // 4}"], f"b{i % 4}-{i // 4}", f"chat:b{i % 4}-{i // 4}")[i % 3] for i in range(1_500)]
+    kids = [{"id": f"k{i}", "text": f"A paraphrase, number {i}.", "parent": [refs[i]]} for i in range(1_500)]
+    same = [{"id": f"s{i}", "text": stored[i]["text"], "parent": [stored[i]["sample_id"]]} for i in range(300)]
+    grand = [{"id": f"g{i}", "text": f"A paraphrase of paraphrase {i}.", "parent": [f"k{i}"]} for i in range(300)]
+    path = write_jsonl(tmp_path / "mixed.jsonl", kids + same + grand)
+    result = store.ingest(path, origin="synthetic", source="para", generator="m", parent_field="parent")
+    assert (result.rows_stored, result.rows_present, result.rows_duplicate) == (2_100, 0, 300)
+    repeat = store.ingest(again, origin="real", source="chat")
+    assert (repeat.rows_stored, repeat.rows_present) == (0, 2_400)
+    gens = store.sql(
+        "SELECT left(external_id, 1) AS kind, generation, count(*) AS n FROM samples WHERE source = 'para' "
+        "GROUP BY ALL ORDER BY ALL"
+    ).to_pylist()
+    assert gens == [{"kind": "g", "generation": 2, "n": 300}, {"kind": "k", "generation": 1, "n": 1_500},
+                    {"kind": "s", "generation": 1, "n": 300}]
+    parents = store.sql("SELECT external_id, parent_ids FROM samples WHERE external_id LIKE 'k%'").to_pylist()
+    expect = {f"k{i}": [ids[f"b{i % 4}-{i // 4}"]] for i in range(1_500)}
+    assert {r["external_id"]: r["parent_ids"] for r in parents} == expect
+
+    clash = [{"id": r["id"], "messages": [r["messages"][0], {"role": "assistant", "content": "Other text."}]}
+             for r in again[:2_100]]
+    with pytest.raises(IngestError, match=r"is already sample \w+ \(line \d+ of <python>\) with other text"):
+        store.ingest(clash, origin="real", source="chat")
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -216,6 +293,26 @@ def test_compact_with_a_concurrent_writer_fails_with_the_lock_message(tmp_path: 
         err = Runner(store.root)("compact", code=1).stderr
         assert err.startswith(f"Error: store is locked by pid {os.getpid()}")
     assert store.compact().version == store.version  # once the writer is gone, it runs
+
+
+def test_compact_with_wait_runs_once_the_writer_is_done(tmp_path: Path) -> None:
+    store = grown_store(tmp_path / "store", batches=2)
+    before = store.version
+    held = threading.Event()
+
+    def writer() -> None:
+        with WriterLock(store.root / LOCK_FILE):
+            held.set()
+            time.sleep(1.5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    started = time.monotonic()
+    out = Runner(store.root)("--wait", "60", "compact").stdout
+    thread.join()
+    assert time.monotonic() - started >= 1.0 and out.startswith("compacted samples:")
+    assert store.version == before + 1
 
 
 def test_automatic_policy_merges_a_full_tier_and_can_be_turned_off(tmp_path: Path) -> None:
@@ -297,11 +394,78 @@ def test_sigkill_at_each_compaction_step(step: str, base_store: tuple[Path, dict
     proc = run_cli(root, "compact")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("nothing to compact" if committed else "compacted samples: 7 segments -> 1")
-    assert run_cli(root, "gc", "--yes").returncode == 0
+    store.gc(dry_run=False)  # in process: `lineage gc` on the CLI is tested above
     report = store.doctor()
     assert report.ok and report.orphans == []
     assert not list((root / "data").rglob(".tmp-*")) and not list((root / "tmp").iterdir())
     assert snapshot(store) == versions[latest]
+
+
+RANDOM_KILLS = 8  # seeded moments, one in each equal slice of a clean compaction's run
+
+
+def kill_after(store: Path, delay: float) -> tuple[bool, float]:
+    """Start `lineage compact`, SIGKILL it after `delay` seconds (unless it ended first): (killed, elapsed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "lineage", "--store", str(store), "compact"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode in (0, -signal.SIGKILL), f"compact exited {proc.returncode}: {stderr}"
+    return proc.returncode == -signal.SIGKILL, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_of_compaction(base_store: tuple[Path, dict[int, Any]], tmp_path: Path) -> None:
+    """Kill `lineage compact` at seeded random moments between the end of its start-up and its exit: the store is
+    as before or as after, `doctor` clean, every version reads as before (nothing lost or doubled), a rerun merges
+    once, and `gc` with a retention keeps every retained version readable."""
+    versions = base_store[1]
+    latest = max(versions)
+    clean = tmp_path / "clean"
+    shutil.copytree(base_store[0], clean)
+    started = time.monotonic()
+    assert run_cli(clean, "sql", "SELECT 1").returncode == 0
+    startup = time.monotonic() - started  # the interpreter and imports: killed there, nothing has begun
+    killed, duration = kill_after(clean, 600)
+    assert not killed
+    rng = random.Random(RNG_SEED)
+    start, stop = 0.8 * startup, max(duration, startup) * 1.05
+    delays = [start + (stop - start) * (i + rng.random()) / RANDOM_KILLS for i in range(RANDOM_KILLS)]
+    outcomes = []
+    for i, delay in enumerate(delays):
+        for attempt in range(3):  # a run that beat its kill (the load fell) is aimed again, earlier
+            root = tmp_path / f"kill-{i}-{attempt}"
+            shutil.copytree(base_store[0], root)
+            killed, elapsed = kill_after(root, delay)
+            if killed:
+                break
+            delay = elapsed * rng.uniform(0.5, 0.95)
+        store = Store(root)
+        report = store.doctor()
+        assert report.ok, (delay, report.problems)
+        committed = store.version == latest + 1
+        assert store.version in (latest, latest + 1) and (killed or committed), (delay, killed, store.version)
+        # Before or after, never between: every version reads as before, nothing lost or doubled.
+        assert every_version(store) == {**versions, **({latest + 1: versions[latest]} if committed else {})}, delay
+        outcomes.append((round(delay, 2), killed, committed))
+
+        proc = run_cli(root, "compact")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("nothing to compact" if committed else "compacted samples: 7 segments -> 1")
+        now = Store(root).version
+        assert run_cli(root, "gc", "--yes", "--retain-versions", "3").returncode == 0
+        for v in range(now - 2, now + 1):  # the retained versions read as before gc
+            assert snapshot(store.at(v)) == versions[min(v, latest)], (delay, v)
+        report = store.doctor()
+        assert report.ok and report.orphans == [], (delay, report)
+        assert not list((root / "data").rglob(".tmp-*")) and not list((root / "tmp").iterdir())
+    print(f"clean compact {duration:.2f} s (start-up {startup:.2f} s); kills (delay, killed, committed): {outcomes}")
+    assert sum(killed for _, killed, _ in outcomes) >= RANDOM_KILLS // 2, outcomes
 
 
 # -- the format-3 migration --------------------------------------------------------------------------------------
@@ -312,11 +476,12 @@ def test_a_format2_store_migrates_and_compacts(tmp_path: Path) -> None:
     before = every_version(store)
     con = duckdb.connect(str(store.catalog_path))  # the catalog as format 2 wrote it
     con.execute(f"ALTER TABLE {catalog.SCHEMA}.segments DROP COLUMN retired_version")
+    con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE kind = 'edges'")  # format 5 made them
     con.execute(f"UPDATE {catalog.SCHEMA}.meta SET value = '2' WHERE key = 'format_version'")
     con.close()
-    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 3"):
+    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 5"):
         Store(store.root)
-    assert Runner(store.root)("migrate").stdout == "migrated through formats [3]\n"
+    assert Runner(store.root)("migrate").stdout == "migrated through formats [3, 4, 5]\n"
     store = Store(store.root)
     assert every_version(store) == before
     assert store.compact().version == store.version

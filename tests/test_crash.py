@@ -42,6 +42,7 @@ CRASH_STEPS = [
     "segment_fsynced",
     "segment_renamed",
     "segment_dir_fsynced",
+    "ingest_edges_written",  # the samples segment's edges (`lineage.core.edges`), written, not registered
     "ingest_before_commit",
     "catalog_segment_inserted",
     "catalog_before_commit",
@@ -99,7 +100,8 @@ def run_ok(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def doctor(store: Path) -> State:
-    """`lineage doctor --json` must report a consistent store; returns its version and row count."""
+    """`lineage doctor --json` must report a consistent store; returns its version and row count (run once, on
+    the base store: after each kill, `doctor_in_process` makes the same check without starting an interpreter)."""
     proc = run(store, "doctor", "--json")
     assert proc.stdout, f"doctor exited {proc.returncode}: {proc.stderr}"
     report = json.loads(proc.stdout)
@@ -176,7 +178,7 @@ def test_sigkill_at_named_step(step: str, base: BaseStore, tmp_path: Path) -> No
     assert proc.returncode == -signal.SIGKILL, f"not killed at `{step}`: exit {proc.returncode} {proc.stderr}"
 
     expected = new if step in AFTER_COMMIT else old
-    assert doctor(store) == expected
+    assert doctor_in_process(store) == expected  # the killed process was the CLI; checking needs no interpreter
     assert count_samples(store) == (expected.rows, expected.rows)
 
     result = ingest_json(store, G1, *G1_ARGS)
@@ -188,7 +190,7 @@ def test_sigkill_at_named_step(step: str, base: BaseStore, tmp_path: Path) -> No
     )
     assert g1.to_pylist() == [{"n": G1_ROWS, "d": G1_ROWS}]
 
-    run_ok(store, "gc", "--yes")
+    lineage.open(store).gc(dry_run=False)
     assert_clean(store)
 
 
@@ -317,7 +319,7 @@ def test_late_bad_row_leaves_nothing(defect: str, base: BaseStore, corpus: Path,
     assert proc.returncode == 1
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {bad}:{LATE_ROW}: "), proc.stderr
-    assert doctor(store) == base.state
+    assert doctor_in_process(store) == base.state
     assert_clean(store)
     assert sorted(p.name for p in (store / "data" / "samples").iterdir()) == sorted(
         p.name for p in (base.path / "data" / "samples").iterdir()
@@ -365,3 +367,32 @@ def test_exception_at_named_step(step: str, base: BaseStore, tmp_path: Path, mon
     assert State(report.version, report.rows) == expected
     lineage.open(store).ingest(G1, **G1_OPTIONS)
     assert count_samples(store) == (REAL_ROWS + G1_ROWS, REAL_ROWS + G1_ROWS)
+
+
+# -- a filter run killed while writing its decisions and their index ----------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["decision_index_published", "filter_before_commit"])
+def test_sigkill_in_an_incremental_run_then_the_next_decides_like_a_full_run(
+    step: str, base: BaseStore, tmp_path: Path
+) -> None:
+    """Killed after its decisions' index is (half) written, before the commit: nothing of the run counts, doctor is
+    clean, the next `--new` run decides as a full run does, and gc removes the index the killed run left."""
+    store = copy_store(base, tmp_path / "store")
+    run_ok(store, "filter", "run", "exact-dedup")
+    run_ok(store, "ingest", str(REAL), "--source", "mirror", "--origin", "synthetic", "--generation", "1")
+    before = doctor(store)
+    proc = run(store, "filter", "run", "exact-dedup", "--new", crash_at=step)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at `{step}`: exit {proc.returncode} {proc.stderr}"
+    assert doctor(store) == before
+    full = Path(shutil.copytree(store, tmp_path / "full"))
+    run_ok(store, "filter", "run", "exact-dedup", "--new")
+    run_ok(full, "filter", "run", "exact-dedup", "--force")
+    query = "SELECT sample_id, decision, score, reason, related_id, cluster_id FROM status ORDER BY sample_id"
+    assert lineage.open(store).sql(query).to_pylist() == lineage.open(full).sql(query).to_pylist()
+    assert lineage.open(store).sql("SELECT count(*) AS n FROM status WHERE decision = 'drop'")["n"][0].as_py() \
+        == REAL_ROWS
+    run_ok(store, "gc", "--yes")
+    assert_clean(store)
+    indexes = {p.name.split(".")[0] for p in (store / "data/features/decisions").iterdir()}
+    assert indexes == {p.stem for p in (store / "data/events").iterdir()}

@@ -82,7 +82,7 @@ def test_same_seed_same_numbers(tmp_path: Path, runs: dict[int, DemoResult]) -> 
 def test_refuses_to_overwrite(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(LineageError, match="is not empty; pass --force"):
+    with pytest.raises(LineageError, match="is not empty; pass force=True"):
         run_demo(tmp_path / "x", DemoConfig(**SMALL))
     with pytest.raises(LineageError, match="is not a lineage store; refusing to delete it"):
         run_demo(tmp_path / "x", DemoConfig(**SMALL), force=True)

@@ -12,8 +12,6 @@ import pyarrow as pa
 import pytest
 from conftest import Runner
 
-from lineage.cli import cli
-from lineage.cli.diversity_cmd import diversity as diversity_command
 from lineage.diversity import diversity
 from lineage.errors import LineageError
 from lineage.filters import SampleFilter, decisions
@@ -22,9 +20,6 @@ from lineage.metrics import SETS
 from lineage.metrics.compute import Params, draw_indices
 from lineage.metrics.text import distinct_n, tokenize
 from lineage.store import Store
-
-if "diversity" not in cli.commands:  # until lineage/cli/__init__.py registers it
-    cli.add_command(diversity_command)
 
 GENERATIONS = ["wordnet", "syn-v1", "syn-v2", "syn-v3"]  # real, then synthetic generations 1..3
 

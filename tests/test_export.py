@@ -288,7 +288,7 @@ def test_non_empty_output_refused_unless_force_which_replaces_it_whole(mixed: An
     store, _, _ = mixed
     target = tmp_path / "out"
     store.export("blend", target, format="jsonl")
-    with pytest.raises(LineageError, match=r"--output `.*out` exists and is not empty: .* --force to replace it"):
+    with pytest.raises(LineageError, match=r"--output `.*out` exists and is not empty: .* force=True to replace it"):
         store.export("blend", target)
     assert sorted(p.name for p in (target / "data").iterdir()) == ["train-00000-of-00001.jsonl"]
     store.export("blend", target, force=True)

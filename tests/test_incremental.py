@@ -102,7 +102,7 @@ def test_299_copies_of_chats_under_a_new_source_never_enter_a_build(chat_store: 
         store.build(spec)
     assert str(err.value) == (
         "build mix: filters it honours have not seen samples of its pool: contamination 299, exact-dedup 299, "
-        "near-dedup 299 (sources: chat-mirror 299); `--refresh` decides them first, `--allow-stale` builds anyway"
+        "near-dedup 299 (sources: chat-mirror 299); refresh=True decides them first, allow_stale=True builds anyway"
     )
     assert store.sql("SELECT count(*) AS n FROM builds")["n"][0].as_py() == 1  # nothing written
 
@@ -339,3 +339,61 @@ def test_semantic_dedup_incremental_equals_a_full_run(store: Store, tmp_path: Pa
     assert incremental.sql(query).to_pylist() == full.sql(query).to_pylist()
     rows = decisions(incremental, "semantic-dedup")
     assert rows["late-2"]["decision"] == "drop" and rows["late-3"]["decision"] == "keep"
+
+
+# The latest decision per sample and filter as the history says it, sorting every decision ever made.
+HISTORY_STATUS = (
+    "SELECT sample_id, filter, decision, score, reason, related_id, cluster_id, run_id, version FROM events "
+    "QUALIFY row_number() OVER (PARTITION BY sample_id, filter ORDER BY version DESC) = 1 ORDER BY ALL"
+)
+CURRENT_STATUS = (
+    "SELECT sample_id, filter, decision, score, reason, related_id, cluster_id, run_id, version FROM status "
+    "ORDER BY ALL"
+)
+
+
+def test_status_reads_only_runs_since_the_last_over_every_sample_and_equals_the_history(chat_store: Store) -> None:
+    """Runs over every sample supersede the ones before; partial and incremental runs after them are merged in, and
+    every version (as of) and a compacted store read the same latest decisions as the whole history sorted."""
+    store, real = chat_store, real_rows()
+    store.run_filter("quality", where="source = 'wordnet'", engine="inline")  # no run over every sample yet
+    store.ingest(chats(real[500:560]), origin="synthetic", source="chat-v2", generation=1)
+    store.run_filter("exact-dedup", new_only=True, engine="inline")
+    store.run_filter("exact-dedup", where="source = 'chat-v2'", force=True, engine="inline")
+    store.run_filter("quality", params={"preset": "web"}, engine="inline")  # over every sample: supersedes
+    store.ingest(chats(real[:30], seed=5), origin="synthetic", source="chat-v3", generation=1)
+    store.run_filter("quality", params={"preset": "web"}, where="source = 'chat-v3'", engine="inline")
+    store.run_filter("exact-dedup", force=True, engine="inline")  # supersedes the three exact-dedup runs before
+    with store.reader() as con:
+        runs = sorted(con.sql("SELECT filter, base FROM _status_runs").fetchall())
+    # one run per filter, and quality's chat-v3 run after its run over every sample
+    assert runs == [("contamination", True), ("exact-dedup", True), ("near-dedup", True), ("quality", False),
+                    ("quality", True)]
+    for version in range(store.version - 8, store.version + 1):
+        past = store.at(version)
+        assert past.sql(CURRENT_STATUS).to_pylist() == past.sql(HISTORY_STATUS).to_pylist(), version
+    store.compact(kinds=("events",))  # one segment of many runs: filtered row by row
+    assert store.sql(CURRENT_STATUS).to_pylist() == store.sql(HISTORY_STATUS).to_pylist()
+
+
+def test_incremental_runs_decide_alike_through_the_decision_index_a_rebuilt_one_and_queries(
+    chat_store: Store, tmp_path: Path
+) -> None:
+    """Old decisions are looked up in the index beside each events segment; an index lost (rebuilt on first use)
+    or a compacted segment (no index: queries) gives the same decisions."""
+    store = chat_store
+    store.ingest(chats(real_rows()[:120], seed=9), origin="synthetic", source="chat-mirror", generation=1)
+    store.ingest([{"id": "b2", "text": BETWEEN, "generation": 1}], origin="synthetic", source="late")
+    indexes = sorted(p.name for p in (store.root / "data/features/decisions").iterdir())
+    assert indexes and all(p.endswith(".arrow") for p in indexes)
+    lost, compacted = (Store(shutil.copytree(store.root, tmp_path / name)) for name in ("lost", "compacted"))
+    shutil.rmtree(lost.root / "data/features/decisions")
+    compacted.compact(kinds=("events",))
+    for name in ("exact-dedup", "near-dedup"):
+        results = [s.run_filter(name, new_only=True, engine="inline") for s in (store, lost, compacted)]
+        assert len({(r.selected, r.dropped, r.redecided) for r in results}) == 1
+        # the copies found, and old decisions changed: the kept copies' group sizes, the chain BETWEEN closes
+        assert (results[0].dropped, results[0].redecided) == {"exact-dedup": (62, 62), "near-dedup": (63, 1)}[name]
+        same = [s.sql(STATUS, params=[name]).to_pylist() for s in (store, lost, compacted)]
+        assert same[0] == same[1] == same[2]
+    assert (lost.root / "data/features/decisions").is_dir()  # rebuilt

@@ -1,5 +1,5 @@
-"""near-dedup out of core (`lineage.filters.near_dedup_bounded`): the in-memory algorithm's decisions, in bounded
-memory, spilling to STORE/tmp, and the faults of spilling."""
+"""near-dedup and exact-dedup out of core (`lineage.filters.near_dedup_bounded`, `lineage.filters.bounded`): the
+in-memory algorithms' decisions, in bounded memory, spilling to STORE/tmp, and the faults of spilling."""
 
 from __future__ import annotations
 
@@ -165,3 +165,44 @@ def test_a_50_mb_document_in_the_selection(store: Store) -> None:
     assert got[ids["big"]]["decision"] == "keep"
     assert got[ids["big-copy"]]["decision"] == "drop" and got[ids["big-copy"]]["related_id"] == ids["big"]
     assert result.selected == 502
+
+
+def test_exact_dedup_out_of_core_decides_as_in_memory(store: Store) -> None:
+    from lineage.filters.exact_dedup import ExactDedupFilter
+
+    planted(store, 20_000, words=20, dup_rate=0.3)  # a tenth of the planted copies are exact
+    result = store.run_filter("exact-dedup", memory_limit="64MB")
+    assert result.dropped > 300 and "out of core" in result.note
+    got = store.sql(f"SELECT {', '.join(COLUMNS)} FROM status WHERE filter = 'exact-dedup' ORDER BY sample_id")
+    features = store.sql(f"SELECT {', '.join(BASE_COLUMNS)} FROM samples ORDER BY sample_id")
+    want = ExactDedupFilter(ExactDedupFilter.Params()).decide_all(features, SelectionContext(store, "reference"))
+    assert got.to_pylist() == want.select(COLUMNS).to_pylist()
+    assert sum(r["n"] for r in result.by_source if r["decision"] == "drop") == result.dropped
+
+
+def test_contamination_out_of_core_decides_as_in_memory(store: Store) -> None:
+    from lineage.filters.contamination import ContaminationFilter
+    from lineage.sets import create_set
+
+    planted(store, 3_000, words=60, dup_rate=0.2)
+    create_set(store, "heldout", where="external_id < 'd000000300'", protected=True)
+    result = store.run_filter("contamination")
+    assert result.dropped > 20
+    got = store.sql(f"SELECT {', '.join(COLUMNS)} FROM status WHERE filter = 'contamination' ORDER BY sample_id")
+    features = store.sql("SELECT sample_id, text, content_hash FROM samples ORDER BY sample_id")
+    flt = ContaminationFilter(ContaminationFilter.Params())
+    want = flt.decide_all(features, SelectionContext(store, "reference")).sort_by("sample_id")
+    assert got.to_pylist() == want.select(COLUMNS).to_pylist()
+    assert sum(r["n"] for r in result.by_source if r["decision"] == "drop") == result.dropped
+
+
+def test_sample_filters_are_streamed_and_count_by_source(store: Store) -> None:
+    planted(store, 2_000, words=30)
+    result = store.run_filter("sql", params={"where": "length(text) < 30", "reason": "too_short"})
+    dropped = store.sql("SELECT count(*) AS n FROM samples WHERE length(text) < 30").to_pylist()[0]["n"]
+    assert result.dropped == dropped > 0 and result.selected == 2_000
+    assert result.by_source == [
+        {"source": "planted", "decision": "drop", "reason": "too_short", "n": dropped},
+        {"source": "planted", "decision": "keep", "reason": None, "n": 2_000 - dropped},
+    ]
+    assert (store.root / "data" / "events" / f"{result.run_id}.parquet").is_file()

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 from conftest import FIXTURES
 
+from lineage.core import selection
+from lineage.engines import local
 from lineage.errors import LineageError
-from lineage.filters import run
 from lineage.filters.quality import QualityFilter, QualityParams
 from lineage.store import Store
 
@@ -125,7 +126,9 @@ def test_fixtures_real_kept_degraded_dropped(small_store: Store) -> None:
 
 def test_worker_processes_decide_like_inline(small_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     inline = small_store.run_filter("quality", engine="inline")
-    monkeypatch.setattr(run, "BATCH_ROWS", 400)  # three batches, so the process pool runs
+    # Three batches of 400, so the process pool runs (the selection makes them, the engine pools past one).
+    monkeypatch.setattr(selection, "BATCH_ROWS", 400)
+    monkeypatch.setattr(local, "BATCH_ROWS", 400)
     pooled = small_store.run_filter("quality", engine="local", workers=2, force=True)
     query = "SELECT sample_id, decision, score, reason FROM events WHERE run_id = ? ORDER BY sample_id"
     assert pooled.dropped == inline.dropped

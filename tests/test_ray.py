@@ -61,7 +61,7 @@ def test_ray_address_without_ray_engine_is_refused(small_store: Store) -> None:
 
 def test_zero_workers_is_refused_before_any_work(small_store: Store) -> None:
     for engine in ("local", "ray"):
-        with pytest.raises(LineageError, match=r"^--workers must be at least 1, got 0$"):
+        with pytest.raises(LineageError, match=r"^workers= must be at least 1, got 0$"):
             small_store.run_filter("quality", engine=engine, workers=0)
     assert small_store.sql("SELECT count(*) AS n FROM runs")["n"].to_pylist() == [0]
 

@@ -59,7 +59,7 @@ def test_engine_options_are_checked_as_the_filter_run_checks_them(small_store: S
     with pytest.raises(LineageError, match=r"^unknown engine `spark`; choose from local, ray$"):
         small_store.diversity(engine="spark")
     # An empty selection fails before any cluster starts.
-    with pytest.raises(LineageError, match=r"^no samples selected by --where origin = 'none'$"):
+    with pytest.raises(LineageError, match=r"^no samples selected by where=origin = 'none'$"):
         small_store.diversity(engine="ray", where="origin = 'none'")
 
 

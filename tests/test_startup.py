@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Runner
 
 from lineage.errors import LineageError
 from lineage.store import Store
@@ -49,9 +50,87 @@ def test_commands_import_only_what_they_use(small_store: Store) -> None:
     assert heavy_imports("--store", root, "sql", "SELECT count(*) FROM samples") == []
     assert heavy_imports("--store", root, "stats") == []
     assert heavy_imports("--store", root, "runs") == []
-    # MinHash, LSH bands and clusters are numpy only: no datasketch, no scipy. (pyarrow imports pandas, when it is
-    # installed, at its first `pa.array`: its pandas shim checks whether a value is a pandas object.)
-    assert heavy_imports("--store", root, "filter", "run", "near-dedup", allow=("pandas",)) == []
+    assert heavy_imports("--store", root, "show", "--help") == []
+    # MinHash, LSH bands and clusters are numpy only: no datasketch, no scipy; and no pandas, which pyarrow's first
+    # `pa.array` would import (`skip_pandas_probe`).
+    assert heavy_imports("--store", root, "filter", "run", "near-dedup") == []
+
+
+# What a command loads besides the heavy libraries: its own CLI module only, one filter module, no pydantic, no
+# pyarrow.fs for a local store.
+LOADED = """
+import json, sys
+from lineage.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def loaded_modules(*args: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_a_query_loads_only_its_own_command_module(small_store: Store) -> None:
+    loaded = loaded_modules("--store", str(small_store.root), "sql", "SELECT 1")
+    assert {m for m in loaded if m.startswith("lineage.cli.")} == {"lineage.cli.common", "lineage.cli.query"}
+    assert not {m for m in loaded if m.split(".")[0] in ("pydantic", "pandas", "rich")}
+    assert "pyarrow.fs" not in loaded and "lineage.filters" not in loaded
+
+
+def test_a_filter_run_loads_only_its_filter(small_store: Store) -> None:
+    loaded = loaded_modules("--quiet", "--store", str(small_store.root), "filter", "run", "exact-dedup")
+    filters = {m.split(".")[2] for m in loaded if m.startswith("lineage.filters.")}
+    assert "exact_dedup" in filters
+    assert not filters & {"near_dedup", "semantic_dedup", "quality", "contamination", "builtin"}
+
+
+def test_near_dedup_reads_its_files_without_pyarrow_dataset(small_store: Store) -> None:
+    """pq.read_table imports pyarrow.dataset (~0.3 CPU-s); a run, a re-run over cached signatures and an
+    incremental one read single files with pq.ParquetFile."""
+    root = str(small_store.root)
+    for args in (["near-dedup"], ["near-dedup", "--force"], ["near-dedup", "--new"]):
+        assert "pyarrow.dataset" not in loaded_modules("--quiet", "--store", root, "filter", "run", *args), args
+
+
+def test_the_lazy_maps_name_every_command_and_filter() -> None:
+    import importlib
+
+    from lineage.cli import COMMAND_MODULES
+    from lineage.filters.base import BUILTINS
+    from lineage.filters.builtin import registry
+
+    for name, module in COMMAND_MODULES.items():
+        defined = importlib.import_module(f"lineage.cli.{module}").COMMANDS
+        assert name in {command.name for command in defined}, name
+    modules = {path.stem for path in (Path(__file__).parent.parent / "lineage" / "cli").glob("*.py")} - {
+        "__init__", "common"}
+    assert {c.name for m in modules for c in importlib.import_module(f"lineage.cli.{m}").COMMANDS} == set(
+        COMMAND_MODULES)
+    # every built-in filter, as builtin.py lists them
+    builtins = {name: cls.__module__ for name, cls in registry().items() if cls.__module__.startswith("lineage.")}
+    assert builtins == {name: f"lineage.filters.{module}" for name, module in BUILTINS.items()}
+
+
+def test_typos_are_still_suggested_among_every_command(runner: Runner) -> None:
+    assert "Did you mean 'sql'?" in runner("sqll", code=2).stderr
+    assert "Did you mean one of: 'ingest', 'init'?" in runner("ingst", code=2).stderr
+
+
+def test_pyarrow_still_converts_pandas_after_the_skipped_probe() -> None:
+    """The probe `skip_pandas_probe` skips leaves pyarrow able to convert pandas objects later in the process."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys, pyarrow as pa\nfrom lineage.cli.common import skip_pandas_probe\nskip_pandas_probe()\n"
+        "assert 'pandas' not in sys.modules\nimport pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['x', None]})\n"
+        "assert pa.table(df).to_pylist() == [{'a': 1, 'b': 'x'}, {'a': 2, 'b': None}]\n"
+        "assert pa.array(df['a']).to_pylist() == [1, 2]\nassert pa.Table.from_pandas(df).num_rows == 2\n"
+        "assert pa.table({'a': [1]}).to_pandas().shape == (1, 1)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_no_datasketch_in_the_band_choice(tmp_path: Path) -> None:
@@ -91,7 +170,9 @@ def test_views_a_query_names_and_what_they_read(small_store: Store) -> None:
     assert catalog.views_named("SELECT 1") == set()
     assert catalog.views_named("SELECT * FROM Status JOIN descendants('x') USING (sample_id)") == {
         "status", "descendants"}
-    assert catalog._with_inputs({"status"}) == {"status", "events", "_events", "runs"}
+    # status reads the runs since each filter's last full run, and their events segments (made by create_views)
+    assert catalog._with_inputs({"status"}) == {"status", "_status_runs", "_status_base", "_status_tail", "runs",
+                                                "commits"}
     assert catalog.views_named("SELECT view_name FROM duckdb_views()") is None  # listing: every view
     listed = small_store.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1")["view_name"]
     assert {"samples", "events", "status", "lineage_edges", "build_members"} <= set(listed.to_pylist())

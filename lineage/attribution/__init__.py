@@ -17,7 +17,7 @@ from lineage.attribution.health import group_health, reference_values
 from lineage.attribution.regression import Regression, mixture_regression
 from lineage.attribution.suspects import rank
 from lineage.dimensions import PROVENANCE_DIMENSIONS
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -136,6 +136,7 @@ def _values(store: StoreCore, metric: str, benchmark: str | None) -> dict[str, f
     benches = sorted({str(r["benchmark"]) for r in rows})
     if len(benches) > 1:
         raise LineageError(
-            f"metric `{metric}` was recorded on several benchmarks ({', '.join(benches)}): pick one with --benchmark"
+            f"metric `{metric}` was recorded on several benchmarks ({', '.join(benches)}): pick one with "
+            f"{option('benchmark')}"
         )
     return {r["model"]: r["value"] for r in rows}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from lineage.core import readonly
 from lineage.core.segments import atomic_write_bytes, write_parquet
 from lineage.dimensions import PROVENANCE_DIMENSIONS
 from lineage.errors import InfeasibleSpec, LineageError, SpecError, StaleFilters
+from lineage.progress import Progress, stepper
 from lineage.schemas import BUILD_MEMBERS, BUILDS
 
 if TYPE_CHECKING:
@@ -62,13 +63,16 @@ def build(
     as_of: int | None = None,
     refresh: bool = False,
     allow_stale: bool = False,
+    progress: Progress | None = None,
 ) -> Build | BuildPlan:
     """Plan and (unless dry_run) commit a build; reads the store as of `as_of` (default: now).
 
     A filter the pool honours that has not seen samples of the pool makes the build fail (`StaleFilters`),
     unless `refresh` (run those filters over their new samples first) or `allow_stale` (build anyway and
-    record the counts in the build's checks)."""
+    record the counts in the build's checks). `progress(done, total)` is told each of the BUILD_STEPS done."""
     from lineage.build.policy import apply_policy
+
+    step = stepper(progress, PLAN_STEPS if dry_run else BUILD_STEPS)
 
     spec = spec if isinstance(spec, BuildSpec) else load_spec(spec)
     refreshed = []
@@ -79,13 +83,13 @@ def build(
     if decision is not None and decision.get("as_of") is not None:  # a rollback: draw from the snapshot
         source = store.at(decision["as_of"])
     if dry_run:
-        plan = _plan(source, spec)[0]
+        plan = _plan(source, spec, step)[0]
         return replace(plan, stale={s.filter: s.unseen for s in stale_filters(source, spec)})
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
         stale = stale_filters(source, spec)
         if stale and not allow_stale:
             raise StaleFilters(spec.name, stale, describe_stale(stale))
-        plan, members = _plan(source, spec)
+        plan, members = _plan(source, spec, step)
         plan = replace(plan, stale={s.filter: s.unseen for s in stale}, refreshed=refreshed)
         version = _next_version(store, spec.name)
         folder = f"builds/{spec.name}/v{version}"
@@ -96,7 +100,9 @@ def build(
             folder=folder,
             filename="members.parquet",
         )
+        step()
         row = _build_row(source, plan, members, version, seg.path, seg.sha256, txn.version)
+        step()
         if decision is not None:  # which rule fired and why, beside the contamination checks
             row["checks"] = json.dumps({**json.loads(row["checks"]), "policy": decision})
         atomic_write_bytes(store.root / folder / "manifest.json", _manifest(row).encode())
@@ -106,13 +112,22 @@ def build(
     return result
 
 
-def _plan(store: StoreCore, spec: BuildSpec) -> tuple[BuildPlan, pa.Table]:
+# What a build's progress counts: the pool, its allocation, the members drawn, the floors checked (a plan's
+# steps), then the members file written and the build's checks (contamination, composition) done.
+PLAN_STEPS, BUILD_STEPS = 4, 6
+
+
+def _plan(store: StoreCore, spec: BuildSpec, step: Callable[[], None] = lambda: None) -> tuple[BuildPlan, pa.Table]:
     with store.reader() as con:
         readonly.lock_down(con, store.data)
         pool = create_pool(con, spec)
+        step()
         allocation = allocate(spec, pool)
+        step()
         members = select_members(con, pool, allocation, seed=spec.seed, spread=bool(spec.floors))
+        step()
     floors = _floors(store, spec, members)
+    step()
     plan = BuildPlan(spec, store.version, pool.size, allocation.rows(pool, spec.size), floors)
     return plan, members
 
@@ -213,10 +228,12 @@ class Build(BuildRecord):
         shard_size: str | int | None = None,
         force: bool = False,
         batch_rows: int = 65_536,
+        progress: Progress | None = None,
     ) -> ExportResult:
         """Write an export at `output` (see lineage.export): text and messages by default, `verbatim` for the
         records as they were (the default for jsonl); `split={"validation": 0.01}`; `shard_size` rows or "500MB";
-        a non-empty `output` needs `force`, which replaces it whole; the hf format streams `batch_rows` at a time."""
+        a non-empty `output` needs `force`, which replaces it whole; the hf format streams `batch_rows` at a time.
+        `progress(done, total)` counts the samples written."""
         from lineage.export import ExportOptions, export_build, parse_shard_size
         from lineage.export.splits import parse_splits
 
@@ -231,7 +248,7 @@ class Build(BuildRecord):
             force=force,
             batch_rows=batch_rows,
         )
-        return export_build(self, self.store.output_path(output), options)
+        return export_build(self, self.store.output_path(output), options, progress=progress)
 
     def iter_batches(
         self, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,

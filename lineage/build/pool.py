@@ -67,10 +67,10 @@ def _check_filters(con: duckdb.DuckDBPyConnection, names: list[str] | None) -> N
     """A misspelt filter would silently honour nobody's drops: every name must be a filter lineage knows (built
     in) or one that has run in this store (user filters, imported decisions, human review)."""
     from lineage.errors import SpecError
-    from lineage.filters.builtin import registry
+    from lineage.filters.base import BUILTINS, REGISTRY  # names only: no filter module is imported
 
     ran = con.execute("SELECT DISTINCT filter FROM runs").fetchall()
-    known = {*registry(), *ALWAYS_EXCLUDED_FILTERS, *(r[0] for r in ran)}
+    known = {*BUILTINS, *REGISTRY, *ALWAYS_EXCLUDED_FILTERS, *(r[0] for r in ran)}
     for name in names or []:
         if name not in known:
             raise SpecError(f"spec pool.exclude_dropped_by: unknown filter `{name}`; known: {', '.join(sorted(known))}")

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
 from lineage.build.spec import BuildSpec
-from lineage.filters.states import FilterState, filter_states
+from lineage.filters.incremental import FilterState, filter_states
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
     from lineage.filters.run import RunResult
+
 
 
 def describe(states: list[FilterState]) -> str:

@@ -7,7 +7,16 @@ from typing import Any
 
 import click
 
-from lineage.cli.common import emit, format_options, json_option, open_store, output_format, print_table, to_json
+from lineage.cli.common import (
+    emit,
+    format_options,
+    json_option,
+    open_store,
+    output_format,
+    print_table,
+    progress_bar,
+    to_json,
+)
 
 
 class BuildGroup(click.Group):
@@ -57,7 +66,10 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, refresh: bool, allow
     """
     from lineage.build import Build, shortfalls
 
-    result = open_store(ctx).build(spec, dry_run=dry_run, refresh=refresh, allow_stale=allow_stale)
+    with progress_bar(f"build {spec}", unit="steps") as progress:
+        result = open_store(ctx).build(
+            spec, dry_run=dry_run, refresh=refresh, allow_stale=allow_stale, progress=progress
+        )
     if isinstance(result, Build):
         info = result.info
         stale = json.loads(info["checks"]).get("stale_filters", {})
@@ -235,11 +247,12 @@ def export(
       lineage export mix@v1 --columns text,_lineage_source --shard-size 100000 --output out/mix
     """
     store = open_store(ctx)
-    result = store.export(
-        ref, output, format=fmt, columns=columns.split(",") if columns else None, verbatim=verbatim,
-        with_provenance=with_provenance, split=list(splits), split_seed=split_seed, shard_size=shard_size,
-        force=force,
-    )
+    with progress_bar(f"export {ref}") as progress:
+        result = store.export(
+            ref, output, format=fmt, columns=columns.split(",") if columns else None, verbatim=verbatim,
+            with_provenance=with_provenance, split=list(splits), split_seed=split_seed, shard_size=shard_size,
+            force=force, progress=progress,
+        )
     if as_json:
         click.echo(to_json({
             "path": str(result.path), "format": result.format, "columns": result.columns, "splits": result.splits,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import math
@@ -26,7 +27,32 @@ from lineage.errors import LineageError, cli_names, first_line
 
 class LineageGroup(click.Group):
     """Turns a LineageError or an OSError into `Error: <one line>` and exit status 1 (`--debug` keeps the
-    traceback)."""
+    traceback). `lazy_commands` maps command names to the module of `lineage.cli` defining them (in its
+    `COMMANDS`), imported when one of its commands is first asked for."""
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module = importlib.import_module(f"lineage.cli.{self.lazy_commands[cmd_name]}")
+            for command in module.COMMANDS:
+                accept_global_options(command)
+                self.add_command(command)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:  # click suggests among the commands loaded so far: all of them
+            possible = self.list_commands(ctx)
+            raise click.exceptions.NoSuchCommand(exc.command_name, possibilities=possible, ctx=ctx) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -40,11 +66,50 @@ class LineageGroup(click.Group):
             ctx.exit(1)
 
 
+_ENTRY_POINT = False  # running as the `lineage` process (`main`), not inside a caller's (tests, CliRunner)
+
+
+def set_entry_point() -> None:
+    global _ENTRY_POINT
+    _ENTRY_POINT = True
+
+
 def open_store(ctx: click.Context) -> Any:
     from lineage.store import Store
 
     obj = ctx.find_root().obj
-    return Store(obj["store_path"], as_of=obj["as_of"], wait=obj["wait"])
+    store = Store(obj["store_path"], as_of=obj["as_of"], wait=obj["wait"])
+    if _ENTRY_POINT:
+        skip_pandas_probe()
+    return store
+
+
+class _NoPandas:
+    """A sys.meta_path finder that refuses pandas."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas":
+            raise ModuleNotFoundError("lineage: not imported for pyarrow's probe", name=name)
+
+
+def skip_pandas_probe() -> None:
+    """Save the `lineage` process the 0.24 s of importing pandas, which pyarrow does (when pandas is installed) on
+    its first `pa.array` of Python values, only to ask whether a value is a pandas object (in its Python shim and
+    in its C++ type inference): this process never gives pyarrow one. Let that first probe find no pandas
+    (`sys.meta_path` refuses it for the one call); pyarrow remembers the answer for its checks, and
+    whatever truly needs pandas (`to_pandas()`, `Table.from_pandas`, or importing it) still imports it as usual.
+    (One difference when pandas is imported later in the process: `pa.array(categorical_series)` gives strings,
+    not a dictionary array; nothing in lineage does that.)"""
+    import pyarrow as pa
+
+    if "pandas" in sys.modules:
+        return
+    blocker = _NoPandas()
+    sys.meta_path.insert(0, blocker)
+    try:
+        pa.array(["probe"])
+    finally:
+        sys.meta_path.remove(blocker)
 
 
 def store_path(ctx: click.Context) -> str:

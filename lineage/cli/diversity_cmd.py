@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from lineage.cli.common import echo_err, engine_options, json_option, open_store, print_table, to_json
+from lineage.cli.common import echo_err, engine_options, json_option, open_store, print_table, progress_bar, to_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,20 +67,23 @@ def diversity(
       lineage diversity --by source --engine ray --ray-address auto
     """
     dims = [d.strip() for d in by.split(",") if d.strip()]
-    result = open_store(ctx).diversity(
-        by=dims,
-        where=where,
-        build=build,
-        metrics=metrics,
-        reference=reference,
-        sample_size=sample_size,
-        draws=draws,
-        seed=seed,
-        record=not no_record,
-        engine=engine,
-        workers=workers,
-        ray_address=ray_address,
-    )
+    store = open_store(ctx)
+    with progress_bar("diversity", unit="groups") as progress:
+        result = store.diversity(
+            by=dims,
+            where=where,
+            build=build,
+            metrics=metrics,
+            reference=reference,
+            sample_size=sample_size,
+            draws=draws,
+            seed=seed,
+            record=not no_record,
+            engine=engine,
+            workers=workers,
+            ray_address=ray_address,
+            progress=progress,
+        )
     if as_json:
         click.echo(to_json(result.table.to_pylist()))
         for note in result.notes:

@@ -43,8 +43,8 @@ def filter_group() -> None:
 @click.option(
     "--memory-limit",
     metavar="SIZE",
-    help="What near-dedup's out-of-core steps hold in memory before they spill to STORE/tmp, e.g. 2GB "
-    "(default: a tenth of this machine's memory).",
+    help="What the out-of-core steps of near-dedup, exact-dedup and contamination hold in memory before they "
+    "spill to STORE/tmp, e.g. 2GB (default: a tenth of this machine's memory).",
 )
 @engine_options(
     ("local", "inline", "ray"),

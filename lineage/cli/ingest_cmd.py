@@ -66,9 +66,9 @@ def _gen_params(value: str | None) -> dict[str, object] | None:
 @click.option("--set", "set_name", help="Add the ingested samples to this set (created if new).")
 @click.option(
     "--memory-limit",
-    default=DEFAULT_MEMORY_LIMIT,
-    show_default=True,
-    help="Memory for staging rows; beyond it they spill to STORE/tmp.",
+    default=None,
+    help=f"Memory for staging rows; beyond it they spill to STORE/tmp (default: a tenth of this machine's memory, at "
+    f"least {DEFAULT_MEMORY_LIMIT}).",
 )
 @json_option
 @click.pass_context

@@ -14,6 +14,7 @@ from lineage.cli.common import (
     open_store,
     output_format,
     print_table,
+    progress_bar,
     to_json,
 )
 
@@ -189,7 +190,11 @@ def eval_outputs_cmd(
     Example:
       lineage eval outputs gen-2 samples.jsonl --sample-size 500
     """
-    result = open_store(ctx).eval_outputs(model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed)
+    store = open_store(ctx)
+    with progress_bar(f"eval outputs {file}", unit="steps") as progress:
+        result = store.eval_outputs(
+            model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, progress=progress
+        )
     _report(result, as_json, "output diversity evals")
 
 

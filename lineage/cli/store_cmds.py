@@ -151,7 +151,7 @@ def compact(ctx: click.Context, target_rows: int | None, samples_only: bool, aut
         store.set_auto_compact(None if auto == "off" else int(auto))
         click.echo(f"automatic compaction: {'off' if auto in ('off', '0') else f'merge {auto} segments per tier'}")
         return
-    kinds = ("samples",) if samples_only else ("samples", "events")
+    kinds = ("samples", "edges") if samples_only else ("samples", "events", "edges")
     result = store.compact(kinds=kinds, target_rows=target_rows)
     if as_json:
         click.echo(to_json(result.__dict__))

@@ -28,6 +28,7 @@ from lineage.schemas import (
     BATCHES,
     BUILDS,
     COMMITS,
+    EDGES,
     EVALS,
     EVENTS,
     META,
@@ -79,9 +80,51 @@ def _retirable_segments(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"ALTER TABLE {SCHEMA}.segments ADD COLUMN IF NOT EXISTS retired_version BIGINT")
 
 
+def _materialised_edges(con: duckdb.DuckDBPyConnection) -> None:
+    """Format 4 -> 5: each samples segment gets an `edges` segment (`lineage.core.edges`), registered at the same
+    version and retired at the same version as it, so a read as of any retained version sees the edges of exactly
+    its samples. Self-contained: it reads the segments' `parent_ids` and writes the files itself (a crash before
+    the catalog commit leaves only orphans, which `gc` removes; the migration then starts again)."""
+    from lineage.core.location import Location
+    from lineage.core.segments import write_parquet, write_segment
+
+    catalog_file = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    root = Path(catalog_file.fetchall()[0][0]).parent
+    data = Location.open(root, data_uri(con))
+    rows = con.execute(
+        f"SELECT path, ref_id, version, retired_version FROM {SCHEMA}.segments WHERE kind = 'samples' "
+        "ORDER BY version, segment_id"
+    ).fetchall()
+    work = duckdb.connect(":memory:")
+    try:
+        data.register(work)
+        for path, ref_id, version, retired in rows:
+            if retired is not None and not data.exists(path):
+                continue  # removed by `gc` with a retention: no retained version reads it
+            src = f"read_parquet({sql_string(data.sql_path(path))})"
+            if not work.execute(f"SELECT count(*) FROM (SELECT unnest(parent_ids) FROM {src})").fetchall()[0][0]:
+                continue
+            sql = (
+                f"WITH links AS (SELECT sample_id AS child, unnest(parent_ids) AS parent FROM {src}) "
+                "SELECT * FROM (SELECT child AS sample_id, 'parent' AS relation, parent AS related_id FROM links "
+                "UNION ALL SELECT parent, 'child', child FROM links) ORDER BY ALL"
+            )
+            segment_id = str(uuid.uuid4())
+            seg = write_segment(data, "edges", segment_id, lambda draft, q=sql: write_parquet(
+                draft, EDGES, work.sql(q).to_arrow_reader(8192), bloom=("sample_id",), bloom_rows=8192))
+            con.execute(
+                f"INSERT INTO {SCHEMA}.segments VALUES (?, 'edges', ?, ?, ?, ?, ?, ?, ?)",
+                [seg.segment_id, seg.path, seg.row_count, seg.size_bytes, seg.sha256, ref_id, version, retired],
+            )
+    finally:
+        work.close()
+
+
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _identity_by_record, 2: _retirable_segments}
-FORMAT_VERSION = 3
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
+    1: _identity_by_record, 2: _retirable_segments, 3: lambda con: None, 4: _materialised_edges,
+}  # TODO(provenance): 3 -> 4 belongs to the `decisions` branch; a no-op here until it lands
+FORMAT_VERSION = 5
 
 
 WAIT_NOTICE = 2.0  # seconds of waiting for the catalog file before saying so on stderr
@@ -106,7 +149,7 @@ def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.Duc
 
 def snapshot(
     path: Path, *, timeout: float = 30.0, into: duckdb.DuckDBPyConnection | None = None,
-    tables: set[str] | None = None,
+    tables: set[str] | None = None, as_of: int | None = None, whole: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory copy of the catalog's tables: readers hold the file only while copying (never for the length
     of a query, so a writer's commit never waits on one), and the copy cannot reach the catalog file.
@@ -115,6 +158,10 @@ def snapshot(
     attached to it for this connection alone (its default database until `release`), which saves starting a
     DuckDB instance (~16 ms of CPU, as much as a small query). Default: a new instance of its own.
     `tables`: copy only these catalog tables (see `tables_read`); default all.
+    `whole=False`: copy only what the views read of the two tables that grow with every commit, so that a query
+    costs the same after 10 commits or 10,000: of `segments`, the rows read `as_of` (default: the latest version);
+    of `commits`, unless `tables` names it, the latest commit alone. `whole=True` is for a query that may read the
+    catalog's own tables (`_lineage.segments`, ...).
     """
     con = duckdb.connect(":memory:") if into is None else into
     try:
@@ -127,17 +174,30 @@ def snapshot(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'live' AND schema_name = ?", [SCHEMA]
         ).fetchall()
         con.execute(f"CREATE SCHEMA {SCHEMA}")
+        latest = con.execute(f"SELECT max(version) FROM live.{SCHEMA}.commits").fetchall()[0][0]
+        version = latest if as_of is None else as_of
         for (name,) in found:
-            if tables is not None and name not in tables:
+            wanted = tables is None or name in tables
+            if not wanted and name != "commits":
                 continue
             table = f"{SCHEMA}.{quote_ident(name)}"
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM live.{table}")
+            rows = _rows(name, wanted, whole, version, latest)
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM live.{table}{rows}")
         con.execute("DETACH live")
     except BaseException:
         release(con)
         con.close()
         raise
     return con
+
+
+def _rows(name: str, wanted: bool, whole: bool, version: int, latest: int) -> str:
+    """Which rows of catalog table `name` a snapshot copies (see `snapshot`): a WHERE clause, or all."""
+    if not wanted:  # `commits`, which `current_version` reads
+        return f" WHERE version = {int(latest)}"
+    if name == "segments" and not whole:
+        return f" WHERE {LIVE_AT.format(v=int(version))}"
+    return ""
 
 
 def release(con: duckdb.DuckDBPyConnection) -> None:
@@ -269,16 +329,7 @@ def segment_paths(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) 
     return [r[0] for r in rows]
 
 
-def with_descendants(seeds: str) -> str:
-    """SQL of (sample_id, root): the rows of `seeds` (a query of sample_id, root) and every descendant of each,
-    with the smallest root that reaches it. The one place lineage walks `lineage_edges` down from many samples
-    (the `descendants` and `tainted_samples` macros walk from one sample, and from the protected sets)."""
-    return f"""WITH RECURSIVE walk(sample_id, root) AS (
-    {seeds}
-    UNION
-    SELECT e.child_id, w.root FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
-)
-SELECT sample_id, min(root) AS root FROM walk GROUP BY sample_id"""
+SEGMENT_SCHEMAS = {"samples": SAMPLES, "events": EVENTS, "edges": EDGES}
 
 
 def _segment_view(name: str, paths: Sequence[str], schema: pa.Schema) -> str:
@@ -302,10 +353,25 @@ CREATE OR REPLACE TEMP VIEW models AS SELECT * FROM {schema}.models WHERE versio
 CREATE OR REPLACE TEMP VIEW evals AS SELECT * FROM {schema}.evals WHERE version <= {v};
 CREATE OR REPLACE TEMP VIEW events AS
     SELECT r.filter, e.* FROM _events e JOIN runs r USING (run_id);
+CREATE OR REPLACE TEMP VIEW _status_runs AS
+    WITH covered AS (
+        SELECT r.filter, max(r.version) AS since FROM runs r JOIN commits c ON c.version = r.version
+        WHERE CASE WHEN json_valid(c.summary) THEN json_extract_string(c.summary, '$.covers_all') END = 'true'
+        GROUP BY r.filter
+    )
+    SELECT r.run_id, r.filter, coalesce(r.version = f.since, false) AS base
+    FROM runs r LEFT JOIN covered f USING (filter) WHERE r.version >= coalesce(f.since, 0);
 CREATE OR REPLACE TEMP VIEW status AS
-    SELECT * FROM events QUALIFY row_number() OVER (PARTITION BY sample_id, filter ORDER BY version DESC) = 1;
+    WITH tail AS MATERIALIZED (
+        SELECT s.filter, e.* FROM _status_tail e JOIN _status_runs s USING (run_id) WHERE NOT s.base
+        QUALIFY row_number() OVER (PARTITION BY e.sample_id, s.filter ORDER BY e.version DESC) = 1
+    )
+    SELECT * FROM tail
+    UNION ALL
+    SELECT s.filter, e.* FROM _status_base e JOIN _status_runs s USING (run_id)
+    WHERE s.base AND NOT EXISTS (SELECT 1 FROM tail t WHERE t.sample_id = e.sample_id AND t.filter = s.filter);
 CREATE OR REPLACE TEMP VIEW lineage_edges AS
-    SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples;
+    SELECT related_id AS parent_id, sample_id AS child_id FROM _edges WHERE relation = 'parent';
 CREATE OR REPLACE TEMP MACRO sample_ref(ref) AS (
     -- What `lineage show` takes: a sample id, your own id, SOURCE:ID, else a unique prefix of a sample id
     -- (tried last: a short external id such as `a2` is often also a prefix of some hex id).
@@ -355,18 +421,26 @@ CREATE OR REPLACE TEMP MACRO descendants(id) AS TABLE
     )
     SELECT sample_id, min(depth) AS depth FROM walk GROUP BY sample_id ORDER BY depth, sample_id;
 """
+# `status` is the latest decision per sample and filter. `_status_runs` are the runs that can still hold one: per
+# filter, its latest run over every sample (`base`: its commit summary says `covers_all`, and it decided each sample
+# once) and the runs after it; all of the filter's runs when none covered every sample. The runs before a base are
+# superseded for every sample, and their segments are not read (`status_segment_paths`); of the rest, only the
+# decisions after the base are sorted by version. So a query of `status` costs what the current decisions cost, not
+# the history: after twenty runs over every sample it reads one run's decisions.
 # VIEWS_SQL one statement at a time, by the name it creates (a statement ends at a `;` that ends its line).
 VIEW_DDL: dict[str, str] = {
     re.search(r"TEMP (?:VIEW|MACRO) (\w+)", ddl).group(1): ddl  # type: ignore[union-attr]
     for ddl in re.split(r";\n", VIEWS_SQL) if ddl.strip()
 }
-VIEW_NAMES = ("samples", "_events", *VIEW_DDL, "build_members")
+VIEW_NAMES = ("samples", "_events", "_edges", "_status_base", "_status_tail", *VIEW_DDL, "build_members")
 _NAMED = re.compile(r"\b(" + "|".join(VIEW_NAMES) + r")\b", re.IGNORECASE)
 # What each view and macro reads of the others (created before it).
 VIEW_INPUTS: dict[str, set[str]] = {
     name: {m.lower() for m in _NAMED.findall(re.split(r"\bAS\b", ddl, maxsplit=1)[1])} - {name}
     for name, ddl in VIEW_DDL.items()
 }
+# Made by `create_views`, not DDL: the events segments of `_status_runs`' base runs, and of the others.
+VIEW_INPUTS["_status_base"] = VIEW_INPUTS["_status_tail"] = {"_status_runs"}
 # A query that lists what exists (duckdb_views(), information_schema, SHOW ..., DESCRIBE) or reads the catalog's
 # own tables (`_lineage.x`) sees every view and table.
 _LISTS = re.compile(
@@ -379,8 +453,9 @@ def tables_read(views: set[str] | None) -> set[str] | None:
     if views is None:
         return None
     wanted = _with_inputs(views)
-    segments = {"segments"} if wanted & {"samples", "_events"} else set()
-    return {"commits", *segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
+    segments = {"segments"} if wanted & {"samples", "_events", "_edges", "_status_base", "_status_tail"} else set()
+    # `commits` is always there (the latest version is read from it), but copied whole only when a view reads it.
+    return {*segments, *(wanted & set(TABLES)), *({"builds"} if "build_members" in wanted else set())}
 
 
 def views_named(query: str) -> set[str] | None:
@@ -395,7 +470,7 @@ def views_named(query: str) -> set[str] | None:
 def segment_view(con: duckdb.DuckDBPyConnection, name: str, data: Location, kind: str, paths: list[str]) -> None:
     """A temporary view `name` over segments of `kind` (samples or events), `paths` as `segment_paths` gives."""
     data.register(con)
-    con.execute(_segment_view(name, [data.sql_path(p) for p in paths], SAMPLES if kind == "samples" else EVENTS))
+    con.execute(_segment_view(name, [data.sql_path(p) for p in paths], SEGMENT_SCHEMAS[kind]))
 
 
 def create_views(
@@ -409,11 +484,35 @@ def create_views(
         segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
     if "_events" in wanted:
         segment_view(con, "_events", data, "events", segment_paths(con, "events", version))
+    if "_edges" in wanted:
+        segment_view(con, "_edges", data, "edges", segment_paths(con, "edges", version))
     for name, ddl in VIEW_DDL.items():
+        if name == "status" and "_status_base" in wanted:
+            for base in (True, False):
+                paths = status_segment_paths(con, version, base=base)
+                segment_view(con, "_status_base" if base else "_status_tail", data, "events", paths)
         if name in wanted:
             con.execute(ddl.format(schema=SCHEMA, v=int(version), live=LIVE_AT.format(v=int(version))))
     if "build_members" in wanted:
         con.execute(_build_members_view(con, data, int(version)))
+
+
+# The events segments live at the views' version that hold events of `_status_runs` (its base runs, or the others):
+# a run's own segments (ref_id is the run), and those of compactions (ref_id is no run), which mix runs and are
+# filtered by run_id row by row.
+STATUS_SEGMENTS_SQL = """
+SELECT path FROM {schema}.segments s
+WHERE s.kind = 'events' AND {live} AND (s.ref_id IN (SELECT run_id FROM _status_runs WHERE base = $base)
+    OR NOT EXISTS (SELECT 1 FROM {schema}.runs r WHERE r.run_id = s.ref_id))
+ORDER BY s.version, s.segment_id
+"""
+
+
+def status_segment_paths(con: duckdb.DuckDBPyConnection, version: int, *, base: bool) -> list[str]:
+    """The events segments the `status` view as of `version` reads (after `_status_runs` is made) for its base
+    runs, or for the runs after them: none of superseded runs."""
+    sql = STATUS_SEGMENTS_SQL.format(schema=SCHEMA, live=LIVE_AT.format(v=int(version)))
+    return [r[0] for r in con.execute(sql, {"base": base}).fetchall()]
 
 
 def _with_inputs(names: set[str]) -> set[str]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 CATALOG_FILE = "lineage.duckdb"
 LOCK_FILE = "lineage.lock"
-LAYOUT = ("data/samples", "data/events", "data/features", "builds", "tmp")
+LAYOUT = ("data/samples", "data/events", "data/edges", "data/features", "builds", "tmp")
 LOCAL_LAYOUT = ("builds", "tmp")  # what stays in the store directory when the data lives elsewhere
 DATA_FOLDERS = ("data/", "tmp/")  # relative paths the data location holds
 INIT_FILE = f".{CATALOG_FILE}.init"
@@ -222,21 +222,26 @@ class StoreCore:
         finally:
             con.close()
 
-    def _snapshot(self, tables: set[str] | None) -> duckdb.DuckDBPyConnection:
+    def _snapshot(self, tables: set[str] | None, whole: bool) -> duckdb.DuckDBPyConnection:
         """A connection over an in-memory copy of the catalog (`catalog.snapshot`), in `_instance` when free."""
         if not self._attaching.acquire(blocking=False):
-            return catalog.snapshot(self.catalog_path, tables=tables)
+            return catalog.snapshot(self.catalog_path, tables=tables, as_of=self.as_of, whole=whole)
         try:
-            return catalog.snapshot(self.catalog_path, into=self._instance(), tables=tables)
+            return catalog.snapshot(
+                self.catalog_path, into=self._instance(), tables=tables, as_of=self.as_of, whole=whole
+            )
         finally:
             self._attaching.release()
 
     @contextmanager
-    def reader(self, *, views: set[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def reader(
+        self, *, views: set[str] | None = None, whole: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection with the user-facing views (all, or `views` and what they read), as of this store's
-        version, over an in-memory copy of the catalog (see `catalog.snapshot`)."""
+        version, over an in-memory copy of the catalog (see `catalog.snapshot`: `whole` copies the catalog's own
+        tables whole, for a query that reads them; otherwise only what the views read)."""
         try:
-            con = self._snapshot(catalog.tables_read(views))
+            con = self._snapshot(catalog.tables_read(views), whole)
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
         try:
@@ -372,7 +377,8 @@ class StoreCore:
         `timeout` (seconds) stops a query that runs longer; `memory_limit` (DuckDB's, e.g. "2GB") bounds it.
         """
         # Only the views the query names (and what they read): `SELECT 1` costs the same over 10 or 10,000 segments.
-        with self.reader(views=catalog.views_named(query)) as con:
+        views = catalog.views_named(query)
+        with self.reader(views=views, whole=views is None) as con:
             readonly.lock_down(con, self.data, memory_limit=memory_limit)
             return readonly.run(con, query, params, timeout=timeout)
 

@@ -23,12 +23,24 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from lineage.errors import StoreError, first_line
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow.fs as pafs
+else:
+
+    class _LazyFs:
+        """`pyarrow.fs`, imported on first use: it costs ~10 ms of a short command's CPU (its S3, GCS, Azure
+        and HDFS modules, ssl), and a local store reads its files through DuckDB without it."""
+
+        def __getattr__(self, name: str) -> Any:
+            import pyarrow.fs
+
+            return getattr(pyarrow.fs, name)
+
+    pafs = _LazyFs()
 
 PROTOCOL = "lineage"  # = remote_fs.PROTOCOL (tests/test_remote.py checks): how DuckDB sees a non-POSIX location
 TMP_PREFIX = ".tmp-"
@@ -59,7 +71,7 @@ def fsync_path(path: Path | str) -> None:
 class Location:
     """A base folder on a filesystem; `scratch` is the driver's local folder for files on their way up."""
 
-    fs: pafs.FileSystem
+    filesystem: pafs.FileSystem | None  # None: the local disk (see `fs`)
     base: str
     scratch: Path
     uri: str | None = None  # None: the store directory itself
@@ -68,10 +80,10 @@ class Location:
     def open(cls, root: Path, uri: str | None) -> Location:
         scratch = root.resolve() / "tmp"
         if uri is None:
-            return cls(pafs.LocalFileSystem(), str(root.resolve()), scratch)
+            return cls(None, str(root.resolve()), scratch)
         if "://" not in uri:  # a plain path (an NFS mount): absolute, so it means the same from any cwd
             path = Path(uri).expanduser().resolve()
-            return cls(pafs.LocalFileSystem(), str(path), scratch, str(path))
+            return cls(None, str(path), scratch, str(path))
         if urlsplit(uri).password is not None or urlsplit(uri).username is not None:
             raise StoreError(f"data location `{_redacted(uri)}`: put credentials in the environment, not the URI")
         try:
@@ -83,8 +95,12 @@ class Location:
         return cls(fs, base.rstrip("/"), scratch, uri)
 
     @property
+    def fs(self) -> pafs.FileSystem:
+        return self.filesystem if self.filesystem is not None else pafs.LocalFileSystem()
+
+    @property
     def posix(self) -> bool:
-        return isinstance(self.fs, pafs.LocalFileSystem)
+        return self.filesystem is None or isinstance(self.filesystem, pafs.LocalFileSystem)
 
     def __str__(self) -> str:
         return self.uri or self.base

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage.core.sqlutil import sql_string
-from lineage.errors import QueryError, first_line
+from lineage.errors import QueryError, first_line, given, option
 from lineage.limits import QUERY_MEMORY_LIMIT, QUERY_TIMEOUT
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def lock_down(con: duckdb.DuckDBPyConnection, data: Location, *, memory_limit: s
         try:
             con.execute(f"SET memory_limit = {sql_string(memory_limit)}")
         except duckdb.Error as exc:
-            raise QueryError(f"--memory-limit `{memory_limit}`: {first_line(exc)}") from None
+            raise QueryError(f"{given('memory_limit', memory_limit)}: {first_line(exc)}") from None
     con.execute(f"SET allowed_directories = [{allowed}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
@@ -136,9 +136,11 @@ def run(
         try:
             return con.sql(query, params=params or None).to_arrow_table()
         except duckdb.InterruptException:
-            raise QueryError(f"the query ran longer than {timeout:g} s and was stopped; raise --timeout") from None
+            raise QueryError(
+                f"the query ran longer than {timeout:g} s and was stopped; raise {option('timeout', 'SECONDS')}"
+            ) from None
         except duckdb.OutOfMemoryException as exc:
-            raise QueryError(f"{first_line(exc)}; raise --memory-limit") from None
+            raise QueryError(f"{first_line(exc)}; raise {option('memory_limit', 'SIZE')}") from None
         except duckdb.Error as exc:
             raise QueryError(first_line(exc)) from None
 

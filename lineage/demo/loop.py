@@ -28,7 +28,7 @@ import numpy as np
 
 from lineage.core.sqlutil import sql_string
 from lineage.demo.lm import BigramLM, Vocabulary, tokenize
-from lineage.errors import LineageError
+from lineage.errors import LineageError, flag
 from lineage.store import Store
 
 POLICIES = ("replace", "accumulate", "governed")
@@ -103,7 +103,7 @@ def run_demo(
 def _fresh_store(directory: Path, force: bool) -> Store:
     if directory.exists() and any(directory.iterdir()):
         if not force:
-            raise LineageError(f"`{directory}` is not empty; pass --force to replace it, or choose another DIR")
+            raise LineageError(f"`{directory}` is not empty; pass {flag('force')} to replace it, or choose another DIR")
         if not (directory / "lineage.duckdb").exists():
             raise LineageError(f"`{directory}` is not a lineage store; refusing to delete it")
         shutil.rmtree(directory)

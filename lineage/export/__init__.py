@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from lineage import licenses
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError, UsageError
+from lineage.errors import LineageError, UsageError, flag, option
 from lineage.export import columns as cols
 from lineage.export.files import ExportOptions, Shards, describe, write_split
 from lineage.export.records import register_records
@@ -35,6 +35,7 @@ from lineage.outputs import OUTPUT_JOURNAL, replace_dir
 
 if TYPE_CHECKING:
     from lineage.build.record import BuildRecord
+    from lineage.progress import Progress
 
 __all__ = ["FORMATS", "ExportOptions", "ExportResult", "export_build", "iter_batches", "parse_shard_size"]
 
@@ -65,13 +66,18 @@ def parse_shard_size(value: str | int | None) -> Shards:
     return Shards(bytes=int(m.group(1)) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)])
 
 
-def export_build(build: BuildRecord, output: Path, options: ExportOptions) -> ExportResult:
-    """Write the export of `build` at `output` (already checked by Store.output_path)."""
+def export_build(
+    build: BuildRecord, output: Path, options: ExportOptions, *, progress: Progress | None = None
+) -> ExportResult:
+    """Write the export of `build` at `output` (already checked by Store.output_path); `progress(done, total)`
+    counts the samples written, a split at a time."""
     if options.format not in FORMATS:
         raise LineageError(f"unknown export format `{options.format}`; choose from {', '.join(FORMATS)}")
     verbatim = options.verbatim if options.verbatim is not None else options.format == "jsonl" and not options.columns
     if verbatim and options.columns:
-        raise LineageError("--columns picks training columns; --verbatim writes the records as they were: not both")
+        raise LineageError(
+            f"{option('columns')} picks training columns; {flag('verbatim')} writes the records as they were: not both"
+        )
     columns = [] if verbatim else cols.choose(options.columns, provenance=options.provenance)
     splits = parse_splits(options.splits)
     seed = options.split_seed if options.split_seed is not None else build.info["seed"]
@@ -82,13 +88,14 @@ def export_build(build: BuildRecord, output: Path, options: ExportOptions) -> Ex
         con.register("_export_members", members)
         names = ["train", *splits]
         counts = dict(zip(names, (_count(members, n) for n in names), strict=True))
+        written = _written(counts, progress)
         if options.format == "hf":
             from lineage.export.hf import write_hf
 
             query = _queries(columns, verbatim, options.provenance)
-            files = write_hf(con, tmp, names, query, verbatim, options, counts)
+            files = write_hf(con, tmp, names, query, verbatim, options, counts, written)
         else:
-            files = _write_files(con, tmp, names, columns, verbatim, options)
+            files = _write_files(con, tmp, names, columns, verbatim, options, written)
         mix = licenses.composition(_license_counts(con))
         result = ExportResult(output, options.format, columns, counts, files, mix, licenses.warnings(mix))
         manifest = _manifest(build, result, verbatim, splits, seed, options)
@@ -98,6 +105,21 @@ def export_build(build: BuildRecord, output: Path, options: ExportOptions) -> Ex
         doc = croissant(build, manifest, _generators(con), con)
         (tmp / "croissant.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _written(counts: dict[str, int], progress: Progress | None) -> Callable[[str], None]:
+    """What each split's writer calls when the split is written: the samples done so far, of all splits."""
+    total, done = sum(counts.values()), 0
+
+    def split_done(split: str) -> None:
+        nonlocal done
+        done += counts[split]
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+    return split_done
 
 
 def _quiet(con: duckdb.DuckDBPyConnection) -> None:
@@ -128,7 +150,7 @@ def _queries(columns: list[str], verbatim: bool, provenance: bool) -> Any:
 
 def _write_files(
     con: duckdb.DuckDBPyConnection, root: Path, names: list[str], columns: list[str], verbatim: bool,
-    options: ExportOptions,
+    options: ExportOptions, written: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     query = _queries(columns, verbatim, options.provenance)
     kind = options.format
@@ -141,6 +163,7 @@ def _write_files(
             q = register_records(con, split, options.provenance)
         for path in write_split(con, q, root / "data", split, kind=kind, shards=options.shards):
             files.append(describe(path, root, split))
+        written(split)
     return files
 
 

@@ -41,7 +41,7 @@ WINDOW_BATCHES = 4
 
 def write_hf(
     con: duckdb.DuckDBPyConnection, root: Path, names: list[str], query: Callable[..., str], verbatim: bool,
-    options: ExportOptions, counts: dict[str, int],
+    options: ExportOptions, counts: dict[str, int], written: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     try:
         import datasets
@@ -55,6 +55,7 @@ def write_hf(
         batches = _batches(con, split, query, verbatim, options.provenance, options.batch_rows)
         arrow = _write_stream(batches, scratch / f"{split}.arrow", root / MIRROR / f"{split}-00000-of-00001.parquet")
         parts[split] = datasets.Dataset.from_file(str(arrow))  # memory-mapped, not read into memory
+        written(split)
     shards: dict[str, Any] = {}
     if options.shards.rows:
         shards["num_shards"] = {s: max(1, -(-counts[s] // options.shards.rows)) for s in names}

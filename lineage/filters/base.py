@@ -14,6 +14,7 @@ snake_case), related_id (the duplicate kept instead, the held-out item matched),
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -23,12 +24,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
-    from lineage.filters.incremental import Prior
 
 # Columns every filter may read; a filter names the ones it needs in `columns`.
 BASE_COLUMNS = ("sample_id", "origin", "generation", "version", "input_row", "content_hash")
@@ -81,10 +81,11 @@ class SelectionFilter(Filter):
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         raise NotImplementedError
 
-    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+    def decide_new(self, features: pa.Table, prior: Any, context: SelectionContext) -> pa.Table:
         """Incremental reduce: decide the new samples (`features`) against those decided before with the same
-        params (`prior`). May also return decisions of earlier samples: those whose decision the new ones
-        change (only the changes are recorded). Filters that do not override it run over their whole scope."""
+        params (`prior`, a `lineage.filters.incremental.Prior`). May also return decisions of earlier samples:
+        those whose decision the new ones change (only the changes are recorded). Filters that do not override it
+        run over their whole scope."""
         raise NotImplementedError
 
 
@@ -93,6 +94,44 @@ REGISTRY: dict[str, type[Filter]] = {}
 
 def register(cls: type[Filter]) -> type[Filter]:
     REGISTRY[cls.name] = cls
+    return cls
+
+
+# The built-in filters' modules (under lineage.filters), each imported when its filter is first named: importing
+# them all costs ~30 ms, a tenth of a short command. tests/test_startup.py checks this map against builtin.py.
+BUILTINS = {
+    "contamination": "contamination",
+    "exact-dedup": "exact_dedup",
+    "near-dedup": "near_dedup",
+    "quality": "quality",
+    "semantic-dedup": "semantic_dedup",
+    "sql": "sql_filter",
+    "takedown": "takedown",
+}
+
+
+def filter_class(name: str, module: str | None = None) -> type[Filter]:
+    """A registered filter, or a user filter `package.module:ClassName`. A built-in filter's module is imported
+    by name (`BUILTINS`), the way a user filter's is: this module stays below the filters it registers."""
+    if module:
+        return _load_user_filter(module)
+    if name in BUILTINS:
+        importlib.import_module(f"lineage.filters.{BUILTINS[name]}")  # registers on import
+    if name not in REGISTRY:
+        raise LineageError(f"unknown filter `{name}`; available: {', '.join(sorted({*BUILTINS, *REGISTRY}))}")
+    return REGISTRY[name]
+
+
+def _load_user_filter(spec: str) -> type[Filter]:
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise LineageError(f"{option('module')} must look like package.module:ClassName, got `{spec}`")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise LineageError(f"cannot load filter `{spec}`: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, SampleFilter | SelectionFilter)):
+        raise LineageError(f"`{spec}` is not a lineage SampleFilter or SelectionFilter subclass")
     return cls
 
 

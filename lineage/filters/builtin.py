@@ -1,11 +1,10 @@
-"""The built-in filters (importing this module registers every one), and how a filter is found by name."""
+"""The built-in filters: importing this module registers every one (a run imports only the module of the filter
+it runs, by name: `lineage.filters.base.filter_class`)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from lineage.errors import LineageError
 from lineage.filters import (  # noqa: F401  (each registers its filter on import)
     contamination,
     exact_dedup,
@@ -15,7 +14,7 @@ from lineage.filters import (  # noqa: F401  (each registers its filter on impor
     sql_filter,
     takedown,
 )
-from lineage.filters.base import REGISTRY, Filter, SampleFilter, SelectionFilter
+from lineage.filters.base import REGISTRY, Filter
 
 
 def registry() -> dict[str, type[Filter]]:
@@ -35,25 +34,3 @@ def describe_filters() -> list[dict[str, Any]]:
         }
         for name, cls in sorted(REGISTRY.items())
     ]
-
-
-def filter_class(name: str, module: str | None = None) -> type[Filter]:
-    """A registered filter, or a user filter `package.module:ClassName`."""
-    if module:
-        return _load_user_filter(module)
-    if name not in REGISTRY:
-        raise LineageError(f"unknown filter `{name}`; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def _load_user_filter(spec: str) -> type[Filter]:
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise LineageError(f"--module must look like package.module:ClassName, got `{spec}`")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise LineageError(f"cannot load filter `{spec}`: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, SampleFilter | SelectionFilter)):
-        raise LineageError(f"`{spec}` is not a lineage SampleFilter or SelectionFilter subclass")
-    return cls

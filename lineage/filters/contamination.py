@@ -25,14 +25,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from lineage.core.catalog import with_descendants
+from lineage.core.edges import reach
 from lineage.features import containment
 from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
+from lineage.filters.bounded import BoundedRun, stage_stream
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
+    from lineage.core.selection import Selection
+    from lineage.filters.events import Decided
     from lineage.filters.incremental import Prior
 
 PROTECTED_SQL = """
@@ -40,12 +43,6 @@ SELECT s.sample_id, s.text, s.content_hash, s.origin, s.generation, s.version, s
 FROM protected_samples(?) JOIN samples s USING (sample_id)
 ORDER BY s.sample_id
 """
-
-# Descendants of every seed (protected or contaminated), each with the held-out item it traces back to.
-LINEAGE_SQL = (
-    f"SELECT * FROM ({with_descendants('SELECT sample_id, root FROM _seeds')}) "
-    "WHERE sample_id NOT IN (SELECT sample_id FROM _seeds)"
-)
 
 
 # A leak found by detection or lineage: the sample, the protected item, the reason, the share found.
@@ -232,6 +229,27 @@ class ContaminationFilter(SelectionFilter):
         seeds = dict(zip(leaks["sample_id"].to_pylist(), leaks["related_id"].to_pylist(), strict=True))
         return self.decide_all(features, context, seeds=seeds)
 
+    def decide_bounded(self, selection: Selection, run: BoundedRun) -> Decided:
+        """`decide_all`'s decisions in bounded memory: detection is per sample, so the selection is streamed in
+        batches (texts never all held); the leaks found (few) get their lineage, then a second stream of the
+        selection's ids writes every decision (`lineage.filters.bounded.stage_stream`)."""
+        protected = protected_items(run.store, self.params.set_names())
+        index = build_index(protected, self.params) if protected.num_rows else None
+        parts, done = [FOUND.empty_table()], 0
+        for batch in selection.batches(["sample_id", "text", "content_hash"], ordered=False):
+            leaks = detect(protected, batch["text"], batch["content_hash"], self.params, index=index)
+            parts.append(found_table(batch["sample_id"], leaks))
+            done += batch.num_rows
+            if run.progress:
+                run.progress(done, selection.count)
+        found = with_lineage(run.store, pa.concat_tables(parts), protected, {})
+        protected_ids = protected["sample_id"]
+        stream = (
+            (batch, decisions(batch["sample_id"], found, protected_ids))
+            for batch in selection.batches(["sample_id", "source"], ordered=False)
+        )
+        return stage_stream(run, self.name, stream)
+
     def decide_all(
         self, features: pa.Table, context: SelectionContext, *, seeds: dict[str, str] | None = None
     ) -> pa.Table:
@@ -244,10 +262,7 @@ class ContaminationFilter(SelectionFilter):
 
 
 def descendants(con: Any, seeds: dict[str, str]) -> dict[str, str]:
-    """Every descendant of a seed that is not a seed itself, with the root (held-out item) it traces back to."""
-    con.register("_seeds", pa.table({"sample_id": list(seeds), "root": list(seeds.values())},
-                                    schema=pa.schema([("sample_id", pa.string()), ("root", pa.string())])))
-    try:
-        return dict(con.execute(LINEAGE_SQL).fetchall())
-    finally:
-        con.unregister("_seeds")
+    """Every descendant of a seed that is not a seed itself, with the root (held-out item) it traces back to (the
+    smallest, where several do). Point lookups over the edges segments (`lineage.core.edges.reach`): the cost follows
+    the seeds' families, not the store."""
+    return {s: root for s, root in reach(con, seeds).items() if s not in seeds}

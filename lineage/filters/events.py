@@ -98,7 +98,11 @@ class Decided:
         counts, reasons = tally(table)
 
         def register(txn: Transaction) -> None:
-            txn.write_segment("events", run_id, lambda tmp: write_events(tmp, table, run_id, txn.version))
+            segment = txn.write_segment("events", run_id, lambda tmp: write_events(tmp, table, run_id, txn.version))
+            if txn.store.data.posix:  # the lookup index incremental runs read old decisions through
+                from lineage.features.decisionindex import DecisionIndex
+
+                DecisionIndex.write(txn.store.data, segment.path, stamp(table, run_id, txn.version))
 
         return cls(table.num_rows, counts, reasons, register, table)
 
@@ -115,6 +119,10 @@ class Decided:
 
         def register(txn: Transaction) -> None:
             for i, part in enumerate(parts):
-                txn.adopt_segment("events", f"{run_id}-{i:05d}", part.path, part.rows, part.sha256)
+                segment = txn.adopt_segment("events", f"{run_id}-{i:05d}", part.path, part.rows, part.sha256)
+                if txn.store.data.posix:  # the lookup index, read back from the part (see `of_table`)
+                    from lineage.features.decisionindex import DecisionIndex
+
+                    DecisionIndex.open(txn.store.data, segment.path)
 
         return cls(sum(p.rows for p in parts), counts, reasons, register)

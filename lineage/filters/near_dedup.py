@@ -48,8 +48,8 @@ from lineage.schemas import DECISIONS
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
     from lineage.core.selection import Selection
+    from lineage.filters.bounded import BoundedRun
     from lineage.filters.events import Decided
-    from lineage.filters.near_dedup_bounded import BoundedRun
 
 
 class NearDedupParams(FilterParams):

@@ -22,29 +22,23 @@ The decisions are `decide_all`'s: the same candidates, verification, components,
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from lineage.core.faults import crash_point
-from lineage.core.ids import uuid7
-from lineage.core.segments import write_parquet
 from lineage.features.minhash import EMPTY, band_keys, candidate_bands, clusters, signature_hashes, verify_exact
-from lineage.filters.events import Decided, Part, stamp
+from lineage.filters.bounded import BoundedRun, stage_events
 from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.filters.spill import Spill
-from lineage.schemas import DECISIONS, EVENTS
 
 if TYPE_CHECKING:
-    from lineage.core.handle import StoreCore
     from lineage.core.selection import Selection
     from lineage.features.cache import FeatureCache
+    from lineage.filters.events import Decided
 
-Progress = Callable[[int, int | None], None]
 CHUNK_BYTES = 64 << 20  # text hashed per step: batches of the selection are joined up to this
 CACHE_PART_ROWS = 250_000  # signatures per cache part (128 MB at 128 values): a part's band index is sorted whole
 VERIFY_PAIRS = 4_096  # candidate pairs verified at once (with both texts: ~16 MB of 2 KB documents)
@@ -83,15 +77,8 @@ SELECT d.sample_id,
     CASE WHEN m.kept <> d.row THEN m.score END AS score,
     CASE WHEN m.kept <> d.row THEN 'near_duplicate' END AS reason,
     CASE WHEN m.kept <> d.row THEN k.sample_id END AS related_id,
-    coalesce(k.sample_id, d.sample_id) AS cluster_id
+    coalesce(k.sample_id, d.sample_id) AS cluster_id, d.source
 FROM docs d LEFT JOIN _members m USING (row) LEFT JOIN docs k ON k.row = m.kept
-ORDER BY d.sample_id
-"""
-
-BY_SOURCE_SQL = """
-SELECT d.source, CASE WHEN m.kept IS NULL OR m.kept = d.row THEN 'keep' ELSE 'drop' END AS decision,
-    CASE WHEN m.kept <> d.row THEN 'near_duplicate' END AS reason, count(*) AS n
-FROM docs d LEFT JOIN _members m USING (row) GROUP BY ALL ORDER BY ALL
 """
 
 
@@ -101,22 +88,11 @@ class Signer(Protocol):
     @property
     def params(self) -> Any: ...
 
-    def cache(self, store: StoreCore) -> FeatureCache: ...
+    def cache(self, store: Any) -> FeatureCache: ...
 
     def signatures_for(self, features: pa.Table, cache: FeatureCache) -> tuple[np.ndarray, pa.Table]: ...
 
     def add_to_cache(self, cache: FeatureCache, rows: pa.Table) -> None: ...
-
-
-@dataclass(frozen=True)
-class BoundedRun:
-    """What an out-of-core reduce needs besides its selection: where and as what version its decisions go."""
-
-    store: StoreCore
-    run_id: str
-    version: int
-    memory_limit: str
-    progress: Progress | None = None
 
 
 def decide(flt: Signer, selection: Selection, run: BoundedRun) -> tuple[Decided, int]:
@@ -282,34 +258,6 @@ def _similarities(con: Any, links: np.ndarray, ngram: int) -> np.ndarray:
 
 
 def _write(con: Any, run: BoundedRun, n: int) -> Decided:
-    """Every decision, by one query streamed in batches into an events part staged for the run to register."""
-    counts = dict(con.sql(
-        "SELECT CASE WHEN m.kept IS NULL OR m.kept = d.row THEN 'keep' ELSE 'drop' END, count(*) "
-        "FROM docs d LEFT JOIN _members m USING (row) GROUP BY 1"
-    ).fetchall())
-    distinct = con.sql("SELECT count(DISTINCT sample_id) FROM docs").fetchall()[0][0]
-    if distinct != n:
-        raise RuntimeError(f"near-dedup: {n:,} selected rows hold {distinct:,} distinct sample ids")
-    by_source = [dict(zip(("source", "decision", "reason", "n"), r, strict=True))
-                 for r in con.sql(BY_SOURCE_SQL).fetchall()]
-    rel = f"{run.store.staging(run.run_id)}/events-{uuid7()}.parquet"
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in con.sql(DECISIONS_SQL).to_arrow_reader(100_000):
-            yield from write_events_rows(batch, run)
-
-    _, sha256 = run.store.data.stage(rel, lambda sink: _write_parquet(sink, batches()))
-    counts_all = {"keep": counts.get("keep", 0), "drop": counts.get("drop", 0), "flag": 0}
-    reasons = {"near_duplicate": counts["drop"]} if counts.get("drop") else {}
-    row = Part(rel, n, sha256).to_row(Counter(counts_all), Counter(reasons))
-    decided = Decided.of_parts([row], run.run_id)
-    decided.by_source = by_source
-    return decided
-
-
-def write_events_rows(batch: pa.RecordBatch, run: BoundedRun) -> Iterator[pa.RecordBatch]:
-    yield from stamp(pa.Table.from_batches([batch]).cast(DECISIONS), run.run_id, run.version).to_batches()
-
-
-def _write_parquet(sink: Any, batches: Iterator[pa.RecordBatch]) -> None:
-    write_parquet(sink, EVENTS, batches)
+    """Every decision, as a table in DuckDB, staged as an events part for the run to register."""
+    con.execute(f"CREATE TABLE decided AS {DECISIONS_SQL}")
+    return stage_events(con, run, "decided", n)

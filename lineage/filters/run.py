@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from lineage.core.ids import uuid7
 from lineage.core.selection import Selection
 from lineage.engines.local import ENGINES, Progress, map_batches
 from lineage.engines.ray.cluster import check_engine
-from lineage.errors import LineageError
+from lineage.errors import LineageError, flag
 from lineage.filters.base import (
     BASE_COLUMNS,
     SampleFilter,
@@ -30,7 +31,6 @@ from lineage.filters.base import (
 from lineage.filters.events import Decided, check, tally
 from lineage.filters.incremental import Prior, changed_only
 from lineage.filters.spill import check_memory_limit
-from lineage.filters.states import load_prior
 from lineage.limits import default_filter_memory_limit
 from lineage.schemas import DECISIONS, RUNS
 
@@ -63,7 +63,7 @@ class RunResult:
         if self.skipped:
             return (
                 f"{self.filter}: already run with these params over this selection (run {self.run_id}, version "
-                f"{self.version}); nothing to do, --force runs it again"
+                f"{self.version}); nothing to do, {flag('force')} runs it again"
             )
         why = ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
         what = f"{self.selected:,} new samples" if self.new_only else f"{self.selected:,} selected"
@@ -150,7 +150,7 @@ def run_filter(
     `lineage.filters.incremental`); `dry_run`: decide, count by source and reason, write nothing; `memory_limit`:
     what a filter that works out of core (near-dedup) holds before it spills to STORE/tmp (DuckDB's syntax,
     e.g. 2GB; default `lineage.limits.default_filter_memory_limit()`)."""
-    from lineage.filters.builtin import filter_class  # every built-in filter: imported when a run needs one
+    from lineage.filters.base import filter_class  # a built-in filter's module is imported when a run names it
 
     cls = filter_class(name, module)
     flt = cls(parse_params(cls, params or {}))
@@ -185,9 +185,11 @@ def execute(
     dry_run: bool = False,
     module: str | None = None,
     memory_limit: str | None = None,
+    select: Callable[[StoreCore], pa.Array] | None = None,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version. `module`: the
-    `module:Class` a user filter came from, recorded so that `lineage status` and builds track it."""
+    `module:Class` a user filter came from, recorded so that `lineage status` and builds track it. `select`: the
+    ids to decide, computed under the lock (a takedown's targets), instead of `where` or `ids`."""
     check_engine(engine, ENGINES, workers, ray_address)
     if memory_limit is not None:
         check_memory_limit(memory_limit)
@@ -208,6 +210,8 @@ def execute(
                 where, ids = incremental.scope, None if incremental.full else incremental.new_ids
                 min_version = None if incremental.full else incremental.min_version
                 incremental = None if incremental.full else incremental
+            if select is not None:
+                ids = select(store)
             shared = plan.prior.connection() if plan is not None else None  # one reader for the whole run
             with Selection.open(store, where, _columns(flt), ids, min_version, shared) as selection:
                 # One reader connection serves the run's own queries; it closes before the commit opens the
@@ -224,10 +228,16 @@ def execute(
                         store, flt, selection, run_id, txn.version, workers, ray_address, progress
                     )
                 elif incremental is None and hasattr(flt, "decide_bounded"):
-                    from lineage.filters.near_dedup_bounded import BoundedRun
+                    from lineage.filters.bounded import BoundedRun
 
                     limit = memory_limit or default_filter_memory_limit()
                     decided = flt.decide_bounded(selection, BoundedRun(store, run_id, txn.version, limit, progress))
+                elif incremental is None and isinstance(flt, SampleFilter):
+                    from lineage.filters.bounded import BoundedRun, decide_streamed
+
+                    limit = memory_limit or default_filter_memory_limit()
+                    run = BoundedRun(store, run_id, txn.version, limit, progress)
+                    decided = decide_streamed(flt, selection, run, engine=engine, workers=workers)
                 else:
                     table = _decide(store, flt, selection, run_id, engine, workers, progress, incremental)
                     decided = Decided.of_table(table, run_id)
@@ -270,6 +280,10 @@ def execute(
                 summary.update(warnings=result.warnings())
             if incremental is not None:
                 summary.update(incremental=True, redecided=result.redecided)
+            if where is None and ids is None:
+                # Every sample decided once (as many decisions as samples, each batch checked): the `status` view
+                # reads no earlier run of this filter (see `lineage.catalog`).
+                summary.update(covers_all=True)
     finally:
         store.remove_scratch(run_id)  # parts a Ray run staged: registered ones were moved out already
         if plan is not None:
@@ -306,7 +320,7 @@ class _Incremental:
 
     @classmethod
     def plan(cls, store: StoreCore, flt: Any, params_hash: str, where: str | None) -> _Incremental:
-        prior, state = load_prior(store, flt.name, params_hash, flt.version)
+        prior, state = Prior.load(store, flt.name, params_hash, flt.version)
         scope = where if where is not None else (state.scope if state else None)
         new = prior.undecided(readonly.check_predicate(scope, what="--where") if scope else "true")
         full = isinstance(flt, SelectionFilter) and type(flt).decide_new is SelectionFilter.decide_new
@@ -376,7 +390,7 @@ def _decide_new(flt: Any, features: pa.Table, context: SelectionContext, increme
     table = flt.decide_new(features, prior, context).cast(DECISIONS)
     earlier = prior.decisions(table["sample_id"].filter(pc.invert(pc.is_in(table["sample_id"],
                                                                           value_set=incremental.new_ids))))
-    table = changed_only(table, earlier, incremental.new_ids).cast(DECISIONS)
+    table = changed_only(table, earlier, incremental.new_ids, prior).cast(DECISIONS)
     check(flt.name, table, table.num_rows)
     known = pa.concat_arrays([incremental.new_ids, earlier["sample_id"].combine_chunks()])
     stray = pc.invert(pc.is_in(table["sample_id"], value_set=known))

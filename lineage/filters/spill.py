@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError, UsageError, first_line
+from lineage.errors import LineageError, UsageError, first_line, option
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -98,6 +98,6 @@ class Spill:
             if isinstance(exc, duckdb.OutOfMemoryException):
                 raise LineageError(
                     f"{self.what}: ran out of its memory limit ({self.memory_limit}) ({text}); raise it with "
-                    "--memory-limit (nothing was recorded)"
+                    f"{option('memory_limit')} (nothing was recorded)"
                 ) from None
             raise

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
-from lineage.core.catalog import with_descendants
+from lineage.core.edges import reach
 from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
-# Roots, then every descendant; each target keeps the smallest root id that reaches it.
-TARGETS_SQL = with_descendants("SELECT sample_id, sample_id FROM samples WHERE ({where})")
+if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
 
 
 class TakedownParams(FilterParams):
@@ -26,7 +28,7 @@ class TakedownParams(FilterParams):
     @model_validator(mode="after")
     def _one(self) -> TakedownParams:
         if (self.source is None) == (self.where is None):
-            raise ValueError("give exactly one of --source or --where")
+            raise ValueError("give exactly one of source or where")
         return self
 
     def roots(self) -> tuple[str, list[object]]:
@@ -49,11 +51,25 @@ class TakedownFilter(SelectionFilter):
     Params = TakedownParams
     columns = ()
 
-    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+    _found: dict[str, str] | None = None  # the targets `targets` found, for `decide_all` in the same run
+
+    def targets(self, store: StoreCore) -> pa.Array:
+        """The roots and all their descendants, each with the smallest root that reaches it: the run's selection
+        (`lineage.takedown` passes this to `execute`, which calls it under the writer lock)."""
+        self._found = self._reach(store)
+        return pa.array(sorted(self._found), pa.string())
+
+    def _reach(self, store: StoreCore) -> dict[str, str]:
         p: TakedownParams = self.params  # type: ignore[assignment]
-        with context.store.reader() as con:
-            lock_down(con, context.store.data)
+        with store.reader(views={"samples", "_edges"}) as con:
+            lock_down(con, store.data)
             where, values = p.roots()
-            roots = run(con, TARGETS_SQL.format(where=where), values)
-        hits = roots.rename_columns(["sample_id", "related"])
-        return mark(features, hits, decision="drop", reason=f"takedown:{slug(p.reason)}")
+            roots = run(con, f"SELECT sample_id FROM samples WHERE ({where})", values)["sample_id"].to_pylist()
+            return reach(con, {r: r for r in roots})  # point lookups over the edges (`lineage.core.edges`)
+
+    def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
+        found = self._found if self._found is not None else self._reach(context.store)
+        hits = pa.table({"sample_id": list(found), "related": list(found.values())},
+                        schema=pa.schema([("sample_id", pa.string()), ("related", pa.string())]))
+        reason = self.params.reason  # type: ignore[attr-defined]
+        return mark(features, hits, decision="drop", reason=f"takedown:{slug(reason)}")

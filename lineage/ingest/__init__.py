@@ -16,10 +16,11 @@ import duckdb
 import pyarrow as pa
 
 from lineage.core import catalog
+from lineage.core.edges import write_edges
 from lineage.core.faults import crash_point
 from lineage.core.ids import uuid7
 from lineage.core.sqlutil import sql_string
-from lineage.errors import IngestError, InputError, LineageError, Reject
+from lineage.errors import IngestError, InputError, LineageError, Reject, option
 from lineage.ingest.identity import identify
 from lineage.ingest.lookup import lookup
 from lineage.ingest.options import IngestFields, IngestOptions
@@ -103,13 +104,13 @@ def ingest_many(
 def _run_one(
     store: StoreCore, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
 ) -> tuple[IngestResult, list[str]]:
-    con = _work_connection(store, batch_id, opts.memory_limit)
+    con = _work_connection(store, batch_id, opts.effective_memory_limit())
     try:
         return _run(store, txn, con, reader, opts, batch_id, progress)
     except duckdb.OutOfMemoryException:
         raise LineageError(
-            f"`{reader.uri}`: ingest ran out of its memory limit ({opts.memory_limit}); "
-            "raise it with --memory-limit, or lower --max-record-bytes"
+            f"`{reader.uri}`: ingest ran out of its memory limit ({opts.effective_memory_limit()}); "
+            f"raise it with {option('memory_limit')}, or lower {option('max_record_bytes')}"
         ) from None
     finally:
         con.close()
@@ -152,6 +153,7 @@ def _run(
     duplicates = 0
     if stored:
         write_samples(con, txn, batch_id, draft, staged, stored)
+        _write_edges(store, con, txn)
         lookup(con, "same_text", column="content_hash", keys_sql="SELECT content_hash FROM nodes",
                columns="content_hash")
         duplicates = con.execute(DUPLICATES_SQL).fetchall()[0][0]
@@ -169,6 +171,17 @@ def _run(
     txn.add_rows("batches", _batch_row(result, reader, opts, started))
     crash_point("ingest_before_commit")
     return result, ids
+
+
+def _write_edges(store: StoreCore, con: duckdb.DuckDBPyConnection, txn: Transaction) -> None:
+    """The edges segment of the samples segment just written, when its samples have parents (`lineage.core.edges`):
+    read back from that segment, so the edges are exactly its unnest(parent_ids)."""
+    if not con.execute("SELECT count(*) FROM nodes WHERE len(parent_refs) > 0").fetchall()[0][0]:
+        return
+    samples = txn.segments[-1]
+    store.data.register(con)
+    write_edges(con, txn, uuid7(), f"read_parquet({sql_string(store.data.sql_path(samples.path))})")
+    crash_point("ingest_edges_written")
 
 
 # New samples whose text is already in the store (any source; `same_text`: the stored samples with one of the new

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 from lineage.errors import LineageError, UsageError, given, option
 from lineage.languages import check_language
-from lineage.limits import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MEMORY_LIMIT, MAX_GENERATION
+from lineage.limits import DEFAULT_MAX_RECORD_BYTES, MAX_GENERATION, default_ingest_memory_limit
 from lineage.names import check_name
 from lineage.schemas import ORIGINS
 
@@ -62,7 +62,7 @@ class IngestOptions:
     allow_missing_parents: bool = False
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     input_format: str | None = None
-    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    memory_limit: str | None = None  # None: `limits.default_ingest_memory_limit()`, not recorded with the batch
     set_name: str | None = None
 
     def __post_init__(self) -> None:
@@ -78,7 +78,7 @@ class IngestOptions:
             )
         if self.origin == "real" and self.generation not in (None, 0):
             raise LineageError(f"real data is generation 0; got {given('generation', self.generation)}")
-        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory_limit):
+        if self.memory_limit is not None and not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory_limit):
             raise UsageError("memory_limit", self.memory_limit, ": must look like 512MB or 2GB")
         if self.max_record_bytes <= 0:
             raise UsageError("max_record_bytes", self.max_record_bytes, ": must be positive")
@@ -87,6 +87,9 @@ class IngestOptions:
         self.template_fields()
         if self.set_name is not None:
             check_name("set", self.set_name)
+
+    def effective_memory_limit(self) -> str:
+        return self.memory_limit or default_ingest_memory_limit()
 
     def template_fields(self) -> list[tuple[str, str | None]]:
         """(literal, field) pairs of the template; field is None after the last placeholder."""

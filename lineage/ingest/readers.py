@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.core.segments import file_sha256
-from lineage.errors import InputError, Reject, first_line
+from lineage.errors import InputError, Reject, first_line, option
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES
 
 BLOCK_BYTES = 16 << 20
@@ -150,7 +150,9 @@ def _guess_format(path: Path) -> str:
     ):
         if name.endswith(suffix):
             return fmt
-    raise InputError(f"`{path}`: cannot tell the format from the name; pass --format jsonl|json|parquet|csv|arrow")
+    raise InputError(
+        f"`{path}`: cannot tell the format from the name; pass {option('input_format', 'jsonl|json|parquet|csv|arrow')}"
+    )
 
 
 class JsonlReader(Reader):
@@ -173,7 +175,7 @@ class JsonlReader(Reader):
         self.sha256 = file_sha256(self.path) if self._codec else digest.hexdigest()
 
     def _oversize(self, line: int, size: int) -> RawBatch:
-        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} (--max-record-bytes)"
+        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} ({option('max_record_bytes')})"
         return RawBatch(RAW_SCHEMA.empty_table(), [Reject(line, "record", reason)])
 
     def _blocks(self, digest: Any) -> Iterator[RawBatch]:

@@ -33,15 +33,17 @@ CREATE OR REPLACE TEMP TABLE nodes AS
     FROM cand c LEFT JOIN model_gen g ON c.origin = 'synthetic' AND g.name = c.generator
     WHERE c.input_row NOT IN (SELECT input_row FROM repeats) AND c.input_row NOT IN (SELECT input_row FROM present);
 -- Samples a reference may name: in the store, or new in this input. Only those some reference matches
--- take part in resolving, so only those are kept.
-CREATE OR REPLACE TEMP TABLE known AS
+-- take part in resolving, so only those are kept. One semi join per way of naming, not a disjunction of IN
+-- subqueries: DuckDB holds one hash table of the references at a time, so memory follows the input.
+CREATE OR REPLACE TEMP TABLE named AS
     SELECT sample_id, external_id, source, generation FROM {existing}
-    WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
-       OR source || ':' || external_id IN (SELECT ref FROM refs)
     UNION ALL
-    SELECT sample_id, external_id, source, NULL FROM nodes
-    WHERE sample_id IN (SELECT ref FROM refs) OR external_id IN (SELECT ref FROM refs)
-       OR source || ':' || external_id IN (SELECT ref FROM refs);
+    SELECT sample_id, external_id, source, NULL FROM nodes;
+CREATE OR REPLACE TEMP TABLE known AS
+    SELECT * FROM named SEMI JOIN refs ON refs.ref = named.sample_id
+    UNION SELECT * FROM named SEMI JOIN refs ON refs.ref = named.external_id
+    UNION SELECT * FROM named SEMI JOIN refs ON refs.ref = named.source || ':' || named.external_id;
+DROP TABLE named;
 CREATE OR REPLACE TEMP TABLE resolved AS
     WITH matches AS (
         SELECT r.ref, k.sample_id, k.source, 1 AS prio FROM refs r JOIN known k ON k.sample_id = r.ref
@@ -53,12 +55,15 @@ CREATE OR REPLACE TEMP TABLE resolved AS
     SELECT ref, list(DISTINCT sample_id ORDER BY sample_id) AS ids, list(DISTINCT source ORDER BY source) AS sources
     FROM best GROUP BY ref;
 CREATE OR REPLACE TEMP TABLE node_refs AS
-    SELECT n.input_row, n.sample_id, u.ref, u.pos, r.ids
-    FROM (SELECT * FROM nodes WHERE len(parent_refs) > 0) n,
-         LATERAL (SELECT unnest(n.parent_refs) AS ref, generate_subscripts(n.parent_refs, 1) AS pos) u
-    LEFT JOIN resolved r ON r.ref = u.ref;
+    WITH u AS (
+        SELECT input_row, sample_id, model_generation, unnest(parent_refs) AS ref,
+            generate_subscripts(parent_refs, 1) AS pos
+        FROM nodes WHERE len(parent_refs) > 0
+    )
+    SELECT u.input_row, u.sample_id, u.ref, u.pos, r.ids, u.model_generation
+    FROM u LEFT JOIN resolved r ON r.ref = u.ref;
 CREATE OR REPLACE TEMP TABLE edges AS
-    SELECT sample_id AS child, ids[1] AS parent FROM node_refs WHERE len(ids) = 1;
+    SELECT sample_id AS child, ids[1] AS parent, model_generation FROM node_refs WHERE len(ids) = 1;
 CREATE OR REPLACE TEMP TABLE gen AS
     SELECT sample_id, generation FROM known WHERE generation IS NOT NULL
     UNION ALL SELECT sample_id, 0 FROM nodes WHERE origin = 'real'
@@ -68,9 +73,8 @@ CREATE OR REPLACE TEMP TABLE gen AS
 
 STEP_SQL = """
 INSERT INTO gen
-    SELECT e.child, greatest(1 + max(g.generation), any_value(n.model_generation))
-    FROM edges e LEFT JOIN gen g ON g.sample_id = e.parent JOIN nodes n ON n.sample_id = e.child
-    WHERE e.child NOT IN (SELECT sample_id FROM gen)
+    SELECT e.child, greatest(1 + max(g.generation), any_value(e.model_generation))
+    FROM (FROM edges ANTI JOIN gen ON gen.sample_id = edges.child) e LEFT JOIN gen g ON g.sample_id = e.parent
     GROUP BY e.child HAVING count(g.generation) = count(*)
 """
 
@@ -98,11 +102,14 @@ WHERE n.origin = 'synthetic' AND n.given_generation IS NOT NULL AND n.given_gene
 ORDER BY 1
 """
 
+# Each node's parents in their order, resolved. An ordered list aggregate holds every group's values at once, so it
+# runs over one range of input rows at a time (PARENTS_ROWS): memory follows that range, not the input.
 PARENTS_SQL = """
-CREATE OR REPLACE TEMP TABLE node_parents AS
+INSERT INTO node_parents
     SELECT input_row, list(CASE WHEN len(ids) = 1 THEN ids[1] ELSE ref END ORDER BY pos) AS parent_ids
-    FROM node_refs GROUP BY input_row
+    FROM node_refs WHERE input_row >= $lo AND input_row < $hi GROUP BY input_row
 """
+PARENTS_ROWS = 131_072
 
 
 def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
@@ -121,5 +128,8 @@ def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) 
         while con.execute(STEP_SQL).fetchall()[0][0] > 0:
             pass
     rows = con.execute(ERRORS_SQL, {"allow_missing": allow_missing, "field": field}).fetchall()
-    con.execute(PARENTS_SQL)
+    con.execute("CREATE OR REPLACE TEMP TABLE node_parents (input_row BIGINT, parent_ids VARCHAR[])")
+    lo, hi = con.execute("SELECT coalesce(min(input_row), 0), coalesce(max(input_row), -1) FROM node_refs").fetchone()
+    for start in range(lo, hi + 1, PARENTS_ROWS):
+        con.execute(PARENTS_SQL, {"lo": start, "hi": start + PARENTS_ROWS})
     return [Reject(line, field, reason) for line, field, reason in rows]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from lineage.ingest.staging import UNIQUE_COLUMNS, Staged
+from lineage.ingest.staging import BLOOM_COLUMNS, UNIQUE_COLUMNS, Staged
 from lineage.ingest.writer import BackgroundWriter
 from lineage.schemas import SAMPLES, select_cast_sql
 
@@ -20,24 +20,33 @@ if TYPE_CHECKING:
 # registered model as generator can: any other row's generation is 0 (real) or the one given (else 1), as
 # drafted, and its parents are none, as drafted.
 CHANGED_SQL = """
-SELECT count(*) FROM nodes n JOIN gen g USING (sample_id) LEFT JOIN node_parents p USING (input_row)
-WHERE (n.model_generation IS NOT NULL OR len(n.parent_refs) > 0)
-    AND (g.generation IS DISTINCT FROM n.draft_generation OR coalesce(p.parent_ids, []) IS DISTINCT FROM n.parent_refs)
+SELECT (
+    SELECT count(*) FROM nodes n JOIN gen g USING (sample_id)
+    WHERE (n.model_generation IS NOT NULL OR len(n.parent_refs) > 0)
+        AND g.generation IS DISTINCT FROM n.draft_generation
+) + (
+    -- A reference resolved to another id than it reads (an external id, SOURCE:ID): one join less than comparing
+    -- the lists, so one hash table at a time.
+    SELECT count(*) FROM node_refs WHERE len(ids) = 1 AND ids[1] <> ref
+)
 """
 
+# The stored rows in ranges of `$rows`, one per row group; each range is resolved and rewritten on its own, so the
+# joins with the resolution's tables hold one range's rows at a time.
 FINAL_SQL = """
 CREATE OR REPLACE TEMP TABLE final AS
-SELECT n.input_row, n.sample_id, g.generation, coalesce(p.parent_ids, []) AS parent_ids,
-    (row_number() OVER (ORDER BY n.input_row) - 1) // $rows AS part
-FROM nodes n JOIN gen g USING (sample_id) LEFT JOIN node_parents p USING (input_row)
-ORDER BY n.input_row
+SELECT input_row, (row_number() OVER (ORDER BY input_row) - 1) // $rows AS part FROM nodes
 """
 
 REWRITE_SQL = """
 SELECT {casts} FROM (
     SELECT d.* REPLACE (f.sample_id AS sample_id, f.generation AS generation, f.parent_ids AS parent_ids)
-    FROM read_parquet($draft) d JOIN final f USING (input_row)
-    WHERE d.input_row BETWEEN $lo AND $hi AND f.input_row BETWEEN $lo AND $hi
+    FROM read_parquet($draft) d JOIN (
+        SELECT n.input_row, n.sample_id, g.generation, coalesce(p.parent_ids, []) AS parent_ids
+        FROM (FROM nodes WHERE input_row BETWEEN $lo AND $hi) n JOIN gen g USING (sample_id)
+        LEFT JOIN (FROM node_parents WHERE input_row BETWEEN $lo AND $hi) p USING (input_row)
+    ) f USING (input_row)
+    WHERE d.input_row BETWEEN $lo AND $hi
 ) ORDER BY input_row
 """
 
@@ -61,7 +70,9 @@ def _rewrite(con: duckdb.DuckDBPyConnection, draft: Path, path: Path, batch_rows
     con.execute(FINAL_SQL, {"rows": batch_rows})
     parts = con.execute("SELECT min(input_row), max(input_row) FROM final GROUP BY part ORDER BY part").fetchall()
     sql = REWRITE_SQL.format(casts=select_cast_sql(SAMPLES))
-    with BackgroundWriter(path, SAMPLES, row_group_rows=batch_rows, unique=UNIQUE_COLUMNS) as writer:
+    with BackgroundWriter(
+        path, SAMPLES, row_group_rows=batch_rows, unique=UNIQUE_COLUMNS, bloom=BLOOM_COLUMNS
+    ) as writer:
         for lo, hi in parts:
             params = {"draft": str(draft), "lo": lo, "hi": hi}
             for batch in con.sql(sql, params=params).to_arrow_reader(batch_rows):

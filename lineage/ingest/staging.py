@@ -30,6 +30,7 @@ ROW_GROUP_ROWS = 65_536
 BATCH_BYTES = 32 << 20
 VECTOR_ROWS = 2048  # DuckDB's vector size: batches are made of whole vectors
 UNIQUE_COLUMNS = ("sample_id", "content_hash", "external_id", "text", "record", "input_row")
+BLOOM_COLUMNS = ("sample_id", "content_hash", "external_id")  # as compaction writes them (`lineage.compaction`)
 Progress = Callable[[int, int | None], None]
 
 # What resolve and the error report read, per input row. `generation` is the drafted one.
@@ -95,7 +96,8 @@ def stage(
     try:
         con.register("raw", pa.RecordBatchReader.from_batches(RAW_SCHEMA, source.batches()))
         with BackgroundWriter(
-            draft, SAMPLES, row_group_rows=result.batch_rows, unique=UNIQUE_COLUMNS, order_by="input_row"
+            draft, SAMPLES, row_group_rows=result.batch_rows, unique=UNIQUE_COLUMNS, order_by="input_row",
+            bloom=BLOOM_COLUMNS,
         ) as writer:
             for rows in _stream(con, sql, params, source, result.batch_rows):
                 insert.register("rows", rows)

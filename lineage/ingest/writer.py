@@ -27,7 +27,9 @@ class BackgroundWriter:
     Batches are gathered into row groups of at most `row_group_rows` rows (or one larger batch). Columns in
     `unique` (a value per row) skip the dictionary encoding that would only be tried and dropped. `rows` counts
     what was written; `ascending` tells whether the `order_by` column rose strictly from the first batch to the
-    last, for callers that need the file in that order.
+    last, for callers that need the file in that order. Columns in `bloom` get a Bloom filter per row group: an
+    ingest's segment is in input order, so min/max statistics cannot skip its row groups for a lookup by id, and
+    only the filter lets DuckDB skip them (`lineage show`, ancestors' provenance, later ingests' lookups).
     """
 
     def __init__(
@@ -39,10 +41,12 @@ class BackgroundWriter:
         unique: Collection[str] = (),
         order_by: str | None = None,
         depth: int = 2,
+        bloom: Collection[str] = (),
     ) -> None:
         self.path, self.schema, self.order_by = path, schema, order_by
         self.row_group_rows = row_group_rows
         self.dictionary = [name for name in schema.names if name not in unique]
+        self.bloom = {name: {"ndv": row_group_rows, "fpp": 0.01} for name in bloom}
         self.rows, self.ascending = 0, True
         self._last: int | None = None
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -93,7 +97,10 @@ class BackgroundWriter:
         writer: pq.ParquetWriter | None = None
         done = False  # whether _DONE was taken: after it nobody puts again, so draining on would hang forever
         try:
-            writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", use_dictionary=self.dictionary)
+            options = {"bloom_filter_options": self.bloom} if self.bloom else {}
+            writer = pq.ParquetWriter(
+                self.path, self.schema, compression="zstd", use_dictionary=self.dictionary, **options
+            )
             group: list[pa.RecordBatch] = []
             while not (done := (item := self._queue.get()) is _DONE):
                 if self._abort:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 from lineage.metrics import METRICS
 from lineage.metrics.compute import Embedder, GroupResult, Params, Reference
 
@@ -43,7 +43,7 @@ Measured = tuple["pl.DataFrame", list[pa.Field], list[GroupResult]]
 
 
 def nothing_selected(where: str | None) -> LineageError:
-    return LineageError("no samples selected" + (f" by --where {where}" if where else ""))
+    return LineageError("no samples selected" + (f" by {option('where', where)}" if where else ""))
 
 
 def group_frames(frame: pl.DataFrame, dims: list[str]) -> Iterator[tuple[dict[str, Any], pl.DataFrame]]:

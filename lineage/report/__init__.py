@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -34,7 +34,7 @@ def report_format(output: str | Path, fmt: str | None = None) -> str:
     if suffix not in EXTENSIONS:
         raise LineageError(
             f"cannot tell the report format from `{Path(output).name}`: name it .html, .md or .json, "
-            "or pass --format html|md|json"
+            f"or pass {option('format', 'html|md|json')}"
         )
     return EXTENSIONS[suffix]
 

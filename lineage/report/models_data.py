@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, option
 from lineage.evals import OUTPUTS_BENCHMARK
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def _benchmark(evals: list[dict[str, Any]], metric: str, notes: list[str]) -> st
     chosen = min(benches, key=lambda b: (-benches[b], str(b)))
     if len(benches) > 1:
         notes.append(f"`{metric}` was recorded on several benchmarks ({', '.join(sorted(map(str, benches)))}); "
-                     f"showing {chosen} (choose with --benchmark)")
+                     f"showing {chosen} (choose with {option('benchmark')})")
     return chosen
 
 

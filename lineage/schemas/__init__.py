@@ -5,7 +5,7 @@ from lineage.schemas.catalog import BATCHES, COMMITS, META, SEGMENTS
 from lineage.schemas.ddl import create_table_sql, duckdb_type, select_cast_sql
 from lineage.schemas.events import DECISION_VALUES, DECISIONS, EVENTS, RUNS, SET_MEMBERS, SETS
 from lineage.schemas.metrics import METRICS
-from lineage.schemas.samples import ORIGINS, PROVENANCE_FIELDS, SAMPLES
+from lineage.schemas.samples import EDGES, ORIGINS, PROVENANCE_FIELDS, SAMPLES
 
 __all__ = [
     "BATCHES",
@@ -14,6 +14,7 @@ __all__ = [
     "COMMITS",
     "DECISIONS",
     "DECISION_VALUES",
+    "EDGES",
     "EVALS",
     "EVENTS",
     "META",

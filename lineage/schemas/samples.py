@@ -42,3 +42,14 @@ PROVENANCE_FIELDS = (
     "language",
     "tags",
 )
+
+# The `edges` segment schema (store format 5): every parent link of the samples, stored twice, once from each end,
+# sorted by sample_id, so that one point lookup serves both directions (`lineage.core.edges`). A row says that
+# `related_id` is a `parent` (or a `child`) of `sample_id`; edges are exactly unnest(samples.parent_ids).
+EDGES = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("relation", pa.string(), nullable=False),
+        pa.field("related_id", pa.string(), nullable=False),
+    ]
+)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from lineage.errors import LineageError, first_line
+from lineage.errors import LineageError, first_line, option
 
 CONNECT_TIMEOUT = 5.0
 INSTALL_HINT = "--engine ray needs Ray: pip install 'lineage[ray]'"
@@ -21,9 +21,9 @@ def check_engine(engine: str, engines: tuple[str, ...], workers: int | None, add
     if engine not in engines:
         raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(engines)}")
     if address and engine != "ray":
-        raise LineageError("--ray-address goes with --engine ray")
+        raise LineageError(f"{option('ray_address')} goes with {option('engine', 'ray')}")
     if workers is not None and workers < 1:
-        raise LineageError(f"--workers must be at least 1, got {workers}")
+        raise LineageError(f"{option('workers')} must be at least 1, got {workers}")
 
 
 def import_ray() -> ModuleType:
@@ -68,7 +68,7 @@ def _check_reachable(address: str | None) -> None:
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise LineageError(f"--ray-address must be `auto` or host:port, got `{address}`")
+        raise LineageError(f"{option('ray_address')} must be `auto` or host:port, got `{address}`")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as exc:
