@@ -7,12 +7,12 @@
 
 from typing import TYPE_CHECKING, Any
 
+from lineage._version import __version__
 from lineage.errors import IngestError, LineageError, QueryError, Reject, StoreError, StoreLocked
 
 if TYPE_CHECKING:
     from lineage.store import Store, open  # noqa: A004
 
-__version__ = "0.1.0"
 
 __all__ = [
     "IngestError",

@@ -38,7 +38,7 @@ from lineage.evals import OUTPUTS_BENCHMARK
 from lineage.models import require_model
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 __all__ = ["CheckResult", "Symptom", "Thresholds", "check_model", "load_thresholds"]
 
@@ -112,7 +112,7 @@ def load_thresholds(path: str | Path) -> Thresholds:
 
 
 def check_model(
-    store: Store, model: str, *, baseline: str | None = None, thresholds: Thresholds | None = None,
+    store: StoreCore, model: str, *, baseline: str | None = None, thresholds: Thresholds | None = None,
     memo: dict[Any, Any] | None = None,
 ) -> CheckResult:
     """Compare `model` with `baseline` (default: its parent) and its training build's health.
@@ -131,12 +131,12 @@ def check_model(
     return CheckResult(model, against, symptoms)
 
 
-def _latest(store: Store, model: str) -> dict[tuple[str, str], dict[str, Any]]:
+def _latest(store: StoreCore, model: str) -> dict[tuple[str, str], dict[str, Any]]:
     rows = store.sql(LATEST_SQL, params=[model]).to_pylist()
     return {(r["benchmark"] or "", r["metric"]): r for r in rows}
 
 
-def _eval_symptoms(store: Store, model: str, against: str, limits: Thresholds) -> list[Symptom]:
+def _eval_symptoms(store: StoreCore, model: str, against: str, limits: Thresholds) -> list[Symptom]:
     mine, theirs = _latest(store, model), _latest(store, against)
     out = []
     for key in sorted(mine.keys() & theirs.keys()):
@@ -176,7 +176,7 @@ def _compare(kind: str, key: tuple[str, str], mine: dict, ref: dict, limit: floa
     return Symptom(kind, what, value, base, change, allowed, crossed, evidence)
 
 
-def _build_symptoms(store: Store, info: dict[str, Any], limits: Thresholds) -> list[Symptom]:
+def _build_symptoms(store: StoreCore, info: dict[str, Any], limits: Thresholds) -> list[Symptom]:
     row = store.sql("SELECT composition, size FROM builds WHERE name = ? AND build_version = ?",
                     params=[info["build_name"], info["build_version"]]).to_pylist()[0]
     composition, size = json.loads(row["composition"]), max(row["size"], 1)
@@ -206,7 +206,7 @@ TEXTS_SQL = "SELECT s.text FROM samples s {join} ORDER BY hash(s.sample_id || ?)
 
 
 def _health_symptoms(
-    store: Store, info: dict[str, Any], reference: dict[str, Any] | None, limits: Thresholds, memo: dict[Any, Any]
+    store: StoreCore, info: dict[str, Any], reference: dict[str, Any] | None, limits: Thresholds, memo: dict[Any, Any]
 ) -> list[Symptom]:
     builds = [(info["build_name"], info["build_version"])]
     if reference is not None:
@@ -219,7 +219,7 @@ def _health_symptoms(
 
 
 def build_health(
-    store: Store, builds: list[tuple[str, int]], memo: dict[Any, Any] | None = None
+    store: StoreCore, builds: list[tuple[str, int]], memo: dict[Any, Any] | None = None
 ) -> list[dict[str, float | None]]:
     """Per build (name, version): its near-duplicate rate (see the module doc) and its members' unigram JS
     divergence from one seeded draw of the real data, each None when it cannot be measured."""

@@ -35,8 +35,7 @@ from lineage.errors import LineageError, StoreError, StoreLocked, first_line
 from lineage.schemas import EDGES, EVENTS, SAMPLES
 
 if TYPE_CHECKING:
-    from lineage.core.handle import Transaction
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore, Transaction
 
 KINDS = ("samples", "events", "edges")
 DEFAULT_TARGET_ROWS = 1_000_000
@@ -79,8 +78,8 @@ class CompactResult:
         return f"compacted {'; '.join(parts)} (version {self.version})"
 
 
-def live_segments(store: Store, kind: str) -> list[SegmentInfo]:
-    with store._connect(read_only=True) as con:
+def live_segments(store: StoreCore, kind: str) -> list[SegmentInfo]:
+    with store.catalog() as con:
         return _live(con, [kind])
 
 
@@ -93,7 +92,9 @@ def _live(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> list[SegmentInfo]
     return [SegmentInfo(*r) for r in rows]
 
 
-def compact(store: Store, *, kinds: tuple[str, ...] = KINDS, target_rows: int = DEFAULT_TARGET_ROWS) -> CompactResult:
+def compact(
+    store: StoreCore, *, kinds: tuple[str, ...] = KINDS, target_rows: int = DEFAULT_TARGET_ROWS
+) -> CompactResult:
     """Merge every live segment of `kinds` smaller than `target_rows`, when there are at least two of a kind."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -108,7 +109,7 @@ def compact(store: Store, *, kinds: tuple[str, ...] = KINDS, target_rows: int = 
     return _merge(store, plan, target_rows)
 
 
-def _merge(store: Store, plan: object, target_rows: int) -> CompactResult:
+def _merge(store: StoreCore, plan: object, target_rows: int) -> CompactResult:
     """Under the writer lock: `plan()` picks the segments to merge (read after the lock is held, so no commit
     lands between choosing and retiring them), then one commit writes their replacements and retires them."""
     compaction_id = uuid7()
@@ -117,8 +118,8 @@ def _merge(store: Store, plan: object, target_rows: int) -> CompactResult:
     try:
         with store.transaction("compact", compaction_id, summary) as txn:
             groups = plan()  # type: ignore[operator]
-            if not groups:
-                raise _Nothing
+            if not groups:  # the transaction commits nothing
+                return CompactResult(None)
             for kind, segs in groups.items():
                 written = _rewrite(store, txn, compaction_id, kind, segs, target_rows)
                 txn.retired += [s.segment_id for s in segs]
@@ -127,19 +128,13 @@ def _merge(store: Store, plan: object, target_rows: int) -> CompactResult:
             summary.update(merged=result.merged, written=result.written, rows=result.rows)
             crash_point("compact_before_commit")
             result.version = txn.version
-    except _Nothing:
-        return CompactResult(None)
     finally:
         store.remove_scratch(compaction_id)
     return result
 
 
-class _Nothing(Exception):
-    """Raised inside the transaction to leave it without a commit when there is nothing to merge."""
-
-
 def _rewrite(
-    store: Store, txn: Transaction, compaction_id: str, kind: str, segs: list[SegmentInfo], target_rows: int
+    store: StoreCore, txn: Transaction, compaction_id: str, kind: str, segs: list[SegmentInfo], target_rows: int
 ) -> int:
     """Write the rows of `segs`, sorted by sample_id, as segments of at most `target_rows` rows; returns how many."""
     con = duckdb.connect(":memory:")
@@ -197,9 +192,9 @@ class _Rows:
 # -- the automatic policy ------------------------------------------------------------------------
 
 
-def fan_in(store: Store) -> int:
+def fan_in(store: StoreCore) -> int:
     """The automatic policy's fan-in: merge a tier once it holds this many segments (0: never)."""
-    with store._connect(read_only=True) as con:
+    with store.catalog() as con:
         return _fan_in(con)
 
 
@@ -208,14 +203,14 @@ def _fan_in(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0][0]) if row else DEFAULT_FAN_IN
 
 
-def set_auto_compact(store: Store, segments: int | None) -> None:
+def set_auto_compact(store: StoreCore, segments: int | None) -> None:
     """Set the fan-in of the automatic policy (None or 0 turns it off); recorded in the catalog's meta table."""
     if segments is not None and segments < 2:
         raise LineageError(f"automatic compaction needs at least 2 segments per merge; got {segments}")
     from lineage.core.handle import LOCK_FILE
 
     lock = WriterLock(store.root / LOCK_FILE, wait=store.wait)
-    with lock, store._commit_connection() as con, catalog.transaction(con):
+    with lock, store.catalog(write=True) as con, catalog.transaction(con):
         con.execute(f"DELETE FROM {catalog.SCHEMA}.meta WHERE key = ?", [AUTO_KEY])
         con.execute(f"INSERT INTO {catalog.SCHEMA}.meta VALUES (?, ?)", [AUTO_KEY, str(segments or 0)])
 
@@ -234,10 +229,10 @@ def due(segs: list[SegmentInfo], fan: int, target_rows: int) -> list[SegmentInfo
     return tiers[min(full)] if full else []
 
 
-def auto_compact(store: Store, *, target_rows: int = DEFAULT_TARGET_ROWS) -> CompactResult | None:
+def auto_compact(store: StoreCore, *, target_rows: int = DEFAULT_TARGET_ROWS) -> CompactResult | None:
     """Run the automatic policy once, after a commit; never fails that commit (it is already made)."""
     try:
-        with store._connect(read_only=True) as con:  # one look at the catalog per commit
+        with store.catalog() as con:  # one look at the catalog per commit
             fan = _fan_in(con)
             segs = _live(con, list(KINDS)) if fan >= 2 else []
         if not any(due([s for s in segs if s.kind == kind], fan, target_rows) for kind in KINDS):

@@ -16,7 +16,8 @@ from lineage.core.ids import CANONICAL_TEXT_SQL, CONTENT_HASH_SQL, NORMALIZED_TE
 from lineage.core.segments import file_sha256
 from lineage.core.sqlutil import sql_string
 from lineage.errors import InputError, LineageError
-from lineage.filters.base import REGISTRY, load_builtins, slug
+from lineage.filters.base import slug
+from lineage.filters.builtin import registry
 from lineage.filters.imported import ImportedDecisions, ImportedParams
 from lineage.filters.run import RunResult, execute
 from lineage.names import check_name
@@ -24,7 +25,7 @@ from lineage.outputs import atomic_write, spreadsheet_safe
 from lineage.schemas import DECISION_VALUES, DECISIONS
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 REVIEW_COLUMNS = ("sample_id", "origin", "source", "method", "generator", "generation", "text", "verdict", "note")
 _READERS = {".csv": "read_csv", ".jsonl": "read_json", ".json": "read_json", ".parquet": "read_parquet"}
@@ -61,7 +62,7 @@ def _decoded(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def _match(store: Store, table: pa.Table, path: Path) -> list[dict[str, Any]]:
+def _match(store: StoreCore, table: pa.Table, path: Path) -> list[dict[str, Any]]:
     """Resolve each row to sample ids (by id, or by the content hash of its text) and check it."""
     if "decision" not in table.column_names or not ({"sample_id", "text"} & set(table.column_names)):
         raise InputError(f"`{path}`: needs a `decision` column and a `sample_id` or `text` column")
@@ -85,7 +86,7 @@ def _match(store: Store, table: pa.Table, path: Path) -> list[dict[str, Any]]:
     return [_row(r, known, by_hash, path) for r in table.to_pylist()]
 
 
-def _ids_by_hash(store: Store, hashes: pa.Array) -> dict[str, list[str]]:
+def _ids_by_hash(store: StoreCore, hashes: pa.Array) -> dict[str, list[str]]:
     rows = store.sql(
         "SELECT content_hash, list(sample_id ORDER BY sample_id) AS ids FROM samples "
         "WHERE list_contains(?, content_hash) GROUP BY 1",
@@ -111,12 +112,11 @@ def _row(r: dict[str, Any], known: set[str], by_hash: dict[str, list[str]], path
     return {"ids": ids, "decision": decision, "score": score, "reason": slug(r.get("reason")), "line": r["line"]}
 
 
-def import_decisions(store: Store, path: str | Path, *, filter_name: str, reviewer: str | None = None) -> RunResult:
+def import_decisions(store: StoreCore, path: str | Path, *, filter_name: str, reviewer: str | None = None) -> RunResult:
     """Record a file's decisions as one run of filter `filter_name`."""
     path = Path(path)
     check_name("filter", filter_name)
-    load_builtins()
-    if filter_name in REGISTRY:
+    if filter_name in registry():
         raise LineageError(f"`{filter_name}` is a built-in filter; name imported decisions differently")
     rows = _match(store, read_table(path), path)
     table = _decisions(rows, path, reviewer)
@@ -153,7 +153,7 @@ def _decisions(rows: list[dict[str, Any]], path: Path, reviewer: str | None) -> 
     return pa.Table.from_pylist(out, schema=DECISIONS)
 
 
-def export_review(store: Store, output: str | Path, *, where: str | None, n: int, seed: int) -> int:
+def export_review(store: StoreCore, output: str | Path, *, where: str | None, n: int, seed: int) -> int:
     """Write a seeded random sample to a CSV with an empty verdict column for reviewers."""
     from lineage.core import readonly
 
@@ -175,7 +175,7 @@ def export_review(store: Store, output: str | Path, *, where: str | None, n: int
 
 
 
-def import_review(store: Store, path: str | Path, *, reviewer: str) -> RunResult:
+def import_review(store: StoreCore, path: str | Path, *, reviewer: str) -> RunResult:
     """Verdicts (keep/drop/flag; blank rows skipped) become decisions of filter `human-review`."""
     path = Path(path)
     table = read_table(path)

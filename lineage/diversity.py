@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.errors import LineageError, given, option
+from lineage.errors import LineageError, UsageError, option
 from lineage.inspect import STAT_DIMENSIONS
 from lineage.metrics import METRICS, resolve
 from lineage.metrics.compute import (
@@ -29,12 +29,13 @@ from lineage.metrics.compute import (
     embed_rows,
     key_json,
 )
+from lineage.metrics.jobs import Job, Measured, check_tail, group_frames, no_reference, nothing_selected
 
 if TYPE_CHECKING:
     import polars as pl
 
+    from lineage.core.handle import StoreCore
     from lineage.progress import Progress
-    from lineage.store import Store
 
 DEFAULT_REFERENCE = "origin = 'real'"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -67,7 +68,7 @@ class DiversityResult:
 
 
 def diversity(
-    store: Store,
+    store: StoreCore,
     *,
     by: Sequence[str] = (),
     where: str | None = None,
@@ -121,29 +122,6 @@ def diversity(
     return _record(store, result, groups, scope, engine) if record else result
 
 
-@dataclass(frozen=True)
-class Job:
-    """One diversity computation, as either engine sees it."""
-
-    store: Store  # the embedding cache's store
-    view: Store  # the store as of the version measured
-    dims: list[str]
-    where: str | None
-    ids: pa.Array | None
-    names: list[str]
-    params: Params
-    reference: str
-    embed: Embedder | None
-    embedding_model: str
-
-    def embedder(self, notes: list[str]) -> Embedder | None:
-        return _embedder(self.store, self.names, self.embed, self.embedding_model, notes)
-
-
-# The selection's sample_id and dimensions (what near_dup_rate joins), the dimensions' fields, the groups.
-Measured = tuple["pl.DataFrame", list[pa.Field], list[GroupResult]]
-
-
 def _measure(job: Job, notes: list[str], progress: Progress | None = None) -> Measured:
     """The local engine: the selection's texts and the reference's in this process."""
     frame, dim_fields = _load(job.view, job.dims, job.where, job.ids)
@@ -162,9 +140,6 @@ def _measure(job: Job, notes: list[str], progress: Progress | None = None) -> Me
     return frame, dim_fields, groups
 
 
-def nothing_selected(where: str | None) -> LineageError:
-    return LineageError("no samples selected" + (f" by {option('where', where)}" if where else ""))
-
 
 def _check_engine(engine: str, workers: int | None, address: str | None) -> None:
     """The engine options as `lineage filter run` takes them (`--workers` counts Ray tasks only here)."""
@@ -177,13 +152,13 @@ def _check_engine(engine: str, workers: int | None, address: str | None) -> None
         )
 
 
-def _build_members(view: Store, ref: str, sample_ids: Any) -> tuple[pa.Array, str]:
+def _build_members(view: StoreCore, ref: str, sample_ids: Any) -> tuple[pa.Array, str]:
     """A build's member ids, as a selection like any other, and its scope."""
-    from lineage.build import Build
+    from lineage.build.record import BuildRecord
 
     if sample_ids is not None:
         raise LineageError("give a build or sample ids, not both")
-    found = Build.parse(view, ref)
+    found = BuildRecord.parse(view, ref)
     return found.member_ids()["sample_id"].combine_chunks(), f"build:{found.name}@v{found.version}"
 
 
@@ -197,13 +172,15 @@ def _check_by(by: Sequence[str]) -> list[str]:
 
 def _params(sample_size: int, draws: int, seed: int) -> Params:
     if sample_size < 2:
-        raise LineageError(f"{given('sample_size', sample_size)}: must be at least 2")
+        raise UsageError("sample_size", sample_size, ": must be at least 2")
     if draws < 1:
-        raise LineageError(f"{given('draws', draws)}: must be at least 1")
+        raise UsageError("draws", draws, ": must be at least 1")
     return Params(sample_size=sample_size, draws=draws, seed=seed)
 
 
-def _load(view: Store, dims: list[str], where: str | None, ids: pa.Array | None) -> tuple[pl.DataFrame, list[pa.Field]]:
+def _load(
+    view: StoreCore, dims: list[str], where: str | None, ids: pa.Array | None
+) -> tuple[pl.DataFrame, list[pa.Field]]:
     """The selection's sample_id, text, dimensions and tokens, ordered by sample_id."""
     import polars as pl
 
@@ -221,36 +198,8 @@ def _load(view: Store, dims: list[str], where: str | None, ids: pa.Array | None)
     return frame.with_columns(tokens=token_expr("text")), fields
 
 
-def group_frames(frame: pl.DataFrame, dims: list[str]) -> Iterator[tuple[dict[str, Any], pl.DataFrame]]:
-    if not dims:
-        yield {}, frame
-        return
-    ordered = frame.sort(dims, nulls_last=True, maintain_order=True)  # keeps sample_id order inside groups
-    for part in ordered.partition_by(dims, maintain_order=True):
-        yield {d: part[d][0] for d in dims}, part
-
-
-def _embedder(store: Store, names: list[str], embed: Embedder | None, model: str, notes: list[str]) -> Embedder | None:
-    """The embedder for the embedding metrics, or None with a note when the `embed` extra is missing."""
-    if embed is not None or not any(METRICS[n].needs == "embedding" for n in names):
-        return embed
-    from importlib.util import find_spec
-
-    try:
-        from lineage.features import embeddings as emb
-
-        emb.model_path(model)  # a LineageError naming the install command when the model is missing
-        for module in ("torch", "sentence_transformers"):
-            if find_spec(module) is None:
-                raise LineageError(f"{module} is not installed; run: pip install 'lineage[embed]'")
-    except (ImportError, LineageError) as exc:
-        notes.append(f"embedding metrics skipped: {exc}")
-        return None
-    return lambda ids, texts: emb.embeddings(store, ids, texts, model=model)
-
-
 def _reference(
-    view: Store,
+    view: StoreCore,
     frame: pl.DataFrame,
     sql: str,
     names: list[str],
@@ -279,16 +228,9 @@ def _reference(
     return frame, ref
 
 
-def no_reference(sql: str, wanted: list[str]) -> str:
-    return f"no reference samples ({sql}): {', '.join(wanted)} are null"
-
-
-def check_tail(ref: Reference, names: list[str], params: Params, notes: list[str]) -> None:
-    if "tail_coverage" in names and not ref.rare.any():
-        notes.append(f"tail_coverage is null: no word occurs 1..{params.tail_max_count} times in the reference")
-
-
-def _near_dups(view: Store, groups: list[GroupResult], frame: pl.DataFrame, dims: list[str], notes: list[str]) -> None:
+def _near_dups(
+    view: StoreCore, groups: list[GroupResult], frame: pl.DataFrame, dims: list[str], notes: list[str]
+) -> None:
     """Share of each group's samples whose latest near-dedup decision is `drop`, among those it decided."""
     never = view.sql("SELECT count(*) AS n FROM runs WHERE filter = ?", params=[NEAR_DEDUP])["n"][0].as_py() == 0
     if never:
@@ -348,7 +290,7 @@ def _table(groups: list[GroupResult], dim_fields: list[pa.Field], names: list[st
 
 
 def _record(
-    store: Store, result: DiversityResult, groups: list[GroupResult], scope: str, engine: str
+    store: StoreCore, result: DiversityResult, groups: list[GroupResult], scope: str, engine: str
 ) -> DiversityResult:
     """Commit every defined value as one version (scripts and reports reuse them by config hash); the engine
     goes in the commit's summary only: the values do not depend on it, so it is not in the config hash."""

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 _FROM_CLI: ContextVar[bool] = ContextVar("lineage_from_cli", default=False)
 _FLAGS = {"input_format": "format", "set_name": "set", "license_": "license"}  # where a flag's name differs
@@ -107,4 +108,45 @@ class QueryError(LineageError):
 
 
 class NotFound(LineageError):
-    """A sample, batch or other named object that does not exist."""
+    """A sample, set, model, build or other named object that does not exist (or is ambiguous): `kind` and
+    `name` say which; `message` (default `no KIND `NAME``) says what to do about it."""
+
+    def __init__(self, kind: str, name: str, message: str | None = None) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(message or f"no {kind} `{name}`")
+
+
+class UsageError(LineageError):
+    """An option given a value it does not accept: `option` (its Python name) and `value` say which."""
+
+    def __init__(self, option: str, value: object, problem: str) -> None:
+        """`problem` follows the option and value as the caller wrote them (`given`): ": must be positive"."""
+        self.option, self.value = option, value
+        super().__init__(f"{given(option, value)}{problem}")
+
+
+class BuildError(LineageError):
+    """A build that cannot be made as asked; nothing was written."""
+
+
+class SpecError(BuildError):
+    """A spec that does not validate; the message names the path inside the spec."""
+
+
+class InfeasibleSpec(BuildError):
+    """No allocation satisfies the spec; the message names the binding constraint with numbers."""
+
+
+class FloorNotMet(BuildError):
+    """The members miss a diversity floor; the message has the achieved value and what limits it."""
+
+
+class StaleFilters(BuildError):
+    """Filters a build honours have not seen samples of its pool: `states` are their
+    `lineage.filters.states.FilterState`s, `detail` says which and from which sources."""
+
+    def __init__(self, build: str, states: list[Any], detail: str) -> None:
+        self.build, self.states = build, states
+        super().__init__(
+            f"build {build}: {detail}; {flag('refresh')} decides them first, {flag('allow_stale')} builds anyway"
+        )

@@ -27,7 +27,7 @@ from lineage.schemas import EVALS
 if TYPE_CHECKING:
     import polars as pl
 
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 OUTPUTS_BENCHMARK = "outputs"
 OUTPUT_METRICS = "text"  # distinct-n, entropy, compression, self-BLEU, tail coverage, JS divergence to real
@@ -42,7 +42,7 @@ class EvalResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def eval_set_warning(store: Store, eval_set: str | None) -> str | None:
+def eval_set_warning(store: StoreCore, eval_set: str | None) -> str | None:
     """A held-out set that is not protected may leak into builds: say so (None when all is well)."""
     from lineage.sets import set_info
 
@@ -57,7 +57,7 @@ def eval_set_warning(store: Store, eval_set: str | None) -> str | None:
 
 
 def record_evals(
-    store: Store, model: str, values: list[dict[str, Any]], *, eval_set: str | None = None, source: str = "cli"
+    store: StoreCore, model: str, values: list[dict[str, Any]], *, eval_set: str | None = None, source: str = "cli"
 ) -> EvalResult:
     """Record eval rows (dicts with metric, value, and optional stderr, benchmark) for `model`, one commit."""
     if not values:
@@ -95,7 +95,7 @@ def _finite(value: Any, what: str) -> float:
 
 
 def record_eval(
-    store: Store,
+    store: StoreCore,
     model: str,
     metrics: dict[str, float],
     *,
@@ -182,7 +182,7 @@ def _task_rows(task: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def import_lm_eval(store: Store, model: str, path: str | Path, *, eval_set: str | None = None) -> EvalResult:
+def import_lm_eval(store: StoreCore, model: str, path: str | Path, *, eval_set: str | None = None) -> EvalResult:
     """Record every task and metric of an lm-evaluation-harness results file as evals of `model`."""
     rows = parse_lm_eval(path)
     return record_evals(store, model, rows, eval_set=eval_set, source=f"lm-eval-harness:{Path(path).name}")
@@ -217,7 +217,7 @@ def _jsonl_text(path: str | Path, number: int, line: str) -> str:
 
 
 def eval_outputs(
-    store: Store,
+    store: StoreCore,
     model: str,
     path: str | Path,
     *,
@@ -248,7 +248,7 @@ OUTPUT_STEPS = 5
 
 
 def output_diversity(
-    store: Store, texts: list[str], metrics: str, sample_size: int, draws: int, seed: int, reference: str,
+    store: StoreCore, texts: list[str], metrics: str, sample_size: int, draws: int, seed: int, reference: str,
     step: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, float | None], int]:
     """Metric values (mean over draws) of `texts` and how many texts each draw saw."""
@@ -278,7 +278,7 @@ def _frame(texts: list[str]) -> pl.DataFrame:
     return pl.DataFrame({"sample_id": [str(i) for i in range(len(texts))], "text": texts})
 
 
-def _reference_tokens(store: Store, reference: str) -> pl.Series | None:
+def _reference_tokens(store: StoreCore, reference: str) -> pl.Series | None:
     from lineage.core import readonly
     from lineage.metrics.text import token_expr
 
@@ -294,7 +294,7 @@ def _reference_tokens(store: Store, reference: str) -> pl.Series | None:
     return frame.select(token_expr("text"))["text"]
 
 
-def list_evals(store: Store, model: str | None = None) -> pa.Table:
+def list_evals(store: StoreCore, model: str | None = None) -> pa.Table:
     return store.sql(
         "SELECT model, benchmark, metric, value, stderr, eval_set, source, version FROM evals "
         "WHERE ? IS NULL OR model = ? ORDER BY version, model, benchmark, metric",

@@ -8,12 +8,13 @@ import pyarrow as pa
 
 from lineage.core.edges import walk
 from lineage.core.sqlutil import quote_ident
+from lineage.dimensions import GROUP_DIMENSIONS
 from lineage.errors import LineageError, NotFound
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
-STAT_DIMENSIONS = ("origin", "source", "method", "generator", "generation", "license", "language", "batch_id")
+STAT_DIMENSIONS = GROUP_DIMENSIONS
 
 # The relatives `walk` found (`_walk`: sample_id, depth), with what `show` prints of each. The ids go into the
 # samples scan as a list, so DuckDB skips the row groups whose min/max or Bloom filter rule them all out.
@@ -27,18 +28,19 @@ ORDER BY r.depth, r.sample_id
 """
 
 
-def resolve_id(store: Store, ref: str) -> str:
+def resolve_id(store: StoreCore, ref: str) -> str:
     """A full sample id from a full sample id, an exact external id or `source:external_id`, or a unique prefix
     of a sample id (tried last: a short external id such as `a2` is often also a prefix of some hex id)."""
     with store.reader(views={"samples"}) as con:
         rows = _matches(con, ref)
     if not rows:
-        raise NotFound(f"no sample with id, id prefix or external id `{ref}`")
+        raise NotFound("sample", ref, f"no sample with id, id prefix or external id `{ref}`")
     if len(rows) > 1:
         sources = sorted({r[1] for r in rows})
         if len(sources) > 1:
-            raise NotFound(f"`{ref}` is an id in sources {', '.join(sources)}; write it as `SOURCE:{ref}`")
-        raise NotFound(f"`{ref}` matches several samples; give more of the id")
+            in_sources = f"`{ref}` is an id in sources {', '.join(sources)}; write it as `SOURCE:{ref}`"
+            raise NotFound("sample", ref, in_sources)
+        raise NotFound("sample", ref, f"`{ref}` matches several samples; give more of the id")
     return rows[0][0]
 
 
@@ -59,7 +61,7 @@ def _matches(con: Any, ref: str) -> list[tuple[str, str]]:
     return sorted(set(rows), key=lambda r: (r[1], r[0]))[:3]
 
 
-def sample(store: Store, ref: str) -> dict[str, Any]:
+def sample(store: StoreCore, ref: str) -> dict[str, Any]:
     """Provenance, ancestors, descendants and batch of one sample."""
     sample_id = resolve_id(store, ref)
     with store.reader() as con:
@@ -102,7 +104,7 @@ def sample(store: Store, ref: str) -> dict[str, Any]:
     }
 
 
-def relatives(store: Store, ref: str, which: str) -> pa.Table:
+def relatives(store: StoreCore, ref: str, which: str) -> pa.Table:
     """`which` ("ancestors" or "descendants") of one sample, nearest first, with their provenance."""
     sample_id = resolve_id(store, ref)
     with store.reader(views={"samples", "_edges"}) as con:
@@ -127,7 +129,7 @@ def _related_ids(con: Any, sample_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def stats(store: Store, *, by: list[str]) -> pa.Table:
+def stats(store: StoreCore, *, by: list[str]) -> pa.Table:
     """Counts, shares and text-length statistics per group of `by`."""
     unknown = [d for d in by if d not in STAT_DIMENSIONS]
     if unknown:

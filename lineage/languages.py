@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lineage.errors import LineageError, given
+from lineage.errors import UsageError
 
 # language (2-3 letters, or `und`), optional script (4 letters), region (2 letters or 3 digits), variants,
 # extensions and a private-use part: the shapes RFC 5646 allows, without the registry lookup.
@@ -22,4 +22,4 @@ def check_language(value: str, name: str = "language") -> str:
     if re.fullmatch(BCP47, value):
         return value
     hint = f" (`{value.replace('_', '-')}`?)" if re.fullmatch(BCP47, value.replace("_", "-")) else ""
-    raise LineageError(f"{given(name, value)} is not a BCP-47 language tag{hint}; write e.g. `en`, `pt-BR`, `zh-Hant`")
+    raise UsageError(name, value, f" is not a BCP-47 language tag{hint}; write e.g. `en`, `pt-BR`, `zh-Hant`")

@@ -18,7 +18,7 @@ from lineage.errors import first_line
 from lineage.features.decisionindex import FOLDER as DECISIONS
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 MISSING_PARENTS_SQL = """
 SELECT e.child_id, e.parent_id FROM lineage_edges e ANTI JOIN samples s ON s.sample_id = e.parent_id
@@ -57,8 +57,8 @@ class DoctorReport:
         return {**self.__dict__, "ok": self.ok}
 
 
-def doctor(store: Store) -> DoctorReport:
-    with store._connect(read_only=True) as con:
+def doctor(store: StoreCore) -> DoctorReport:
+    with store.catalog() as con:
         # Every registered file is checked, retired ones too (earlier versions read them); the counts are the
         # latest version's.
         segs = con.execute(
@@ -102,7 +102,7 @@ def _check_segment(where: Location, rel: str, rows: int, checksum: str) -> list[
     return []
 
 
-def _orphans(store: Store, registered: set[str]) -> list[tuple[Location, str]]:
+def _orphans(store: StoreCore, registered: set[str]) -> list[tuple[Location, str]]:
     """Files under data/ the catalog does not know, unregistered build folders, scratch and staging folders,
     an unfinished init. Feature caches are not registered: they are not orphans."""
     data, files = store.data, store.files
@@ -148,13 +148,13 @@ def _under(rel: str, folders: set[str]) -> bool:
     return any(rel.startswith(f"{folder}/") for folder in folders)
 
 
-def _label(store: Store, where: Location, rel: str) -> str:
+def _label(store: StoreCore, where: Location, rel: str) -> str:
     """Paths in the store directory as they were always shown; elsewhere with the data location in front."""
     return rel if where == store.files else where.label(rel)
 
 
 def gc(
-    store: Store, *, dry_run: bool = True, retain_versions: int | None = None, older_than: float | None = None
+    store: StoreCore, *, dry_run: bool = True, retain_versions: int | None = None, older_than: float | None = None
 ) -> list[str]:
     """Remove orphans and, with a retention, the segments compaction replaced that no retained version reads;
     only while holding the writer lock, so no write in progress is touched.
@@ -178,7 +178,7 @@ def gc(
     return report.orphans + [_label(store, store.location_of(rel), rel) for _, rel in expired]
 
 
-def retention_cutoff(store: Store, *, retain_versions: int | None, older_than: float | None) -> int | None:
+def retention_cutoff(store: StoreCore, *, retain_versions: int | None, older_than: float | None) -> int | None:
     """The oldest version a retention keeps readable (None: keep every version). `retain_versions` N keeps the
     last N; `older_than` (seconds) keeps every version that was the latest at some moment since then. With both,
     the more generous wins."""
@@ -191,7 +191,7 @@ def retention_cutoff(store: Store, *, retain_versions: int | None, older_than: f
     if older_than is not None and older_than < 0:
         raise LineageError(f"{option('older_than')} must not be negative; got {older_than:g} s")
     cutoffs = []
-    with store._connect(read_only=True) as con:
+    with store.catalog() as con:
         latest = catalog.current_version(con)
         if retain_versions is not None:
             cutoffs.append(max(latest - retain_versions + 1, 0))
@@ -205,9 +205,9 @@ def retention_cutoff(store: Store, *, retain_versions: int | None, older_than: f
     return min(cutoffs) if cutoffs else None
 
 
-def _expired(store: Store, cutoff: int) -> list[tuple[str, str]]:
+def _expired(store: StoreCore, cutoff: int) -> list[tuple[str, str]]:
     """Retired segments that no version from `cutoff` on reads: (segment_id, path)."""
-    with store._connect(read_only=True) as con:
+    with store.catalog() as con:
         return [
             (r[0], r[1])
             for r in con.execute(
@@ -218,15 +218,15 @@ def _expired(store: Store, cutoff: int) -> list[tuple[str, str]]:
         ]
 
 
-def _forget(store: Store, segment_ids: list[str], cutoff: int) -> None:
-    with store._commit_connection() as con, catalog.transaction(con):
+def _forget(store: StoreCore, segment_ids: list[str], cutoff: int) -> None:
+    with store.catalog(write=True) as con, catalog.transaction(con):
         con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE list_contains(?, segment_id)", [segment_ids])
         oldest = max(catalog.oldest_version(con), cutoff)
         con.execute(f"DELETE FROM {catalog.SCHEMA}.meta WHERE key = 'oldest_version'")
         con.execute(f"INSERT INTO {catalog.SCHEMA}.meta VALUES ('oldest_version', ?)", [str(oldest)])
 
 
-def _output_leftovers(store: Store) -> list[tuple[Path, Path, list[Path]]]:
+def _output_leftovers(store: StoreCore) -> list[tuple[Path, Path, list[Path]]]:
     """Per note of an export this store made (`outputs.OUTPUT_JOURNAL`): the note, its output, and the abandoned
     temporary folders a killed export left beside that output (outside the store: only those names, unlocked)."""
     from lineage.outputs import OUTPUT_JOURNAL, journal_entries, leftovers
@@ -234,7 +234,7 @@ def _output_leftovers(store: Store) -> list[tuple[Path, Path, list[Path]]]:
     return [(entry, output, leftovers(output)) for entry, output, _ in journal_entries(store.root / OUTPUT_JOURNAL)]
 
 
-def _remove_output_leftovers(store: Store) -> None:
+def _remove_output_leftovers(store: StoreCore) -> None:
     """Remove them; a note goes once its own folder is gone (a running export's is locked, and stays)."""
     import shutil
 
@@ -248,12 +248,12 @@ def _remove_output_leftovers(store: Store) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _registered(store: Store) -> set[str]:
-    with store._connect(read_only=True) as con:
+def _registered(store: StoreCore) -> set[str]:
+    with store.catalog() as con:
         return {r[0] for r in con.execute(f"SELECT path FROM {catalog.SCHEMA}.segments").fetchall()}
 
 
-def backup(store: Store, dest: Path) -> Path:
+def backup(store: StoreCore, dest: Path) -> Path:
     """A consistent copy of a local store at `dest` (new): catalog, registered segments, feature caches, builds.
 
     It holds the writer lock while it copies, so no commit lands halfway; readers go on (they never take it).

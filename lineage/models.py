@@ -17,7 +17,7 @@ from lineage.names import check_name
 from lineage.schemas import MODELS
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 MODEL_BUILDS_SQL = """
 SELECT m.name, m.build_name, m.build_version, b.members_path
@@ -25,31 +25,31 @@ FROM models m JOIN builds b ON b.name = m.build_name AND b.build_version = m.bui
 """
 
 
-def model_info(store: Store, name: str) -> dict[str, Any] | None:
+def model_info(store: StoreCore, name: str) -> dict[str, Any] | None:
     rows = store.sql("SELECT * FROM models WHERE name = ?", params=[name]).to_pylist()
     return rows[0] if rows else None
 
 
-def require_model(store: Store, name: str) -> dict[str, Any]:
+def require_model(store: StoreCore, name: str) -> dict[str, Any]:
     info = model_info(store, name)
     if info is None:
-        raise NotFound(f"no model `{name}`; `lineage models` lists them")
+        raise NotFound("model", name, f"no model `{name}`; `lineage models` lists them")
     return info
 
 
 def register_model(
-    store: Store, name: str, *, trained_on: str, parent: str | None = None, notes: str | None = None
+    store: StoreCore, name: str, *, trained_on: str, parent: str | None = None, notes: str | None = None
 ) -> dict[str, Any]:
     """Register model `name`, trained on build `trained_on` (NAME or NAME@vN), fine-tuned from `parent`."""
-    from lineage.build import Build
+    from lineage.build.record import BuildRecord
 
     check_name("model", name)
     with store.transaction("model", name, {"model": name, "trained_on": trained_on}) as txn:
         if model_info(store, name) is not None:
             raise LineageError(f"model `{name}` is already registered; pick another name")
         if parent is not None and model_info(store, parent) is None:
-            raise NotFound(f"parent model `{parent}` is not registered; `lineage models` lists them")
-        build = Build.parse(store, trained_on)  # the latest version when none is given, pinned here
+            raise NotFound("model", parent, f"parent model `{parent}` is not registered; `lineage models` lists them")
+        build = BuildRecord.parse(store, trained_on)  # the latest version when none is given, pinned here
         row = {
             "name": name,
             "build_name": build.name,
@@ -63,7 +63,7 @@ def register_model(
     return row
 
 
-def list_models(store: Store) -> pa.Table:
+def list_models(store: StoreCore) -> pa.Table:
     """Registered models in lineage order, with their build, output generation and eval count."""
     table = store.sql(
         "SELECT m.name, m.build_name || '@v' || m.build_version AS trained_on, m.parent, m.notes, "
@@ -75,7 +75,7 @@ def list_models(store: Store) -> pa.Table:
     return pa.Table.from_pylist([{**r, "output_generation": gens.get(r["name"])} for r in rows])
 
 
-def lineage_order(store: Store, names: list[str] | None = None) -> list[str]:
+def lineage_order(store: StoreCore, names: list[str] | None = None) -> list[str]:
     """Model names with parents before children, otherwise in registration order."""
     rows = store.sql("SELECT name, parent FROM models ORDER BY version, name").to_pylist()
     parent = {r["name"]: r["parent"] for r in rows}
@@ -95,11 +95,11 @@ def lineage_order(store: Store, names: list[str] | None = None) -> list[str]:
         return done
     missing = [n for n in names if n not in parent]
     if missing:
-        raise NotFound(f"no model `{missing[0]}`; `lineage models` lists them")
+        raise NotFound("model", missing[0], f"no model `{missing[0]}`; `lineage models` lists them")
     return [n for n in done if n in names]
 
 
-def output_generations(store: Store, names: list[str] | None = None) -> dict[str, int]:
+def output_generations(store: StoreCore, names: list[str] | None = None) -> dict[str, int]:
     """Generation of each model's outputs: 1 + the deepest generation among its training build's members."""
     out: dict[str, int] = {}
     for row in store.sql(MODEL_BUILDS_SQL).to_pylist():
@@ -114,5 +114,5 @@ def output_generations(store: Store, names: list[str] | None = None) -> dict[str
     return out
 
 
-def registered_names(store: Store) -> list[str]:
+def registered_names(store: StoreCore) -> list[str]:
     return store.sql("SELECT name FROM models ORDER BY name")["name"].to_pylist()

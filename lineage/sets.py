@@ -15,17 +15,16 @@ from lineage.names import check_name
 from lineage.schemas import SET_MEMBERS, SETS
 
 if TYPE_CHECKING:
-    from lineage.core.handle import Transaction
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore, Transaction
 
 
-def set_info(store: Store, name: str) -> dict[str, Any] | None:
+def set_info(store: StoreCore, name: str) -> dict[str, Any] | None:
     rows = store.sql("SELECT * FROM sets WHERE name = ?", params=[name]).to_pylist()
     return rows[0] if rows else None
 
 
 def create_set(
-    store: Store,
+    store: StoreCore,
     name: str,
     *,
     where: str | None = None,
@@ -56,7 +55,7 @@ def _set_row(name: str, protected: bool, description: str | None, version: int) 
     }
 
 
-def _select(store: Store, where: str | None, ids: list[str] | None) -> list[str]:
+def _select(store: StoreCore, where: str | None, ids: list[str] | None) -> list[str]:
     if where is not None:
         predicate = readonly.check_predicate(where, what="--where")
         with store.reader() as con:
@@ -73,7 +72,7 @@ def _select(store: Store, where: str | None, ids: list[str] | None) -> list[str]
     ).to_pylist()
     missing = [r["ref"] for r in table if not [f for f in r["found"] if f]]
     if missing:
-        raise NotFound(f"{len(missing):,} ids match no sample, first: `{missing[0]}`")
+        raise NotFound("sample", missing[0], f"{len(missing):,} ids match no sample, first: `{missing[0]}`")
     return sorted({f for r in table for f in r["found"] if f})
 
 
@@ -90,7 +89,7 @@ def read_ids_file(path: str | Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def add_members(store: Store, txn: Transaction, name: str, sample_ids: list[str]) -> int:
+def add_members(store: StoreCore, txn: Transaction, name: str, sample_ids: list[str]) -> int:
     """Inside a write: add ids to set `name` (created unprotected if new); returns how many were new."""
     check_name("set", name)
     if not set_info(store, name):
@@ -103,17 +102,17 @@ def add_members(store: Store, txn: Transaction, name: str, sample_ids: list[str]
     return len(new)
 
 
-def list_sets(store: Store) -> pa.Table:
+def list_sets(store: StoreCore) -> pa.Table:
     return store.sql(
         "SELECT s.name, s.protected, count(m.sample_id) AS members, s.description, s.version "
         "FROM sets s LEFT JOIN set_members m ON m.set_name = s.name GROUP BY ALL ORDER BY s.name"
     )
 
 
-def show_set(store: Store, name: str, *, limit: int = 20) -> dict[str, Any]:
+def show_set(store: StoreCore, name: str, *, limit: int = 20) -> dict[str, Any]:
     info = set_info(store, name)
     if info is None:
-        raise NotFound(f"no set `{name}`")
+        raise NotFound("set", name)
     by = store.sql(
         "SELECT s.origin, s.source, count(*) AS n FROM set_members m JOIN samples s USING (sample_id) "
         "WHERE m.set_name = ? GROUP BY ALL ORDER BY ALL",
@@ -127,7 +126,7 @@ def show_set(store: Store, name: str, *, limit: int = 20) -> dict[str, Any]:
     return {**info, "members": sum(r["n"] for r in by), "composition": by, "preview": preview}
 
 
-def protected_ids(store: Store, names: list[str] | None = None) -> pa.Table:
+def protected_ids(store: StoreCore, names: list[str] | None = None) -> pa.Table:
     """Members of protected sets (all of them by default), with the set they belong to."""
     query = (
         "SELECT DISTINCT m.sample_id, m.set_name FROM set_members m JOIN sets s ON s.name = m.set_name "

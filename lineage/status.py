@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from lineage.filters.incremental import FilterState, filter_states
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 # Per build (its latest version): what was added to the store after the version it was drawn from.
 BUILDS_SQL = """
@@ -51,7 +51,7 @@ class StoreStatus:
         return out
 
 
-def status(store: Store) -> StoreStatus:
+def status(store: StoreCore) -> StoreStatus:
     states = filter_states(store)
     builds = [{**b, "changed": b.pop("changes") > 0} for b in store.sql(BUILDS_SQL).to_pylist()]
     return StoreStatus(store.version, states, builds)

@@ -5,8 +5,9 @@ This is the only module that imports the capabilities (ingest, filters, builds, 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import pyarrow as pa
 
@@ -14,11 +15,20 @@ from lineage.core.handle import StoreCore, Transaction
 from lineage.errors import LineageError
 
 if TYPE_CHECKING:
+    from lineage.attribution import Attribution
+    from lineage.build import Build, BuildPlan
+    from lineage.build.policy import Rollback
+    from lineage.build.spec import BuildSpec
+    from lineage.check import CheckResult, Thresholds
+    from lineage.compaction import CompactResult
     from lineage.diversity import DiversityResult
+    from lineage.evals import EvalResult
     from lineage.export import ExportResult
     from lineage.filters.run import RunResult
     from lineage.ingest import IngestResult
+    from lineage.ingest.options import IngestFields
     from lineage.maintenance import DoctorReport
+    from lineage.metrics.compute import Embedder
     from lineage.progress import Progress
     from lineage.status import StoreStatus
 
@@ -26,24 +36,66 @@ if TYPE_CHECKING:
 class Store(StoreCore):
     """A lineage store directory (see `StoreCore` for connections, reads and transactions)."""
 
-    def ingest(self, data: Any, /, **options: Any) -> IngestResult:
-        """Ingest a file path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts; see
-        `lineage.ingest`."""
-        from lineage.ingest import ingest
+    def _auto_compact(self) -> None:
+        """The automatic policy (see `lineage.compaction`): merge small segments when too many have piled up, as a
+        commit of its own after the one just made."""
+        from lineage.compaction import auto_compact
 
-        return ingest(self, data, **options)
+        auto_compact(self)
 
-    def ingest_many(self, inputs: list[Any], /, **options: Any) -> list[IngestResult]:
+    # -- ingest ------------------------------------------------------------------------------
+
+    def ingest(
+        self, data: Any, /, *, progress: Progress | None = None, **options: Unpack[IngestFields]
+    ) -> IngestResult:
+        """Ingest a file path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts with provenance
+        `options` (origin=, source=, method=, generator=, ...: `lineage.ingest.options.IngestFields`)."""
+        from lineage.ingest import ingest_many
+
+        return ingest_many(self, [data], progress=progress, **options)[0]
+
+    def ingest_many(
+        self, inputs: list[Any], /, *, progress: Progress | None = None, **options: Unpack[IngestFields]
+    ) -> list[IngestResult]:
         """Ingest several inputs in one commit, one batch each (`lineage ingest PATH...`)."""
         from lineage.ingest import ingest_many
 
-        return ingest_many(self, inputs, **options)
+        return ingest_many(self, inputs, progress=progress, **options)
 
-    def run_filter(self, name: str, /, **options: Any) -> RunResult:
-        """Run filter `name` (params=, where=, force=, module=, engine=); see `lineage.filters.run`."""
+    # -- filters and decisions ---------------------------------------------------------------
+
+    def run_filter(
+        self,
+        name: str,
+        /,
+        *,
+        params: dict[str, Any] | None = None,
+        where: str | None = None,
+        force: bool = False,
+        module: str | None = None,
+        engine: str = "local",
+        workers: int | None = None,
+        ray_address: str | None = None,
+        progress: Progress | None = None,
+        new_only: bool = False,
+        dry_run: bool = False,
+        memory_limit: str | None = None,
+    ) -> RunResult:
+        """Run filter `name` (a built-in one, or `module="package.module:Class"`); see `lineage.filters.run`."""
         from lineage.filters.run import run_filter
 
-        return run_filter(self, name, **options)
+        return run_filter(
+            self, name, params=params, where=where, force=force, module=module, engine=engine, workers=workers,
+            ray_address=ray_address, progress=progress, new_only=new_only, dry_run=dry_run, memory_limit=memory_limit,
+        )
+
+    @staticmethod
+    def filters() -> list[dict[str, Any]]:
+        """The filters lineage can run (no store needed): name, version, what each does, and its parameters as
+        (name, required, default)."""
+        from lineage.filters.builtin import describe_filters
+
+        return describe_filters()
 
     def runs(self, filter_name: str | None = None) -> pa.Table:
         """Filter runs, oldest first, with drops by source and a warning per source a run dropped >90% of."""
@@ -51,9 +103,62 @@ class Store(StoreCore):
 
         return history(self, filter_name)
 
+    def takedown(self, *, source: str | None = None, where: str | None = None, reason: str) -> RunResult:
+        """Drop every sample of `source` (or matching `where`) and its descendants, as a `takedown` run."""
+        from lineage.takedown import takedown
+
+        return takedown(self, source=source, where=where, reason=reason)
+
+    def import_decisions(self, path: str | Path, /, *, filter_name: str, reviewer: str | None = None) -> RunResult:
+        """Record a file's decisions (by sample id or text) as one run of filter `filter_name`."""
+        from lineage.decisions import import_decisions
+
+        return import_decisions(self, path, filter_name=filter_name, reviewer=reviewer)
+
+    def export_review(self, output: str | Path, /, *, where: str | None = None, n: int, seed: int = 0) -> int:
+        """Write a review sheet of `n` samples (seeded) at `output`; returns how many rows it holds."""
+        from lineage.decisions import export_review
+
+        return export_review(self, output, where=where, n=n, seed=seed)
+
+    def import_review(self, path: str | Path, /, *, reviewer: str) -> RunResult:
+        """Record a filled-in review sheet as a `human-review` run."""
+        from lineage.decisions import import_review
+
+        return import_review(self, path, reviewer=reviewer)
+
+    # -- sets --------------------------------------------------------------------------------
+
+    def create_set(
+        self,
+        name: str,
+        /,
+        *,
+        where: str | None = None,
+        ids: list[str] | None = None,
+        protected: bool = False,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids), or empty."""
+        from lineage.sets import create_set
+
+        return create_set(self, name, where=where, ids=ids, protected=protected, description=description)
+
+    def sets(self) -> pa.Table:
+        from lineage.sets import list_sets
+
+        return list_sets(self)
+
+    def show_set(self, name: str, /, *, limit: int = 20) -> dict[str, Any]:
+        from lineage.sets import show_set
+
+        return show_set(self, name, limit=limit)
+
+    # -- builds ------------------------------------------------------------------------------
+
     def build(
         self,
-        spec: Any,
+        spec: BuildSpec | str | Path | dict[str, Any],
         /,
         *,
         dry_run: bool = False,
@@ -61,14 +166,61 @@ class Store(StoreCore):
         refresh: bool = False,
         allow_stale: bool = False,
         progress: Progress | None = None,
-    ) -> Any:
+    ) -> Build | BuildPlan:
         """Plan and commit a build from a spec (path, dict or BuildSpec); returns a Build (or a BuildPlan).
-        `refresh`: run stale honoured filters over their unseen samples first; `allow_stale`: build anyway;
-        `progress(done, total)`: told each step done."""
+        It draws from the store as of `as_of`, or of the version this store was opened at (`lineage --as-of N
+        build`), and commits at the head. `refresh`: run stale honoured filters over their unseen samples first;
+        `allow_stale`: build anyway; `progress(done, total)`: told each step done."""
         from lineage.build import build
 
+        writer: Store = self
+        if self.as_of is not None:  # opened as of a version: draw from it, commit at the head
+            as_of = self.as_of if as_of is None else as_of
+            writer = Store(self.root, wait=self.wait)
         return build(
-            self, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
+            writer, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
+        )
+
+    def builds(self) -> pa.Table:
+        return self.sql(
+            "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
+            "ORDER BY name, build_version"
+        )
+
+    def build_version(self, ref: str, /) -> Build:
+        """Build NAME or NAME@vN (its latest version when none is given)."""
+        from lineage.build import Build
+
+        return Build.parse(self, ref)
+
+    def diff(self, a: str, b: str, /) -> dict[str, Any]:
+        """Two builds compared: composition and membership changes."""
+        from lineage.build import Build
+        from lineage.build.diff import diff
+
+        return diff(Build.parse(self, a), Build.parse(self, b))
+
+    def export(
+        self,
+        build: str,
+        output: str | Path,
+        /,
+        *,
+        format: str = "parquet",  # noqa: A002 - the CLI's name
+        columns: list[str] | tuple[str, ...] | None = None,
+        verbatim: bool | None = None,
+        with_provenance: bool = False,
+        split: dict[str, float] | list[str] | None = None,
+        split_seed: int | None = None,
+        shard_size: str | int | None = None,
+        force: bool = False,
+        batch_rows: int = 65_536,
+        progress: Progress | None = None,
+    ) -> ExportResult:
+        """Export build NAME[@vN] at `output` (see `Build.export`)."""
+        return self.build_version(build).export(
+            output, format=format, columns=columns, verbatim=verbatim, with_provenance=with_provenance, split=split,
+            split_seed=split_seed, shard_size=shard_size, force=force, batch_rows=batch_rows, progress=progress,
         )
 
     def status(self) -> StoreStatus:
@@ -77,17 +229,7 @@ class Store(StoreCore):
 
         return status(self)
 
-    def export(self, build: str, output: str | Path, /, **options: Any) -> ExportResult:
-        """Export build NAME[@vN] at `output` (see Build.export for the options)."""
-        from lineage.build import Build
-
-        return Build.parse(self, build).export(output, **options)
-
-    def builds(self) -> pa.Table:
-        return self.sql(
-            "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
-            "ORDER BY name, build_version"
-        )
+    # -- inspection --------------------------------------------------------------------------
 
     def sample(self, sample_id: str) -> dict[str, Any]:
         from lineage.inspect import sample
@@ -109,52 +251,157 @@ class Store(StoreCore):
 
         return stats(self, by=list(by))
 
-    def diversity(self, **options: Any) -> DiversityResult:
-        """Diversity per group (by=, where=, sample_ids=, build=, metrics=, reference=, sample_size=, draws=,
-        seed=, record=, embed=, engine="local"|"ray", workers=, ray_address=); `.table` is a pyarrow.Table, one
-        row per group. See `lineage.diversity`."""
+    def diversity(
+        self,
+        *,
+        by: Sequence[str] = (),
+        where: str | None = None,
+        sample_ids: Sequence[str] | pa.Array | None = None,
+        build: str | None = None,
+        metrics: str | Sequence[str] | None = None,
+        reference: str = "origin = 'real'",
+        sample_size: int = 1000,
+        draws: int = 5,
+        seed: int = 0,
+        record: bool = True,
+        embed: Embedder | None = None,
+        embedding_model: str = "all-MiniLM-L6-v2",
+        engine: str = "local",
+        workers: int | None = None,
+        ray_address: str | None = None,
+        progress: Progress | None = None,
+    ) -> DiversityResult:
+        """Diversity per group of `by`; `.table` is a pyarrow.Table, one row per group. See `lineage.diversity`."""
         from lineage.diversity import diversity
 
-        return diversity(self, **options)
+        return diversity(
+            self, by=by, where=where, sample_ids=sample_ids, build=build, metrics=metrics, reference=reference,
+            sample_size=sample_size, draws=draws, seed=seed, record=record, embed=embed,
+            embedding_model=embedding_model, engine=engine, workers=workers, ray_address=ray_address, progress=progress,
+        )
 
-    def register_model(self, name: str, /, **options: Any) -> dict[str, Any]:
-        """Register model `name` (trained_on=BUILD[@vN], parent=, notes=); see `lineage.models`."""
+    # -- models and evaluations --------------------------------------------------------------
+
+    def register_model(
+        self, name: str, /, *, trained_on: str, parent: str | None = None, notes: str | None = None
+    ) -> dict[str, Any]:
+        """Register model `name`, trained on build NAME[@vN]; see `lineage.models`."""
         from lineage.models import register_model
 
-        return register_model(self, name, **options)
+        return register_model(self, name, trained_on=trained_on, parent=parent, notes=notes)
 
-    def record_eval(self, model: str, /, **options: Any) -> Any:
-        """Record eval metrics of `model` (metrics={name: value}, benchmark=, eval_set=, stderr=)."""
+    def models(self) -> pa.Table:
+        """Models in lineage order (parents first), with the generation their outputs get."""
+        from lineage.models import list_models
+
+        return list_models(self)
+
+    def record_eval(
+        self,
+        model: str,
+        /,
+        *,
+        metrics: dict[str, float],
+        stderr: dict[str, float] | None = None,
+        benchmark: str | None = None,
+        eval_set: str | None = None,
+    ) -> EvalResult:
+        """Record eval metrics of `model` ({name: value}, with their standard errors when known)."""
         from lineage.evals import record_eval
 
-        return record_eval(self, model, **options)
+        return record_eval(self, model, metrics, stderr=stderr, benchmark=benchmark, eval_set=eval_set)
 
-    def check(self, model: str, /, *, baseline: str | None = None, thresholds: Any = None) -> Any:
+    def import_evals(self, model: str, path: str | Path, /, *, eval_set: str | None = None) -> EvalResult:
+        """Record the metrics of an lm-evaluation-harness results file for `model`."""
+        from lineage.evals import import_lm_eval
+
+        return import_lm_eval(self, model, path, eval_set=eval_set)
+
+    def eval_outputs(
+        self,
+        model: str,
+        path: str | Path,
+        /,
+        *,
+        metrics: str = "text",
+        sample_size: int = 1000,
+        draws: int = 5,
+        seed: int = 0,
+        reference: str = "origin = 'real'",
+        progress: Progress | None = None,
+    ) -> EvalResult:
+        """Record the diversity of `model`'s outputs (a file of texts) as evals: `metrics` as `lineage diversity
+        --metrics` takes them, against the `reference` samples."""
+        from lineage.evals import eval_outputs
+
+        return eval_outputs(
+            self, model, path, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, reference=reference,
+            progress=progress,
+        )
+
+    def evals(self, model: str | None = None) -> pa.Table:
+        """Recorded evals (of `model`, or all)."""
+        from lineage.evals import list_evals
+
+        return list_evals(self, model)
+
+    def check(self, model: str, /, *, baseline: str | None = None, thresholds: Thresholds | None = None) -> CheckResult:
         """The symptoms of degradation of `model` against `baseline` (default: its parent) and its training
-        build's health, each against a threshold (a `lineage.check.Thresholds`); returns a CheckResult."""
+        build's health, each against a threshold (a `lineage.check.Thresholds`)."""
         from lineage.check import check_model
 
         return check_model(self, model, baseline=baseline, thresholds=thresholds)
 
-    def rollback(self, model: str, /, *, to: str | None = None) -> Any:
+    def rollback(self, model: str, /, *, to: str | None = None) -> Rollback:
         """Record that builds whose policy is `after: model` draw from the store as it was when the training build
-        of `to` (an ancestor whose check passes; default the last one) was made; returns a policy.Rollback."""
+        of `to` (an ancestor whose check passes; default the last one) was made."""
         from lineage.build.policy import rollback
 
         return rollback(self, model, to=to)
 
-    def attribute(self, metric: str, /, **options: Any) -> Any:
-        """Attribute an eval metric to groups of the models' training data (by=, models=, benchmark=, seed=)."""
+    def attribute(
+        self,
+        metric: str,
+        /,
+        *,
+        by: str = "source",
+        models: list[str] | None = None,
+        benchmark: str | None = None,
+        higher_is_better: bool | None = None,
+        seed: int = 0,
+    ) -> Attribution:
+        """Attribute an eval metric to groups of the models' training data; see `lineage.attribution`."""
         from lineage.attribution import attribute
 
-        return attribute(self, metric, **options)
+        return attribute(
+            self, metric, by=by, models=models, benchmark=benchmark, higher_is_better=higher_is_better, seed=seed
+        )
 
-    def report(self, kind: str, ref: str | None = None, /, **options: Any) -> Path:
-        """Write a report: `build` (ref NAME[@vN]) or `models` (metric=, benchmark=, by=) to output= as HTML,
-        Markdown or JSON (format=, default from the extension); see `lineage.report`."""
+    def ablate(self, build: str, /, *, by: str = "source", output: str | Path) -> list[Path]:
+        """Write one ablation spec per group of build NAME[@vN] (the build without that group) under `output`."""
+        from lineage.attribution.ablate import ablate
+
+        return ablate(self, build, by=by, output=output)
+
+    def report(
+        self,
+        kind: str,
+        ref: str | None = None,
+        /,
+        *,
+        output: str | Path,
+        format: str | None = None,  # noqa: A002 - the CLI's name
+        metric: str | None = None,
+        benchmark: str | None = None,
+        by: str = "source",
+    ) -> Path:
+        """Write a report: `build` (ref NAME[@vN]) or `models` (metric=, benchmark=, by=) at `output` as HTML,
+        Markdown or JSON (`format`, default from the extension); see `lineage.report`."""
         from lineage.report import report
 
-        return report(self, kind, ref, **options)
+        return report(self, kind, ref, output=output, format=format, metric=metric, benchmark=benchmark, by=by)
+
+    # -- maintenance -------------------------------------------------------------------------
 
     def doctor(self) -> DoctorReport:
         from lineage.maintenance import doctor
@@ -178,9 +425,9 @@ class Store(StoreCore):
 
     def compact(
         self, *, kinds: tuple[str, ...] = ("samples", "events", "edges"), target_rows: int | None = None
-    ) -> Any:
+    ) -> CompactResult:
         """Rewrite the small sample and events segments into large ones sorted by sample_id, as one commit; the
-        replaced segments stay for earlier versions until `gc` with a retention. Returns a CompactResult."""
+        replaced segments stay for earlier versions until `gc` with a retention."""
         from lineage.compaction import DEFAULT_TARGET_ROWS, compact
 
         return compact(self, kinds=kinds, target_rows=target_rows or DEFAULT_TARGET_ROWS)

@@ -303,3 +303,12 @@ def test_row_groups_are_bounded_in_bytes_and_rows_stay_in_order(
     assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 2048
     rows = pq.read_table(segment_path, columns=["input_row"])["input_row"].to_pylist()
     assert rows == list(range(1, 5001))
+
+
+def test_store_ingest_names_every_option() -> None:
+    """`Store.ingest`'s typed keywords (`IngestFields`) are the fields of `IngestOptions`, no more, no fewer."""
+    from dataclasses import fields
+
+    from lineage.ingest.options import IngestFields, IngestOptions
+
+    assert set(IngestFields.__annotations__) == {f.name for f in fields(IngestOptions)}

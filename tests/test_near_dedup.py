@@ -19,7 +19,8 @@ from datasketch.lsh import _optimal_param
 from lineage.errors import LineageError
 from lineage.features import minhash
 from lineage.filters.base import KEEP_ORDER_SQL, SelectionContext
-from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams, _kept, _scores
+from lineage.filters.near_dedup import NearDedupFilter, NearDedupParams
+from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.store import Store
 
 PLANTED = json.loads((FIXTURES / "planted.json").read_text(encoding="utf-8"))
@@ -139,7 +140,7 @@ def test_scores_come_from_the_verified_pairs_in_any_order() -> None:
     texts = pa.chunked_array([pa.array(["a b c", "a b c d", "x y z", "x y z w", "q"])])
     kept = np.array([0, 0, 2, 2, 4])
     pairs = np.array([[3, 2], [0, 1]])  # neither ascending nor i < j
-    score = _scores(texts, kept, pairs, np.array([0.25, 0.5]), ngram=2)  # the given values, not recomputed
+    score = scores(texts, kept, pairs, np.array([0.25, 0.5]), ngram=2)  # the given values, not recomputed
     assert np.isnan(score[[0, 2, 4]]).all() and score[[1, 3]].tolist() == [0.5, 0.25]
 
 
@@ -161,7 +162,7 @@ def test_kept_follows_the_shared_keep_order_of_sql() -> None:
     with duckdb.connect() as con:
         con.register("t", table)
         expected = [row[0] for row in con.sql(query).fetchall()]
-    assert _kept(features, labels).tolist() == expected
+    assert kept_by_cluster(features, labels).tolist() == expected
 
 
 def test_every_event_has_a_cluster_named_after_its_kept_sample(small_store: Store) -> None:

@@ -308,3 +308,10 @@ def test_ray_workers_read_and_stage_on_s3(s3: S3, cluster: None, remote: Store, 
     kwargs = {"by": ["source"], "metrics": "text", "sample_size": 100, "record": False}
     assert remote.diversity(engine="ray", **kwargs).table == local.diversity(**kwargs).table
     assert remote.doctor().ok and remote.doctor().orphans == []
+
+
+def test_one_protocol_name() -> None:
+    """`location` names the protocol without importing `remote_fs` (fsspec loads only for a remote store)."""
+    from lineage.core import location, remote_fs
+
+    assert location.PROTOCOL == remote_fs.PROTOCOL == remote_fs.ReadOnlyFS.protocol

@@ -116,3 +116,20 @@ def test_stores_are_self_contained_directories(small_store: Store, tmp_path: Pat
     os.rename(small_store.root, moved)
     assert count(Store(moved)) == 1125
     assert Store(moved).doctor().ok
+
+
+def test_errors_keep_their_inputs(tmp_path: Path) -> None:
+    """A caller can tell what was not found, or which option had which value, without parsing the message."""
+    from lineage.errors import NotFound, UsageError
+
+    store = Store.init(tmp_path / "store")
+    with pytest.raises(NotFound) as missing:
+        store.show_set("heldout")
+    assert (missing.value.kind, missing.value.name) == ("set", "heldout")
+    with pytest.raises(NotFound) as build:
+        store.build_version("mix@v2")
+    assert (build.value.kind, build.value.name) == ("build", "mix@v2")
+    with pytest.raises(UsageError) as bad:
+        store.ingest([{"text": "a"}], origin="human", source="s", method="m")
+    assert (bad.value.option, bad.value.value) == ("origin", "human")
+    assert store.version == 0  # nothing was written

@@ -16,14 +16,15 @@ import numpy as np
 from lineage.attribution.health import group_health, reference_values
 from lineage.attribution.regression import Regression, mixture_regression
 from lineage.attribution.suspects import rank
+from lineage.dimensions import PROVENANCE_DIMENSIONS
 from lineage.errors import LineageError, option
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 __all__ = ["DIMENSIONS", "Attribution", "attribute"]
 
-DIMENSIONS = ("origin", "source", "method", "generation")
+DIMENSIONS = PROVENANCE_DIMENSIONS
 # Metrics where lower is better; anything else is taken as higher-is-better unless told otherwise.
 LOWER_IS_BETTER = ("perplexity", "ppl", "loss", "bits_per_byte", "byte_perplexity", "word_perplexity", "error")
 
@@ -59,7 +60,7 @@ class Attribution:
 
 
 def attribute(
-    store: Store,
+    store: StoreCore,
     metric: str,
     *,
     by: str = "source",
@@ -96,7 +97,7 @@ def _group_order(group: str) -> tuple[int, Any]:
 
 
 def _timeline(
-    store: Store, metric: str, by: str, names: list[str] | None, benchmark: str | None
+    store: StoreCore, metric: str, by: str, names: list[str] | None, benchmark: str | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     from lineage.models import lineage_order
 
@@ -125,7 +126,7 @@ def _entry(row: dict[str, Any], by: str, value: float | None) -> dict[str, Any]:
     return {"model": row["name"], "parent": row["parent"], "build": row["build"], "value": value, "shares": shares}
 
 
-def _values(store: Store, metric: str, benchmark: str | None) -> dict[str, float]:
+def _values(store: StoreCore, metric: str, benchmark: str | None) -> dict[str, float]:
     """The latest value of `metric` per model; several benchmarks with that metric need `benchmark`."""
     rows = store.sql(
         "SELECT model, benchmark, value FROM evals WHERE metric = ? AND (? IS NULL OR benchmark = ?) "

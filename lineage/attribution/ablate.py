@@ -19,10 +19,10 @@ from lineage.errors import LineageError
 from lineage.outputs import atomic_write
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
-def ablate(store: Store, ref: str, *, by: str = "source", output: str | Path) -> list[Path]:
+def ablate(store: StoreCore, ref: str, *, by: str = "source", output: str | Path) -> list[Path]:
     """Write one YAML spec per group of `by` in build `ref` to `output`; returns the paths."""
     import yaml
 

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 DIVERSITY = ("distinct_2", "self_bleu", "tail_coverage", "js_divergence", "near_dup_rate")
 SAMPLE_SIZE = 200
@@ -29,7 +29,7 @@ QUALIFY row_number() OVER (PARTITION BY group_key, metric ORDER BY version DESC)
 """
 
 
-def group_health(store: Store, by: str, groups: list[str]) -> tuple[dict[str, dict[str, Any]], str]:
+def group_health(store: StoreCore, by: str, groups: list[str]) -> tuple[dict[str, dict[str, Any]], str]:
     """Health values per group (keys: the groups), and where the diversity values came from."""
     rows = {r["grp"]: r for r in store.sql(COUNTS_SQL.format(dim=by)).to_pylist()}
     out = {g: _base(rows.get(g)) for g in groups}
@@ -60,7 +60,7 @@ def _key(group_key: str, by: str) -> str:
     return str(value)
 
 
-def _recorded(store: Store, by: str, groups: list[str]) -> tuple[dict[str, dict[str, Any]] | None, str]:
+def _recorded(store: StoreCore, by: str, groups: list[str]) -> tuple[dict[str, dict[str, Any]] | None, str]:
     found: dict[str, dict[str, Any]] = {}
     for r in store.sql(RECORDED_SQL, params=[by]).to_pylist():
         found.setdefault(_key(r["group_key"], by), {})[r["metric"]] = r["value"]
@@ -70,7 +70,7 @@ def _recorded(store: Store, by: str, groups: list[str]) -> tuple[dict[str, dict[
     return None, ""
 
 
-def _computed(store: Store, by: str, size: int) -> tuple[dict[str, dict[str, Any]], str]:
+def _computed(store: StoreCore, by: str, size: int) -> tuple[dict[str, dict[str, Any]], str]:
     from lineage.diversity import diversity
 
     result = diversity(store, by=[by], metrics=list(DIVERSITY), sample_size=size, draws=1, record=False)

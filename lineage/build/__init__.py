@@ -15,28 +15,28 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.build.allocate import InfeasibleSpec, allocate
+from lineage.build.allocate import allocate
 from lineage.build.pool import create_pool
+from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
-from lineage.build.spec import BuildSpec, SpecError, load_spec
-from lineage.build.stale import StaleFilters, stale_filters
+from lineage.build.spec import BuildSpec, load_spec
+from lineage.build.stale import describe as describe_stale
 from lineage.build.stale import refresh as refresh_filters
+from lineage.build.stale import stale_filters
 from lineage.core import readonly
 from lineage.core.segments import atomic_write_bytes, write_parquet
-from lineage.errors import LineageError
+from lineage.dimensions import PROVENANCE_DIMENSIONS
+from lineage.errors import InfeasibleSpec, LineageError, SpecError, StaleFilters
 from lineage.progress import Progress, stepper
 from lineage.schemas import BUILD_MEMBERS, BUILDS
 
 if TYPE_CHECKING:
-    import polars as pl
-
+    from lineage.core.handle import StoreCore
     from lineage.export import ExportResult
-    from lineage.licenses import LicenseShare
-    from lineage.store import Store
 
 __all__ = ["Build", "BuildPlan", "InfeasibleSpec", "SpecError", "StaleFilters", "build", "load_spec"]
 
-COMPOSITION_DIMS = ("origin", "source", "method", "generation")
+COMPOSITION_DIMS = PROVENANCE_DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class BuildPlan:
 
 
 def build(
-    store: Store,
+    store: StoreCore,
     spec: BuildSpec | str | Path | dict[str, Any],
     *,
     dry_run: bool = False,
@@ -88,7 +88,7 @@ def build(
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
         stale = stale_filters(source, spec)
         if stale and not allow_stale:
-            raise StaleFilters(spec.name, stale)
+            raise StaleFilters(spec.name, stale, describe_stale(stale))
         plan, members = _plan(source, spec, step)
         plan = replace(plan, stale={s.filter: s.unseen for s in stale}, refreshed=refreshed)
         version = _next_version(store, spec.name)
@@ -117,7 +117,7 @@ def build(
 PLAN_STEPS, BUILD_STEPS = 4, 6
 
 
-def _plan(store: Store, spec: BuildSpec, step: Callable[[], None] = lambda: None) -> tuple[BuildPlan, pa.Table]:
+def _plan(store: StoreCore, spec: BuildSpec, step: Callable[[], None] = lambda: None) -> tuple[BuildPlan, pa.Table]:
     with store.reader() as con:
         readonly.lock_down(con, store.data)
         pool = create_pool(con, spec)
@@ -132,7 +132,7 @@ def _plan(store: Store, spec: BuildSpec, step: Callable[[], None] = lambda: None
     return plan, members
 
 
-def _floors(store: Store, spec: BuildSpec, members: pa.Table) -> list[dict[str, Any]]:
+def _floors(store: StoreCore, spec: BuildSpec, members: pa.Table) -> list[dict[str, Any]]:
     if not spec.floors:
         return []
     from lineage.build.floors import check_floors
@@ -140,12 +140,12 @@ def _floors(store: Store, spec: BuildSpec, members: pa.Table) -> list[dict[str, 
     return check_floors(store, spec, members)
 
 
-def _next_version(store: Store, name: str) -> int:
+def _next_version(store: StoreCore, name: str) -> int:
     found = store.sql("SELECT max(build_version) AS v FROM builds WHERE name = ?", params=[name])["v"][0].as_py()
     return (found or 0) + 1
 
 
-def _composition(store: Store, members: pa.Table) -> dict[str, Any]:
+def _composition(store: StoreCore, members: pa.Table) -> dict[str, Any]:
     with store.reader() as con:
         con.register("_members", members)
         out = {}
@@ -158,7 +158,7 @@ def _composition(store: Store, members: pa.Table) -> dict[str, Any]:
     return out
 
 
-def _checks(store: Store, spec: BuildSpec, members: pa.Table) -> dict[str, Any]:
+def _checks(store: StoreCore, spec: BuildSpec, members: pa.Table) -> dict[str, Any]:
     """Re-check the members against protected sets: exact text and lineage (ancestor in a protected set)."""
     from lineage.build.checks import contamination_check
 
@@ -166,7 +166,7 @@ def _checks(store: Store, spec: BuildSpec, members: pa.Table) -> dict[str, Any]:
 
 
 def _build_row(
-    store: Store, plan: BuildPlan, members: pa.Table, version: int, path: str, sha: str, commit_version: int
+    store: StoreCore, plan: BuildPlan, members: pa.Table, version: int, path: str, sha: str, commit_version: int
 ) -> dict[str, Any]:
     checks = _checks(store, plan.spec, members)
     if not checks["clean"]:
@@ -212,79 +212,8 @@ def _manifest(row: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, default=str, sort_keys=True) + "\n"
 
 
-class Build:
-    """A committed build version: its catalog row, its members, exports."""
-
-    def __init__(self, store: Store, name: str, version: int | None = None) -> None:
-        rows = store.sql(
-            "SELECT * FROM builds WHERE name = ? AND (? IS NULL OR build_version = ?) "
-            "ORDER BY build_version DESC LIMIT 1",
-            params=[name, version, version],
-        ).to_pylist()
-        if not rows:
-            at = f"@v{version}" if version is not None else ""
-            raise LineageError(f"no build `{name}{at}`; `lineage builds` lists them")
-        self.store, self.info = store, rows[0]
-        self.name, self.version = name, self.info["build_version"]
-        self.refreshed: list[str] = []  # summaries of the filter runs `build(refresh=True)` made first
-
-    @classmethod
-    def parse(cls, store: Store, ref: str) -> Build:
-        """NAME or NAME@vN."""
-        name, _, version = ref.partition("@")
-        if version and not (version.startswith("v") and version[1:].isdigit()):
-            raise LineageError(f"build reference `{ref}` must look like NAME or NAME@vN")
-        return cls(store, name, int(version[1:]) if version else None)
-
-    def __repr__(self) -> str:
-        return f"Build({self.name!r}@v{self.version}, {self.info['size']:,} samples)"
-
-    def contamination(self) -> dict[str, Any]:
-        """The members' contamination check against the protected sets as they are now.
-
-        The check stored at build time while the protected sets are unchanged (same fingerprint); a new
-        check of the members otherwise (`rechecked`), with the stored one as `as_built`.
-        """
-        from lineage.build.checks import CHECK_VERSION, contamination_check, fingerprint
-
-        stored = json.loads(self.info["checks"])
-        names = json.loads(self.info["spec"]).get("protected")
-        current = fingerprint(self.store, names)
-        if stored.get("check_version") == CHECK_VERSION and stored.get("protected_fingerprint") == current:
-            return {**stored, "rechecked": False}
-        fresh = contamination_check(self.store, names, self.member_ids()["sample_id"])
-        return {**fresh, "rechecked": True, "as_built": stored}
-
-    def member_ids(self) -> pa.Table:
-        import pyarrow.parquet as pq
-
-        # One file: ParquetFile, not read_table, which imports pyarrow.dataset (~0.3 CPU-s).
-        with pq.ParquetFile(self.store.root / self.info["members_path"]) as members:
-            return members.read()
-
-    def members(self, *, columns: str = "*") -> pa.Table:
-        """The members' sample rows (Arrow), in sample_id order."""
-        with self.store.reader() as con:
-            con.register("_members", self.member_ids())
-            return con.sql(
-                f"SELECT {columns} FROM samples s SEMI JOIN _members m USING (sample_id) ORDER BY sample_id"
-            ).to_arrow_table()
-
-    def licenses(self) -> list[LicenseShare]:
-        """The licence composition of the members: count and share per licence, `unknown` included."""
-        from lineage.licenses import composition
-
-        with self.store.reader() as con:
-            con.register("_members", self.member_ids())
-            rows = con.execute(
-                "SELECT s.license, count(*) FROM samples s SEMI JOIN _members m USING (sample_id) GROUP BY 1"
-            ).fetchall()
-        return composition(dict(rows))
-
-    def to_polars(self) -> pl.DataFrame:
-        import polars as pl
-
-        return pl.from_arrow(self.members())  # type: ignore[return-value]
+class Build(BuildRecord):
+    """A committed build version: its catalog row, its members (see `BuildRecord`), and exports."""
 
     def export(
         self,

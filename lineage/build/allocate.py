@@ -17,13 +17,9 @@ import numpy as np
 
 from lineage.build.pool import Pool
 from lineage.build.spec import BuildSpec, Share
-from lineage.errors import LineageError
+from lineage.errors import InfeasibleSpec
 
 TARGET_WEIGHT = 1000.0
-
-
-class InfeasibleSpec(LineageError):
-    """No allocation satisfies the spec; the message names the binding constraint with numbers."""
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.filters.contamination import PROTECTED_SQL, ContaminationParams, descendants, detect, protected_items
+from lineage.filters.contamination import ContaminationParams, descendants, detect, protected_items
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 CHECK_VERSION = 2
 MAX_LISTED = 20  # leaks listed by name in the check; the counts cover all of them
@@ -37,13 +37,13 @@ ORDER BY s.sample_id
 """
 
 
-def fingerprint(store: Store, names: list[str] | None) -> str:
+def fingerprint(store: StoreCore, names: list[str] | None) -> str:
     """sha256 of the protected sample ids: a check is current while this is unchanged."""
-    ids = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
+    ids = store.sql("SELECT sample_id FROM protected_samples(?) ORDER BY 1", params=[names])["sample_id"].to_pylist()
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def contamination_check(store: Store, names: list[str] | None, member_ids: pa.Array) -> dict[str, Any]:
+def contamination_check(store: StoreCore, names: list[str] | None, member_ids: pa.Array) -> dict[str, Any]:
     params = ContaminationParams()
     protected = protected_items(store, names)
     members = pa.table({"sample_id": member_ids})

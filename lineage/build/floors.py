@@ -8,17 +8,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lineage.build.spec import BuildSpec, Floor
-from lineage.errors import LineageError
+from lineage.errors import FloorNotMet
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
-class FloorNotMet(LineageError):
-    """The members miss a diversity floor; the message has the achieved value and what limits it."""
-
-
-def check_floors(store: Store, spec: BuildSpec, members: pa.Table) -> list[dict[str, Any]]:
+def check_floors(store: StoreCore, spec: BuildSpec, members: pa.Table) -> list[dict[str, Any]]:
     """One row per floor and group: target, achieved, met. Raises FloorNotMet on the first miss."""
     rows = []
     for floor in spec.floors:
@@ -42,7 +38,7 @@ def check_floors(store: Store, spec: BuildSpec, members: pa.Table) -> list[dict[
     return rows
 
 
-def _measure(store: Store, spec: BuildSpec, floor: Floor, ids: pa.ChunkedArray) -> list[dict[str, Any]]:
+def _measure(store: StoreCore, spec: BuildSpec, floor: Floor, ids: pa.ChunkedArray) -> list[dict[str, Any]]:
     from lineage.diversity import diversity
 
     result = diversity(store, by=[floor.by] if floor.by else [], sample_ids=ids, metrics=[floor.metric],

@@ -26,10 +26,10 @@ from lineage.errors import LineageError
 
 if TYPE_CHECKING:
     from lineage.build.spec import BuildSpec
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
-def apply_policy(store: Store, spec: BuildSpec) -> tuple[BuildSpec, dict[str, Any] | None]:
+def apply_policy(store: StoreCore, spec: BuildSpec) -> tuple[BuildSpec, dict[str, Any] | None]:
     """The spec with the policy's limits applied, and the decision (None when the spec has no policy)."""
     from lineage.build.spec import Pool, Share
     from lineage.models import require_model
@@ -62,7 +62,7 @@ def apply_policy(store: Store, spec: BuildSpec) -> tuple[BuildSpec, dict[str, An
     return spec.model_copy(update={"quotas": quotas, "pool": pool}), decision
 
 
-def _snapshot(store: Store, after: str, baseline: str | None) -> dict[str, Any]:
+def _snapshot(store: StoreCore, after: str, baseline: str | None) -> dict[str, Any]:
     """The last model up `after`'s parent chain whose check passes, and its training build's store version."""
     from lineage.models import require_model
 
@@ -77,7 +77,7 @@ def _snapshot(store: Store, after: str, baseline: str | None) -> dict[str, Any]:
     raise LineageError(f"rollback: no model before `{after}` passes its check; nothing to roll back to")
 
 
-def _limits(store: Store, info: dict[str, Any], spec: BuildSpec) -> tuple[float | None, int | None]:
+def _limits(store: StoreCore, info: dict[str, Any], spec: BuildSpec) -> tuple[float | None, int | None]:
     """The stricter of this spec's and the model's training build's real floor and generation cap."""
     row = store.sql("SELECT spec, composition FROM builds WHERE name = ? AND build_version = ?",
                     params=[info["build_name"], info["build_version"]]).to_pylist()
@@ -118,7 +118,7 @@ class Rollback:
         return asdict(self)
 
 
-def rollback(store: Store, model: str, *, to: str | None = None) -> Rollback:
+def rollback(store: StoreCore, model: str, *, to: str | None = None) -> Rollback:
     """Record that builds after `model` start from the snapshot of `to` (default: the last model up `model`'s
     parents whose check passes). `to` must be an ancestor of `model` whose check passes."""
     from lineage.models import require_model
@@ -141,12 +141,12 @@ def rollback(store: Store, model: str, *, to: str | None = None) -> Rollback:
     as_of = store.sql("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
                       params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
     summary = {"model": model, "to": to, "build": build, "as_of": as_of}
-    with store.transaction("rollback", model, summary) as txn:
+    with store.transaction("rollback", model, summary, allow_empty=True) as txn:  # the commit is the record
         version = txn.version
     return Rollback(model, to, build, as_of, version, [f"{s.kind}: {s.evidence}" for s in result.symptoms])
 
 
-def recorded_rollback(store: Store, model: str) -> dict[str, Any] | None:
+def recorded_rollback(store: StoreCore, model: str) -> dict[str, Any] | None:
     """The latest rollback recorded for builds after `model`: {to, build, as_of, version}, or None."""
     rows = store.sql(ROLLBACK_SQL, params=[model]).to_pylist()
     if not rows:
@@ -154,7 +154,7 @@ def recorded_rollback(store: Store, model: str) -> dict[str, Any] | None:
     return {**json.loads(rows[0]["summary"]), "version": rows[0]["version"]}
 
 
-def _ancestors(store: Store, model: str) -> list[str]:
+def _ancestors(store: StoreCore, model: str) -> list[str]:
     from lineage.models import require_model
 
     out, name = [], require_model(store, model)["parent"]

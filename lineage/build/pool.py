@@ -15,16 +15,10 @@ from lineage.errors import QueryError, first_line
 ALWAYS_EXCLUDED_FILTERS = ("contamination", "takedown")
 
 POOL_SQL = """
-WITH protected AS (
-    SELECT DISTINCT m.sample_id FROM set_members m JOIN sets s ON s.name = m.set_name
-    WHERE s.protected AND ($protected IS NULL OR list_contains($protected, s.name))
-), protected_text AS (
-    SELECT DISTINCT content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected)
+WITH protected_text AS (
+    SELECT DISTINCT content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected_samples($protected))
 ), tainted AS (
-    WITH RECURSIVE t(sample_id) AS (
-        SELECT sample_id FROM protected
-        UNION SELECT e.child_id FROM lineage_edges e JOIN t ON e.parent_id = t.sample_id
-    ) SELECT sample_id FROM t
+    SELECT sample_id FROM tainted_samples($protected)
 ), dropped AS (
     SELECT DISTINCT sample_id FROM status
     WHERE decision = 'drop' AND ($filters IS NULL OR list_contains($filters, filter)
@@ -72,12 +66,11 @@ def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
 def _check_filters(con: duckdb.DuckDBPyConnection, names: list[str] | None) -> None:
     """A misspelt filter would silently honour nobody's drops: every name must be a filter lineage knows (built
     in) or one that has run in this store (user filters, imported decisions, human review)."""
-    from lineage.build.spec import SpecError
-    from lineage.filters.base import REGISTRY, load_builtins
+    from lineage.errors import SpecError
+    from lineage.filters.base import BUILTINS, REGISTRY  # names only: no filter module is imported
 
-    load_builtins()
     ran = con.execute("SELECT DISTINCT filter FROM runs").fetchall()
-    known = {*REGISTRY, *ALWAYS_EXCLUDED_FILTERS, *(r[0] for r in ran)}
+    known = {*BUILTINS, *REGISTRY, *ALWAYS_EXCLUDED_FILTERS, *(r[0] for r in ran)}
     for name in names or []:
         if name not in known:
             raise SpecError(f"spec pool.exclude_dropped_by: unknown filter `{name}`; known: {', '.join(sorted(known))}")

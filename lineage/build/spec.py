@@ -10,14 +10,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lineage.core.readonly import predicate
-from lineage.errors import LineageError
+from lineage.dimensions import QUOTA_DIMENSIONS
+from lineage.errors import LineageError, SpecError
 from lineage.names import check_name
 
-DIMENSIONS = ("origin", "source", "method", "generator", "generation", "language", "license")
-
-
-class SpecError(LineageError):
-    """A spec that does not validate; the message names the path inside the spec."""
+DIMENSIONS = QUOTA_DIMENSIONS
 
 
 class _Strict(BaseModel):

@@ -12,23 +12,12 @@ from typing import TYPE_CHECKING
 
 from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
 from lineage.build.spec import BuildSpec
-from lineage.errors import LineageError, flag
 from lineage.filters.incremental import FilterState, filter_states
 
 if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
     from lineage.filters.run import RunResult
-    from lineage.store import Store
 
-
-class StaleFilters(LineageError):
-    """Filters a build honours have not seen samples of its pool."""
-
-    def __init__(self, build: str, states: list[FilterState]) -> None:
-        self.build, self.states = build, states
-        super().__init__(
-            f"build {build}: {describe(states)}; {flag('refresh')} decides them first, {flag('allow_stale')} builds "
-            "anyway"
-        )
 
 
 def describe(states: list[FilterState]) -> str:
@@ -50,7 +39,7 @@ def honoured(spec: BuildSpec) -> list[str] | None:
     return None if named is None else [*named, *ALWAYS_EXCLUDED_FILTERS]
 
 
-def stale_filters(store: Store, spec: BuildSpec) -> list[FilterState]:
+def stale_filters(store: StoreCore, spec: BuildSpec) -> list[FilterState]:
     """The honoured filters that have not seen some samples of the spec's pool."""
     states = filter_states(
         store,
@@ -63,7 +52,7 @@ def stale_filters(store: Store, spec: BuildSpec) -> list[FilterState]:
     return [s for s in states if s.unseen]
 
 
-def refresh(store: Store, spec: BuildSpec) -> list[RunResult]:
+def refresh(store: StoreCore, spec: BuildSpec) -> list[RunResult]:
     """Run each stale honoured filter, with its current params, over the samples it has not seen."""
     from lineage.filters.run import run_filter
 

@@ -64,17 +64,11 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, refresh: bool, allow
       lineage build spec.yaml --refresh
       lineage build spec.yaml --allow-stale
     """
-    from lineage.build import Build, build, shortfalls
+    from lineage.build import Build, shortfalls
 
-    store = open_store(ctx)
-    as_of = store.as_of
-    if as_of is not None:
-        from lineage.store import Store
-
-        store = Store(store.root, wait=store.wait)
     with progress_bar(f"build {spec}", unit="steps") as progress:
-        result = build(
-            store, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
+        result = open_store(ctx).build(
+            spec, dry_run=dry_run, refresh=refresh, allow_stale=allow_stale, progress=progress
         )
     if isinstance(result, Build):
         info = result.info
@@ -120,10 +114,10 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
       lineage build show mix            # its latest version
       lineage build show mix@v2 --json
     """
-    from lineage.build import Build, shortfalls
+    from lineage.build import shortfalls
     from lineage.licenses import warnings
 
-    build = Build.parse(open_store(ctx), ref)
+    build = open_store(ctx).build_version(ref)
     info, mix = build.info, build.licenses()
     doc = {
         k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
@@ -195,11 +189,7 @@ def diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
     Example:
       lineage diff mix@v1 mix@v2
     """
-    from lineage.build import Build
-    from lineage.build.diff import diff as build_diff
-
-    store = open_store(ctx)
-    result = build_diff(Build.parse(store, a), Build.parse(store, b))
+    result = open_store(ctx).diff(a, b)
     if as_json:
         click.echo(to_json(result))
         return

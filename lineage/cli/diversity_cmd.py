@@ -66,13 +66,10 @@ def diversity(
       lineage diversity --build mix-v1 --by source
       lineage diversity --by source --engine ray --ray-address auto
     """
-    from lineage.diversity import diversity as measure
-
     dims = [d.strip() for d in by.split(",") if d.strip()]
     store = open_store(ctx)
     with progress_bar("diversity", unit="groups") as progress:
-        result = measure(
-            store,
+        result = store.diversity(
             by=dims,
             where=where,
             build=build,

@@ -134,20 +134,15 @@ def list_cmd(fmt: str | None, as_json: bool) -> None:
       lineage filter list
       lineage filter list --json
     """
-    from lineage.filters.base import REGISTRY, load_builtins
+    from lineage.store import Store
 
-    load_builtins()
-    rows = []
-    for name, cls in sorted(REGISTRY.items()):
-        fields = cls.Params.model_fields
+    rows = [
         # Defaults as JSON (null, true, "text"), as a --param value is written: not Python's None and True.
-        # Excluded fields are set by the filter itself, never by a --param.
-        params = ", ".join(
-            f"{k}={'(required)' if f.is_required() else to_json(f.default, indent=None)}"
-            for k, f in fields.items()
-            if not f.exclude
-        )
-        rows.append({"filter": name, "version": cls.version, "params": params, "does": (cls.__doc__ or "").strip()})
+        {**f, "params": ", ".join(
+            f"{k}={'(required)' if required else to_json(default, indent=None)}" for k, required, default in f["params"]
+        )}
+        for f in Store.filters()
+    ]
     emit(rows, output_format(fmt, as_json))
 
 

@@ -47,9 +47,7 @@ def model_register(
       lineage model register gen-1 --trained-on mix@v1
       lineage model register gen-2 --trained-on mix@v2 --parent gen-1 --notes "lr 3e-4"
     """
-    from lineage.models import register_model
-
-    row = register_model(open_store(ctx), name, trained_on=trained_on, parent=parent, notes=notes)
+    row = open_store(ctx).register_model(name, trained_on=trained_on, parent=parent, notes=notes)
     if as_json:
         click.echo(to_json(row))
         return
@@ -97,9 +95,7 @@ def models(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
       lineage models
       lineage models --format jsonl
     """
-    from lineage.models import list_models
-
-    emit(list_models(open_store(ctx)), output_format(fmt, as_json))
+    emit(open_store(ctx).models(), output_format(fmt, as_json))
 
 
 @click.group("eval")
@@ -151,10 +147,10 @@ def eval_record(
     Example:
       lineage eval record gen-2 --metric acc=0.61 --stderr acc=0.01 --benchmark heldout-qa --eval-set heldout
     """
-    from lineage.evals import parse_assignments, record_eval
+    from lineage.evals import parse_assignments
 
     values, stderr = parse_assignments(metrics, "--metric"), parse_assignments(errors, "--stderr")
-    result = record_eval(open_store(ctx), model, values, stderr=stderr, benchmark=benchmark, eval_set=eval_set)
+    result = open_store(ctx).record_eval(model, metrics=values, stderr=stderr, benchmark=benchmark, eval_set=eval_set)
     _report(result, as_json, "evals")
 
 
@@ -172,9 +168,7 @@ def eval_import(ctx: click.Context, model: str, results: str, eval_set: str | No
     Example:
       lineage eval import gen-2 results_2024-06-10T12-00-00.json
     """
-    from lineage.evals import import_lm_eval
-
-    _report(import_lm_eval(open_store(ctx), model, results, eval_set=eval_set), as_json, "evals")
+    _report(open_store(ctx).import_evals(model, results, eval_set=eval_set), as_json, "evals")
 
 
 @eval_group.command("outputs")
@@ -196,12 +190,10 @@ def eval_outputs_cmd(
     Example:
       lineage eval outputs gen-2 samples.jsonl --sample-size 500
     """
-    from lineage.evals import eval_outputs
-
     store = open_store(ctx)
     with progress_bar(f"eval outputs {file}", unit="steps") as progress:
-        result = eval_outputs(
-            store, model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, progress=progress
+        result = store.eval_outputs(
+            model, file, metrics=metrics, sample_size=sample_size, draws=draws, seed=seed, progress=progress
         )
     _report(result, as_json, "output diversity evals")
 
@@ -218,9 +210,7 @@ def eval_list(ctx: click.Context, model: str | None, fmt: str | None, as_json: b
       lineage eval list gen-2
       lineage eval list --format tsv | cut -f1,3,4
     """
-    from lineage.evals import list_evals
-
-    emit(list_evals(open_store(ctx), model), output_format(fmt, as_json))
+    emit(open_store(ctx).evals(model), output_format(fmt, as_json))
 
 
 @click.command("check")

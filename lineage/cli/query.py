@@ -86,7 +86,10 @@ def sql(
     SOURCE:ID), returning (sample_id, depth):
       ancestors(id)    parents, their parents, ... back to real data
       descendants(id)  children, their children, ...
-    and the scalar macro sample_ref(id): the full sample id.
+    and the scalar macro sample_ref(id): the full sample id. Over the protected sets, taking a list of
+    set names or NULL (all of them), returning (sample_id):
+      protected_samples(names)  their members
+      tainted_samples(names)    their members and all their descendants: what no build takes
 
     Only a plain query runs (SELECT, or EXPLAIN [ANALYZE] of one); anything that would change something
     is refused, and the store's files cannot be written from here.

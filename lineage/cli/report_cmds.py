@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from lineage.cli.common import json_option, open_store, print_table, to_json
+from lineage.dimensions import PROVENANCE_DIMENSIONS
 
-BY = click.Choice(["origin", "source", "method", "generation"])
+BY = click.Choice(PROVENANCE_DIMENSIONS)
 
 
 class AttributeGroup(click.Group):
@@ -57,12 +58,10 @@ def attribute_run(
       lineage attribute --metric acc --benchmark hellaswag --by source
       lineage attribute run --metric heldout_loss --lower-is-better --by generation --json
     """
-    from lineage.attribution import attribute
-
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
     higher = None if lower is None else not lower
-    result = attribute(
-        open_store(ctx), metric, by=by, models=names, benchmark=benchmark, higher_is_better=higher, seed=seed
+    result = open_store(ctx).attribute(
+        metric, by=by, models=names, benchmark=benchmark, higher_is_better=higher, seed=seed
     )
     if as_json:
         click.echo(to_json(result.as_dict()))
@@ -113,9 +112,7 @@ def attribute_ablate(ctx: click.Context, ref: str, by: str, output: str) -> None
     Example:
       lineage attribute ablate mix@v3 --by source --output ablations/
     """
-    from lineage.attribution.ablate import ablate
-
-    paths = ablate(open_store(ctx), ref, by=by, output=output)
+    paths = open_store(ctx).ablate(ref, by=by, output=output)
     for path in paths:
         click.echo(str(path))
     click.echo(f"wrote {len(paths):,} specs to {output}")
@@ -157,9 +154,7 @@ def report_build(ctx: click.Context, ref: str, output: str, fmt: str | None) -> 
     Example:
       lineage report build mix@v2 --output mix.html
     """
-    from lineage.report import report
-
-    click.echo(f"wrote {report(open_store(ctx), 'build', ref, output=output, format=fmt)}")
+    click.echo(f"wrote {open_store(ctx).report('build', ref, output=output, format=fmt)}")
 
 
 @report_group.command("models")
@@ -181,10 +176,7 @@ def report_models(
     Example:
       lineage report models --output models.html --metric acc --benchmark heldout-qa
     """
-    from lineage.report import report
-
-    store = open_store(ctx)
-    path = report(store, "models", output=output, format=fmt, metric=metric, benchmark=benchmark, by=by)
+    path = open_store(ctx).report("models", output=output, format=fmt, metric=metric, benchmark=benchmark, by=by)
     click.echo(f"wrote {path}")
 
 

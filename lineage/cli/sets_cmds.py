@@ -37,10 +37,10 @@ def set_create(
       lineage ingest heldout.jsonl --origin real --source eval --set heldout
       lineage set create gold --where "source = 'wordnet' AND length(text) > 80"
     """
-    from lineage.sets import create_set, read_ids_file
+    from lineage.sets import read_ids_file
 
     ids = read_ids_file(ids_file) if ids_file else None
-    info = create_set(open_store(ctx), name, where=where, ids=ids, protected=protected, description=description)
+    info = open_store(ctx).create_set(name, where=where, ids=ids, protected=protected, description=description)
     kind = "protected set" if protected else "set"
     click.echo(f"created {kind} {name} with {info['members']:,} samples (version {info['version']})")
 
@@ -56,9 +56,7 @@ def set_list(ctx: click.Context, fmt: str | None, as_json: bool) -> None:
       lineage set list
       lineage set list --json
     """
-    from lineage.sets import list_sets
-
-    emit(list_sets(open_store(ctx)), output_format(fmt, as_json))
+    emit(open_store(ctx).sets(), output_format(fmt, as_json))
 
 
 @set_group.command("show")
@@ -72,9 +70,7 @@ def set_show(ctx: click.Context, name: str, as_json: bool) -> None:
     Example:
       lineage set show heldout
     """
-    from lineage.sets import show_set
-
-    info = show_set(open_store(ctx), name)
+    info = open_store(ctx).show_set(name)
     if as_json:
         click.echo(to_json(info))
         return
@@ -99,9 +95,7 @@ def takedown(ctx: click.Context, source: str | None, where: str | None, reason: 
       lineage takedown --source scraped-forum --reason "licence withdrawn"
       lineage takedown --where "external_id = 'doc-17'" --reason gdpr_request
     """
-    from lineage.takedown import takedown as run_takedown
-
-    result = run_takedown(open_store(ctx), source=source, where=where, reason=reason)
+    result = open_store(ctx).takedown(source=source, where=where, reason=reason)
     click.echo(to_json(result.__dict__) if as_json else result.summary())
 
 
@@ -132,9 +126,7 @@ def review_export(ctx: click.Context, where: str | None, n: int, seed: int, outp
     Example:
       lineage review export --where "origin = 'synthetic'" --n 200 --seed 1 --output review.csv
     """
-    from lineage.decisions import export_review
-
-    count = export_review(open_store(ctx), output, where=where, n=n, seed=seed)
+    count = open_store(ctx).export_review(output, where=where, n=n, seed=seed)
     click.echo(f"wrote {count:,} samples to {output}; fill in `verdict` (keep, drop or flag) and `note`")
 
 
@@ -150,9 +142,7 @@ def review_import(ctx: click.Context, path: str, reviewer: str, as_json: bool) -
     Example:
       lineage review import review.csv --reviewer alice
     """
-    from lineage.decisions import import_review
-
-    result = import_review(open_store(ctx), path, reviewer=reviewer)
+    result = open_store(ctx).import_review(path, reviewer=reviewer)
     click.echo(to_json(result.__dict__) if as_json else result.summary())
 
 
@@ -178,9 +168,7 @@ def decisions_import(ctx: click.Context, path: str, filter_name: str, as_json: b
     Example:
       lineage decisions import exclusions.jsonl --filter datatrove-gopher
     """
-    from lineage.decisions import import_decisions
-
-    result = import_decisions(open_store(ctx), path, filter_name=filter_name)
+    result = open_store(ctx).import_decisions(path, filter_name=filter_name)
     click.echo(to_json(result.__dict__) if as_json else result.summary())
 
 

@@ -188,16 +188,11 @@ def migrate(ctx: click.Context) -> None:
     Example:
       lineage --store ./store migrate
     """
-    from pathlib import Path
+    from lineage.core.catalog import FORMAT_VERSION
+    from lineage.store import Store
 
-    from lineage.core import catalog
-    from lineage.core.handle import LOCK_FILE
-    from lineage.core.lock import WriterLock
-
-    root = Path(store_path(ctx))
-    with WriterLock(root / LOCK_FILE), catalog.connect(root / "lineage.duckdb", read_only=False) as con:
-        steps = catalog.migrate(con)
-    click.echo(f"migrated through formats {steps}" if steps else f"store is at format {catalog.FORMAT_VERSION}")
+    steps = Store.migrate(store_path(ctx))  # a store of an older format cannot be opened until it is migrated
+    click.echo(f"migrated through formats {steps}" if steps else f"store is at format {FORMAT_VERSION}")
 
 
 @click.command()

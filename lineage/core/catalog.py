@@ -392,6 +392,18 @@ CREATE OR REPLACE TEMP MACRO sample_ref(ref) AS (
         ELSE error('`' || ref || '` matches several samples; give more of the id')
     END
 );
+CREATE OR REPLACE TEMP MACRO protected_samples(names) AS TABLE
+    -- The members of the protected sets (of the sets `names` only, unless NULL).
+    SELECT DISTINCT m.sample_id FROM set_members m JOIN sets t ON t.name = m.set_name
+    WHERE t.protected AND (names IS NULL OR list_contains(names, t.name));
+CREATE OR REPLACE TEMP MACRO tainted_samples(names) AS TABLE
+    -- The members of the protected sets and all their descendants: what no build may take.
+    WITH RECURSIVE walk(sample_id) AS (
+        SELECT sample_id FROM protected_samples(names)
+        UNION
+        SELECT e.child_id FROM lineage_edges e JOIN walk w ON e.parent_id = w.sample_id
+    )
+    SELECT sample_id FROM walk;
 CREATE OR REPLACE TEMP MACRO ancestors(id) AS TABLE
     WITH RECURSIVE walk(sample_id, depth) AS (
         SELECT parent_id, 1 FROM lineage_edges WHERE child_id = sample_ref(id)

@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -81,6 +81,11 @@ class Transaction:
         """Rows to insert into `table` at commit (added to those given before: one ingest may have several batches)."""
         self.rows[table] = pa.concat_tables([self.rows[table], rows]) if table in self.rows else rows
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to commit: no segment written or retired, no row added."""
+        return not (self.segments or self.rows or self.retired)
+
     def discard(self) -> None:
         for seg in self.segments:
             self.store.location_of(seg.path).delete(seg.path)
@@ -137,7 +142,7 @@ class StoreCore:
 
     @staticmethod
     def _create(path: Path, data: str | None) -> None:
-        from lineage import __version__
+        from lineage._version import __version__
 
         # The lock first: of two `init`s of one path, one creates the store and the other then finds it.
         with WriterLock(path / LOCK_FILE, wait=INIT_WAIT):
@@ -160,6 +165,16 @@ class StoreCore:
             finally:
                 con.close()
             os.rename(tmp, path / CATALOG_FILE)
+
+    @staticmethod
+    def migrate(root: str | os.PathLike[str]) -> list[int]:
+        """Upgrade the catalog of the store at `root` to the format this lineage writes, one step at a time, each
+        in a transaction, under the writer lock; returns the formats it went through (none: it was current)."""
+        path = Path(root)
+        if not (path / CATALOG_FILE).is_file():
+            raise StoreNotFound(str(path))
+        with WriterLock(path / LOCK_FILE), catalog.connect(path / CATALOG_FILE, read_only=False) as con:
+            return catalog.migrate(con)
 
     def __repr__(self) -> str:
         at = f", as_of={self.as_of}" if self.as_of is not None else ""
@@ -240,6 +255,11 @@ class StoreCore:
             catalog.release(con)
             con.close()
 
+    def catalog(self, *, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """The catalog's own tables (`_lineage.*`), read-only; `write`: read-write, for a caller holding the writer
+        lock (compaction, gc) that commits through `lineage.core.catalog.transaction` itself."""
+        return self._commit_connection() if write else self._connect(read_only=True)
+
     @property
     def version(self) -> int:
         if self.as_of is not None:
@@ -254,8 +274,12 @@ class StoreCore:
     # -- writing -----------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, kind: str, ref_id: str, summary: dict[str, Any]) -> Iterator[Transaction]:
-        """Hold the writer lock; commit everything the body wrote as one version, or nothing."""
+    def transaction(
+        self, kind: str, ref_id: str, summary: dict[str, Any], *, allow_empty: bool = False
+    ) -> Iterator[Transaction]:
+        """Hold the writer lock; commit everything the body wrote as one version, or nothing. A body that wrote
+        nothing (it found the work done, or it was a dry run) commits nothing, unless `allow_empty`: a commit whose
+        row (kind, summary) is itself the record, as a rollback's is."""
         if self.as_of is not None:
             raise StoreError(f"cannot write to a store opened {option('as_of', str(self.as_of))}")
         with WriterLock(self.root / LOCK_FILE, wait=self.wait):
@@ -264,6 +288,8 @@ class StoreCore:
             txn = Transaction(self, version)
             try:
                 yield txn
+                if txn.empty and not allow_empty:
+                    return
                 with self._commit_connection() as con:
                     catalog.commit(
                         con,
@@ -284,11 +310,8 @@ class StoreCore:
             self._auto_compact()
 
     def _auto_compact(self) -> None:
-        """The automatic policy (see `lineage.compaction`): merge small segments when too many have piled up, as a
-        commit of its own after the one just made."""
-        from lineage.compaction import auto_compact
-
-        auto_compact(self)
+        """Called after a commit that added sample or events segments. The facade (`lineage.store.Store`) runs the
+        automatic compaction policy here (`lineage.compaction`, a capability: the core does not import it)."""
 
     @contextmanager
     def _commit_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

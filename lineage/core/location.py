@@ -42,7 +42,7 @@ else:
 
     pafs = _LazyFs()
 
-PROTOCOL = "lineage"  # how DuckDB sees a non-POSIX location: lineage://data/samples/x.parquet
+PROTOCOL = "lineage"  # = remote_fs.PROTOCOL (tests/test_remote.py checks): how DuckDB sees a non-POSIX location
 TMP_PREFIX = ".tmp-"
 CHUNK = 1 << 22
 

@@ -13,7 +13,9 @@ from typing import Any
 import pyarrow as pa
 from fsspec.implementations.arrow import ArrowFSWrapper
 
-from lineage.core.location import PROTOCOL
+# How DuckDB sees a non-POSIX location: lineage://data/samples/x.parquet. Defined here, not imported from
+# `location` (which imports this module only for a remote store, so that fsspec loads only then).
+PROTOCOL = "lineage"
 
 
 class ReadOnlyFS(ArrowFSWrapper):

@@ -131,10 +131,8 @@ def _ingest_real(store: Store, config: DemoConfig) -> tuple[list[str], list[str]
 
 
 def _protect(store: Store) -> None:
-    from lineage.sets import create_set
-
     ids = store.sql("SELECT sample_id FROM set_members WHERE set_name = 'heldout'")["sample_id"].to_pylist()
-    create_set(store, "heldout-protected", ids=ids, protected=True, description="held-out real sentences")
+    store.create_set("heldout-protected", ids=ids, protected=True, description="held-out real sentences")
 
 
 def _rare_words(texts: list[str], max_count: int) -> set[str]:

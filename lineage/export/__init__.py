@@ -17,7 +17,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,33 +26,20 @@ import pyarrow as pa
 
 from lineage import licenses
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError, flag, given, option
+from lineage.errors import LineageError, UsageError, flag, option
 from lineage.export import columns as cols
-from lineage.export.files import Shards, describe, write_split
+from lineage.export.files import ExportOptions, Shards, describe, write_split
 from lineage.export.records import register_records
 from lineage.export.splits import assign, parse_splits
 from lineage.outputs import OUTPUT_JOURNAL, replace_dir
 
 if TYPE_CHECKING:
-    from lineage.build import Build
+    from lineage.build.record import BuildRecord
     from lineage.progress import Progress
 
 __all__ = ["FORMATS", "ExportOptions", "ExportResult", "export_build", "iter_batches", "parse_shard_size"]
 
 FORMATS = ("parquet", "jsonl", "hf")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    format: str = "parquet"
-    columns: tuple[str, ...] | None = None
-    verbatim: bool | None = None  # None: verbatim for jsonl (as before), training columns otherwise
-    provenance: bool = False
-    splits: dict[str, float] = field(default_factory=dict)
-    split_seed: int | None = None  # default: the build's seed
-    shards: Shards = field(default_factory=Shards)
-    force: bool = False
-    batch_rows: int = 65_536  # rows per streamed batch of the hf export (it never holds a whole split)
 
 
 @dataclass(frozen=True)
@@ -73,14 +60,14 @@ def parse_shard_size(value: str | int | None) -> Shards:
     text = str(value).strip().upper()
     m = re.fullmatch(r"(\d+)\s*(KB|MB|GB)?", text)
     if not m or int(m.group(1)) == 0:
-        raise LineageError(f"{given('shard_size', value)}: give rows (like 100000) or a size (like 500MB)")
+        raise UsageError("shard_size", value, ": give rows (like 100000) or a size (like 500MB)")
     if m.group(2) is None:
         return Shards(rows=int(m.group(1)))
     return Shards(bytes=int(m.group(1)) * {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(2)])
 
 
 def export_build(
-    build: Build, output: Path, options: ExportOptions, *, progress: Progress | None = None
+    build: BuildRecord, output: Path, options: ExportOptions, *, progress: Progress | None = None
 ) -> ExportResult:
     """Write the export of `build` at `output` (already checked by Store.output_path); `progress(done, total)`
     counts the samples written, a split at a time."""
@@ -194,7 +181,8 @@ def _generators(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _manifest(
-    build: Build, result: ExportResult, verbatim: bool, splits: dict[str, float], seed: int, options: ExportOptions
+    build: BuildRecord, result: ExportResult, verbatim: bool, splits: dict[str, float], seed: int,
+    options: ExportOptions,
 ) -> dict[str, Any]:
     info = build.info
     return {
@@ -224,7 +212,7 @@ def _manifest(
 
 
 def iter_batches(
-    build: Build, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,
+    build: BuildRecord, *, batch_size: int = 65_536, columns: list[str] | tuple[str, ...] | None = None,
     provenance: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The members as Arrow record batches (text and messages by default), in sample_id order, streamed."""

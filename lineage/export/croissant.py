@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 if TYPE_CHECKING:
-    from lineage.build import Build
+    from lineage.build.record import BuildRecord
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 
@@ -69,13 +69,13 @@ _INTEGER = {"_lineage_generation"}
 _LISTS = {"_lineage_parent_ids", "_lineage_tags"}
 
 
-def dataset_name(build: Build) -> str:
+def dataset_name(build: BuildRecord) -> str:
     """A Croissant name: letters, digits, `-`, `_` and `.` only (`mix@v1` is not one)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{build.name}-v{build.version}")
 
 
 def croissant(
-    build: Build, manifest: dict[str, Any], generators: list[str], con: duckdb.DuckDBPyConnection
+    build: BuildRecord, manifest: dict[str, Any], generators: list[str], con: duckdb.DuckDBPyConnection
 ) -> dict[str, Any]:
     fmt = manifest["format"]
     readable = "parquet" if fmt == "hf" else fmt  # the files the record sets read: hf's Parquet mirror

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -101,3 +101,16 @@ def describe(path: Path, root: Path, split: str) -> dict[str, object]:
         "bytes": path.stat().st_size,
         "sha256": digest.hexdigest(),
     }
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: str = "parquet"
+    columns: tuple[str, ...] | None = None
+    verbatim: bool | None = None  # None: verbatim for jsonl (as before), training columns otherwise
+    provenance: bool = False
+    splits: dict[str, float] = field(default_factory=dict)
+    split_seed: int | None = None  # default: the build's seed
+    shards: Shards = field(default_factory=Shards)
+    force: bool = False
+    batch_rows: int = 65_536  # rows per streamed batch of the hf export (it never holds a whole split)

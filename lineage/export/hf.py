@@ -31,7 +31,7 @@ from lineage.export.columns import PROVENANCE
 from lineage.export.files import describe
 
 if TYPE_CHECKING:
-    from lineage.export import ExportOptions
+    from lineage.export.files import ExportOptions
 
 MIRROR = "data"  # the Parquet mirror's folder under OUTPUT
 # Rows DuckDB joins and sorts at a time, in batches: each window scans the store's segments once, so windows

@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from lineage.errors import LineageError, given, option
+from lineage.errors import LineageError, UsageError, option
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -45,7 +45,7 @@ def parse_splits(items: list[str] | tuple[str, ...] | dict[str, float] | None) -
     splits: dict[str, float] = {}
     for name, share in pairs:
         if not _NAME.match(name) or name == "train" or name in splits:
-            raise LineageError(f"{given('split', name)}: give NAME=SHARE with a new lowercase name other than train")
+            raise UsageError("split", name, ": give NAME=SHARE with a new lowercase name other than train")
         if not 0 < share < 1:
             raise LineageError(f"{option('split', name)}: the share must be between 0 and 1 (like validation=0.01)")
         splits[name] = share

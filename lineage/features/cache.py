@@ -22,7 +22,7 @@ from lineage.core.segments import write_parquet
 from lineage.core.sqlutil import sql_string
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -33,7 +33,7 @@ def config_hash(config: dict[str, Any]) -> str:
 class FeatureCache:
     """Cached features of one kind and config. `schema` must start with a `sample_id` string column."""
 
-    def __init__(self, store: Store, kind: str, config: dict[str, Any], schema: pa.Schema) -> None:
+    def __init__(self, store: StoreCore, kind: str, config: dict[str, Any], schema: pa.Schema) -> None:
         self.config, self.schema, self.data = config, schema, store.data
         self.folder = f"data/features/{kind}/{config_hash(config)}"
         if not self.data.exists(f"{self.folder}/config.json"):

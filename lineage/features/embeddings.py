@@ -31,7 +31,7 @@ from lineage.features.cache import FeatureCache
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
 @dataclass(frozen=True)
@@ -147,12 +147,12 @@ def schema(model: str = DEFAULT_MODEL) -> pa.Schema:
     )
 
 
-def cache(store: Store, model: str = DEFAULT_MODEL) -> FeatureCache:
+def cache(store: StoreCore, model: str = DEFAULT_MODEL) -> FeatureCache:
     return FeatureCache(store, KIND, config(model), schema(model))
 
 
 def embeddings(
-    store: Store, sample_ids: pa.Array, texts: pa.Array, *, model: str = DEFAULT_MODEL, batch_size: int = 64
+    store: StoreCore, sample_ids: pa.Array, texts: pa.Array, *, model: str = DEFAULT_MODEL, batch_size: int = 64
 ) -> np.ndarray:
     """Embeddings in the order of `sample_ids`: cached ones read, missing ones computed and cached."""
     features = cache(store, model)

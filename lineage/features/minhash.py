@@ -361,6 +361,11 @@ def band_keys(sigs: np.ndarray, b: int, r: int) -> np.ndarray:
     return _band_keys(sigs, b, r)
 
 
+def pairs_within(keys: np.ndarray) -> np.ndarray:
+    """All (i, j), i < j, of rows sharing a key in some band (of `band_keys`)."""
+    return _within(keys)
+
+
 def candidate_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) that `candidate_pairs` and `candidate_pairs_across` band signatures with."""
     return _optimal_bands(threshold, num_perm, CANDIDATE_WEIGHTS)

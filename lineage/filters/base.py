@@ -28,8 +28,7 @@ from lineage.errors import LineageError, option
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
-    from lineage.filters.incremental import Prior
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 # Columns every filter may read; a filter names the ones it needs in `columns`.
 BASE_COLUMNS = ("sample_id", "origin", "generation", "version", "input_row", "content_hash")
@@ -52,11 +51,11 @@ class Filter:
     def __init__(self, params: FilterParams) -> None:
         self.params = params
 
-    def context_key(self, store: Store) -> str:
+    def context_key(self, store: StoreCore) -> str:
         """Store state, besides the selection, that the decisions depend on (e.g. protected sets)."""
         return ""
 
-    def prepare(self, store: Store) -> None:
+    def prepare(self, store: StoreCore) -> None:
         """Load what the filter needs from the store on the driver before the batches run."""
         return None
 
@@ -70,7 +69,7 @@ class SampleFilter(Filter):
 class SelectionContext:
     """What the reduce phase of a selection filter may use besides the features."""
 
-    store: Store
+    store: StoreCore
     run_id: str
 
 
@@ -82,10 +81,11 @@ class SelectionFilter(Filter):
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         raise NotImplementedError
 
-    def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:
+    def decide_new(self, features: pa.Table, prior: Any, context: SelectionContext) -> pa.Table:
         """Incremental reduce: decide the new samples (`features`) against those decided before with the same
-        params (`prior`). May also return decisions of earlier samples: those whose decision the new ones
-        change (only the changes are recorded). Filters that do not override it run over their whole scope."""
+        params (`prior`, a `lineage.filters.incremental.Prior`). May also return decisions of earlier samples:
+        those whose decision the new ones change (only the changes are recorded). Filters that do not override it
+        run over their whole scope."""
         raise NotImplementedError
 
 
@@ -110,12 +110,9 @@ BUILTINS = {
 }
 
 
-def load_builtins() -> None:
-    from lineage.filters import builtin  # noqa: F401  (registers on import)
-
-
 def filter_class(name: str, module: str | None = None) -> type[Filter]:
-    """A registered filter, or a user filter `package.module:ClassName`."""
+    """A registered filter, or a user filter `package.module:ClassName`. A built-in filter's module is imported
+    by name (`BUILTINS`), the way a user filter's is: this module stays below the filters it registers."""
     if module:
         return _load_user_filter(module)
     if name in BUILTINS:

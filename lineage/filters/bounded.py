@@ -24,8 +24,7 @@ from lineage.filters.events import Decided, stamp
 from lineage.schemas import DECISIONS, EVENTS
 
 if TYPE_CHECKING:
-    from lineage.core.handle import Transaction
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore, Transaction
 
 Progress = Callable[[int, int | None], None]
 EVENT_BATCH_ROWS = 100_000
@@ -35,7 +34,7 @@ EVENT_BATCH_ROWS = 100_000
 class BoundedRun:
     """What an out-of-core reduce needs besides its selection: where and as what version its decisions go."""
 
-    store: Store
+    store: StoreCore
     run_id: str
     version: int
     memory_limit: str

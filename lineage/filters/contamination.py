@@ -33,15 +33,14 @@ from lineage.filters.bounded import BoundedRun, stage_stream
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
     from lineage.core.selection import Selection
     from lineage.filters.events import Decided
     from lineage.filters.incremental import Prior
-    from lineage.store import Store
 
 PROTECTED_SQL = """
-SELECT DISTINCT s.sample_id, s.text, s.content_hash, s.origin, s.generation, s.version, s.input_row
-FROM set_members m JOIN sets t ON t.name = m.set_name JOIN samples s USING (sample_id)
-WHERE t.protected AND (? IS NULL OR list_contains(?, t.name))
+SELECT s.sample_id, s.text, s.content_hash, s.origin, s.generation, s.version, s.input_row
+FROM protected_samples(?) JOIN samples s USING (sample_id)
 ORDER BY s.sample_id
 """
 
@@ -87,9 +86,9 @@ class Leak:
         return f"{self.reason.split(':')[0]}, {share}" + (f", chars {self.span[0]}-{self.span[1]}" if self.span else "")
 
 
-def protected_items(store: Store, names: list[str] | None) -> pa.Table:
+def protected_items(store: StoreCore, names: list[str] | None) -> pa.Table:
     """sample_id, text, content_hash of every protected sample (of `names`, default: every protected set)."""
-    return store.sql(PROTECTED_SQL, params=[names, names])
+    return store.sql(PROTECTED_SQL, params=[names])
 
 
 def detect(
@@ -146,7 +145,7 @@ def found_table(ids: pa.Array | pa.ChunkedArray, leaks: dict[int, Leak]) -> pa.T
     )
 
 
-def with_lineage(store: Store, found: pa.Table, protected: pa.Table, earlier: dict[str, str]) -> pa.Table:
+def with_lineage(store: StoreCore, found: pa.Table, protected: pa.Table, earlier: dict[str, str]) -> pa.Table:
     """`found` and every descendant of a protected sample, of a found leak or of an `earlier` one (a paraphrase
     of a test question is still the test question), as `contaminated_lineage` of the item it traces back to."""
     seeds = {pid: pid for pid in protected["sample_id"].to_pylist()} | earlier
@@ -208,9 +207,10 @@ class ContaminationFilter(SelectionFilter):
     columns = ("text", "content_hash")
     params: ContaminationParams
 
-    def context_key(self, store: Store) -> str:
+    def context_key(self, store: StoreCore) -> str:
         names = self.params.set_names()
-        rows = store.sql(PROTECTED_SQL.replace("s.text, ", ""), params=[names, names])["sample_id"].to_pylist()
+        query = "SELECT sample_id FROM protected_samples(?) ORDER BY 1"
+        rows = store.sql(query, params=[names])["sample_id"].to_pylist()
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
     @staticmethod

@@ -33,8 +33,8 @@ from lineage.errors import LineageError, QueryError, first_line
 from lineage.features.decisionindex import DecisionIndex, keys_of
 
 if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
     from lineage.features.cache import FeatureCache
-    from lineage.store import Store
 
 # Not tracked: a takedown names its targets; imported decisions and reviews are not filters that can run again.
 UNTRACKED = ("takedown",)
@@ -117,22 +117,19 @@ class FilterState:
 
 
 def tracked_filters() -> list[str]:
-    from lineage.filters.base import REGISTRY, load_builtins
+    from lineage.filters.base import BUILTINS, REGISTRY  # the built-in filters by name: none of them imported
 
-    load_builtins()
-    return sorted(name for name in REGISTRY if name not in UNTRACKED)
+    return sorted(name for name in {*BUILTINS, *REGISTRY} if name not in UNTRACKED)
 
 
 # A sample's licence as a pool's `licenses` matches it (lineage.build.pool): lower case, none is `unknown`.
 LICENSE_SQL = "lower(coalesce(nullif(trim(license), ''), 'unknown'))"
 
-PROTECTED_SQL = (
-    "sample_id NOT IN (SELECT m.sample_id FROM set_members m JOIN sets t ON t.name = m.set_name WHERE t.protected)"
-)
+PROTECTED_SQL = "sample_id NOT IN (SELECT sample_id FROM protected_samples(NULL))"
 
 
 def filter_states(
-    store: Store,
+    store: StoreCore,
     *,
     names: list[str] | None = None,
     where: str | None = None,
@@ -162,7 +159,7 @@ def filter_states(
 
 
 def filter_state(
-    store: Store, name: str, params_hash: str, filter_version: str, *, counts: bool = True
+    store: StoreCore, name: str, params_hash: str, filter_version: str, *, counts: bool = True
 ) -> FilterState | None:
     """The state of filter `name` with the given params (None: it never ran with them); without `counts`,
     its scope and context only (decided 0, nothing unseen), which costs no pass over the decisions."""
@@ -171,7 +168,7 @@ def filter_state(
 
 
 def _filter_state(
-    store: Store, con: duckdb.DuckDBPyConnection, name: str, params_hash: str, filter_version: str, counts: bool
+    store: StoreCore, con: duckdb.DuckDBPyConnection, name: str, params_hash: str, filter_version: str, counts: bool
 ) -> FilterState | None:
     rows = con.sql(
         "SELECT r.filter, r.filter_version, r.params, r.params_hash, r.run_id, r.version, "
@@ -183,7 +180,7 @@ def _filter_state(
 
 
 def _state(
-    store: Store, con: duckdb.DuckDBPyConnection, run: dict[str, Any], predicate: str, counts: bool = True
+    store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict[str, Any], predicate: str, counts: bool = True
 ) -> FilterState:
     key = {"filter": run["filter"], "fv": run["filter_version"], "ph": run["params_hash"]}
     scope = _scope(con, key)
@@ -223,7 +220,7 @@ def _scope(con: duckdb.DuckDBPyConnection, key: dict[str, str]) -> str | None:
     return " OR ".join(f"({readonly.check_predicate(sel, what='a run selection')})" for sel, _ in rows) or None
 
 
-def _context_changed(store: Store, con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> bool:
+def _context_changed(store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> bool:
     """Whether the filter's decisions depend on store state that changed after its latest run."""
     from lineage.filters.base import filter_class
 
@@ -236,7 +233,7 @@ def _context_changed(store: Store, con: duckdb.DuckDBPyConnection, run: dict[str
 
 
 @contextmanager
-def _reader(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+def _reader(store: StoreCore) -> Iterator[duckdb.DuckDBPyConnection]:
     with store.reader() as con:
         readonly.lock_down(con, store.data)
         yield con
@@ -252,7 +249,7 @@ class Prior:
     statistics): an incremental run costs a pass over sample ids, not a read of every earlier decision.
     """
 
-    def __init__(self, store: Store, run_ids: list[str] | None) -> None:
+    def __init__(self, store: StoreCore, run_ids: list[str] | None) -> None:
         self.store, self.run_ids = store, run_ids
         self._table: pa.Table | None = None
         # Decisions read so far, and the ids whose decision (or lack of one) they settle: asked again, they
@@ -264,7 +261,9 @@ class Prior:
         self._index: list[DecisionIndex] | None = None  # see `_indexes`
 
     @classmethod
-    def load(cls, store: Store, name: str, params_hash: str, filter_version: str) -> tuple[Prior, FilterState | None]:
+    def load(
+        cls, store: StoreCore, name: str, params_hash: str, filter_version: str
+    ) -> tuple[Prior, FilterState | None]:
         """What filter `name` decided with these params, and its state (None: it never ran with them). The
         state is read on the connection the prior then keeps, which the run's selection shares."""
         prior = cls(store, None)

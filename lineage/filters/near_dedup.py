@@ -22,7 +22,6 @@ but not A ~ C): near duplicates are transitive here, similarity is not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -43,17 +42,14 @@ from lineage.features.minhash import (
 )
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
 from lineage.filters.incremental import Prior
+from lineage.filters.near_dedup_steps import decisions, kept_by_cluster, scores
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
     from lineage.core.selection import Selection
     from lineage.filters.bounded import BoundedRun
     from lineage.filters.events import Decided
-    from lineage.store import Store
-
-# The shared keep policy, lineage.filters.base.KEEP_ORDER_SQL, as Arrow sort keys (nulls last, as DuckDB):
-# (origin <> 'real'), generation, version, input_row, sample_id.
-KEEP_ORDER = [(c, "ascending", "at_end") for c in ("synthetic", "generation", "version", "input_row", "sample_id")]
 
 
 class NearDedupParams(FilterParams):
@@ -95,7 +91,7 @@ class NearDedupFilter(SelectionFilter):
     columns = ("text",)
     params: NearDedupParams
 
-    def cache(self, store: Store) -> FeatureCache:
+    def cache(self, store: StoreCore) -> FeatureCache:
         p = self.params
         config = scheme(ngram=p.ngram, num_perm=p.num_perm, seed=p.seed) | {"byte_order": "little"}
         return FeatureCache(store, "minhash", config, signature_schema(p.num_perm))
@@ -104,14 +100,14 @@ class NearDedupFilter(SelectionFilter):
         if features.num_rows == 0:
             return DECISIONS.empty_table()
         p, cache = self.params, self.cache(context.store)
-        sigs, fresh = self._signatures(features, cache)
+        sigs, fresh = self.signatures_for(features, cache)
         with ThreadPoolExecutor(1) as pool:  # the new cache part is written while the pairs are found
-            written = pool.submit(self._cache, cache, fresh)
+            written = pool.submit(self.add_to_cache, cache, fresh)
             candidates = candidate_pairs(sigs, threshold=p.threshold)
             pairs, similarity = verify_exact(candidates, features["text"], ngram=p.ngram, threshold=p.threshold)
             written.result()
-        kept = _kept(features, clusters(len(sigs), pairs))
-        return _decisions(features["sample_id"], kept, _scores(features["text"], kept, pairs, similarity, p.ngram))
+        kept = kept_by_cluster(features, clusters(len(sigs), pairs))
+        return decisions(features["sample_id"], kept, scores(features["text"], kept, pairs, similarity, p.ngram))
 
     def decide_bounded(self, selection: Selection, run: BoundedRun) -> Decided:
         """`decide_all`'s decisions in memory bounded by `run.memory_limit` (`lineage.filters.near_dedup_bounded`):
@@ -143,7 +139,7 @@ class NearDedupFilter(SelectionFilter):
         self._index_unhashed(prior, cache, index)
         new_sigs = signatures(features["text"], ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
         new_rows, hit_ids = index.lookup(new_sigs)  # before the new part is indexed: old samples only
-        self._cache(cache, pa.table({"sample_id": features["sample_id"], "minhash": to_binary(new_sigs)}), index)
+        self.add_to_cache(cache, pa.table({"sample_id": features["sample_id"], "minhash": to_binary(new_sigs)}), index)
         hits = prior.decisions(pc.unique(hit_ids))  # indexed samples this filter decided with these params
         # Every old cluster a new sample may join, with its members' columns (texts of the candidates among
         # them): one read of the samples; the clusters no verified pair reaches are dropped below.
@@ -170,8 +166,8 @@ class NearDedupFilter(SelectionFilter):
         similarity = np.concatenate([sim_new, linked_sim])
         stars = _stars(clusters_of.filter(touched), features.num_rows)
         labels = clusters(table.num_rows, np.concatenate([verified.reshape(-1, 2), stars]).astype(np.int64))
-        kept = _kept(table, labels)
-        return _decisions(table["sample_id"], kept, _scores(table["text"], kept, verified, similarity, p.ngram))
+        kept = kept_by_cluster(table, labels)
+        return decisions(table["sample_id"], kept, scores(table["text"], kept, verified, similarity, p.ngram))
 
     def _index_unhashed(self, prior: Prior, cache: FeatureCache, index: BandIndex) -> None:
         """Hash and index the samples decided before whose signatures are not cached (runs on Ray do not
@@ -182,9 +178,9 @@ class NearDedupFilter(SelectionFilter):
         texts = prior.samples(["sample_id", "text"], missing)
         p = self.params
         sigs = signatures(texts["text"], ngram=p.ngram, num_perm=p.num_perm, seed=p.seed)
-        self._cache(cache, pa.table({"sample_id": texts["sample_id"], "minhash": to_binary(sigs)}), index)
+        self.add_to_cache(cache, pa.table({"sample_id": texts["sample_id"], "minhash": to_binary(sigs)}), index)
 
-    def _cache(self, cache: FeatureCache, rows: pa.Table, index: BandIndex | None = None) -> None:
+    def add_to_cache(self, cache: FeatureCache, rows: pa.Table, index: BandIndex | None = None) -> None:
         """Add signatures to the cache, and their band keys to the index incremental runs look candidates up in."""
         part = cache.add(rows)
         if part is not None:
@@ -192,14 +188,14 @@ class NearDedupFilter(SelectionFilter):
             index = index or BandIndex(cache, *candidate_bands(p.threshold, p.num_perm), p.num_perm)
             index.add(part, rows["sample_id"], from_binary(rows["minhash"], p.num_perm))
 
-    def cached_signatures(self, features: pa.Table, store: Store) -> np.ndarray:
+    def cached_signatures(self, features: pa.Table, store: StoreCore) -> np.ndarray:
         """Signatures of the selection in its order: cached ones reused, missing ones hashed and cached."""
         cache = self.cache(store)
-        sigs, fresh = self._signatures(features, cache)
-        self._cache(cache, fresh)
+        sigs, fresh = self.signatures_for(features, cache)
+        self.add_to_cache(cache, fresh)
         return sigs
 
-    def _signatures(self, features: pa.Table, cache: FeatureCache) -> tuple[np.ndarray, pa.Table]:
+    def signatures_for(self, features: pa.Table, cache: FeatureCache) -> tuple[np.ndarray, pa.Table]:
         """Signatures of the selection in its order, and the rows to add to the cache (the missing ones)."""
         p, ids = self.params, features["sample_id"]
         cached = cache.lookup(ids)
@@ -232,65 +228,3 @@ def _stars(clusters_of: pa.ChunkedArray, offset: int) -> np.ndarray:
     first = np.full(labels.max() + 1, len(labels), np.int64)
     np.minimum.at(first, labels, rows)
     return np.stack([offset + first[labels], offset + rows], axis=1)
-
-
-def _kept(features: pa.Table, labels: np.ndarray) -> np.ndarray:
-    """Row of the sample each row's cluster keeps, by the shared keep policy."""
-    kept = np.arange(len(labels))
-    grouped = np.flatnonzero(np.bincount(labels)[labels] > 1)  # a singleton keeps itself: skip the sort
-    if len(grouped) == 0:
-        return kept
-    table = features.select(["sample_id", "generation", "version", "input_row"]).take(pa.array(grouped))
-    table = table.append_column("synthetic", pc.not_equal(features["origin"].take(pa.array(grouped)), "real"))
-    table = table.append_column("cluster", pa.array(labels[grouped]))
-    order = grouped[pc.sort_indices(table, [("cluster", "ascending", "at_end"), *KEEP_ORDER])]
-    heads = order[np.flatnonzero(np.diff(labels[order], prepend=-1))]  # the first row of each cluster
-    first = np.empty(labels.max() + 1, np.int64)
-    first[labels[heads]] = heads
-    kept[grouped] = first[labels[grouped]]
-    return kept
-
-
-def _scores(
-    texts: pa.ChunkedArray | Callable[[np.ndarray], np.ndarray],
-    kept: np.ndarray,
-    pairs: np.ndarray,
-    similarity: np.ndarray,
-    ngram: int,
-) -> np.ndarray:
-    """Exact Jaccard of each dropped row with its kept row (NaN for kept rows).
-
-    Taken from the verified pairs (in any order) where the two are one; computed for rows linked only
-    through others: from `texts`, or by `texts(links)` (the exact Jaccard of each (row, row) link) when the
-    texts are not in memory.
-    """
-    n, score = len(kept), np.full(len(kept), np.nan)
-    dropped = np.flatnonzero(kept != np.arange(n))
-    links = np.sort(np.stack([dropped, kept[dropped]], axis=1), axis=1)
-    ordered = np.sort(pairs.reshape(-1, 2), axis=1)
-    verified = ordered[:, 0] * n + ordered[:, 1]
-    by_code = np.argsort(verified)
-    codes, verified = links[:, 0] * n + links[:, 1], verified[by_code]
-    at = np.minimum(np.searchsorted(verified, codes), max(len(verified) - 1, 0))
-    known = verified[at] == codes if len(verified) else np.zeros(len(codes), bool)
-    score[dropped[known]] = similarity[by_code[at[known]]]
-    unknown = links[~known]
-    if callable(texts):
-        score[dropped[~known]] = texts(unknown) if len(unknown) else np.zeros(0)
-    else:
-        score[dropped[~known]] = verify_exact(unknown, texts, ngram=ngram, threshold=0.0)[1]
-    return score
-
-
-def _decisions(ids: pa.ChunkedArray, kept: np.ndarray, score: np.ndarray) -> pa.Table:
-    keep = kept == np.arange(len(kept))
-    kept_id = ids.take(pa.array(kept))
-    columns = {
-        "sample_id": ids,
-        "decision": pa.array(np.where(keep, "keep", "drop")),
-        "score": pa.array(score, mask=keep),
-        "reason": pa.array(np.full(len(kept), "near_duplicate"), mask=keep),
-        "related_id": pc.if_else(pa.array(keep), pa.scalar(None, pa.string()), kept_id),
-        "cluster_id": kept_id,
-    }
-    return pa.table(columns, schema=DECISIONS)

@@ -23,7 +23,7 @@ The decisions are `decide_all`'s: the same candidates, verification, components,
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -31,12 +31,13 @@ import pyarrow as pa
 from lineage.core.faults import crash_point
 from lineage.features.minhash import EMPTY, band_keys, candidate_bands, clusters, signature_hashes, verify_exact
 from lineage.filters.bounded import BoundedRun, stage_events
+from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.filters.spill import Spill
 
 if TYPE_CHECKING:
     from lineage.core.selection import Selection
+    from lineage.features.cache import FeatureCache
     from lineage.filters.events import Decided
-    from lineage.filters.near_dedup import NearDedupFilter
 
 CHUNK_BYTES = 64 << 20  # text hashed per step: batches of the selection are joined up to this
 CACHE_PART_ROWS = 250_000  # signatures per cache part (128 MB at 128 values): a part's band index is sorted whole
@@ -81,7 +82,20 @@ FROM docs d LEFT JOIN _members m USING (row) LEFT JOIN docs k ON k.row = m.kept
 """
 
 
-def decide(flt: NearDedupFilter, selection: Selection, run: BoundedRun) -> tuple[Decided, int]:
+class Signer(Protocol):
+    """What this asks of the filter (`NearDedupFilter`): its params, its signature cache, signatures."""
+
+    @property
+    def params(self) -> Any: ...
+
+    def cache(self, store: Any) -> FeatureCache: ...
+
+    def signatures_for(self, features: pa.Table, cache: FeatureCache) -> tuple[np.ndarray, pa.Table]: ...
+
+    def add_to_cache(self, cache: FeatureCache, rows: pa.Table) -> None: ...
+
+
+def decide(flt: Signer, selection: Selection, run: BoundedRun) -> tuple[Decided, int]:
     """The decisions, and the most bytes spilled to disk at once."""
     spill = Spill(run.store, run.run_id, run.memory_limit, "near-dedup")
     try:
@@ -91,7 +105,7 @@ def decide(flt: NearDedupFilter, selection: Selection, run: BoundedRun) -> tuple
         spill.close()
 
 
-def _decide(flt: NearDedupFilter, selection: Selection, run: BoundedRun, spill: Spill) -> Decided:
+def _decide(flt: Signer, selection: Selection, run: BoundedRun, spill: Spill) -> Decided:
     p, con = flt.params, spill.con
     for statement in _statements(SCHEMA):
         con.execute(statement)
@@ -138,17 +152,17 @@ def _chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(held)
 
 
-def _load(flt: NearDedupFilter, selection: Selection, run: BoundedRun, spill: Spill) -> int:
+def _load(flt: Signer, selection: Selection, run: BoundedRun, spill: Spill) -> int:
     """Step 1: signatures (cached or hashed, and cached), band keys and keep columns of every selected sample."""
     p, cache, con = flt.params, flt.cache(run.store), spill.con
     nb, nr = candidate_bands(p.threshold, p.num_perm)
     fresh: list[pa.Table] = []
     done = 0
     for chunk in _chunks(selection.batches(SELECTED, ordered=False)):
-        sigs, new = flt._signatures(chunk, cache)
+        sigs, new = flt.signatures_for(chunk, cache)
         fresh.append(new)
         if sum(t.num_rows for t in fresh) >= CACHE_PART_ROWS:
-            flt._cache(cache, pa.concat_tables(fresh))
+            flt.add_to_cache(cache, pa.concat_tables(fresh))
             fresh = []
         rows = np.arange(done, done + chunk.num_rows, dtype=np.uint32)
         nonempty = (sigs != EMPTY).any(axis=1)
@@ -162,7 +176,7 @@ def _load(flt: NearDedupFilter, selection: Selection, run: BoundedRun, spill: Sp
         if run.progress:
             run.progress(done, selection.count)
     if fresh:
-        flt._cache(cache, pa.concat_tables(fresh))
+        flt.add_to_cache(cache, pa.concat_tables(fresh))
     return done
 
 
@@ -209,10 +223,8 @@ def _verify(
         yield rows[local[keep, 0]], rows[local[keep, 1]], sim[keep], batch["k"].to_numpy()[keep]
 
 
-def _members(flt: NearDedupFilter, con: Any) -> pa.Table:
+def _members(flt: Signer, con: Any) -> pa.Table:
     """Step 4: (row, kept row, score) of every sample in a cluster of two or more, by the shared keep policy."""
-    from lineage.filters.near_dedup import _kept, _scores
-
     verified = con.sql("SELECT i, j, sim FROM verified").to_arrow_table()
     pairs = np.stack([verified["i"].to_numpy(), verified["j"].to_numpy()], axis=1).astype(np.int64)
     rows = np.unique(pairs)
@@ -223,12 +235,12 @@ def _members(flt: NearDedupFilter, con: Any) -> pa.Table:
         table = keep.to_arrow_table()
     finally:
         con.unregister("_rows")
-    kept = _kept(table, clusters(len(rows), local))
+    kept = kept_by_cluster(table, clusters(len(rows), local))
 
     def exact(links: np.ndarray) -> np.ndarray:
         return _similarities(con, rows[links], flt.params.ngram)
 
-    score = _scores(exact, kept, local, verified["sim"].to_numpy(), flt.params.ngram)
+    score = scores(exact, kept, local, verified["sim"].to_numpy(), flt.params.ngram)
     return pa.table({"row": pa.array(rows, pa.uint32()), "kept": pa.array(rows[kept], pa.uint32()),
                      "score": pa.array(score)})
 

@@ -38,7 +38,7 @@ from lineage.filters.base import FilterParams, SampleFilter, decisions, register
 if TYPE_CHECKING:
     import polars as pl
 
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 NGRAM_SIZES = (2, 3, 4)
@@ -170,7 +170,7 @@ class QualityFilter(SampleFilter):
     Params = QualityParams
     columns = ("text", "source")
 
-    def prepare(self, store: Store) -> None:
+    def prepare(self, store: StoreCore) -> None:
         """For `auto`: each source's preset, from how its records were ingested (travels to the workers)."""
         params: QualityParams = self.params  # type: ignore[assignment]
         if params.preset == "auto":

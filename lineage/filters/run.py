@@ -26,7 +26,6 @@ from lineage.filters.base import (
     SelectionContext,
     SelectionFilter,
     canonical,
-    filter_class,
     parse_params,
 )
 from lineage.filters.events import Decided, check, tally
@@ -36,7 +35,7 @@ from lineage.limits import default_filter_memory_limit
 from lineage.schemas import DECISIONS, RUNS
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
 @dataclass(frozen=True)
@@ -124,20 +123,15 @@ FROM r ORDER BY r.version
 """
 
 
-def history(store: Store, filter_name: str | None = None) -> pa.Table:
+def history(store: StoreCore, filter_name: str | None = None) -> pa.Table:
     """The runs, oldest first, with their drops by source (`sources`: `source dropped/decided` for every source
     the run dropped from), `warning` naming each source it dropped more than 90% of, and `by_source` (JSON: the
     run's decisions counted by source, decision and reason)."""
     return store.sql(HISTORY_SQL, params=[filter_name, filter_name, DROP_WARNING])
 
 
-class _AlreadyRun(Exception):
-    def __init__(self, previous: dict[str, Any]) -> None:
-        self.previous = previous
-
-
 def run_filter(
-    store: Store,
+    store: StoreCore,
     name: str,
     *,
     params: dict[str, Any] | None = None,
@@ -156,6 +150,8 @@ def run_filter(
     `lineage.filters.incremental`); `dry_run`: decide, count by source and reason, write nothing; `memory_limit`:
     what a filter that works out of core (near-dedup) holds before it spills to STORE/tmp (DuckDB's syntax,
     e.g. 2GB; default `lineage.limits.default_filter_memory_limit()`)."""
+    from lineage.filters.base import filter_class  # a built-in filter's module is imported when a run names it
+
     cls = filter_class(name, module)
     flt = cls(parse_params(cls, params or {}))
     return execute(
@@ -174,13 +170,8 @@ def run_filter(
     )
 
 
-class _DryRun(Exception):
-    def __init__(self, result: RunResult) -> None:
-        self.result = result
-
-
 def execute(
-    store: Store,
+    store: StoreCore,
     flt: Any,
     *,
     where: str | None = None,
@@ -194,7 +185,7 @@ def execute(
     dry_run: bool = False,
     module: str | None = None,
     memory_limit: str | None = None,
-    select: Callable[[Store], pa.Array] | None = None,
+    select: Callable[[StoreCore], pa.Array] | None = None,
 ) -> RunResult:
     """Run an instantiated filter; the whole run holds the writer lock and commits one version. `module`: the
     `module:Class` a user filter came from, recorded so that `lineage status` and builds track it. `select`: the
@@ -213,8 +204,8 @@ def execute(
             incremental = plan = _Incremental.plan(store, flt, params_hash, where) if new_only else None
             min_version = None
             if incremental is not None:
-                if len(incremental.new_ids) == 0:
-                    raise _AlreadyRun({})
+                if len(incremental.new_ids) == 0:  # nothing new: the transaction commits nothing
+                    return RunResult(run_id, flt.name, 0, 0, 0, 0, {}, None, 0.0, skipped=True, new_only=True)
                 # A selection filter without `decide_new` decides its whole scope again.
                 where, ids = incremental.scope, None if incremental.full else incremental.new_ids
                 min_version = None if incremental.full else incremental.min_version
@@ -228,10 +219,10 @@ def execute(
                 selection_hash = _hash(selection.fingerprint, flt.context_key(store))
                 previous = _previous_run(selection, flt, params_hash, selection_hash) if not new_only else None
                 if previous and not force and not dry_run:
-                    raise _AlreadyRun(previous)
+                    return _already_run(flt.name, previous)
                 flt.prepare(store)
                 if engine == "ray" and incremental is None:
-                    from lineage.engines.ray.engine import decide_on_ray
+                    from lineage.engines.ray.decide import decide_on_ray
 
                     decided = decide_on_ray(
                         store, flt, selection, run_id, txn.version, workers, ray_address, progress
@@ -275,8 +266,8 @@ def execute(
                     dry_run=dry_run,
                     note=flt.note() if hasattr(flt, "note") else "",
                 )
-            if dry_run:
-                raise _DryRun(result)
+            if dry_run:  # nothing registered: the transaction commits nothing
+                return result
             decided.register(txn)
             txn.add_rows(
                 "runs", _run_row(result, flt, params_json, params_hash, where, selection_hash, engine, started)
@@ -293,30 +284,28 @@ def execute(
                 # Every sample decided once (as many decisions as samples, each batch checked): the `status` view
                 # reads no earlier run of this filter (see `lineage.catalog`).
                 summary.update(covers_all=True)
-    except _DryRun as dry:
-        return dry.result
-    except _AlreadyRun as skip:
-        prev = skip.previous
-        if not prev:
-            return RunResult(run_id, flt.name, 0, 0, 0, 0, {}, None, 0.0, skipped=True, new_only=True)
-        return RunResult(
-            prev["run_id"],
-            flt.name,
-            prev["selected"],
-            prev["kept"],
-            prev["dropped"],
-            prev["flagged"],
-            json.loads(prev["reasons"]),
-            prev["version"],
-            0.0,
-            skipped=True,
-            previous=prev,
-        )
     finally:
         store.remove_scratch(run_id)  # parts a Ray run staged: registered ones were moved out already
         if plan is not None:
             plan.prior.close()
     return result
+
+
+def _already_run(name: str, prev: dict[str, Any]) -> RunResult:
+    """The result of the run that already decided this selection with these params (nothing is run again)."""
+    return RunResult(
+        prev["run_id"],
+        name,
+        prev["selected"],
+        prev["kept"],
+        prev["dropped"],
+        prev["flagged"],
+        json.loads(prev["reasons"]),
+        prev["version"],
+        0.0,
+        skipped=True,
+        previous=prev,
+    )
 
 
 @dataclass(frozen=True)
@@ -330,7 +319,7 @@ class _Incremental:
     full: bool  # the filter cannot decide new samples alone: run it over the whole scope
 
     @classmethod
-    def plan(cls, store: Store, flt: Any, params_hash: str, where: str | None) -> _Incremental:
+    def plan(cls, store: StoreCore, flt: Any, params_hash: str, where: str | None) -> _Incremental:
         prior, state = Prior.load(store, flt.name, params_hash, flt.version)
         scope = where if where is not None else (state.scope if state else None)
         new = prior.undecided(readonly.check_predicate(scope, what="--where") if scope else "true")
@@ -357,7 +346,7 @@ def _previous_run(selection: Selection, flt: Any, params_hash: str, selection_ha
 
 
 def _decide(
-    store: Store,
+    store: StoreCore,
     flt: Any,
     selection: Selection,
     run_id: str,

@@ -41,7 +41,7 @@ from lineage.filters.incremental import Prior
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 # Floats per block of the similarity matrix (x4 bytes): bounds memory whatever the selection size.
 BLOCK_FLOATS = 1 << 25
@@ -73,7 +73,7 @@ class SemanticDedupFilter(SelectionFilter):
     Params = SemanticDedupParams
     columns = ("text",)
 
-    def context_key(self, store: Store) -> str:
+    def context_key(self, store: StoreCore) -> str:
         # A new model package or library version gives other vectors: run again instead of "already run".
         return config_hash(emb.config(self.params.model))  # type: ignore[attr-defined]
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from lineage.core.sqlutil import sql_string
-from lineage.errors import LineageError, first_line, given, option
+from lineage.errors import LineageError, UsageError, first_line, option
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 SPILL_FOLDER = "spill"
 # A cap on the spill folder's size (DuckDB's max_temp_directory_size), e.g. "20GB": a run that needs more fails
@@ -38,11 +38,11 @@ _DISK_FULL = ("no space left", "max_temp_directory_size", "disk is full", "could
 
 def check_memory_limit(memory_limit: str) -> str:
     if not _SIZE.fullmatch(memory_limit.strip()):
-        raise LineageError(f"{given('memory_limit', memory_limit)}: must look like 512MB or 2GB")
+        raise UsageError("memory_limit", memory_limit, ": must look like 512MB or 2GB")
     return memory_limit.strip()
 
 
-def remove_stale(store: Store, run_id: str) -> None:
+def remove_stale(store: StoreCore, run_id: str) -> None:
     """Spill folders of runs that died (killed while spilling): only runs hold the writer lock and make them, and
     the caller holds it, so every one but its own is stale."""
     tmp = store.root / "tmp"
@@ -54,7 +54,7 @@ def remove_stale(store: Store, run_id: str) -> None:
 class Spill:
     """The scratch database of one run: `con` (in-memory, spilling to `folder`); close it before the folder goes."""
 
-    def __init__(self, store: Store, run_id: str, memory_limit: str, what: str) -> None:
+    def __init__(self, store: StoreCore, run_id: str, memory_limit: str, what: str) -> None:
         self.what, self.memory_limit = what, check_memory_limit(memory_limit)
         self.peak = 0
         remove_stale(store, run_id)

@@ -5,24 +5,35 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from lineage.core.edges import reach
 from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 
 class TakedownParams(FilterParams):
-    where: str
+    where: str | None = None  # a predicate over samples
+    source: str | None = None  # or every sample of a source (bound as a value, never spliced into SQL)
     reason: str
 
     @field_validator("where")
     @classmethod
-    def _where(cls, value: str) -> str:
-        return predicate(value)
+    def _where(cls, value: str | None) -> str | None:
+        return None if value is None else predicate(value)
+
+    @model_validator(mode="after")
+    def _one(self) -> TakedownParams:
+        if (self.source is None) == (self.where is None):
+            raise ValueError("give exactly one of source or where")
+        return self
+
+    def roots(self) -> tuple[str, list[object]]:
+        """The predicate selecting the roots, and its bound values."""
+        return ("source = ?", [self.source]) if self.source is not None else (str(self.where), [])
 
     @field_validator("reason")
     @classmethod
@@ -42,17 +53,18 @@ class TakedownFilter(SelectionFilter):
 
     _found: dict[str, str] | None = None  # the targets `targets` found, for `decide_all` in the same run
 
-    def targets(self, store: Store) -> pa.Array:
+    def targets(self, store: StoreCore) -> pa.Array:
         """The roots and all their descendants, each with the smallest root that reaches it: the run's selection
         (`lineage.takedown` passes this to `execute`, which calls it under the writer lock)."""
         self._found = self._reach(store)
         return pa.array(sorted(self._found), pa.string())
 
-    def _reach(self, store: Store) -> dict[str, str]:
+    def _reach(self, store: StoreCore) -> dict[str, str]:
         p: TakedownParams = self.params  # type: ignore[assignment]
         with store.reader(views={"samples", "_edges"}) as con:
             lock_down(con, store.data)
-            roots = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")["sample_id"].to_pylist()
+            where, values = p.roots()
+            roots = run(con, f"SELECT sample_id FROM samples WHERE ({where})", values)["sample_id"].to_pylist()
             return reach(con, {r: r for r in roots})  # point lookups over the edges (`lineage.core.edges`)
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:

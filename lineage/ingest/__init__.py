@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import duckdb
 import pyarrow as pa
@@ -23,7 +23,7 @@ from lineage.core.sqlutil import sql_string
 from lineage.errors import IngestError, InputError, LineageError, Reject, option
 from lineage.ingest.identity import identify
 from lineage.ingest.lookup import lookup
-from lineage.ingest.options import IngestOptions
+from lineage.ingest.options import IngestFields, IngestOptions
 from lineage.ingest.readers import JsonlReader, Reader, open_reader
 from lineage.ingest.resolve import resolve
 from lineage.ingest.segment import write_samples
@@ -33,8 +33,7 @@ from lineage.schemas import BATCHES
 from lineage.sets import add_members
 
 if TYPE_CHECKING:
-    from lineage.core.handle import Transaction
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore, Transaction
 
 __all__ = ["IngestOptions", "IngestResult", "ingest", "ingest_many"]
 
@@ -61,21 +60,24 @@ class IngestResult:
         return f"{text} (batch {self.batch_id}, version {self.version})"
 
 
-def ingest(store: Store, data: Any, /, *, progress: Progress | None = None, **options: Any) -> IngestResult:
+def ingest(
+    store: StoreCore, data: Any, /, *, progress: Progress | None = None, **options: Unpack[IngestFields]
+) -> IngestResult:
     """Ingest `data` (path, Arrow table, Polars frame, Hugging Face dataset or iterable of dicts) with provenance
     `options`."""
     return ingest_many(store, [data], progress=progress, **options)[0]
 
 
 def ingest_many(
-    store: Store, inputs: list[Any], /, *, progress: Progress | None = None, **options: Any
+    store: StoreCore, inputs: list[Any], /, *, progress: Progress | None = None, **options: Unpack[IngestFields]
 ) -> list[IngestResult]:
     """Ingest several inputs in one commit: one batch per input, in order, so a later input's parents may be
     records of an earlier one. Any input refused refuses them all."""
-    if isinstance(options.get("tags"), list | str):
-        tags = options["tags"]
-        options["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
-    opts = IngestOptions(**options)
+    tags = options.get("tags")
+    fields: dict[str, Any] = {**options}
+    if tags is not None:
+        fields["tags"] = (tags,) if isinstance(tags, str) else tuple(tags)
+    opts = IngestOptions(**fields)
     readers = [open_reader(data, input_format=opts.input_format) for data in inputs]
     for reader in readers:
         if isinstance(reader, JsonlReader):
@@ -100,7 +102,7 @@ def ingest_many(
 
 
 def _run_one(
-    store: Store, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
+    store: StoreCore, txn: Transaction, reader: Reader, opts: IngestOptions, batch_id: str, progress: Progress
 ) -> tuple[IngestResult, list[str]]:
     con = _work_connection(store, batch_id, opts.effective_memory_limit())
     try:
@@ -119,7 +121,7 @@ def _no_progress(done: int, total: int | None) -> None:
     return None
 
 
-def _work_connection(store: Store, batch_id: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
+def _work_connection(store: StoreCore, batch_id: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET memory_limit = ?", [memory_limit])
     con.execute(f"SET temp_directory = {sql_string(str(store.scratch_dir(batch_id)))}")
@@ -127,7 +129,7 @@ def _work_connection(store: Store, batch_id: str, memory_limit: str) -> duckdb.D
 
 
 def _run(
-    store: Store,
+    store: StoreCore,
     txn: Transaction,
     con: duckdb.DuckDBPyConnection,
     reader: Reader,
@@ -171,7 +173,7 @@ def _run(
     return result, ids
 
 
-def _write_edges(store: Store, con: duckdb.DuckDBPyConnection, txn: Transaction) -> None:
+def _write_edges(store: StoreCore, con: duckdb.DuckDBPyConnection, txn: Transaction) -> None:
     """The edges segment of the samples segment just written, when its samples have parents (`lineage.core.edges`):
     read back from that segment, so the edges are exactly its unnest(parent_ids)."""
     if not con.execute("SELECT count(*) FROM nodes WHERE len(parent_refs) > 0").fetchall()[0][0]:
@@ -191,10 +193,10 @@ SELECT count(*) FROM (
 """
 
 
-def _existing_view(store: Store, con: duckdb.DuckDBPyConnection, txn: Transaction) -> int | None:
+def _existing_view(store: StoreCore, con: duckdb.DuckDBPyConnection, txn: Transaction) -> int | None:
     """The `existing` view of the store's samples and of those this command wrote before (earlier inputs);
     returns the last version of format-1 samples, if any."""
-    with store._connect(read_only=True) as cat:
+    with store.catalog() as cat:
         paths = catalog.segment_paths(cat, "samples", None)
         legacy = catalog.legacy_version(cat)
     paths += [s.path for s in txn.segments if s.kind == "samples"]
@@ -202,7 +204,7 @@ def _existing_view(store: Store, con: duckdb.DuckDBPyConnection, txn: Transactio
     return legacy
 
 
-def _model_generations(store: Store, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
+def _model_generations(store: StoreCore, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
     """`model_gen`: the output generation of each registered model this input names as generator."""
     con.execute("CREATE OR REPLACE TEMP TABLE model_gen (name VARCHAR, generation BIGINT)")
     if not models:

@@ -5,14 +5,40 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from lineage.errors import LineageError, given, option
+from lineage.errors import LineageError, UsageError, given, option
 from lineage.languages import check_language
 from lineage.limits import DEFAULT_MAX_RECORD_BYTES, MAX_GENERATION, default_ingest_memory_limit
 from lineage.names import check_name
 from lineage.schemas import ORIGINS
+
+
+class IngestFields(TypedDict, total=False):
+    """The keyword options of `Store.ingest` (the fields of `IngestOptions`; `tags` may also be a list or one
+    string). tests/test_ingest.py checks that the two name the same fields."""
+
+    origin: str
+    source: str
+    method: str
+    generator: str
+    generation: int
+    license: str
+    language: str
+    tags: Sequence[str] | str
+    gen_params: dict[str, Any]
+    text_field: str
+    template: str
+    id_field: str
+    parent_field: str
+    skip_bad: bool
+    allow_missing_parents: bool
+    max_record_bytes: int
+    input_format: str
+    memory_limit: str
+    set_name: str
 
 
 @dataclass(frozen=True)
@@ -41,7 +67,7 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.origin is not None and self.origin not in ORIGINS:
-            raise LineageError(f"{given('origin', self.origin)}: must be one of {', '.join(ORIGINS)}")
+            raise UsageError("origin", self.origin, f": must be one of {', '.join(ORIGINS)}")
         if self.generation is not None and not 0 <= self.generation <= MAX_GENERATION:
             raise LineageError(
                 f"{given('generation', self.generation)}: must be between 0 and {MAX_GENERATION:,}"
@@ -53,9 +79,9 @@ class IngestOptions:
         if self.origin == "real" and self.generation not in (None, 0):
             raise LineageError(f"real data is generation 0; got {given('generation', self.generation)}")
         if self.memory_limit is not None and not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory_limit):
-            raise LineageError(f"{given('memory_limit', self.memory_limit)}: must look like 512MB or 2GB")
+            raise UsageError("memory_limit", self.memory_limit, ": must look like 512MB or 2GB")
         if self.max_record_bytes <= 0:
-            raise LineageError(f"{given('max_record_bytes', self.max_record_bytes)}: must be positive")
+            raise UsageError("max_record_bytes", self.max_record_bytes, ": must be positive")
         if self.language is not None:
             check_language(self.language)
         self.template_fields()

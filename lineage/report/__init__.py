@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lineage.errors import LineageError, option
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 __all__ = ["EXTENSIONS", "FORMATS", "KINDS", "report", "report_data", "report_format"]
 
@@ -40,7 +40,7 @@ def report_format(output: str | Path, fmt: str | None = None) -> str:
 
 
 def report_data(
-    store: Store,
+    store: StoreCore,
     kind: str,
     ref: str | None = None,
     *,
@@ -66,7 +66,7 @@ def report_data(
 
 
 def report(
-    store: Store,
+    store: StoreCore,
     kind: str,
     ref: str | None = None,
     *,
@@ -94,6 +94,6 @@ def report(
 
 
 def _version() -> str:
-    from lineage import __version__
+    from lineage._version import __version__
 
     return __version__

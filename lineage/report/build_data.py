@@ -14,7 +14,7 @@ from lineage.build.pool import ALWAYS_EXCLUDED_FILTERS
 
 if TYPE_CHECKING:
     from lineage.build import Build
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 PREVIEW_PER_GROUP = 3
 PREVIEW_GROUPS = 20
@@ -29,7 +29,7 @@ ORDER BY s.source, s.sample_id
 """
 
 
-def build_data(store: Store, ref: str) -> dict[str, Any]:
+def build_data(store: StoreCore, ref: str) -> dict[str, Any]:
     from lineage.build import Build
 
     build = Build.parse(store, ref)
@@ -84,7 +84,7 @@ def _shares(counts: dict[str, int], size: int) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["count"], r["group"]))
 
 
-def funnel(store: Store, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
+def funnel(store: StoreCore, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Samples ingested, then remaining after each filter's latest drops (cumulative, in the order the
     filters first ran), then the pool, then the build. A filter that ran but that the spec does not honour
     is a stage too, `honoured: false`, removing nothing: its drops stayed in the pool, and the report says so
@@ -121,7 +121,7 @@ GROUP BY ALL HAVING count(*) FILTER (WHERE st.decision = 'drop') > 0 ORDER BY st
 """
 
 
-def drops_by_source(store: Store, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
+def drops_by_source(store: StoreCore, info: dict[str, Any], spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Per honoured filter and source: the samples its latest decisions drop, of those it decided, and
     whether that is more than 90% of the source (rules that do not fit that data, e.g. quality's presets)."""
     from lineage.filters.run import DROP_WARNING
@@ -132,7 +132,7 @@ def drops_by_source(store: Store, info: dict[str, Any], spec: dict[str, Any]) ->
             for r in rows]
 
 
-def _undropped(at: Store, filters: list[str]) -> int:
+def _undropped(at: StoreCore, filters: list[str]) -> int:
     return at.sql(
         "SELECT count(*) AS n FROM samples WHERE sample_id NOT IN "
         "(SELECT sample_id FROM status WHERE decision = 'drop' AND list_contains(?, filter))",
@@ -140,11 +140,11 @@ def _undropped(at: Store, filters: list[str]) -> int:
     )["n"][0].as_py()
 
 
-def _ran(at: Store) -> list[str]:
+def _ran(at: StoreCore) -> list[str]:
     return at.sql("SELECT filter FROM runs GROUP BY filter ORDER BY min(version), filter")["filter"].to_pylist()
 
 
-def _filters(at: Store, spec: dict[str, Any]) -> list[str]:
+def _filters(at: StoreCore, spec: dict[str, Any]) -> list[str]:
     names = _ran(at)
     honoured = (spec.get("pool") or {}).get("exclude_dropped_by")
     if honoured is None:

@@ -27,7 +27,7 @@ from lineage.errors import LineageError, option
 from lineage.evals import OUTPUTS_BENCHMARK
 
 if TYPE_CHECKING:
-    from lineage.store import Store
+    from lineage.core.handle import StoreCore
 
 DIVERSITY_PREFERRED = "distinct_2"
 RARE_MEASURES = ("rare_survival", "tail_coverage")
@@ -49,7 +49,7 @@ RULE = (
 
 
 def models_data(
-    store: Store, metric: str | None = None, benchmark: str | None = None, *, by: str = "source"
+    store: StoreCore, metric: str | None = None, benchmark: str | None = None, *, by: str = "source"
 ) -> dict[str, Any]:
     evals, notes = store.sql(LATEST_SQL).to_pylist(), []
     metric, benchmark = choose_metric(evals, metric, benchmark, notes)
@@ -72,7 +72,7 @@ def models_data(
     return {**data, "summary": _summary(data)}
 
 
-def _registered(store: Store) -> list[dict[str, Any]]:
+def _registered(store: StoreCore) -> list[dict[str, Any]]:
     """Registered models with their build's composition, parents before children."""
     from lineage.models import lineage_order
 
@@ -162,7 +162,7 @@ def _model(row: dict[str, Any], evals: list[dict[str, Any]], metric: str | None,
     }
 
 
-def model_check(store: Store, name: str, memo: dict[Any, Any]) -> dict[str, Any]:
+def model_check(store: StoreCore, name: str, memo: dict[Any, Any]) -> dict[str, Any]:
     """`lineage check NAME` (against its parent; a root model: its build's health only), as the report shows
     it: passed or not, the failing symptoms' kinds and evidence, or why it could not run."""
     from lineage.check import check_model
@@ -202,7 +202,7 @@ def _groups(models: list[dict[str, Any]], dim: str) -> list[str]:
 
 
 def _attribution(
-    store: Store, metric: str | None, benchmark: str | None, by: str, notes: list[str]
+    store: StoreCore, metric: str | None, benchmark: str | None, by: str, notes: list[str]
 ) -> dict[str, Any] | None:
     from lineage.attribution import attribute
 

@@ -25,7 +25,6 @@ import pyarrow.compute as pc
 
 from lineage.core.location import Location
 from lineage.engines.local import Progress
-from lineage.engines.ray.cluster import connect, one_line
 from lineage.errors import LineageError
 from lineage.filters.base import Filter, FilterParams, SampleFilter, SelectionContext, SelectionFilter
 from lineage.filters.events import BATCH_ROWS, Decided, Part, check, tally, write_events
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
     from lineage.core.selection import Selection
-    from lineage.store import Store
 
 
 # Ray Data retries a task whose worker died forever by default; a batch that kills every worker must end.
@@ -50,42 +48,6 @@ PARTS = pa.schema(
         ("reasons", pa.string()),
     ]
 )
-
-
-def decide_on_ray(
-    store: Store,
-    flt: Filter,
-    selection: Selection,
-    run_id: str,
-    version: int,
-    workers: int | None,
-    address: str | None,
-    progress: Progress | None,
-) -> Decided:
-    if selection.count == 0:
-        return Decided.of_table(DECISIONS.empty_table(), run_id)
-    staging = store.staging(run_id)  # removed by the run when it ends, committed or not
-    with connect(address, workers) as ray:
-        try:
-            return _decide(
-                ray, store, flt, selection, Context(store, run_id, version, staging, selection.count, workers, progress)
-            )
-        except ray.exceptions.RayError as exc:
-            raise one_line(f"filter {flt.name}", exc, undone="registered") from None
-
-
-def _decide(ray: Any, store: Store, flt: Filter, selection: Selection, context: Context) -> Decided:
-    from lineage.engines.ray.plans import PLANS
-
-    ds = read_selection(ray, selection)
-    if isinstance(flt, SampleFilter):
-        return stage(ds, _decide_batch, flt, context)
-    if not isinstance(flt, SelectionFilter):
-        raise LineageError(f"{type(flt).__name__} is neither a SampleFilter nor a SelectionFilter")
-    plan = PLANS.get(flt.name)
-    if plan is not None:
-        return plan(ds, flt, context)
-    return _reduce_on_driver(ds, flt, context)
 
 
 @dataclass(frozen=True)
@@ -198,7 +160,7 @@ def _stage_batch(
     return pa.Table.from_pylist([part.to_row(counts, reasons)], schema=PARTS)
 
 
-def _decide_batch(flt: SampleFilter, batch: pa.Table) -> pa.Table:
+def decide_batch(flt: SampleFilter, batch: pa.Table) -> pa.Table:
     return pa.Table.from_batches(_each_record_batch(flt.decide, batch), schema=DECISIONS)
 
 
@@ -225,7 +187,7 @@ def _features(batch: pa.Table, cls: type[SelectionFilter], params: FilterParams)
     return pa.Table.from_batches(out) if out else batch
 
 
-def _reduce_on_driver(ds: Dataset, flt: SelectionFilter, context: Context) -> Decided:
+def reduce_on_driver(ds: Dataset, flt: SelectionFilter, context: Context) -> Decided:
     mapped = ds
     if type(flt).features is not SelectionFilter.features:
         mapped = per_batch(ds, _features, context, cls=type(flt), params=flt.params)

@@ -26,12 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage.diversity import Job, Measured, check_tail, group_frames, no_reference, nothing_selected
 from lineage.engines.ray.cluster import connect, one_line
 from lineage.engines.ray.engine import collect, map_batches, read_selection, tasks
 from lineage.filters.events import BATCH_ROWS
 from lineage.metrics import METRICS
 from lineage.metrics.compute import GroupResult, Reference, compute_draws, draw_indices, embed_rows, key_json
+from lineage.metrics.jobs import Job, Measured, check_tail, group_frames, no_reference, nothing_selected
 from lineage.metrics.text import encode_columns, rare_mask, token_expr
 
 if TYPE_CHECKING:

@@ -39,12 +39,11 @@ import pyarrow.compute as pc
 from lineage.engines.ray.engine import Context, cluster_cpus, collect, map_batches, per_batch, stage
 from lineage.features.containment import Index
 from lineage.features.minhash import (
-    CANDIDATE_WEIGHTS,
     EMPTY,
-    _band_keys,
-    _optimal_bands,
-    _within,
+    band_keys,
+    candidate_bands,
     clusters,
+    pairs_within,
     signatures,
     verify_exact,
 )
@@ -63,12 +62,11 @@ from lineage.filters.events import Decided, check
 from lineage.filters.near_dedup import (
     NearDedupFilter,
     NearDedupParams,
-    _decisions,
-    _kept,
-    _scores,
     from_binary,
     to_binary,
 )
+from lineage.filters.near_dedup_steps import decisions as near_dedup_decisions
+from lineage.filters.near_dedup_steps import kept_by_cluster, scores
 from lineage.filters.semantic_dedup import SemanticDedupFilter
 from lineage.schemas import DECISIONS
 
@@ -175,8 +173,8 @@ def _star_pairs(batch: pa.Table) -> pa.Table:
 def _band_rows(batch: pa.Table, params: NearDedupParams, partitions: int) -> pa.Table:
     """(key, partition, sample_id) for every band of every representative."""
     reps = batch.filter(pc.is_null(batch["b"]))
-    nb, nr = _optimal_bands(params.threshold, params.num_perm, CANDIDATE_WEIGHTS)
-    keys = _band_keys(from_binary(reps["minhash"], params.num_perm), nb, nr).ravel().astype(np.int64)
+    nb, nr = candidate_bands(params.threshold, params.num_perm)
+    keys = band_keys(from_binary(reps["minhash"], params.num_perm), nb, nr).ravel().astype(np.int64)
     at = pa.array(np.repeat(np.arange(reps.num_rows), nb))
     return pa.table(
         {
@@ -193,7 +191,7 @@ def _bucket_candidates(part: pa.Table, partitions: int) -> pa.Table:
     part = part.sort_by("sample_id")
     encoded = pc.dictionary_encode(part["sample_id"]).combine_chunks()  # codes in sample_id order
     sample = encoded.indices.to_numpy()
-    rows = _within(part["key"].to_numpy().reshape(-1, 1))  # rows i < j with equal keys
+    rows = pairs_within(part["key"].to_numpy().reshape(-1, 1))  # rows i < j with equal keys
     pairs = np.unique(np.sort(sample[rows], axis=1), axis=0)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     a, b = encoded.dictionary.take(pa.array(pairs[:, 0])), encoded.dictionary.take(pa.array(pairs[:, 1]))
@@ -268,9 +266,9 @@ def _clustered(ds: Dataset, pairs: pa.Table, params: NearDedupParams) -> pa.Tabl
     at_b = pc.index_in(pairs["b"], value_set=members["sample_id"]).to_numpy()
     codes, first = np.unique(at_a.astype(np.int64) * n + at_b, return_index=True)
     rows = np.stack([codes // n, codes % n], axis=1)
-    kept = _kept(members, clusters(n, rows))
-    score = _scores(members["text"], kept, rows, pairs["similarity"].to_numpy()[first], params.ngram)
-    return _decisions(members["sample_id"], kept, score)
+    kept = kept_by_cluster(members, clusters(n, rows))
+    score = scores(members["text"], kept, rows, pairs["similarity"].to_numpy()[first], params.ngram)
+    return near_dedup_decisions(members["sample_id"], kept, score)
 
 
 def _members(batch: pa.Table, ids: pa.Array) -> pa.Table:

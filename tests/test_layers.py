@@ -1,0 +1,143 @@
+"""One direction of dependency: base ← core ← capabilities ← Store facade ← demo ← CLI, and no import cycle.
+
+Imports are read with `ast`, all of them: top-level, function-local and under `if TYPE_CHECKING:` (a type-only
+import is a dependency too: it is how the knot this test guards against began)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "lineage"
+
+# Lowest first; a module's layer is that of the longest prefix listed, capabilities for everything unlisted.
+LAYERS: dict[str, int] = {
+    "lineage._version": 0, "lineage.errors": 0, "lineage.limits": 0, "lineage.names": 0,
+    "lineage.languages": 0, "lineage.licenses": 0, "lineage.dimensions": 0,
+    "lineage.core": 1, "lineage.schemas": 1, "lineage.outputs": 1,  # the storage contract; where user files go
+    "lineage.store": 3, "lineage": 3,
+    "lineage.demo": 4,
+    "lineage.cli": 5, "lineage.__main__": 5,
+}
+CAPABILITIES = 2
+NAMES = {0: "base", 1: "core", 2: "capabilities", 3: "facade", 4: "demo", 5: "cli"}
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS and (n > 1 or len(parts) == 1):
+            return LAYERS[".".join(parts[:n])]
+    return CAPABILITIES
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The lineage modules `module` imports anywhere in `source` (a submodule when `from pkg import name` names one)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                package = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join([*package, *([base] if base else [])])
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return {name for name in found if name == "lineage" or name.startswith("lineage.")}
+
+
+def graph(root: Path) -> dict[str, set[str]]:
+    files = {module_name(p, root): p for p in root.rglob("*.py")}
+    known = set(files)
+    return {
+        name: {i for i in imports(path.read_text(), name, path.name == "__init__.py", known) if i != name}
+        for name, path in files.items()
+    }
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{a} ({NAMES[layer(a)]}) imports {b} ({NAMES[layer(b)]})"
+        for a, targets in edges.items() for b in targets if layer(b) > layer(a)
+    )
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_upward_import() -> None:
+    assert upward(graph(PACKAGE)) == []
+
+
+def test_no_import_cycle() -> None:
+    assert cycles(graph(PACKAGE)) == []
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root / "lineage"
+
+
+@pytest.mark.parametrize("where", ["top", "function", "type_checking"])
+def test_an_upward_import_is_caught(tmp_path: Path, where: str) -> None:
+    line = "from lineage.store import Store\n"
+    source = {
+        "top": line,
+        "function": "def f():\n    " + line,
+        "type_checking": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    " + line,
+    }[where]
+    root = write(tmp_path, {"lineage/__init__.py": "", "lineage/store.py": "", "lineage/core/__init__.py": "",
+                            "lineage/core/handle.py": source})
+    assert upward(graph(root)) == ["lineage.core.handle (core) imports lineage.store (facade)"]
+
+
+def test_a_cycle_is_caught(tmp_path: Path) -> None:
+    root = write(tmp_path, {
+        "lineage/__init__.py": "",
+        "lineage/filters/__init__.py": "",
+        "lineage/filters/run.py": "from lineage.engines import local\n",
+        "lineage/engines/__init__.py": "",
+        "lineage/engines/local.py": "def f():\n    from lineage.filters.run import execute\n",
+        "lineage/build.py": "from .filters import run\n",
+    })
+    assert cycles(graph(root)) == [["lineage.engines.local", "lineage.filters.run"]]
+    assert upward(graph(root)) == []
