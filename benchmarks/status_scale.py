@@ -11,7 +11,7 @@ falls on all alike:
   baseline), and the same as the history says it (every decision sorted by version), which `status` was before;
 * `store.status()` (`lineage status`: what each filter has not seen), after the 20 runs against after the first.
 
-    .venv/bin/python benchmarks/status_scale.py [--samples 2000000] [--runs 20] [--rounds 5]
+    .venv/bin/python benchmarks/status_scale.py [--samples 2000000] [--runs 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.init(Path(tmp) / "status")
