@@ -1,9 +1,9 @@
 """`status` after many filter runs: does reading the latest decisions cost what one run's decisions cost?
 
 A store of `--samples` short samples (default 2,000,000) and `--runs` runs of the `sql` filter (default 20): most
-over every sample, each with other params (a run over every sample supersedes the runs before it), and a run over a
-tenth of them (`--where`) after every third, and as the last two, so the latest decisions are one run's over every
-sample merged with later runs' over a part. Then, best of `--rounds`, interleaved so that load from other processes
+over every sample, each with other params (a run over every sample supersedes the runs before it), and every fourth
+run and the last two over a tenth of them (`--where`), so the latest decisions are one run's over every sample
+merged with later runs' over a part. Then, best of `--rounds`, interleaved so that load from other processes
 falls on all alike:
 
 * the baseline: a single run's decisions, `SELECT * FROM events WHERE run_id = ?` (the last run over every sample);
