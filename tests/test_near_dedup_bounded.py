@@ -54,13 +54,25 @@ def same(got: list[dict], want: list[dict]) -> None:
 @pytest.mark.parametrize(("n", "params"), [(700, {}), (6_000, {}), (3_000, {"threshold": 0.6, "ngram": 3})])
 def test_the_decisions_are_those_of_the_in_memory_algorithm(store: Store, n: int, params: dict) -> None:
     planted(store, n)
-    result = store.run_filter("near-dedup", params=params)
+    # 24MB: a quarter of it holds fewer than 700 samples' signatures, so the run goes out of core.
+    result = store.run_filter("near-dedup", params=params, memory_limit="24MB")
     got = recorded(store)
     assert result.dropped > n // 10 and result.selected == n
     assert "out of core" in result.note
     same(got, in_memory(store, params))
     # Again over the signatures cached by the first run: the same decisions.
-    store.run_filter("near-dedup", params=params, force=True)
+    store.run_filter("near-dedup", params=params, force=True, memory_limit="24MB")
+    same(recorded(store), got)
+
+
+def test_a_selection_that_fits_is_decided_in_memory_alike(store: Store) -> None:
+    """The default limit holds 3,000 short documents many times over: no scratch database, the same decisions."""
+    planted(store, 3_000)
+    result = store.run_filter("near-dedup")
+    assert "out of core" not in result.note and result.dropped > 300
+    got = recorded(store)
+    same(got, in_memory(store))
+    store.run_filter("near-dedup", force=True, memory_limit="24MB")
     same(recorded(store), got)
 
 

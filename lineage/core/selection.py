@@ -107,6 +107,10 @@ class Selection:
         with self._connect() as con:
             return catalog.segment_paths(con, "samples", self.store.as_of)
 
+    def text_bytes(self) -> int:
+        """The size of the selected texts in bytes (a pass over the text column)."""
+        return int(self.sql(f"SELECT coalesce(sum(strlen(text)), 0) AS n FROM {self._from()}")["n"][0].as_py())
+
     def sample_ids(self) -> pa.Array:
         """The selected sample ids (what other engines semi-join the segments with)."""
         with self._connect() as con:

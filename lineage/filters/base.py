@@ -74,6 +74,10 @@ class SelectionContext:
 
 
 class SelectionFilter(Filter):
+    # True when `decide_bounded` spills to a scratch database: a selection that surely fits in memory is then
+    # decided by `decide_all` instead, as its fixed costs would outweigh the work (see lineage.filters.run).
+    spills: ClassVar[bool] = False
+
     def features(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Pure per-batch map; its output batches are concatenated for `decide_all`."""
         return batch

@@ -45,6 +45,7 @@ class ExactDedupFilter(SelectionFilter):
     """Drop exact duplicates (same normalised text); keep real, then lower generation, then earliest."""
 
     name = "exact-dedup"
+    spills = True
     columns = ("content_hash",)
 
     def decide_new(self, features: pa.Table, prior: Prior, context: SelectionContext) -> pa.Table:

@@ -87,6 +87,7 @@ class NearDedupFilter(SelectionFilter):
     """Drop near duplicates (MinHash LSH over word n-grams); keep real, then lower generation, then earliest."""
 
     name = "near-dedup"
+    spills = True
     Params = NearDedupParams
     columns = ("text",)
     params: NearDedupParams

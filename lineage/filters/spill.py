@@ -42,6 +42,18 @@ def check_memory_limit(memory_limit: str) -> str:
     return memory_limit.strip()
 
 
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def memory_bytes(memory_limit: str) -> int:
+    """A memory limit (`512MB`, `2GiB`) in bytes, counted in powers of 1024 (a bound for estimates, not DuckDB's)."""
+    size = check_memory_limit(memory_limit)
+    number = re.match(r"\d+(\.\d+)?", size)
+    assert number is not None  # check_memory_limit matched
+    unit = size[number.end():].strip()[0]
+    return int(float(number.group()) * _UNITS[unit])
+
+
 def remove_stale(store: StoreCore, run_id: str) -> None:
     """Spill folders of runs that died (killed while spilling): only runs hold the writer lock and make them, and
     the caller holds it, so every one but its own is stale."""
