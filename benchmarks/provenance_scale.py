@@ -220,9 +220,11 @@ class Timing:
 
 
 def pick(store: Any) -> tuple[str, str]:
-    """A generation-5 sample with two parents, and a real sample with a child (the first of each, by id)."""
+    """A generation-5 sample with two parents, and a real sample with at least three children (the first of each,
+    by id)."""
     deep = store.sql("SELECT min(sample_id) AS s FROM samples WHERE generation = 5 AND len(parent_ids) = 2")
-    real = store.sql("SELECT min(parent_ids[1]) AS s FROM samples WHERE generation = 1")
+    real = store.sql("SELECT min(p) AS s FROM (SELECT p FROM (SELECT unnest(parent_ids) AS p FROM samples "
+                     "WHERE generation = 1) GROUP BY p HAVING count(*) >= 3)")
     return deep["s"][0].as_py(), real["s"][0].as_py()
 
 
