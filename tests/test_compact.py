@@ -476,12 +476,12 @@ def test_a_format2_store_migrates_and_compacts(tmp_path: Path) -> None:
     before = every_version(store)
     con = duckdb.connect(str(store.catalog_path))  # the catalog as format 2 wrote it
     con.execute(f"ALTER TABLE {catalog.SCHEMA}.segments DROP COLUMN retired_version")
-    con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE kind = 'edges'")  # format 5 made them
+    con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE kind = 'edges'")  # format 4 made them
     con.execute(f"UPDATE {catalog.SCHEMA}.meta SET value = '2' WHERE key = 'format_version'")
     con.close()
-    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 5"):
+    with pytest.raises(StoreError, match="has format 2; run `lineage migrate` to upgrade it to 4"):
         Store(store.root)
-    assert Runner(store.root)("migrate").stdout == "migrated through formats [3, 4, 5]\n"
+    assert Runner(store.root)("migrate").stdout == "migrated through formats [3, 4]\n"
     store = Store(store.root)
     assert every_version(store) == before
     assert store.compact().version == store.version

@@ -164,11 +164,11 @@ def test_migrating_a_format1_store_keeps_every_sample(tmp_path: Path) -> None:
     root = format1_store(tmp_path)
     before = segment_rows(root)
     assert len(before) == 58  # 60 records; format 1 merged r-011 into r-010 and the second "Thanks!" into the first
-    with pytest.raises(StoreFormatError, match="has format 1; run `lineage migrate` to upgrade it to 5"):
+    with pytest.raises(StoreFormatError, match="has format 1; run `lineage migrate` to upgrade it to 4"):
         Store(root)
     runner = Runner(root)
-    assert runner("migrate").stdout == "migrated through formats [2, 3, 4, 5]\n"
-    assert runner("migrate").stdout == "store is at format 5\n"
+    assert runner("migrate").stdout == "migrated through formats [2, 3, 4]\n"
+    assert runner("migrate").stdout == "store is at format 4\n"
     store = Store(root)
     assert segment_rows(root) == before
     assert store.sql("SELECT count(*) AS n, count(DISTINCT sample_id) AS ids FROM samples").to_pylist() == [
@@ -196,7 +196,7 @@ def test_migrating_a_format1_store_keeps_every_sample(tmp_path: Path) -> None:
     changed = write_jsonl(tmp_path / "changed.jsonl", [{"id": "r-001", "text": "Something else entirely."}])
     with pytest.raises(IngestError, match=r"id `r-001` is already sample .* with other text"):
         store.ingest(changed, origin="real", source="notes")
-    assert catalog.FORMAT_VERSION == 5
+    assert catalog.FORMAT_VERSION == 4
 
 
 def test_a_key_given_twice_is_refused(store: Store, runner: Runner, tmp_path: Path) -> None:

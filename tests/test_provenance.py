@@ -183,21 +183,21 @@ def test_takedown_cascades_to_exactly_the_descendants(tmp_path: Path) -> None:
                      "(SELECT sample_id FROM status WHERE filter = 'takedown')")["n"][0].as_py() > 0
 
 
-def test_a_format4_store_migrates_to_edges(tmp_path: Path) -> None:
+def test_a_format3_store_migrates_to_edges(tmp_path: Path) -> None:
     store = family_store(tmp_path / "store")
     store.compact(kinds=("samples",))  # a retired samples segment: its edges must be retired at the same version
     before = {v: store.at(v).sql("SELECT * FROM lineage_edges ORDER BY ALL").to_pylist()
               for v in range(store.version + 1)}
-    con = duckdb.connect(str(store.catalog_path))  # the catalog as format 4 wrote it: no edges segments
+    con = duckdb.connect(str(store.catalog_path))  # the catalog as format 3 wrote it: no edges segments
     paths = [r[0] for r in con.execute(f"SELECT path FROM {catalog.SCHEMA}.segments WHERE kind = 'edges'").fetchall()]
     con.execute(f"DELETE FROM {catalog.SCHEMA}.segments WHERE kind = 'edges'")
-    con.execute(f"UPDATE {catalog.SCHEMA}.meta SET value = '4' WHERE key = 'format_version'")
+    con.execute(f"UPDATE {catalog.SCHEMA}.meta SET value = '3' WHERE key = 'format_version'")
     con.close()
     for rel in paths:
         (store.root / rel).unlink()
-    with pytest.raises(StoreFormatError, match="has format 4; run `lineage migrate` to upgrade it to 5"):
+    with pytest.raises(StoreFormatError, match="has format 3; run `lineage migrate` to upgrade it to 4"):
         Store(store.root)
-    assert Runner(store.root)("migrate").stdout == "migrated through formats [5]\n"
+    assert Runner(store.root)("migrate").stdout == "migrated through formats [4]\n"
     store = Store(store.root)
     after = {v: store.at(v).sql("SELECT * FROM lineage_edges ORDER BY ALL").to_pylist()
              for v in range(store.version + 1)}

@@ -81,7 +81,7 @@ def _retirable_segments(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _materialised_edges(con: duckdb.DuckDBPyConnection) -> None:
-    """Format 4 -> 5: each samples segment gets an `edges` segment (`lineage.core.edges`), registered at the same
+    """Format 3 -> 4: each samples segment gets an `edges` segment (`lineage.core.edges`), registered at the same
     version and retired at the same version as it, so a read as of any retained version sees the edges of exactly
     its samples. Self-contained: it reads the segments' `parent_ids` and writes the files itself (a crash before
     the catalog commit leaves only orphans, which `gc` removes; the migration then starts again)."""
@@ -122,9 +122,9 @@ def _materialised_edges(con: duckdb.DuckDBPyConnection) -> None:
 
 # Each step upgrades a catalog from format N to N + 1, inside one transaction.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    1: _identity_by_record, 2: _retirable_segments, 3: lambda con: None, 4: _materialised_edges,
-}  # TODO(provenance): 3 -> 4 belongs to the `decisions` branch; a no-op here until it lands
-FORMAT_VERSION = 5
+    1: _identity_by_record, 2: _retirable_segments, 3: _materialised_edges,
+}
+FORMAT_VERSION = 4
 
 
 WAIT_NOTICE = 2.0  # seconds of waiting for the catalog file before saying so on stderr

@@ -43,7 +43,7 @@ PROVENANCE_FIELDS = (
     "tags",
 )
 
-# The `edges` segment schema (store format 5): every parent link of the samples, stored twice, once from each end,
+# The `edges` segment schema (store format 4): every parent link of the samples, stored twice, once from each end,
 # sorted by sample_id, so that one point lookup serves both directions (`lineage.core.edges`). A row says that
 # `related_id` is a `parent` (or a `child`) of `sample_id`; edges are exactly unnest(samples.parent_ids).
 EDGES = pa.schema(
