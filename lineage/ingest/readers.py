@@ -165,6 +165,9 @@ class JsonlReader(Reader):
         self.total = path.stat().st_size
         self._codec = _codec(path)
         self.max_record_bytes = DEFAULT_MAX_RECORD_BYTES  # a line past it is rejected as it streams by
+        # Named now, in the caller's thread: the lines may be read from one of DuckDB's scan threads, where the
+        # CLI's context (flags named as `--max-record-bytes`) is not set.
+        self._limit_name = option("max_record_bytes")
 
     def __iter__(self) -> Iterator[RawBatch]:
         digest = hashlib.sha256()
@@ -175,7 +178,7 @@ class JsonlReader(Reader):
         self.sha256 = file_sha256(self.path) if self._codec else digest.hexdigest()
 
     def _oversize(self, line: int, size: int) -> RawBatch:
-        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} ({option('max_record_bytes')})"
+        reason = f"record is {size} bytes, over the limit of {self.max_record_bytes} ({self._limit_name})"
         return RawBatch(RAW_SCHEMA.empty_table(), [Reject(line, "record", reason)])
 
     def _blocks(self, digest: Any) -> Iterator[RawBatch]:
