@@ -132,7 +132,7 @@ def check_model(
 
 
 def _latest(store: StoreCore, model: str) -> dict[tuple[str, str], dict[str, Any]]:
-    rows = store.sql(LATEST_SQL, params=[model]).to_pylist()
+    rows = store.query(LATEST_SQL, params=[model]).to_pylist()
     return {(r["benchmark"] or "", r["metric"]): r for r in rows}
 
 
@@ -177,7 +177,7 @@ def _compare(kind: str, key: tuple[str, str], mine: dict, ref: dict, limit: floa
 
 
 def _build_symptoms(store: StoreCore, info: dict[str, Any], limits: Thresholds) -> list[Symptom]:
-    row = store.sql("SELECT composition, size FROM builds WHERE name = ? AND build_version = ?",
+    row = store.query("SELECT composition, size FROM builds WHERE name = ? AND build_version = ?",
                     params=[info["build_name"], info["build_version"]]).to_pylist()[0]
     composition, size = json.loads(row["composition"]), max(row["size"], 1)
     synthetic = composition.get("origin", {}).get("synthetic", 0) / size

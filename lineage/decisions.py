@@ -79,7 +79,7 @@ def _match(store: StoreCore, table: pa.Table, path: Path) -> list[dict[str, Any]
     if "sample_id" in table.column_names:
         ids = [i for i in table["sample_id"].to_pylist() if i]
         known = set(
-            store.sql("SELECT sample_id FROM samples WHERE list_contains(?, sample_id)", params=[ids])[
+            store.query("SELECT sample_id FROM samples WHERE list_contains(?, sample_id)", params=[ids])[
                 "sample_id"
             ].to_pylist()
         )
@@ -87,7 +87,7 @@ def _match(store: StoreCore, table: pa.Table, path: Path) -> list[dict[str, Any]
 
 
 def _ids_by_hash(store: StoreCore, hashes: pa.Array) -> dict[str, list[str]]:
-    rows = store.sql(
+    rows = store.query(
         "SELECT content_hash, list(sample_id ORDER BY sample_id) AS ids FROM samples "
         "WHERE list_contains(?, content_hash) GROUP BY 1",
         params=[hashes.to_pylist()],

@@ -232,7 +232,7 @@ def _near_dups(
     view: StoreCore, groups: list[GroupResult], frame: pl.DataFrame, dims: list[str], notes: list[str]
 ) -> None:
     """Share of each group's samples whose latest near-dedup decision is `drop`, among those it decided."""
-    never = view.sql("SELECT count(*) AS n FROM runs WHERE filter = ?", params=[NEAR_DEDUP])["n"][0].as_py() == 0
+    never = view.query("SELECT count(*) AS n FROM runs WHERE filter = ?", params=[NEAR_DEDUP])["n"][0].as_py() == 0
     if never:
         notes.append(f"near_dup_rate is null: {NEAR_DEDUP} has not been run (lineage filter run {NEAR_DEDUP})")
         return

@@ -295,7 +295,7 @@ def _reference_tokens(store: StoreCore, reference: str) -> pl.Series | None:
 
 
 def list_evals(store: StoreCore, model: str | None = None) -> pa.Table:
-    return store.sql(
+    return store.query(
         "SELECT model, benchmark, metric, value, stderr, eval_set, source, version FROM evals "
         "WHERE ? IS NULL OR model = ? ORDER BY version, model, benchmark, metric",
         params=[model, model],

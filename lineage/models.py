@@ -26,7 +26,7 @@ FROM models m JOIN builds b ON b.name = m.build_name AND b.build_version = m.bui
 
 
 def model_info(store: StoreCore, name: str) -> dict[str, Any] | None:
-    rows = store.sql("SELECT * FROM models WHERE name = ?", params=[name]).to_pylist()
+    rows = store.query("SELECT * FROM models WHERE name = ?", params=[name]).to_pylist()
     return rows[0] if rows else None
 
 
@@ -65,7 +65,7 @@ def register_model(
 
 def list_models(store: StoreCore) -> pa.Table:
     """Registered models in lineage order, with their build, output generation and eval count."""
-    table = store.sql(
+    table = store.query(
         "SELECT m.name, m.build_name || '@v' || m.build_version AS trained_on, m.parent, m.notes, "
         "(SELECT count(*) FROM evals e WHERE e.model = m.name) AS evals, m.version FROM models m"
     )
@@ -77,7 +77,7 @@ def list_models(store: StoreCore) -> pa.Table:
 
 def lineage_order(store: StoreCore, names: list[str] | None = None) -> list[str]:
     """Model names with parents before children, otherwise in registration order."""
-    rows = store.sql("SELECT name, parent FROM models ORDER BY version, name").to_pylist()
+    rows = store.query("SELECT name, parent FROM models ORDER BY version, name").to_pylist()
     parent = {r["name"]: r["parent"] for r in rows}
     done: list[str] = []
 
@@ -102,7 +102,7 @@ def lineage_order(store: StoreCore, names: list[str] | None = None) -> list[str]
 def output_generations(store: StoreCore, names: list[str] | None = None) -> dict[str, int]:
     """Generation of each model's outputs: 1 + the deepest generation among its training build's members."""
     out: dict[str, int] = {}
-    for row in store.sql(MODEL_BUILDS_SQL).to_pylist():
+    for row in store.query(MODEL_BUILDS_SQL).to_pylist():
         if names is not None and row["name"] not in names:
             continue
         with store.reader() as con:
@@ -115,4 +115,4 @@ def output_generations(store: StoreCore, names: list[str] | None = None) -> dict
 
 
 def registered_names(store: StoreCore) -> list[str]:
-    return store.sql("SELECT name FROM models ORDER BY name")["name"].to_pylist()
+    return store.query("SELECT name FROM models ORDER BY name")["name"].to_pylist()

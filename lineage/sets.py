@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def set_info(store: StoreCore, name: str) -> dict[str, Any] | None:
-    rows = store.sql("SELECT * FROM sets WHERE name = ?", params=[name]).to_pylist()
+    rows = store.query("SELECT * FROM sets WHERE name = ?", params=[name]).to_pylist()
     return rows[0] if rows else None
 
 
@@ -65,7 +65,7 @@ def _select(store: StoreCore, where: str | None, ids: list[str] | None) -> list[
             ].to_pylist()
     if ids is None:
         return []
-    table = store.sql(
+    table = store.query(
         "SELECT w.ref, list(DISTINCT s.sample_id) AS found FROM (SELECT unnest(?) AS ref) w "
         "LEFT JOIN samples s ON s.sample_id = w.ref OR s.external_id = w.ref GROUP BY w.ref",
         params=[ids],
@@ -95,7 +95,7 @@ def add_members(store: StoreCore, txn: Transaction, name: str, sample_ids: list[
     if not set_info(store, name):
         txn.add_rows("sets", pa.Table.from_pylist([_set_row(name, False, None, txn.version)], schema=SETS))
     present = set(
-        store.sql("SELECT sample_id FROM set_members WHERE set_name = ?", params=[name])["sample_id"].to_pylist()
+        store.query("SELECT sample_id FROM set_members WHERE set_name = ?", params=[name])["sample_id"].to_pylist()
     )
     new = sorted(set(sample_ids) - present)
     txn.add_rows("set_members", _member_rows(name, new, txn.version))
@@ -103,7 +103,7 @@ def add_members(store: StoreCore, txn: Transaction, name: str, sample_ids: list[
 
 
 def list_sets(store: StoreCore) -> pa.Table:
-    return store.sql(
+    return store.query(
         "SELECT s.name, s.protected, count(m.sample_id) AS members, s.description, s.version "
         "FROM sets s LEFT JOIN set_members m ON m.set_name = s.name GROUP BY ALL ORDER BY s.name"
     )
@@ -113,12 +113,12 @@ def show_set(store: StoreCore, name: str, *, limit: int = 20) -> dict[str, Any]:
     info = set_info(store, name)
     if info is None:
         raise NotFound("set", name)
-    by = store.sql(
+    by = store.query(
         "SELECT s.origin, s.source, count(*) AS n FROM set_members m JOIN samples s USING (sample_id) "
         "WHERE m.set_name = ? GROUP BY ALL ORDER BY ALL",
         params=[name],
     ).to_pylist()
-    preview = store.sql(
+    preview = store.query(
         "SELECT m.sample_id, left(s.text, 80) AS text FROM set_members m JOIN samples s USING (sample_id) "
         "WHERE m.set_name = ? ORDER BY m.sample_id LIMIT ?",
         params=[name, limit],
@@ -133,5 +133,5 @@ def protected_ids(store: StoreCore, names: list[str] | None = None) -> pa.Table:
         "WHERE s.protected"
     )
     if names is None:
-        return store.sql(query)
-    return store.sql(query + " AND list_contains(?, s.name)", params=[names])
+        return store.query(query)
+    return store.query(query + " AND list_contains(?, s.name)", params=[names])

@@ -53,5 +53,5 @@ class StoreStatus:
 
 def status(store: StoreCore) -> StoreStatus:
     states = filter_states(store)
-    builds = [{**b, "changed": b.pop("changes") > 0} for b in store.sql(BUILDS_SQL).to_pylist()]
+    builds = [{**b, "changed": b.pop("changes") > 0} for b in store.query(BUILDS_SQL).to_pylist()]
     return StoreStatus(store.version, states, builds)

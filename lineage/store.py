@@ -182,7 +182,7 @@ class Store(StoreCore):
         )
 
     def builds(self) -> pa.Table:
-        return self.sql(
+        return self.query(
             "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
             "ORDER BY name, build_version"
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import Runner
@@ -106,3 +108,43 @@ def test_polars_variant(small_store: Store) -> None:
         {"generation": 2, "n": 150},
         {"generation": 3, "n": 75},
     ]
+
+
+def _settings(run: Callable[..., pa.Table]) -> dict[str, object]:
+    query = ("SELECT current_setting('lock_configuration') AS locked, "
+             "current_setting('enable_external_access') AS ext, current_setting('memory_limit') AS mem")
+    return run(query).to_pylist()[0]
+
+
+def test_user_and_internal_queries_keep_their_own_guards_in_any_order(small_store: Store, tmp_path: Path) -> None:
+    """User SQL runs locked down on an instance it keeps; lineage's own queries (`query`) run unlocked on another.
+    Alternating them on one Store object, each stays what it is, and a commit is seen by both."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    escapes = [
+        f"SELECT * FROM read_text('{outside}')",
+        f"SELECT * FROM read_blob('{small_store.root}/lineage.duckdb')",
+        "SELECT * FROM query('DELETE FROM samples')",
+    ]
+    refused = ["SET lock_configuration = false", "RESET enable_external_access", f"ATTACH '{outside}' AS o",
+               f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'"]
+    counts = "SELECT count(*) AS n FROM samples"
+    for round_ in range(2):  # the second round: the user's instance is reused, the internal one was used between
+        assert _settings(small_store.query)["locked"] is False
+        assert small_store.query(counts)["n"][0].as_py() == 1125
+        assert _settings(small_store.sql) == {"locked": True, "ext": False, "mem": _settings(small_store.sql)["mem"]}
+        for query in escapes + refused:
+            with pytest.raises(QueryError):
+                small_store.sql(query)
+        assert small_store.sql(counts)["n"][0].as_py() == 1125, round_
+        assert _settings(small_store.query)["locked"] is False  # after user queries: still unlocked
+    limited = small_store.sql("SELECT current_setting('memory_limit') AS m", memory_limit="300MB")["m"][0].as_py()
+    assert limited.startswith(("286", "300"))  # DuckDB shows the limit in MiB
+    new = [{"text": f"a sentence ingested between two queries, number {i}"} for i in range(5)]
+    small_store.ingest(new, origin="real", source="late", method="human")  # a new version
+    assert small_store.sql(counts)["n"][0].as_py() == small_store.query(counts)["n"][0].as_py() == 1130
+    assert _settings(small_store.sql)["locked"] is True and _settings(small_store.query)["locked"] is False
+    for query in escapes:
+        with pytest.raises(QueryError):
+            small_store.sql(query)
+    assert not (tmp_path / "x.csv").exists() and outside.read_text() == "secret"

@@ -104,7 +104,7 @@ def _timeline(
     order = lineage_order(store, names)
     if not order:
         raise LineageError("no registered models; `lineage model register NAME --trained-on BUILD` first")
-    info = {r["name"]: r for r in store.sql(MODELS_SQL).to_pylist()}
+    info = {r["name"]: r for r in store.query(MODELS_SQL).to_pylist()}
     values = _values(store, metric, benchmark)
     timeline = [_entry(info[name], by, values.get(name)) for name in order]
     missing = [t["model"] for t in timeline if t["value"] is None]
@@ -128,7 +128,7 @@ def _entry(row: dict[str, Any], by: str, value: float | None) -> dict[str, Any]:
 
 def _values(store: StoreCore, metric: str, benchmark: str | None) -> dict[str, float]:
     """The latest value of `metric` per model; several benchmarks with that metric need `benchmark`."""
-    rows = store.sql(
+    rows = store.query(
         "SELECT model, benchmark, value FROM evals WHERE metric = ? AND (? IS NULL OR benchmark = ?) "
         "QUALIFY row_number() OVER (PARTITION BY model, benchmark ORDER BY version DESC, recorded_at DESC) = 1",
         params=[metric, benchmark, benchmark],

@@ -31,7 +31,7 @@ QUALIFY row_number() OVER (PARTITION BY group_key, metric ORDER BY version DESC)
 
 def group_health(store: StoreCore, by: str, groups: list[str]) -> tuple[dict[str, dict[str, Any]], str]:
     """Health values per group (keys: the groups), and where the diversity values came from."""
-    rows = {r["grp"]: r for r in store.sql(COUNTS_SQL.format(dim=by)).to_pylist()}
+    rows = {r["grp"]: r for r in store.query(COUNTS_SQL.format(dim=by)).to_pylist()}
     out = {g: _base(rows.get(g)) for g in groups}
     values, origin = _recorded(store, by, groups)
     if values is None:
@@ -62,7 +62,7 @@ def _key(group_key: str, by: str) -> str:
 
 def _recorded(store: StoreCore, by: str, groups: list[str]) -> tuple[dict[str, dict[str, Any]] | None, str]:
     found: dict[str, dict[str, Any]] = {}
-    for r in store.sql(RECORDED_SQL, params=[by]).to_pylist():
+    for r in store.query(RECORDED_SQL, params=[by]).to_pylist():
         found.setdefault(_key(r["group_key"], by), {})[r["metric"]] = r["value"]
     text = [m for m in DIVERSITY if m != "near_dup_rate"]
     if all(m in found.get(g, {}) for g in groups for m in text):

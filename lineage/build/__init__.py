@@ -141,7 +141,7 @@ def _floors(store: StoreCore, spec: BuildSpec, members: pa.Table) -> list[dict[s
 
 
 def _next_version(store: StoreCore, name: str) -> int:
-    found = store.sql("SELECT max(build_version) AS v FROM builds WHERE name = ?", params=[name])["v"][0].as_py()
+    found = store.query("SELECT max(build_version) AS v FROM builds WHERE name = ?", params=[name])["v"][0].as_py()
     return (found or 0) + 1
 
 

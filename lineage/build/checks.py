@@ -39,7 +39,7 @@ ORDER BY s.sample_id
 
 def fingerprint(store: StoreCore, names: list[str] | None) -> str:
     """sha256 of the protected sample ids: a check is current while this is unchanged."""
-    ids = store.sql("SELECT sample_id FROM protected_samples(?) ORDER BY 1", params=[names])["sample_id"].to_pylist()
+    ids = store.query("SELECT sample_id FROM protected_samples(?) ORDER BY 1", params=[names])["sample_id"].to_pylist()
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 

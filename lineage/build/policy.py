@@ -70,7 +70,7 @@ def _snapshot(store: StoreCore, after: str, baseline: str | None) -> dict[str, A
     while name is not None:
         info = require_model(store, name)
         if store.check(name, baseline=baseline if baseline != name else None).passed:
-            version = store.sql("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
+            version = store.query("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
                                 params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
             return {"rule": "on_symptoms, rollback", "rolled_back_to": name, "as_of": version}
         name = info["parent"]
@@ -79,7 +79,7 @@ def _snapshot(store: StoreCore, after: str, baseline: str | None) -> dict[str, A
 
 def _limits(store: StoreCore, info: dict[str, Any], spec: BuildSpec) -> tuple[float | None, int | None]:
     """The stricter of this spec's and the model's training build's real floor and generation cap."""
-    row = store.sql("SELECT spec, composition FROM builds WHERE name = ? AND build_version = ?",
+    row = store.query("SELECT spec, composition FROM builds WHERE name = ? AND build_version = ?",
                     params=[info["build_name"], info["build_version"]]).to_pylist()
     if not row:
         raise LineageError(f"model `{info['name']}`: its training build is missing")
@@ -138,7 +138,7 @@ def rollback(store: StoreCore, model: str, *, to: str | None = None) -> Rollback
                            f"`lineage check {to}`); roll back further")
     info = require_model(store, to)
     build = f"{info['build_name']}@v{info['build_version']}"
-    as_of = store.sql("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
+    as_of = store.query("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
                       params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
     summary = {"model": model, "to": to, "build": build, "as_of": as_of}
     with store.transaction("rollback", model, summary, allow_empty=True) as txn:  # the commit is the record
@@ -148,7 +148,7 @@ def rollback(store: StoreCore, model: str, *, to: str | None = None) -> Rollback
 
 def recorded_rollback(store: StoreCore, model: str) -> dict[str, Any] | None:
     """The latest rollback recorded for builds after `model`: {to, build, as_of, version}, or None."""
-    rows = store.sql(ROLLBACK_SQL, params=[model]).to_pylist()
+    rows = store.query(ROLLBACK_SQL, params=[model]).to_pylist()
     if not rows:
         return None
     return {**json.loads(rows[0]["summary"]), "version": rows[0]["version"]}

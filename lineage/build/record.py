@@ -21,7 +21,7 @@ class BuildRecord:
     the exports and other capabilities read takes this."""
 
     def __init__(self, store: StoreCore, name: str, version: int | None = None) -> None:
-        rows = store.sql(
+        rows = store.query(
             "SELECT * FROM builds WHERE name = ? AND (? IS NULL OR build_version = ?) "
             "ORDER BY build_version DESC LIMIT 1",
             params=[name, version, version],

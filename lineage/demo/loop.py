@@ -122,7 +122,7 @@ def _ingest_real(store: Store, config: DemoConfig) -> tuple[list[str], list[str]
     store.ingest(train, origin="real", source=REAL_SOURCE, method="human", license="WordNet-3.0", language="en")
     store.ingest(heldout, origin="real", source=HELDOUT_SOURCE, method="human", license="WordNet-3.0",
                  language="en", set_name="heldout")
-    store.sql("SELECT 1")  # the held-out set exists from here on; protect it before any build
+    store.query("SELECT 1")  # the held-out set exists from here on; protect it before any build
     _protect(store)
     # WordNet glosses share phrases ("offensive term for a person of ..."): some training sentences contain
     # held-out ones, and every build refuses a member that leaks a protected item. Decontaminate, as a team would.
@@ -131,7 +131,7 @@ def _ingest_real(store: Store, config: DemoConfig) -> tuple[list[str], list[str]
 
 
 def _protect(store: Store) -> None:
-    ids = store.sql("SELECT sample_id FROM set_members WHERE set_name = 'heldout'")["sample_id"].to_pylist()
+    ids = store.query("SELECT sample_id FROM set_members WHERE set_name = 'heldout'")["sample_id"].to_pylist()
     store.create_set("heldout-protected", ids=ids, protected=True, description="held-out real sentences")
 
 

@@ -88,7 +88,7 @@ class Leak:
 
 def protected_items(store: StoreCore, names: list[str] | None) -> pa.Table:
     """sample_id, text, content_hash of every protected sample (of `names`, default: every protected set)."""
-    return store.sql(PROTECTED_SQL, params=[names])
+    return store.query(PROTECTED_SQL, params=[names])
 
 
 def detect(
@@ -210,7 +210,7 @@ class ContaminationFilter(SelectionFilter):
     def context_key(self, store: StoreCore) -> str:
         names = self.params.set_names()
         query = "SELECT sample_id FROM protected_samples(?) ORDER BY 1"
-        rows = store.sql(query, params=[names])["sample_id"].to_pylist()
+        rows = store.query(query, params=[names])["sample_id"].to_pylist()
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
     @staticmethod

@@ -174,7 +174,7 @@ class QualityFilter(SampleFilter):
         """For `auto`: each source's preset, from how its records were ingested (travels to the workers)."""
         params: QualityParams = self.params  # type: ignore[assignment]
         if params.preset == "auto":
-            sources = {str(r["source"]): r["preset"] for r in store.sql(PRESET_SQL).to_pylist()}
+            sources = {str(r["source"]): r["preset"] for r in store.query(PRESET_SQL).to_pylist()}
             self.params = params.model_copy(update={"sources": sources})
 
     def note(self) -> str:

@@ -127,7 +127,7 @@ def history(store: StoreCore, filter_name: str | None = None) -> pa.Table:
     """The runs, oldest first, with their drops by source (`sources`: `source dropped/decided` for every source
     the run dropped from), `warning` naming each source it dropped more than 90% of, and `by_source` (JSON: the
     run's decisions counted by source, decision and reason)."""
-    return store.sql(HISTORY_SQL, params=[filter_name, filter_name, DROP_WARNING])
+    return store.query(HISTORY_SQL, params=[filter_name, filter_name, DROP_WARNING])
 
 
 def run_filter(

@@ -90,7 +90,7 @@ def funnel(store: StoreCore, info: dict[str, Any], spec: dict[str, Any]) -> list
     is a stage too, `honoured: false`, removing nothing: its drops stayed in the pool, and the report says so
     rather than leave it out silently."""
     at = store.at(info["store_version"])
-    total = at.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py()
+    total = at.query("SELECT count(*) AS n FROM samples")["n"][0].as_py()
     note = f"all samples at store version {info['store_version']}"
     stages = [{"stage": "ingested", "remaining": total, "note": note, "honoured": True}]
     applied: list[str] = []
@@ -127,13 +127,13 @@ def drops_by_source(store: StoreCore, info: dict[str, Any], spec: dict[str, Any]
     from lineage.filters.run import DROP_WARNING
 
     at = store.at(info["store_version"])
-    rows = at.sql(DROPS_SQL, params=[_filters(at, spec)]).to_pylist()
+    rows = at.query(DROPS_SQL, params=[_filters(at, spec)]).to_pylist()
     return [{**r, "share": r["dropped"] / r["decided"], "warn": r["dropped"] / r["decided"] > DROP_WARNING}
             for r in rows]
 
 
 def _undropped(at: StoreCore, filters: list[str]) -> int:
-    return at.sql(
+    return at.query(
         "SELECT count(*) AS n FROM samples WHERE sample_id NOT IN "
         "(SELECT sample_id FROM status WHERE decision = 'drop' AND list_contains(?, filter))",
         params=[filters],
@@ -141,7 +141,7 @@ def _undropped(at: StoreCore, filters: list[str]) -> int:
 
 
 def _ran(at: StoreCore) -> list[str]:
-    return at.sql("SELECT filter FROM runs GROUP BY filter ORDER BY min(version), filter")["filter"].to_pylist()
+    return at.query("SELECT filter FROM runs GROUP BY filter ORDER BY min(version), filter")["filter"].to_pylist()
 
 
 def _filters(at: StoreCore, spec: dict[str, Any]) -> list[str]:

@@ -51,7 +51,7 @@ RULE = (
 def models_data(
     store: StoreCore, metric: str | None = None, benchmark: str | None = None, *, by: str = "source"
 ) -> dict[str, Any]:
-    evals, notes = store.sql(LATEST_SQL).to_pylist(), []
+    evals, notes = store.query(LATEST_SQL).to_pylist(), []
     metric, benchmark = choose_metric(evals, metric, benchmark, notes)
     diversity = choose_diversity(evals)
     models = [_model(row, evals, metric, benchmark, diversity) for row in _registered(store)]
@@ -79,7 +79,7 @@ def _registered(store: StoreCore) -> list[dict[str, Any]]:
     order = lineage_order(store)
     if not order:
         raise LineageError("no registered models; `lineage model register NAME --trained-on BUILD` first")
-    info = {r["name"]: r for r in store.sql(MODELS_SQL).to_pylist()}
+    info = {r["name"]: r for r in store.query(MODELS_SQL).to_pylist()}
     return [info[name] for name in order]
 
 
