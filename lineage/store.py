@@ -136,13 +136,17 @@ class Store(StoreCore):
         *,
         where: str | None = None,
         ids: list[str] | None = None,
+        ids_file: str | Path | None = None,
         protected: bool = False,
         description: str | None = None,
     ) -> dict[str, Any]:
-        """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids), or empty."""
+        """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids) or a file of them
+        (`ids_file`, one a line), or empty."""
         from lineage.sets import create_set
 
-        return create_set(self, name, where=where, ids=ids, protected=protected, description=description)
+        return create_set(
+            self, name, where=where, ids=ids, ids_file=ids_file, protected=protected, description=description
+        )
 
     def sets(self) -> pa.Table:
         from lineage.sets import list_sets
@@ -345,11 +349,15 @@ class Store(StoreCore):
 
         return list_evals(self, model)
 
-    def check(self, model: str, /, *, baseline: str | None = None, thresholds: Thresholds | None = None) -> CheckResult:
+    def check(
+        self, model: str, /, *, baseline: str | None = None, thresholds: Thresholds | str | Path | None = None
+    ) -> CheckResult:
         """The symptoms of degradation of `model` against `baseline` (default: its parent) and its training
-        build's health, each against a threshold (a `lineage.check.Thresholds`)."""
-        from lineage.check import check_model
+        build's health, each against a threshold (a `lineage.check.Thresholds`, or a YAML file of them)."""
+        from lineage.check import check_model, load_thresholds
 
+        if isinstance(thresholds, str | Path):
+            thresholds = load_thresholds(thresholds)
         return check_model(self, model, baseline=baseline, thresholds=thresholds)
 
     def rollback(self, model: str, /, *, to: str | None = None) -> Rollback:
