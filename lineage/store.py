@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lineage.attribution import Attribution
     from lineage.build import Build, BuildPlan
     from lineage.build.policy import Rollback
+    from lineage.build.show import BuildDetails
     from lineage.build.spec import BuildSpec
     from lineage.check import CheckResult, Thresholds
     from lineage.compaction import CompactResult
@@ -186,16 +187,22 @@ class Store(StoreCore):
         )
 
     def builds(self) -> pa.Table:
-        return self.sql(
-            "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
-            "ORDER BY name, build_version"
-        )
+        """Builds and their versions, one row each."""
+        from lineage.build.record import list_builds
+
+        return list_builds(self)
 
     def build_version(self, ref: str, /) -> Build:
         """Build NAME or NAME@vN (its latest version when none is given)."""
         from lineage.build import Build
 
         return Build.parse(self, ref)
+
+    def show_build(self, ref: str, /) -> BuildDetails:
+        """Build NAME[@vN]: its spec, composition, allocation, floors, licences and contamination check as of now."""
+        from lineage.build.show import build_details
+
+        return build_details(self.build_version(ref))
 
     def diff(self, a: str, b: str, /) -> dict[str, Any]:
         """Two builds compared: composition and membership changes."""
