@@ -223,13 +223,13 @@ def build_health(
 ) -> list[dict[str, float | None]]:
     """Per build (name, version): its near-duplicate rate (see the module doc) and its members' unigram JS
     divergence from one seeded draw of the real data, each None when it cannot be measured."""
-    from lineage.build import Build
+    from lineage.build.record import BuildRecord
     from lineage.metrics.text import js_divergence
 
     memo = {} if memo is None else memo
     todo = [b for b in builds if b not in memo]
     if todo:
-        members = {b: Build(store, *b).member_ids() for b in todo}
+        members = {b: BuildRecord(store, *b).member_ids() for b in todo}
         with store.reader() as con:
             if "real" not in memo:
                 memo["real"] = _counts(con, "WHERE s.origin = 'real'")

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 _FROM_CLI: ContextVar[bool] = ContextVar("lineage_from_cli", default=False)
-_FLAGS = {"input_format": "format", "set_name": "set", "license_": "license"}  # where a flag's name differs
+# Where a flag's name differs from the Python keyword.
+_FLAGS = {"input_format": "format", "set_name": "set", "license_": "license", "ids_file": "ids"}
 
 
 def option(name: str, value: str | None = None) -> str:

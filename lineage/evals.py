@@ -114,21 +114,6 @@ def record_eval(
     return record_evals(store, model, values, eval_set=eval_set)
 
 
-def parse_assignments(items: tuple[str, ...] | list[str], flag: str) -> dict[str, float]:
-    """`NAME=VALUE` strings as a mapping; a bad one is a one-line error naming the flag."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            out[name.strip()] = float(raw)
-        except ValueError:
-            raise LineageError(f"{flag} `{item}` must look like NAME=NUMBER, e.g. {flag} acc=0.61") from None
-        if not math.isfinite(out[name.strip()]):
-            raise LineageError(f"{flag} `{item}`: the value must be a finite number, not NaN or infinity")
-    return out
-
 
 # -- lm-evaluation-harness ---------------------------------------------------------------------------
 

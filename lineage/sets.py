@@ -29,13 +29,20 @@ def create_set(
     *,
     where: str | None = None,
     ids: list[str] | None = None,
+    ids_file: str | Path | None = None,
     protected: bool = False,
     description: str | None = None,
 ) -> dict[str, Any]:
-    """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids), or empty."""
+    """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids) or a file of them (one a
+    line, `#` comments), or empty."""
     check_name("set", name)
+    if ids_file is not None:
+        if ids is not None:
+            raise LineageError(f"give {option('ids')} or {option('ids_file')}, not both")
+        ids = read_ids_file(ids_file)
     if where is not None and ids is not None:
-        raise LineageError(f"give {option('where')} or {option('ids')}, not both")
+        given = option("ids_file" if ids_file is not None else "ids")
+        raise LineageError(f"give {option('where')} or {given}, not both")
     with store.transaction("set", uuid7(), {"set": name}) as txn:
         if set_info(store, name):
             raise LineageError(f"set `{name}` already exists")

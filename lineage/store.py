@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lineage.attribution import Attribution
     from lineage.build import Build, BuildPlan
     from lineage.build.policy import Rollback
+    from lineage.build.show import BuildDetails
     from lineage.build.spec import BuildSpec
     from lineage.check import CheckResult, Thresholds
     from lineage.compaction import CompactResult
@@ -136,13 +137,17 @@ class Store(StoreCore):
         *,
         where: str | None = None,
         ids: list[str] | None = None,
+        ids_file: str | Path | None = None,
         protected: bool = False,
         description: str | None = None,
     ) -> dict[str, Any]:
-        """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids), or empty."""
+        """Create set `name` from a SQL predicate, a list of ids (sample ids or your own ids) or a file of them
+        (`ids_file`, one a line), or empty."""
         from lineage.sets import create_set
 
-        return create_set(self, name, where=where, ids=ids, protected=protected, description=description)
+        return create_set(
+            self, name, where=where, ids=ids, ids_file=ids_file, protected=protected, description=description
+        )
 
     def sets(self) -> pa.Table:
         from lineage.sets import list_sets
@@ -182,16 +187,22 @@ class Store(StoreCore):
         )
 
     def builds(self) -> pa.Table:
-        return self.query(
-            "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
-            "ORDER BY name, build_version"
-        )
+        """Builds and their versions, one row each."""
+        from lineage.build.record import list_builds
+
+        return list_builds(self)
 
     def build_version(self, ref: str, /) -> Build:
         """Build NAME or NAME@vN (its latest version when none is given)."""
         from lineage.build import Build
 
         return Build.parse(self, ref)
+
+    def show_build(self, ref: str, /) -> BuildDetails:
+        """Build NAME[@vN]: its spec, composition, allocation, floors, licences and contamination check as of now."""
+        from lineage.build.show import build_details
+
+        return build_details(self.build_version(ref))
 
     def diff(self, a: str, b: str, /) -> dict[str, Any]:
         """Two builds compared: composition and membership changes."""
@@ -345,11 +356,15 @@ class Store(StoreCore):
 
         return list_evals(self, model)
 
-    def check(self, model: str, /, *, baseline: str | None = None, thresholds: Thresholds | None = None) -> CheckResult:
+    def check(
+        self, model: str, /, *, baseline: str | None = None, thresholds: Thresholds | str | Path | None = None
+    ) -> CheckResult:
         """The symptoms of degradation of `model` against `baseline` (default: its parent) and its training
-        build's health, each against a threshold (a `lineage.check.Thresholds`)."""
-        from lineage.check import check_model
+        build's health, each against a threshold (a `lineage.check.Thresholds`, or a YAML file of them)."""
+        from lineage.check import check_model, load_thresholds
 
+        if isinstance(thresholds, str | Path):
+            thresholds = load_thresholds(thresholds)
         return check_model(self, model, baseline=baseline, thresholds=thresholds)
 
     def rollback(self, model: str, /, *, to: str | None = None) -> Rollback:

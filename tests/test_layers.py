@@ -102,12 +102,28 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def private_imports(root: Path) -> list[str]:
+    """`from x import _name` where x is another lineage module: a module's `_private` names are its own."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        module = module_name(path, root)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lineage")):
+                found += [f"{module} imports {alias.name} from {'.' * node.level}{node.module or ''}"
+                          for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
 def test_no_upward_import() -> None:
     assert upward(graph(PACKAGE)) == []
 
 
 def test_no_import_cycle() -> None:
     assert cycles(graph(PACKAGE)) == []
+
+
+def test_no_private_import() -> None:
+    assert private_imports(PACKAGE) == []
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -141,3 +157,11 @@ def test_a_cycle_is_caught(tmp_path: Path) -> None:
     })
     assert cycles(graph(root)) == [["lineage.engines.local", "lineage.filters.run"]]
     assert upward(graph(root)) == []
+
+
+def test_a_private_import_is_caught(tmp_path: Path) -> None:
+    root = write(tmp_path, {
+        "lineage/__init__.py": "from lineage._version import __version__\n",  # a private module is fine
+        "lineage/features/containment.py": "from lineage.features.minhash import _fmix64, signatures\n",
+    })
+    assert private_imports(root) == ["lineage.features.containment imports _fmix64 from lineage.features.minhash"]

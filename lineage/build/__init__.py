@@ -19,6 +19,7 @@ from lineage.build.allocate import allocate
 from lineage.build.pool import create_pool
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
+from lineage.build.show import BuildOutcome, shortfalls, stale_lines
 from lineage.build.spec import BuildSpec, load_spec
 from lineage.build.stale import describe as describe_stale
 from lineage.build.stale import refresh as refresh_filters
@@ -53,6 +54,12 @@ class BuildPlan:
 
     def shortfalls(self) -> list[str]:
         return shortfalls(self.allocation)
+
+    def outcome(self) -> BuildOutcome:
+        """What the dry run found, for people and scripts."""
+        summary = f"dry run {self.spec.name}: pool of {self.pool_size:,} (store version {self.store_version})"
+        notes = [*stale_lines(self.stale, dry_run=True), *self.shortfalls()]
+        return BuildOutcome(summary, notes, self.allocation, self.floors, self.stale)
 
 
 def build(
@@ -199,11 +206,6 @@ def _build_row(
     }
 
 
-def shortfalls(allocation: list[dict[str, Any]]) -> list[str]:
-    """One line per quota whose target was missed (soft targets: the build went on without it)."""
-    return [f"quota {r['name']}: {r['note']}" for r in allocation if r["kind"] == "quota" and r.get("note")]
-
-
 def _manifest(row: dict[str, Any]) -> str:
     doc = {
         k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
@@ -214,6 +216,16 @@ def _manifest(row: dict[str, Any]) -> str:
 
 class Build(BuildRecord):
     """A committed build version: its catalog row, its members (see `BuildRecord`), and exports."""
+
+    def outcome(self) -> BuildOutcome:
+        """What the build made, for people and scripts (`lineage build`)."""
+        info = self.info
+        stale = json.loads(info["checks"]).get("stale_filters", {})
+        allocation = json.loads(info["allocation"])
+        summary = (f"built {self.name}@v{self.version}: {info['size']:,} samples from a pool of "
+                   f"{info['pool_size']:,} (store version {info['store_version']})")
+        notes = [*self.refreshed, *stale_lines(stale, dry_run=False), *shortfalls(allocation)]
+        return BuildOutcome(summary, notes, allocation, json.loads(info["floors"]), stale)
 
     def export(
         self,

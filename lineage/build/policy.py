@@ -22,6 +22,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from lineage.check import check_model
 from lineage.errors import LineageError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def apply_policy(store: StoreCore, spec: BuildSpec) -> tuple[BuildSpec, dict[str
     if policy is None:
         return spec, None
     info = require_model(store, policy.after)
-    result = store.check(policy.after, baseline=policy.baseline)
+    result = check_model(store, policy.after, baseline=policy.baseline)
     real, cap = _limits(store, info, spec)
     failing = [s.evidence for s in result.symptoms if s.crossed]
     if failing:
@@ -69,9 +70,9 @@ def _snapshot(store: StoreCore, after: str, baseline: str | None) -> dict[str, A
     name: str | None = require_model(store, after)["parent"]
     while name is not None:
         info = require_model(store, name)
-        if store.check(name, baseline=baseline if baseline != name else None).passed:
+        if check_model(store, name, baseline=baseline if baseline != name else None).passed:
             version = store.query("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
-                                params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
+                                  params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
             return {"rule": "on_symptoms, rollback", "rolled_back_to": name, "as_of": version}
         name = info["parent"]
     raise LineageError(f"rollback: no model before `{after}` passes its check; nothing to roll back to")
@@ -131,7 +132,7 @@ def rollback(store: StoreCore, model: str, *, to: str | None = None) -> Rollback
     elif to not in chain:
         raise LineageError(f"cannot roll `{model}` back to `{to}`: it is not an ancestor of `{model}` "
                            f"(its parents: {', '.join(chain) or 'none'})")
-    result = store.check(to)
+    result = check_model(store, to)
     if not result.passed:
         failing = sum(s.crossed for s in result.symptoms)
         raise LineageError(f"cannot roll `{model}` back to `{to}`: its own check fails ({failing} symptoms; "

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from lineage.licenses import LicenseShare
 
 
+def list_builds(store: StoreCore) -> pa.Table:
+    return store.query(
+        "SELECT name, build_version, size, pool_size, seed, store_version, spec_hash, created_at FROM builds "
+        "ORDER BY name, build_version"
+    )
+
+
 class BuildRecord:
     """A committed build version: its catalog row and its members. `lineage.build.Build` adds the exports; what
     the exports and other capabilities read takes this."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -64,42 +63,20 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, refresh: bool, allow
       lineage build spec.yaml --refresh
       lineage build spec.yaml --allow-stale
     """
-    from lineage.build import Build, shortfalls
-
     with progress_bar(f"build {spec}", unit="steps") as progress:
         result = open_store(ctx).build(
             spec, dry_run=dry_run, refresh=refresh, allow_stale=allow_stale, progress=progress
         )
-    if isinstance(result, Build):
-        info = result.info
-        stale = json.loads(info["checks"]).get("stale_filters", {})
-        plan = {"allocation": json.loads(info["allocation"]), "floors": json.loads(info["floors"]), "stale": stale}
-        head = f"built {result.name}@v{result.version}: {info['size']:,} samples from a pool of {info['pool_size']:,} "
-        head += f"(store version {info['store_version']})"
-        refreshed = result.refreshed
-    else:
-        plan = {"allocation": result.allocation, "floors": result.floors, "stale": result.stale}
-        head = f"dry run {result.spec.name}: pool of {result.pool_size:,} (store version {result.store_version})"
-        refreshed = []
-    notes = [*refreshed, *_stale_lines(plan["stale"], dry_run), *shortfalls(plan["allocation"])]
+    outcome = result.outcome()
     if as_json:
-        click.echo(to_json({"summary": head, "notes": notes, **plan}))
+        click.echo(to_json(outcome.as_dict()))
         return
-    _table(plan["allocation"], "allocation")
-    if plan["floors"]:
-        _table(plan["floors"], "floors")
-    click.echo(head)
-    for line in notes:
+    _table(outcome.allocation, "allocation")
+    if outcome.floors:
+        _table(outcome.floors, "floors")
+    click.echo(outcome.summary)
+    for line in outcome.notes:
         click.echo(line)
-
-
-def _stale_lines(stale: dict[str, int], dry_run: bool) -> list[str]:
-    if not stale:
-        return []
-    counts = ", ".join(f"{k} {v:,}" for k, v in stale.items())
-    if dry_run:
-        return [f"stale: honoured filters have not seen pool samples ({counts}); a build needs --refresh"]
-    return [f"built with --allow-stale: honoured filters had not seen pool samples ({counts})"]
 
 
 @build_group.command("show")
@@ -114,53 +91,12 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
       lineage build show mix            # its latest version
       lineage build show mix@v2 --json
     """
-    from lineage.build import shortfalls
-    from lineage.licenses import warnings
-
-    build = open_store(ctx).build_version(ref)
-    info, mix = build.info, build.licenses()
-    doc = {
-        k: (json.loads(v) if k in ("spec", "composition", "allocation", "floors", "checks") else v)
-        for k, v in info.items()
-    }
-    doc["licenses"] = [r.as_dict() for r in mix]
-    doc["license_warnings"] = warnings(mix)
-    doc["checks"] = build.contamination()
+    details = open_store(ctx).show_build(ref)
     if as_json:
-        click.echo(to_json(doc))
+        click.echo(to_json(details.as_dict()))
         return
-    click.echo(
-        f"{info['name']}@v{info['build_version']}: {info['size']:,} samples, seed {info['seed']}, "
-        f"store version {info['store_version']}, spec {info['spec_hash'][:12]}"
-    )
-    for dim, counts in doc["composition"].items():
-        click.echo(f"  {dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    click.echo("  licenses: " + ", ".join(f"{r.license} {r.count:,} ({r.share:.1%})" for r in mix))
-    for line in doc["license_warnings"]:
-        click.echo(f"  warning: {line}")
-    for line in contamination_lines(doc["checks"]):
-        click.echo(f"  {line}")
-    stale = doc["checks"].get("stale_filters", {})
-    if stale:
-        click.echo("  stale (built with --allow-stale): " + ", ".join(f"{k} {v:,}" for k, v in stale.items()))
-    for line in shortfalls(doc["allocation"]):
-        click.echo(f"  {line}")
-
-
-def contamination_lines(check: dict[str, Any]) -> list[str]:
-    """`Clean` only when the members were checked against every protected item there is now."""
-    from lineage.build.checks import describe, leak_count
-
-    if not check["protected_sets"]:
-        return ["contamination: not checked (no protected set; `lineage set create NAME --protected`)"]
-    against = f"{check['protected_samples']:,} protected items in {', '.join(check['protected_sets'])}"
-    methods = ", ".join(check.get("methods", {})) or "exact, lineage"
-    when = "re-checked now (protected sets changed since the build)" if check.get("rechecked") else "at build time"
-    if check.get("clean", leak_count(check) == 0):
-        return [f"contamination: clean against {against} ({methods}; {when})"]
-    counts = ", ".join(f"{m} {check.get(f'{m}_matches', 0):,}" for m in ("exact", "near", "contained", "lineage"))
-    lines = [f"contamination: CONTAMINATED, {leak_count(check):,} member(s) leak ({counts}) against {against} ({when})"]
-    return lines + [f"  {describe(leak)}" for leak in check.get("leaks", [])]
+    for line in details.lines():
+        click.echo(line)
 
 
 @click.command()

@@ -15,6 +15,7 @@ from lineage.cli.common import (
     progress_bar,
     to_json,
 )
+from lineage.cli.params import parse_param_pairs
 
 
 @click.group("filter")
@@ -83,8 +84,6 @@ def run_cmd(
       lineage filter run quality --dry-run        # what it would drop, per source; nothing written
       lineage filter run near-dedup --memory-limit 2GB   # spills past 2 GB
     """
-    from lineage.filters.base import parse_param_pairs
-
     store = open_store(ctx)
     with progress_bar(f"filter {name}") as progress:
         result = store.run_filter(

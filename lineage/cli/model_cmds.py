@@ -17,6 +17,7 @@ from lineage.cli.common import (
     progress_bar,
     to_json,
 )
+from lineage.cli.params import parse_assignments
 
 
 @click.group("model")
@@ -147,8 +148,6 @@ def eval_record(
     Example:
       lineage eval record gen-2 --metric acc=0.61 --stderr acc=0.01 --benchmark heldout-qa --eval-set heldout
     """
-    from lineage.evals import parse_assignments
-
     values, stderr = parse_assignments(metrics, "--metric"), parse_assignments(errors, "--stderr")
     result = open_store(ctx).record_eval(model, metrics=values, stderr=stderr, benchmark=benchmark, eval_set=eval_set)
     _report(result, as_json, "evals")
@@ -234,10 +233,7 @@ def check(ctx: click.Context, model: str, baseline: str | None, thresholds: str 
       lineage check gen-3
       lineage check gen-3 --baseline gen-1 --thresholds thresholds.yaml --json
     """
-    from lineage.check import load_thresholds
-
-    limits = load_thresholds(thresholds) if thresholds else None
-    result = open_store(ctx).check(model, baseline=baseline, thresholds=limits)
+    result = open_store(ctx).check(model, baseline=baseline, thresholds=thresholds)
     if as_json:
         click.echo(to_json(result.as_dict()))
     else:

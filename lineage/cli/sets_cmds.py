@@ -37,10 +37,9 @@ def set_create(
       lineage ingest heldout.jsonl --origin real --source eval --set heldout
       lineage set create gold --where "source = 'wordnet' AND length(text) > 80"
     """
-    from lineage.sets import read_ids_file
-
-    ids = read_ids_file(ids_file) if ids_file else None
-    info = open_store(ctx).create_set(name, where=where, ids=ids, protected=protected, description=description)
+    info = open_store(ctx).create_set(
+        name, where=where, ids_file=ids_file, protected=protected, description=description
+    )
     kind = "protected set" if protected else "set"
     click.echo(f"created {kind} {name} with {info['members']:,} samples (version {info['version']})")
 

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage.features.minhash import FNV_PRIME, _decode, _fmix64, _token_hashes, _utf8, _word_bytes
+from lineage.features.minhash import FNV_PRIME, decode_utf8, fmix64, token_hashes, utf8_buffer, word_bytes
 
 MARKUP_WORDS = (
     "user", "assistant", "system", "human", "gpt", "bot", "inst", "sys", "instruction", "input",
@@ -75,9 +75,9 @@ class Tokens:
 def tokenize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> Tokens:
     """Tokens of every text (see the module doc), template words removed."""
     arr = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.string())
-    data, text_starts = _utf8(arr)
+    data, text_starts = utf8_buffer(arr)
     starts, ends = _spans(data)
-    hashes = _token_hashes(data, starts, ends)
+    hashes = token_hashes(data, starts, ends)
     offsets = np.searchsorted(starts, text_starts)  # no token crosses a text's end: each ends with a space
     markup = np.isin(hashes, _markup_hashes())
     if markup.any():
@@ -89,11 +89,11 @@ def tokenize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> Tokens
 
 def _spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Byte starts and ends of the word runs, each CJK character a run of its own."""
-    word = _word_bytes(data)
+    word = word_bytes(data)
     leads = np.flatnonzero(data >= 0xE3)  # every CJK character is 3 or 4 UTF-8 bytes, leads >= 0xE3
     cjk = np.zeros(len(leads), bool)
     if len(leads):
-        codepoints, width = _decode(data, leads)
+        codepoints, width = decode_utf8(data, leads)
         for lo, hi in _CJK:
             cjk |= (codepoints >= lo) & (codepoints <= hi)
     if not cjk.any():  # word runs start and end alternately: the data starts outside one and ends with a space
@@ -116,9 +116,9 @@ _MARKUP: np.ndarray | None = None
 def _markup_hashes() -> np.ndarray:
     global _MARKUP  # computed once: the same hashes for every call
     if _MARKUP is None:
-        data, _ = _utf8(pa.array([" ".join(MARKUP_WORDS)]))
+        data, _ = utf8_buffer(pa.array([" ".join(MARKUP_WORDS)]))
         starts, ends = _spans(data)
-        _MARKUP = np.sort(_token_hashes(data, starts, ends))
+        _MARKUP = np.sort(token_hashes(data, starts, ends))
     return _MARKUP
 
 
@@ -130,7 +130,7 @@ def _grams(tokens: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray,
         np.multiply(head, FNV_PRIME, out=head)
         np.add(head, tokens[k:], out=head)
     doc_end = np.repeat(offsets[1:], np.diff(offsets))
-    return _fmix64(h), np.arange(len(tokens)) + n <= doc_end
+    return fmix64(h), np.arange(len(tokens)) + n <= doc_end
 
 
 def _whole(tokens: np.ndarray, first: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -139,7 +139,7 @@ def _whole(tokens: np.ndarray, first: np.ndarray, length: np.ndarray) -> np.ndar
     for k in range(int(length.max(initial=0))):
         live = k < length
         h[live] = h[live] * FNV_PRIME + tokens[first[live] + k]
-    return _fmix64(h)
+    return fmix64(h)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def scheme(*, ngram: int, num_perm: int, seed: int) -> dict[str, Any]:
 # --- tokens ---------------------------------------------------------------------------------------
 
 
-def _utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+def utf8_buffer(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """The lowercased UTF-8 bytes of all texts, each followed by a space, concatenated, and n+1 offsets.
 
     The space ends every document's last token, so no token runs from one document into the next.
@@ -106,7 +106,7 @@ def _utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return raw, offsets - offsets[0]
 
 
-def _word_bytes(data: np.ndarray) -> np.ndarray:
+def word_bytes(data: np.ndarray) -> np.ndarray:
     """Whether each byte belongs to a word character (ASCII by range, other characters by Unicode)."""
     word = (data - np.uint8(ord("a"))) < 26  # the text is lowercased: no ASCII capitals are left
     word |= (data - np.uint8(ord("0"))) < 10
@@ -114,7 +114,7 @@ def _word_bytes(data: np.ndarray) -> np.ndarray:
     leads = np.flatnonzero(data >= 0xC0)
     if len(leads) == 0:
         return word
-    codepoints, width = _decode(data, leads)
+    codepoints, width = decode_utf8(data, leads)
     distinct, inverse = np.unique(codepoints, return_inverse=True)
     # One Python call per distinct non-ASCII character (not per document): Python's own \w definition.
     is_word = np.array([chr(c).isalnum() for c in distinct.tolist()], dtype=bool)[inverse]
@@ -124,7 +124,7 @@ def _word_bytes(data: np.ndarray) -> np.ndarray:
     return word
 
 
-def _decode(data: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decode_utf8(data: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Code points and byte widths of the multi-byte UTF-8 characters at `leads` (the text is valid UTF-8)."""
     padded = np.concatenate([data, np.zeros(3, np.uint8)])
     b0, b1, b2, b3 = (padded[leads + k].astype(np.uint32) for k in range(4))
@@ -138,12 +138,12 @@ def _decode(data: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _token_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Byte starts and ends of every token, and each document's first token (n+1 offsets)."""
     # Word runs start and end alternately: the data starts outside a word and ends with a space.
-    edges = np.flatnonzero(np.diff(_word_bytes(data), prepend=False))
+    edges = np.flatnonzero(np.diff(word_bytes(data), prepend=False))
     starts, ends = edges.reshape(-1, 2).T.copy()  # contiguous, for the gathers that follow
     return starts, ends, np.searchsorted(starts, offsets)
 
 
-def _token_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def token_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """64-bit hash of each token's bytes, 8 bytes a step over all tokens at once (see the module doc)."""
     padded = np.concatenate([data, np.zeros(8, np.uint8)])
     windows = np.ndarray((len(data) + 1,), "<u8", buffer=padded, strides=(1,))  # 8 bytes from each offset
@@ -157,13 +157,13 @@ def _token_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
         h[rows] = (h[rows] ^ (windows[at] & _LOW_BYTES[np.minimum(left, 8)])) * FNV_PRIME
         more = left > 8
         rows, at, left = rows[more], at[more] + 8, left[more] - 8
-    return _fmix64(h)
+    return fmix64(h)
 
 
 # --- shingles and signatures ----------------------------------------------------------------------
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
+def fmix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint64(33))
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -192,7 +192,7 @@ def _shingles(tokens: np.ndarray, token_offsets: np.ndarray, ngram: int) -> tupl
     np.cumsum(count, out=offsets[1:])
     # The shingles of document d start at its first `count[d]` tokens.
     first = np.arange(offsets[-1]) + np.repeat(token_offsets[:-1] - offsets[:-1], count)
-    return (_fmix64(h[first]) >> np.uint64(32)).astype(np.uint32), offsets
+    return (fmix64(h[first]) >> np.uint64(32)).astype(np.uint32), offsets
 
 
 def _fold(tokens: np.ndarray, ngram: int) -> np.ndarray:
@@ -248,9 +248,9 @@ def _arrow(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.Array
 
 
 def _hash_shingles(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    data, offsets = _utf8(texts)
+    data, offsets = utf8_buffer(texts)
     starts, ends, token_offsets = _token_spans(data, offsets)
-    return _shingles(_token_hashes(data, starts, ends), token_offsets, ngram)
+    return _shingles(token_hashes(data, starts, ends), token_offsets, ngram)
 
 
 def shingle_hashes(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], *, ngram: int = 5) -> list[np.ndarray]:

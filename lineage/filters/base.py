@@ -163,15 +163,6 @@ def slug(reason: str | None) -> str | None:
     return text or None
 
 
-def parse_param_pairs(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise LineageError(f"--param must look like key=value, got `{pair}`")
-        out[key.strip()] = value
-    return out
-
 
 def canonical(params: FilterParams) -> tuple[str, str]:
     """Canonical JSON of params and its sha256 (feature caches and re-run checks key on it)."""
