@@ -201,10 +201,11 @@ def old_lineage(files: list[str], seeds: list[str]) -> dict[str, str]:
 
 
 def contamination_lineage(store: Any, seeds: list[str]) -> dict[str, str]:
+    from lineage.core.edges import Graph
     from lineage.filters.contamination import descendants
 
     with store.reader() as con:
-        return descendants(con, {s: s for s in seeds})
+        return descendants(Graph(store, con), {s: s for s in seeds})
 
 
 class Timing:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lineage.core.edges import walk
+from lineage.core.edges import Graph, walk
 from lineage.core.sqlutil import quote_ident
 from lineage.dimensions import GROUP_DIMENSIONS
 from lineage.errors import LineageError, NotFound
@@ -16,14 +16,11 @@ if TYPE_CHECKING:
 
 STAT_DIMENSIONS = GROUP_DIMENSIONS
 
-# The relatives `walk` found (`_walk`: sample_id, depth), with what `show` prints of each. The ids go into the
-# samples scan as a list, so DuckDB skips the row groups whose min/max or Bloom filter rule them all out.
+# What `show` prints of each relative `walk` found (`_walk`: sample_id, depth), read by `Graph.rows`.
+RELATIVE_COLUMNS = "origin, source, method, generator, generation, external_id, left(text, 80) AS text"
 RELATIVES_SQL = """
-SELECT r.depth, r.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,
-       left(s.text, 80) AS text
-FROM _walk r LEFT JOIN (
-    SELECT * FROM samples WHERE sample_id = ANY($ids)
-) s USING (sample_id)
+SELECT r.depth, r.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id, s.text
+FROM _walk r LEFT JOIN _rows s USING (sample_id)
 ORDER BY r.depth, r.sample_id
 """
 
@@ -66,8 +63,9 @@ def sample(store: StoreCore, ref: str) -> dict[str, Any]:
     sample_id = resolve_id(store, ref)
     with store.reader() as con:
         row = con.sql("SELECT * FROM samples WHERE sample_id = ?", params=[sample_id]).to_arrow_table().to_pylist()[0]
-        ancestors = _relatives(con, sample_id, "ancestors").to_pylist()
-        descendants = _relatives(con, sample_id, "descendants").to_pylist()
+        graph = Graph(store, con)
+        ancestors = _relatives(graph, sample_id, "ancestors").to_pylist()
+        descendants = _relatives(graph, sample_id, "descendants").to_pylist()
         batch = (
             con.sql(
                 "SELECT batch_id, input_uri, input_sha256, input_format, rows_read, rows_stored, finished_at, version "
@@ -108,17 +106,20 @@ def relatives(store: StoreCore, ref: str, which: str) -> pa.Table:
     """`which` ("ancestors" or "descendants") of one sample, nearest first, with their provenance."""
     sample_id = resolve_id(store, ref)
     with store.reader(views={"samples", "_edges"}) as con:
-        return _relatives(con, sample_id, which)
+        return _relatives(Graph(store, con), sample_id, which)
 
 
-def _relatives(con: Any, sample_id: str, which: str) -> pa.Table:
-    found = walk(con, [sample_id], which)
+def _relatives(graph: Graph, sample_id: str, which: str) -> pa.Table:
+    found = walk(graph, [sample_id], which)
+    rows = graph.rows(found["sample_id"].to_pylist(), RELATIVE_COLUMNS)
+    con = graph.con
     con.register("_walk", found)
+    con.register("_rows", rows)
     try:
-        params = {"ids": found["sample_id"].to_pylist()}
-        return con.sql(RELATIVES_SQL, params=params).to_arrow_table()
+        return con.sql(RELATIVES_SQL).to_arrow_table()
     finally:
         con.unregister("_walk")
+        con.unregister("_rows")
 
 
 def _related_ids(con: Any, sample_id: str) -> list[str]:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lineage.core import catalog
+from lineage.core.edgeindex import EDGES_FOLDER, ROWS_FOLDER
 from lineage.core.location import TMP_PREFIX, Location
 from lineage.errors import first_line
 from lineage.features.decisionindex import FOLDER as DECISIONS
@@ -109,6 +110,10 @@ def _orphans(store: StoreCore, registered: set[str]) -> list[tuple[Location, str
     found = [(data, r) for r in data.files("data") if r not in registered and not r.startswith("data/features/")]
     # The decision index of a segment no version registers (a run killed before its commit, a segment gc removed).
     found += [(data, r) for r in data.files(DECISIONS) if _indexed_segment(r) not in registered]
+    # The provenance indexes (`lineage.core.edgeindex`) of an edges or samples segment no version registers, and
+    # their drafts (a reader that indexes a segment on first use writes one of its own, and publishes it at once).
+    found += [(data, r) for folder, kind in INDEXED.items() for r in data.files(folder)
+              if _indexed_segment(r, kind) not in registered or r.rsplit("/", 1)[-1].startswith(TMP_PREFIX)]
     builds = files.files("builds")
     members = [rel for rel in builds if rel.endswith("/members.parquet") and rel not in registered]
     folders = {rel.rsplit("/", 1)[0] for rel in members}
@@ -127,6 +132,7 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _OWNED = re.compile(
     rf"data/(samples|events|edges)/({_UUID}(-\d+)?\.parquet|{re.escape(TMP_PREFIX)}[^/]*)"
     rf"|{DECISIONS}/({_UUID}(-\d+)?(\.clusters)?\.arrow|{re.escape(TMP_PREFIX)}[^/]*)"
+    rf"|({EDGES_FOLDER}|{ROWS_FOLDER})/({_UUID}(-\d+)?\.arrow|{re.escape(TMP_PREFIX)}[^/]*)"
     r"|builds/[^/]+/v\d+"
     rf"|builds/[^/]+/v\d+/{re.escape(TMP_PREFIX)}[^/]*"
     rf"|tmp/({_UUID}|{re.escape(TMP_PREFIX)}.*)"
@@ -134,10 +140,14 @@ _OWNED = re.compile(
 )
 
 
-def _indexed_segment(rel: str) -> str:
-    """The events segment a decision index file (or its draft) belongs to (see `lineage.features.decisionindex`)."""
+INDEXED = {EDGES_FOLDER: "edges", ROWS_FOLDER: "samples"}  # index folder -> the kind of segment it indexes
+
+
+def _indexed_segment(rel: str, kind: str = "events") -> str:
+    """The segment of `kind` an index file (or its draft) belongs to (see `lineage.features.decisionindex`,
+    `lineage.core.edgeindex`)."""
     name = rel.rsplit("/", 1)[-1].removeprefix(TMP_PREFIX).removesuffix(".arrow").removesuffix(".clusters")
-    return f"data/events/{name}.parquet"
+    return f"data/{kind}/{name}.parquet"
 
 
 def _owned(rel: str) -> bool:

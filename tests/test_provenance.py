@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +196,7 @@ def test_a_format3_store_migrates_to_edges(tmp_path: Path) -> None:
     con.close()
     for rel in paths:
         (store.root / rel).unlink()
+    shutil.rmtree(store.root / "data" / "features" / "edges")  # nor their indexes (`lineage.core.edgeindex`)
     with pytest.raises(StoreFormatError, match="has format 3; run `lineage migrate` to upgrade it to 4"):
         Store(store.root)
     assert Runner(store.root)("migrate").stdout == "migrated through formats [4]\n"
@@ -231,3 +233,124 @@ def test_sigkill_while_writing_edges_leaves_before_or_after(step: str, tmp_path:
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
+
+
+# -- the indexed walks (`lineage.core.edgeindex`) against plain recursive SQL over the samples' parent_ids --------
+
+# Every relative of a sample with what `show` prints of it: the old recursive walk, then the samples' columns.
+OLD_RELATIVES = """
+SELECT w.depth, w.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,
+       left(s.text, 80) AS text
+FROM ({walk}) w LEFT JOIN samples s USING (sample_id) ORDER BY w.depth, w.sample_id
+"""
+# The seeds (`$seeds`, each with its root in `$roots`) and every descendant, with the smallest root reaching it.
+OLD_REACH = """
+WITH RECURSIVE edges AS (SELECT unnest(parent_ids) AS parent_id, sample_id AS child_id FROM samples),
+walk(sample_id, root) AS (
+    SELECT unnest($seeds), unnest($roots)
+    UNION
+    SELECT e.child_id, w.root FROM edges e JOIN walk w ON e.parent_id = w.sample_id
+)
+SELECT sample_id, min(root) AS root FROM walk GROUP BY sample_id
+"""
+LOST = ["lost-parent-7", "ursprünglich-verlorene-quelle-mit-einem-sehr-langen-namen-0042"]  # wider than any id
+
+
+def missing_parent_store(root: Path) -> Store:
+    """The family store and one more generation whose samples name 1-2 parents: some in generation 4, some in
+    no ingest at all (kept with --allow-missing-parents), one of them longer than any sample id."""
+    store = family_store(root)
+    rng = random.Random(SEED + 2)
+    rows = [synthetic_record(GENERATIONS + 1, i, GEN_ROWS, rng) for i in range(60)]
+    for i, row in enumerate(rows[:6]):
+        row["parent_ids"] = sorted({LOST[i % 2], *row["parent_ids"][:1]})
+    store.ingest(rows, origin="synthetic", source="gen5", method="paraphrase", generator="m5",
+                 allow_missing_parents=True)
+    return store
+
+
+def old_relatives(store: Store, sample_id: str, which: str) -> list[dict[str, Any]]:
+    first, start = ("parent_id", "child_id") if which == "ancestors" else ("child_id", "parent_id")
+    sql = OLD_RELATIVES.format(walk=OLD_WALK.format(first=first, start=start).strip())
+    return store.sql(sql, params=[sample_id]).to_pylist()
+
+
+def old_reach(store: Store, seeds: dict[str, str]) -> dict[str, str]:
+    rows = store.sql(OLD_REACH.replace("$seeds", "?::VARCHAR[]").replace("$roots", "?::VARCHAR[]"),
+                     params=[list(seeds), list(seeds.values())]).to_pylist()
+    return {r["sample_id"]: r["root"] for r in rows}
+
+
+def new_reach(store: Store, seeds: dict[str, str]) -> dict[str, str]:
+    from lineage.core.edges import Graph, reach
+
+    with store.reader(views={"samples", "_edges"}) as con:
+        return reach(Graph(store, con), seeds)
+
+
+def index_files(store: Store) -> list[str]:
+    return sorted(p.relative_to(store.root).as_posix() for p in (store.root / "data" / "features").glob("*/*")
+                  if p.parent.name in ("edges", "rows"))
+
+
+def test_indexed_relatives_equal_recursive_sql_with_diamonds_and_missing_parents(tmp_path: Path) -> None:
+    store = missing_parent_store(tmp_path / "store")
+    # Each ingest indexed its samples segment, and its edges segment when it had one.
+    live = store.sql("SELECT kind, path FROM segments ORDER BY ALL").to_pylist()
+    stems = {(r["kind"], r["path"].rsplit("/", 1)[-1].removesuffix(".parquet")) for r in live}
+    assert index_files(store) == sorted(f"data/features/{'rows' if k == 'samples' else k}/{s}.arrow"
+                                        for k, s in stems if k in ("samples", "edges"))
+    lost = store.sql("SELECT sample_id FROM samples WHERE list_has_any(parent_ids, ?::VARCHAR[]) ORDER BY 1",
+                     params=[LOST])["sample_id"].to_pylist()
+    diamonds = store.sql(  # a sample two of whose parents share a parent
+        "SELECT DISTINCT c.sample_id FROM samples c, unnest(c.parent_ids) a(p1), unnest(c.parent_ids) b(p2), "
+        "samples x, samples y WHERE p1 < p2 AND x.sample_id = p1 AND y.sample_id = p2 "
+        "AND list_has_any(x.parent_ids, y.parent_ids) ORDER BY 1")["sample_id"].to_pylist()
+    assert len(lost) == 6 and diamonds
+    for sample_id in [*lost, *diamonds[:3], *probes(store, 8)]:
+        for which in ("ancestors", "descendants"):
+            assert getattr(store, which)(sample_id).to_pylist() == old_relatives(store, sample_id, which), which
+    # A missing parent is an ancestor with no provenance, and it has the children that name it.
+    up = store.ancestors(lost[0]).to_pylist()
+    assert [r["origin"] for r in up if r["sample_id"] in LOST] == [None]
+    from lineage.core.edges import Graph, walk
+
+    with store.reader(views={"samples", "_edges"}) as con:
+        down = walk(Graph(store, con), [LOST[1]], "descendants")
+    found = list(zip(down["sample_id"].to_pylist(), down["depth"].to_pylist(), strict=True))
+    assert found == old_walk(store, LOST[1], "descendants") != []
+    # Lineage-aware contamination and takedown: every descendant with the smallest root reaching it, for seeds
+    # that are their own roots, seeds reached from other seeds, and a root that is a held-out item, not a sample.
+    rng = random.Random(SEED + 3)
+    ids = store.sql("SELECT sample_id FROM samples ORDER BY 1")["sample_id"].to_pylist()
+    for seeds in ({s: s for s in rng.sample(ids, 40)}, {s: f"item-{rng.randrange(5)}" for s in rng.sample(ids, 25)},
+                  {LOST[1]: LOST[1], lost[0]: "item-0"}):
+        assert new_reach(store, seeds) == old_reach(store, seeds)
+    # Time travel: each version sees the edges and rows of its own samples only.
+    for v in range(1, store.version + 1):
+        for sample_id in probes(store.at(v), 3):
+            for which in ("ancestors", "descendants"):
+                assert getattr(store.at(v), which)(sample_id).to_pylist() == \
+                    old_relatives(store.at(v), sample_id, which), (v, which)
+
+
+def test_a_lost_or_damaged_index_is_rebuilt_and_gc_removes_the_unused(tmp_path: Path) -> None:
+    store = missing_parent_store(tmp_path / "store")
+    sample_id = store.sql("SELECT min(sample_id) AS s FROM samples WHERE generation = 4")["s"][0].as_py()
+    root = store.sql("SELECT min(sample_id) AS s FROM samples WHERE generation = 0")["s"][0].as_py()
+    expected = {w: old_relatives(store, s, w) for w, s in (("ancestors", sample_id), ("descendants", root))}
+    files = index_files(store)
+    (store.root / files[0]).unlink()  # lost
+    (store.root / files[-1]).write_bytes(b"ARROW1 cut short")  # half written by a crash
+    for which, start in (("ancestors", sample_id), ("descendants", root)):
+        assert getattr(store, which)(start).to_pylist() == expected[which]
+    assert index_files(store) == files and store.doctor().orphans == []
+    # Compaction writes new segments; their indexes are made on first use, and gc removes the replaced ones'.
+    store.compact()
+    for which, start in (("ancestors", sample_id), ("descendants", root)):
+        assert getattr(store, which)(start).to_pylist() == expected[which]
+    assert len(index_files(store)) == len(files) + 2  # one compacted samples and one edges segment
+    store.gc(dry_run=False, retain_versions=1)
+    assert len(index_files(store)) == 2 and store.doctor().orphans == []
+    for which, start in (("ancestors", sample_id), ("descendants", root)):
+        assert getattr(store, which)(start).to_pylist() == expected[which]

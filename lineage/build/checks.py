@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lineage.core.edges import Graph
 from lineage.filters.contamination import ContaminationParams, descendants, detect, protected_items
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def contamination_check(store: StoreCore, names: list[str] | None, member_ids: p
             con.register("_members", members)
             rows = con.sql(MEMBERS_SQL).to_arrow_table()
             seeds = {pid: pid for pid in protected["sample_id"].to_pylist()}
-            roots = seeds | descendants(con, seeds)  # a protected member, or a descendant of one
+            roots = seeds | descendants(Graph(store, con), seeds)  # a protected member, or a descendant of one
             leaks = _leaks(rows, protected, roots, params)
     counts = {f"{m}_matches": sum(1 for x in leaks if x["method"] == m) for m in METHODS}
     return {

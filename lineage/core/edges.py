@@ -6,7 +6,9 @@ walk of five generations that way reads the whole store at each step (16-24 s). 
 (child, `parent`, parent) and (parent, `child`, child), sorted by sample_id in small row groups with Bloom filters
 on sample_id. A lookup `sample_id = ANY($ids)` then reads only the few row groups whose min/max and Bloom filter
 admit one of the ids, in both directions; `walk` repeats it once per generation, so its cost follows the size of
-the family, not of the store.
+the family, not of the store. On a local data location each step is a binary search in memory-mapped indexes of
+the segments instead (`lineage.core.edgeindex`: 58 descendants of a sample among 10,000,000 in milliseconds, where
+the DuckDB lookups took 0.3-0.8 s); on a remote one, the SQL lookups above (`Graph`).
 
 The segments are derived from the samples segment just written (edges are exactly unnest(parent_ids)); they are
 registered, compacted (`lineage.compaction`), retired and removed by `gc` like any segment, so a read --as-of a
@@ -20,13 +22,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from lineage.core.catalog import segment_paths
+from lineage.core.edgeindex import EdgeIndex, RowIndex, ids_of, keys, unique_keys
 from lineage.core.segments import Segment, write_parquet
+from lineage.core.sqlutil import sql_string
 from lineage.schemas import EDGES
 
 if TYPE_CHECKING:
-    from lineage.core.handle import Transaction
+    from lineage.core.handle import StoreCore, Transaction
 
 ROW_GROUP = 8_192  # rows per row group: a lookup reads ~one per id asked for, so small keeps it cheap
 BLOOM = ("sample_id",)
@@ -62,48 +69,138 @@ def write_edges(
     return txn.write_segment("edges", segment_id, write)
 
 
-def walk(
-    con: duckdb.DuckDBPyConnection, start: Sequence[str], which: str, *, edges: str = "_edges"
-) -> pa.Table:
+class Graph:
+    """The lineage edges of a store as of its version (`store.at(v)` sees the segments live at v): the indexes of
+    its edges and samples segments on a local data location, SQL over the reader's `_edges` and `samples` views
+    on a remote one. `con` is a reader of the store with those views (`store.reader(views={"samples", "_edges"})`)."""
+
+    def __init__(self, store: StoreCore, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.data = con, store.data
+        self.indexed = store.data.posix
+        self._edges: list[EdgeIndex] | None = None
+        self._samples = segment_paths(con, "samples", store.as_of) if self.indexed else []
+        self._edge_paths = segment_paths(con, "edges", store.as_of) if self.indexed else []
+
+    def pairs(self, wanted: np.ndarray, relation: str) -> tuple[np.ndarray, np.ndarray]:
+        """For unique keys `wanted` (`edgeindex.keys`): (index into `wanted`, related key) of each link of
+        `relation` ("parent" or "child") from one of them."""
+        if not self.indexed:
+            return self._sql_pairs(wanted, relation)
+        if self._edges is None:
+            try:
+                self._edges = [EdgeIndex.open(self.data, rel) for rel in self._edge_paths]
+            except OSError:  # a segment this reader cannot index (a read-only copy of the store): SQL
+                self.indexed = False
+                return self._sql_pairs(wanted, relation)
+        found = [index.pairs(wanted, relation) for index in self._edges]
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, "S1")
+        return np.concatenate([w for w, _ in found]), np.concatenate([r for _, r in found])
+
+    def _sql_pairs(self, wanted: np.ndarray, relation: str) -> tuple[np.ndarray, np.ndarray]:
+        _cache_footers(self.con)
+        ids = ids_of(wanted)
+        at = {sample_id: i for i, sample_id in enumerate(ids)}
+        found = _pairs(self.con, "_edges", relation, ids)
+        which = np.array([at[s] for s, _ in found], np.int64)
+        return which, keys(pa.array([r for _, r in found], pa.string()))
+
+    def rows(self, ids: Sequence[str], select: str) -> pa.Table:
+        """`sample_id`, then `select` (a SELECT list over the samples' other columns) of the samples `ids`, in no
+        particular order. Local: each segment's rows by number, which DuckDB prunes to the row groups that hold
+        them, and their ids from the index (the id column would cost half the read); remote: by id (`sample_id =
+        ANY`, which reads every row group whose min/max admit one of the ids)."""
+        if not self.indexed or not ids:
+            return self.con.sql(f"SELECT sample_id, {select} FROM samples WHERE sample_id = ANY($ids)",
+                                params={"ids": list(ids)}).to_arrow_table()
+        try:
+            indexes = [RowIndex.open(self.data, rel) for rel in self._samples]
+        except OSError:  # as in `pairs`
+            self.indexed = False
+            return self.rows(ids, select)
+        wanted, parts = unique_keys(ids), []
+        for rel, index in zip(self._samples, indexes, strict=True):
+            rows, found = index.rows(wanted)
+            if len(rows):
+                sql = (f"SELECT file_row_number AS _row, {select} "
+                       f"FROM read_parquet({sql_string(self.data.sql_path(rel))}, file_row_number = true) "
+                       "WHERE file_row_number = ANY($rows)")
+                part = self.con.sql(sql, params={"rows": rows.tolist()}).to_arrow_table()
+                at = pc.index_in(part["_row"], value_set=pa.array(rows))
+                parts.append(part.drop_columns(["_row"]).add_column(
+                    0, "sample_id", pa.array(ids_of(found), pa.string()).take(at)))
+        if not parts:
+            return self.con.sql(f"SELECT sample_id, {select} FROM samples WHERE false").to_arrow_table()
+        return pa.concat_tables(parts)
+
+
+def walk(graph: Graph, start: Sequence[str], which: str) -> pa.Table:
     """The `which` ("ancestors" or "descendants") of the samples `start`, each with its depth (1 = parent or
-    child), nearest first; `edges` is a view of the edges segments (`catalog.create_views` makes `_edges`).
+    child), nearest first (then by id).
 
     Breadth first, one lookup per generation: a sample reached at depth d is never looked up again, so each
     id is read once however many paths lead to it."""
     relation = RELATIONS[which]
-    _cache_footers(con)
-    depth_of: dict[str, int] = {}
-    seen, frontier, depth = set(start), sorted(set(start)), 0
-    while frontier and depth < MAX_DEPTH:
+    seen = unique_keys(start)
+    frontier, depth = seen, 0
+    found: list[np.ndarray] = []
+    while len(frontier) and depth < MAX_DEPTH:
         depth += 1
-        found = _step(con, edges, relation, frontier)
-        frontier = sorted(found - seen)
-        seen.update(frontier)
-        depth_of.update((sample_id, depth) for sample_id in frontier)
-    ids = sorted(depth_of, key=lambda s: (depth_of[s], s))
-    return pa.table(
-        {"sample_id": pa.array(ids, pa.string()), "depth": pa.array([depth_of[s] for s in ids], pa.int64())}
-    )
+        _, related = graph.pairs(frontier, relation)
+        related = np.unique(related)
+        frontier = related[~np.isin(related, seen)]
+        seen = np.union1d(seen, frontier)
+        found.append(frontier)
+    ids = [sample_id for level in found for sample_id in ids_of(level)]
+    depths = np.repeat(np.arange(1, len(found) + 1), [len(level) for level in found])
+    return pa.table({"sample_id": pa.array(ids, pa.string()), "depth": pa.array(depths, pa.int64())})
 
 
-def reach(
-    con: duckdb.DuckDBPyConnection, seeds: dict[str, str], *, edges: str = "_edges"
-) -> dict[str, str]:
+def reach(graph: Graph, seeds: dict[str, str]) -> dict[str, str]:
     """The seeds and every descendant of theirs, each with the smallest root (a seed's value) that reaches it: what
     a takedown drops and lineage-aware contamination flags. Breadth first like `walk`; a sample is looked up again
-    only when a smaller root reaches it later, so the walk ends when no root improves."""
-    _cache_footers(con)
-    best = dict(seeds)
-    frontier, depth = dict(seeds), 0
-    while frontier and depth < MAX_DEPTH:
+    only when a smaller root reaches it later, so the walk ends when no root improves. Vectorised: a takedown of
+    one source among 10,000,000 samples reaches a million."""
+    if not seeds:
+        return {}
+    best, roots = _smallest(keys(pa.array(list(seeds), pa.string())),
+                            keys(pa.array(list(seeds.values()), pa.string())))
+    frontier, frontier_roots, depth = best, roots, 0
+    while len(frontier) and depth < MAX_DEPTH:
         depth += 1
-        improved: dict[str, str] = {}
-        for parent, child in _pairs(con, edges, CHILD, sorted(frontier)):
-            root = frontier[parent]
-            if child not in best or root < best[child]:
-                best[child] = improved[child] = root
-        frontier = improved
-    return best
+        which, children = graph.pairs(frontier, CHILD)
+        children, offered = _smallest(children, frontier_roots[which])
+        best, children = _same_width(best, children)
+        roots, offered = _same_width(roots, offered)
+        at = np.searchsorted(best, children)
+        known = at < len(best)
+        known[known] = best[at[known]] == children[known]
+        improves = ~known
+        improves[known] = offered[known] < roots[at[known]]
+        better = known & improves
+        roots[at[better]] = offered[better]
+        new = improves & ~known
+        if new.any():
+            best, roots = np.concatenate([best, children[new]]), np.concatenate([roots, offered[new]])
+            order = np.argsort(best, kind="stable")
+            best, roots = best[order], roots[order]
+        frontier, frontier_roots = children[improves], offered[improves]
+    return dict(zip(ids_of(best), ids_of(roots), strict=True))
+
+
+def _smallest(ids: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each id once, sorted, with the smallest of its roots."""
+    order = np.lexsort((roots, ids))
+    ids, roots = ids[order], roots[order]
+    first = np.ones(len(ids), bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return ids[first], roots[first]
+
+
+def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of two widths as keys of the wider one (a search between widths would cut the longer keys)."""
+    width = max(a.dtype.itemsize, b.dtype.itemsize)
+    return a.astype(f"S{width}", copy=False), b.astype(f"S{width}", copy=False)
 
 
 def _cache_footers(con: duckdb.DuckDBPyConnection) -> None:
@@ -113,10 +210,6 @@ def _cache_footers(con: duckdb.DuckDBPyConnection) -> None:
     locked-down connection keeps its settings: it walks without the cache."""
     with contextlib.suppress(duckdb.Error):
         con.execute("SET parquet_metadata_cache = true")
-
-
-def _step(con: duckdb.DuckDBPyConnection, edges: str, relation: str, frontier: list[str]) -> set[str]:
-    return {related for _, related in _pairs(con, edges, relation, frontier)}
 
 
 def _pairs(

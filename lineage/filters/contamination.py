@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from lineage.core.edges import reach
+from lineage.core.edges import Graph, reach
 from lineage.features import containment
 from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
@@ -153,7 +153,7 @@ def with_lineage(store: StoreCore, found: pa.Table, protected: pa.Table, earlier
     if not seeds:
         return found
     with store.reader() as con:
-        rows = descendants(con, seeds)  # seeds are never their own descendants: no sample is in both
+        rows = descendants(Graph(store, con), seeds)  # seeds are never their own descendants: no sample is in both
     lineage = pa.table(
         {
             "sample_id": list(rows),
@@ -261,8 +261,8 @@ class ContaminationFilter(SelectionFilter):
         return decisions(features["sample_id"], found, protected["sample_id"])
 
 
-def descendants(con: Any, seeds: dict[str, str]) -> dict[str, str]:
+def descendants(graph: Graph, seeds: dict[str, str]) -> dict[str, str]:
     """Every descendant of a seed that is not a seed itself, with the root (held-out item) it traces back to (the
-    smallest, where several do). Point lookups over the edges segments (`lineage.core.edges.reach`): the cost follows
-    the seeds' families, not the store."""
-    return {s: root for s, root in reach(con, seeds).items() if s not in seeds}
+    smallest, where several do). Searches over the edges (`lineage.core.edges.reach`): the cost follows the seeds'
+    families, not the store."""
+    return {s: root for s, root in reach(graph, seeds).items() if s not in seeds}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
-from lineage.core.edges import reach
+from lineage.core.edges import Graph, reach
 from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
@@ -65,7 +65,7 @@ class TakedownFilter(SelectionFilter):
             lock_down(con, store.data)
             where, values = p.roots()
             roots = run(con, f"SELECT sample_id FROM samples WHERE ({where})", values)["sample_id"].to_pylist()
-            return reach(con, {r: r for r in roots})  # point lookups over the edges (`lineage.core.edges`)
+            return reach(Graph(store, con), {r: r for r in roots})  # searches the edges (`lineage.core.edges`)
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         found = self._found if self._found is not None else self._reach(context.store)

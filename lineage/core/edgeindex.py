@@ -1,0 +1,206 @@
+"""Memory-mapped indexes for provenance walks: each edges segment's links, and each samples segment's row numbers,
+sorted by sample id, so a walk step is a vectorised binary search instead of a DuckDB query.
+
+At 10,000,000 samples a walk over the edges segments (`lineage.core.edges`) cost 0.3-0.8 s in five DuckDB lookups,
+and fetching the 58 rows it found 0.6-2.1 s more: DuckDB prunes row groups for `sample_id = ANY(list)` by the
+list's min and max only, and random hex ids span every row group. Here:
+
+- `data/features/edges/<segment>.arrow`: the links of one edges segment, children first then parents, each part
+  sorted by (sample_id, related_id): `key` and `related` as fixed-width byte strings (the widest id of the segment,
+  NUL-padded: they sort and compare as the ids do, ids hold no NUL). A step looks up every frontier id at once
+  (`numpy.searchsorted` on the mapped keys) and touches only the pages it needs.
+- `data/features/rows/<segment>.arrow`: one samples segment's ids, sorted, with each one's row in the segment, so
+  the provenance of the samples found is read with `file_row_number = ANY(rows)`, which DuckDB prunes to the row
+  groups and pages holding them (`SampleRows`).
+
+Like the decision index (`lineage.features.decisionindex`), an index needs no catalog entry: it is a pure function
+of an immutable segment, written to a draft, fsynced and published. Ingest writes both beside the segments it
+commits (`index_ingest`); a segment without one (compacted, migrated, from before the index, a crash between the
+writes) is indexed on first use. A remote data location has no memory map: walks there use SQL (`Graph.sql`).
+`gc` removes the index of a segment no version registers (`lineage.maintenance`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lineage.core.location import Location, fsync_path
+
+EDGES_FOLDER = "data/features/edges"
+ROWS_FOLDER = "data/features/rows"
+PARENT, CHILD = "parent", "child"
+
+
+def keys(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Ids as a numpy array of fixed-width byte strings (`S<widest>`), which sort and compare as the ids do."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
+    if len(arr) == 0:
+        return np.zeros(0, "S1")
+    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)
+    width = max(int(lengths.max()), 1)
+    if (lengths == width).all() and arr.null_count == 0:  # the usual case (hex ids): the data buffer as it is
+        offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
+        data = np.frombuffer(arr.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+        return data.view(f"S{width}").copy()
+    return np.array(arr.cast(pa.large_binary()).to_pylist(), dtype=f"S{width}")  # bytes: UTF-8 ids too
+
+
+def ids_of(found: np.ndarray) -> list[str]:
+    """Keys back to ids (numpy drops the NUL padding)."""
+    return [k.decode() for k in found.tolist()]
+
+
+def _fixed(values: np.ndarray) -> pa.Array:
+    width = values.dtype.itemsize
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values), [None, pa.py_buffer(values.tobytes())])
+
+
+def _mapped(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-width binary column of a mapped file as numpy keys, without a copy (the file is one batch)."""
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    width = arr.type.byte_width
+    return np.frombuffer(arr.buffers()[1], f"S{width}")[arr.offset : arr.offset + len(arr)]
+
+
+def _comparable(wanted: np.ndarray, width: int) -> np.ndarray:
+    """`wanted` as keys of `width` bytes; longer ones cannot match and are dropped."""
+    if wanted.dtype.itemsize > width:
+        wanted = wanted[np.char.str_len(wanted) <= width]
+    return wanted.astype(f"S{width}")
+
+
+def _ranges(sorted_keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For unique `wanted` keys: the index into `wanted` and the position in `sorted_keys` of every match."""
+    if len(sorted_keys) == 0 or len(wanted) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo, hi = np.searchsorted(sorted_keys, wanted, "left"), np.searchsorted(sorted_keys, wanted, "right")
+    count = hi - lo
+    which = np.repeat(np.arange(len(wanted)), count)
+    at = np.repeat(lo, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return which, at.astype(np.int64)
+
+
+def _publish(data: Location, folder: str, rel: str, table: pa.Table) -> None:
+    """Write `table` as an uncompressed Arrow IPC file at `rel`: a draft of its own (two readers indexing the same
+    segment at once each publish the same content), fsynced, renamed."""
+    data.mkdirs(folder)
+    draft = data.draft(rel)
+    draft = draft.with_name(f"{draft.name}.{uuid.uuid4().hex[:12]}")
+    try:
+        with pa.OSFile(str(draft), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        fsync_path(draft)
+        data.publish(draft, rel)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _map(data: Location, rel: str) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(data.path(rel))).read_all()
+
+
+def index_rel(folder: str, segment_rel: str) -> str:
+    return f"{folder}/{segment_rel.rsplit('/', 1)[-1].removesuffix('.parquet')}.arrow"
+
+
+class EdgeIndex:
+    """The links of one edges segment (`rel`), by relation: `pairs` of a set of ids."""
+
+    def __init__(self, table: pa.Table) -> None:
+        children = int((table.schema.metadata or {})[b"children"])
+        key, related = _mapped(table["key"]), _mapped(table["related"])
+        self._parts = {CHILD: (key[:children], related[:children]), PARENT: (key[children:], related[children:])}
+
+    @classmethod
+    def build(cls, data: Location, rel: str) -> None:
+        """Index the edges segment at `rel` (schema `lineage.schemas.EDGES`)."""
+        with data.open_input(rel) as f:
+            edges = pq.ParquetFile(f).read(columns=["sample_id", "relation", "related_id"])
+        parts = []
+        for relation in (CHILD, PARENT):
+            part = edges.filter(pc.equal(edges["relation"], relation))
+            key, related = keys(part["sample_id"]), keys(part["related_id"])
+            if len(key) > 1 and not (key[1:] >= key[:-1]).all():  # segments come sorted by sample_id; else sort
+                order = np.lexsort((related, key))
+                key, related = key[order], related[order]
+            parts.append((key, related))
+        width = max(1, *(k.dtype.itemsize for k, _ in parts))
+        rwidth = max(1, *(r.dtype.itemsize for _, r in parts))
+        key = np.concatenate([k.astype(f"S{width}") for k, _ in parts])
+        related = np.concatenate([r.astype(f"S{rwidth}") for _, r in parts])
+        table = pa.table({"key": _fixed(key), "related": _fixed(related)})
+        table = table.replace_schema_metadata({"children": str(len(parts[0][0]))})
+        _publish(data, EDGES_FOLDER, index_rel(EDGES_FOLDER, rel), table)
+
+    @classmethod
+    def open(cls, data: Location, rel: str) -> EdgeIndex:
+        """The index of the edges segment at `rel`, built now when it has none (or a crash left it unreadable)."""
+        target = index_rel(EDGES_FOLDER, rel)
+        try:
+            return cls(_map(data, target))
+        except (OSError, pa.ArrowInvalid, KeyError):
+            cls.build(data, rel)
+            return cls(_map(data, target))
+
+    def pairs(self, wanted: np.ndarray, relation: str) -> tuple[np.ndarray, np.ndarray]:
+        """For unique `wanted` keys: (index into `wanted`, related key) of each link of `relation`."""
+        key, related = self._parts[relation]
+        which, at = _ranges(key, _comparable(wanted, key.dtype.itemsize))
+        if wanted.dtype.itemsize > key.dtype.itemsize:  # `_comparable` dropped the longer ids: map back
+            kept = np.flatnonzero(np.char.str_len(wanted) <= key.dtype.itemsize)
+            which = kept[which]
+        return which, related[at]
+
+
+class RowIndex:
+    """The row of each sample in one samples segment (`rel`)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._key = _mapped(table["key"])
+        row = table["row"]
+        self._row = (row.chunk(0) if row.num_chunks == 1 else row.combine_chunks()).to_numpy()
+
+    @classmethod
+    def build(cls, data: Location, rel: str) -> None:
+        with data.open_input(rel) as f:
+            ids = pq.ParquetFile(f).read(columns=["sample_id"])["sample_id"]
+        key = keys(ids)
+        order = np.argsort(key, kind="stable")
+        table = pa.table({"key": _fixed(key[order]), "row": pa.array(order.astype(np.uint32))})
+        _publish(data, ROWS_FOLDER, index_rel(ROWS_FOLDER, rel), table)
+
+    @classmethod
+    def open(cls, data: Location, rel: str) -> RowIndex:
+        target = index_rel(ROWS_FOLDER, rel)
+        try:
+            return cls(_map(data, target))
+        except (OSError, pa.ArrowInvalid, KeyError):
+            cls.build(data, rel)
+            return cls(_map(data, target))
+
+    def rows(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (ascending) of the `wanted` keys this segment holds, and their keys."""
+        _, at = _ranges(self._key, _comparable(np.unique(wanted), self._key.dtype.itemsize))
+        rows = self._row[at].astype(np.int64)
+        order = np.argsort(rows)
+        return rows[order], self._key[at][order]
+
+
+def index_ingest(data: Location, samples: str, edges: str | None) -> None:
+    """Index the segments an ingest just wrote (before its commit: a crash leaves orphans `gc` removes)."""
+    if not data.posix:
+        return
+    RowIndex.build(data, samples)
+    if edges is not None:
+        EdgeIndex.build(data, edges)
+
+
+def unique_keys(ids: Sequence[str]) -> np.ndarray:
+    return np.unique(keys(pa.array(list(ids), pa.string())))
