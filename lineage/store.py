@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, BinaryIO, Unpack
 
 import pyarrow as pa
 
@@ -62,6 +62,28 @@ class Store(StoreCore):
         from lineage.ingest import ingest_many
 
         return ingest_many(self, inputs, progress=progress, **options)
+
+    def ingest_paths(
+        self,
+        paths: Sequence[str],
+        /,
+        *,
+        progress: Progress | None = None,
+        stdin: BinaryIO | None = None,
+        **options: Unpack[IngestFields],
+    ) -> list[IngestResult]:
+        """Ingest what `lineage ingest PATH...` names, in one commit: files, globs, directories of shards,
+        Hugging Face folders, and `-` (read from `stdin`, default this process's standard input)."""
+        from lineage.ingest.inputs import ingest_paths
+
+        return ingest_paths(self, paths, progress=progress, stdin=stdin, **options)
+
+    @staticmethod
+    def ingest_unit(paths: Sequence[str], /, *, input_format: str | None = None) -> str:
+        """What ingesting `paths` counts its progress in: `bytes` (JSON, JSON Lines) or `records` (the others)."""
+        from lineage.ingest.inputs import progress_unit
+
+        return progress_unit(paths, input_format)
 
     # -- filters and decisions ---------------------------------------------------------------
 

@@ -11,11 +11,11 @@ from lineage.cli.common import (
     json_option,
     open_store,
     output_format,
+    parse_param_pairs,
     print_table,
     progress_bar,
     to_json,
 )
-from lineage.cli.params import parse_param_pairs
 
 
 @click.group("filter")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import click
 
@@ -102,21 +101,13 @@ def ingest(
       lineage ingest chat.jsonl --origin synthetic --source chat-v1 --generation 1
       lineage ingest qa.jsonl --origin real --source qa --template '{prompt}\\n\\n{response}'
     """
-    from lineage.ingest.inputs import STDIN, Spooled, expand  # lineage.ingest loads Arrow compute: only when ingesting
-
     store = open_store(ctx)
     options["template"] = _unescape(options.get("template"))  # type: ignore[arg-type]
-    files = expand(list(paths))
-    inputs: list[Path | Spooled] = [Spooled() if f == STDIN else f for f in files]
-    try:
-        with progress_bar(f"ingest {' '.join(paths)}", unit=_unit(files, options.get("input_format"))) as progress:
-            results = store.ingest_many(
-                inputs, progress=progress, license=license_, tags=tags, gen_params=_gen_params(gen_params), **options
-            )
-    finally:
-        for item in inputs:
-            if isinstance(item, Spooled):
-                item.remove()
+    unit = store.ingest_unit(paths, input_format=options.get("input_format"))  # type: ignore[arg-type]
+    with progress_bar(f"ingest {' '.join(paths)}", unit=unit) as progress:
+        results = store.ingest_paths(
+            paths, progress=progress, license=license_, tags=tags, gen_params=_gen_params(gen_params), **options
+        )
     if as_json:
         rows = [r.__dict__ | {"rejects": [x.__dict__ for x in r.rejects]} for r in results]
         click.echo(to_json(rows[0] if len(rows) == 1 else rows))
@@ -127,14 +118,6 @@ def ingest(
             click.echo(f"rejected {reject.describe(result.input_uri)}", err=True)
         if result.rows_rejected > 10:
             click.echo(f"... {result.rows_rejected - 10:,} more in `batches.rejects`", err=True)
-
-
-def _unit(files: list[Path], input_format: object) -> str:
-    """What the readers count: bytes of JSON and JSON Lines files, records of Parquet, CSV, Arrow and HF folders."""
-    by_rows = {"parquet", "csv", "arrow"}
-    if input_format in by_rows or any(f.is_dir() or f.suffix.lower().lstrip(".") in by_rows for f in files):
-        return "records"
-    return "bytes"
 
 
 COMMANDS = [ingest]

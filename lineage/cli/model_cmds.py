@@ -13,11 +13,11 @@ from lineage.cli.common import (
     json_option,
     open_store,
     output_format,
+    parse_assignments,
     print_table,
     progress_bar,
     to_json,
 )
-from lineage.cli.params import parse_assignments
 
 
 @click.group("model")

@@ -7,10 +7,17 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Unpack
 
 from lineage.errors import InputError
+
+if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
+    from lineage.ingest import IngestResult
+    from lineage.ingest.options import IngestFields
+    from lineage.progress import Progress
 
 DATA_SUFFIXES = (
     *(f"{name}{codec}" for name in (".jsonl", ".ndjson", ".json") for codec in ("", ".gz", ".zst")),
@@ -36,6 +43,43 @@ def expand(args: list[str]) -> list[Path]:
         else:
             inputs.append(Path(arg))
     return inputs
+
+
+def ingest_paths(
+    store: StoreCore,
+    args: Sequence[str],
+    /,
+    *,
+    progress: Progress | None = None,
+    stdin: BinaryIO | None = None,
+    **options: Unpack[IngestFields],
+) -> list[IngestResult]:
+    """Ingest every file `args` name (`expand`) in one commit; `-` reads `stdin` (default: this process's standard
+    input) through a temporary copy, removed afterwards."""
+    from lineage.ingest import ingest_many  # loads Arrow compute: only when ingesting
+
+    inputs: list[Any] = []
+    try:
+        for path in expand(list(args)):
+            inputs.append(Spooled(stdin) if path == STDIN else path)
+        return ingest_many(store, inputs, progress=progress, **options)
+    finally:
+        for item in inputs:
+            if isinstance(item, Spooled):
+                item.remove()
+
+
+ROW_FORMATS = ("parquet", "csv", "arrow")
+
+
+def progress_unit(args: Sequence[str], input_format: str | None = None) -> str:
+    """What ingesting `args` reports progress in: bytes of JSON and JSON Lines files, records of Parquet, CSV,
+    Arrow and Hugging Face folders."""
+    files = expand(list(args))
+    by_rows = input_format in ROW_FORMATS
+    if by_rows or any(f.is_dir() or f.suffix.lower().lstrip(".") in ROW_FORMATS for f in files):
+        return "records"
+    return "bytes"
 
 
 def _dirs(matches: list[str]) -> list[Path]:
