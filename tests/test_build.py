@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,6 +13,9 @@ from conftest import FIXTURES, Runner
 from lineage.build import Build, InfeasibleSpec, SpecError, load_spec
 from lineage.build.spec import json_schema
 from lineage.store import Store
+
+sys.path.insert(0, str(FIXTURES))
+import realistic
 
 
 def spec(**kw: object) -> dict:
@@ -226,3 +230,17 @@ def test_hf_export_loads_back(small_store: Store, tmp_path: Path) -> None:
     ids = {r["id"] for r in loaded}
     assert ids == set(b.members(columns="external_id")["external_id"].to_pylist())
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["format"] == "hf"
+
+
+def test_the_rest_of_a_build_follows_the_pool_when_a_target_takes_most(store: Store, tmp_path: Path) -> None:
+    """A target on one source leaves 40 of 400 samples: they are drawn like the pool (each other source its share),
+    not all from whichever source the solver happens to reach first."""
+    realistic.write(realistic.make(seed=4, n=200), tmp_path)
+    for name, origin in (("chat", "synthetic"), ("sharegpt", "synthetic"), ("inst", "synthetic"), ("docs", "real")):
+        store.ingest(tmp_path / f"{name}.jsonl", origin=origin, source=name, generation=int(origin == "synthetic"))
+    store.ingest(tmp_path / "alpaca.json", origin="synthetic", source="alpaca", generation=1)
+    b = store.build(spec(size=200, quotas={"source": {"sharegpt": {"target": 0.8}}}))
+    got = composition(b, "source")
+    assert got.pop("sharegpt") == 160
+    assert sorted(got) == ["alpaca", "chat", "docs", "inst"]
+    assert all(9 <= n <= 11 for n in got.values()), got  # 40 over four sources of 200 samples each

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -14,6 +16,9 @@ from lineage.engines import local
 from lineage.errors import LineageError
 from lineage.filters.quality import QualityFilter, QualityParams
 from lineage.store import Store
+
+sys.path.insert(0, str(FIXTURES))
+import realistic
 
 REASON = re.compile(r"^[a-z0-9_]+(:[^\s].*)?$")
 NO_STOP_WORDS = (
@@ -248,3 +253,25 @@ def test_a_preset_bound_given_as_a_param_wins(store: Store) -> None:
     assert drop_rates(store, strict.run_id)["alpaca-v1"] == 1.0
     with pytest.raises(LineageError, match="unknown param `sources` for filter quality"):
         store.run_filter("quality", params={"sources": "{}"})
+
+
+def test_auto_presets_keep_short_answers_and_arithmetic(store: Store, tmp_path: Path) -> None:
+    """Alpaca JSON (rendered without headings) and chats whose answers are "Yes." or "4" are what instruction
+    and chat data look like: the presets picked for them keep those, and still drop spam."""
+    made = realistic.make(seed=3, n=200)
+    realistic.write(made, tmp_path)
+    store.ingest(tmp_path / "alpaca.json", origin="synthetic", source="alpaca-v1", generation=1)
+    store.ingest(tmp_path / "chat.jsonl", origin="synthetic", source="chat-v1", generation=1)
+    spam = [{"id": "spam", "messages": [{"role": "user", "content": "hi"},
+                                        {"role": "assistant", "content": "buy now " * 12}]}]
+    store.ingest(spam, origin="synthetic", source="chat-v2", generation=1)
+    run = store.run_filter("quality")
+    assert run.note == "preset auto: chat for chat-v1, chat-v2; instruction for alpaca-v1; web for the rest"
+    short = store.sql(
+        "SELECT s.source, s.text, e.decision, e.reason FROM events e JOIN samples s USING (sample_id) "
+        "WHERE e.run_id = ? AND (s.text LIKE '%Yes.' OR s.text LIKE '%2 + 2?%')", params=[run.run_id]
+    ).to_pylist()
+    assert {r["source"] for r in short} == {"alpaca-v1", "chat-v1"} and len(short) > 20
+    assert [r for r in short if r["decision"] != "keep"] == []
+    drops = [r for r in run.by_source if r["decision"] == "drop"]
+    assert run.dropped == 1 and drops == [{"source": "chat-v2", "decision": "drop", "reason": "low_quality", "n": 1}]

@@ -2,8 +2,9 @@
 
 Variables: x_c, the samples taken from cell c (0 <= x_c <= available_c). Constraints: sum x = size; for
 every quota q, ceil(min_q * size) <= sum_{c in q} x_c <= floor(max_q * size). Objective: closest to the
-quota targets (L1, weighted), then closest to the pool's own proportions (L1), so a spec without targets
-samples like a random draw from the pool.
+quota targets (L1, weighted), then closest to the pool's own proportions (L1, and among equally close ones the
+smallest largest relative deviation of a cell), so a spec without targets samples like a random draw from the pool
+and what quotas leave over is spread over the other cells in proportion.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lineage.build.spec import BuildSpec, Share
 from lineage.errors import InfeasibleSpec
 
 TARGET_WEIGHT = 1000.0
+PROPORTION_WEIGHT = 1e-3  # of the largest relative under- and over-fill (each at most ~1): a tie-break
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ def _solve(size: int, pool: Pool, qs: list[Quota]) -> list[int] | None:
 
     n, avail = len(pool.cells), np.array([a for _, a in pool.cells], dtype=float)
     targeted = [q for q in qs if q.share.target is not None]
-    nv = 2 * n + len(targeted)  # x, cell deviations, quota-target deviations
+    under, over = 2 * n + len(targeted), 2 * n + len(targeted) + 1
+    nv = over + 1  # x, cell deviations, quota-target deviations, the largest relative under- and over-fill
     rows, lb, ub = [], [], []
 
     def add(coefs: dict[int, float], lo: float, hi: float) -> None:
@@ -160,14 +163,24 @@ def _solve(size: int, pool: Pool, qs: list[Quota]) -> list[int] | None:
     for c in range(n):  # |x_c - share_c| <= d_c
         add({c: 1.0, n + c: -1.0}, -np.inf, share[c])
         add({c: -1.0, n + c: -1.0}, -np.inf, -share[c])
+    # L1 alone is indifferent to how a shortfall (or a surplus) that quotas force on the other cells is spread:
+    # 40 samples left over may all come from one cell. The largest relative under- and over-fill, at a weight
+    # far below one sample's deviation, pick among equally close allocations the one in the pool's proportions.
+    for c in np.flatnonzero(share > 0):
+        add({int(c): -1.0, under: -share[c]}, -np.inf, -share[c])  # share_c - x_c <= under * share_c
+        add({int(c): 1.0, over: -share[c]}, -np.inf, share[c])  # x_c - share_c <= over * share_c
+    spread = float(max((avail[share > 0] / share[share > 0]).max(initial=1.0), 1.0))
     for k, q in enumerate(targeted):
         t = q.share.target * size  # type: ignore[operator]
         add({**dict.fromkeys(q.cells, 1.0), 2 * n + k: -1.0}, -np.inf, t)
         add({**dict.fromkeys(q.cells, -1.0), 2 * n + k: -1.0}, -np.inf, -t)
-    cost = np.concatenate([np.zeros(n), np.ones(n), np.full(len(targeted), TARGET_WEIGHT)])
+    proportions = [PROPORTION_WEIGHT, PROPORTION_WEIGHT / spread]
+    cost = np.concatenate([np.zeros(n), np.ones(n), np.full(len(targeted), TARGET_WEIGHT), proportions])
     integrality = np.concatenate([np.ones(n), np.zeros(nv - n)])
     bounds = Bounds(np.zeros(nv), np.concatenate([avail, np.full(nv - n, np.inf)]))
-    res = milp(cost, constraints=LinearConstraint(np.array(rows), lb, ub), integrality=integrality, bounds=bounds)
+    # A zero gap: HiGHS's default (1e-4 of the objective) would stop before the proportions' small weight counts.
+    res = milp(cost, constraints=LinearConstraint(np.array(rows), lb, ub), integrality=integrality, bounds=bounds,
+               options={"mip_rel_gap": 0.0})
     if res.status != 0 or res.x is None:
         return None
     return [round(v) for v in res.x[:n]]

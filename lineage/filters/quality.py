@@ -67,20 +67,22 @@ WEB: dict[str, float] = {
 }
 PRESETS: dict[str, dict[str, float]] = {
     "web": {},
-    # `### Instruction:` headings are symbols; answers are short ("Paris."), lists repeat lines, code and
-    # arithmetic have long or non-alphabetic words; nothing says an answer has stop words.
+    # `### Instruction:` headings are symbols; answers are short ("Paris.", "Yes."), lists repeat lines, code and
+    # arithmetic have long, short or non-alphabetic words ("What is 2 + 2?" / "4"); nothing says an answer has
+    # stop words.
     "instruction": {
         "min_words": 2,
+        "min_mean_word_length": 1.5,
         "max_mean_word_length": 15.0,
         "max_symbol_ratio": 0.5,
         "max_duplicate_lines": 0.5,
         "max_top_2gram_fraction": 0.4,
         "max_top_3gram_fraction": 0.35,
         "max_top_4gram_fraction": 0.3,
-        "min_alpha_words": 0.5,
+        "min_alpha_words": 0.3,
         "min_stop_words": 0,
     },
-    # `user:`/`assistant:` lines: short turns ("ok, thanks"), role words repeating every turn, emoticons, and
+    # `user:`/`assistant:` lines: short turns ("ok, thanks", "4"), role words repeating every turn, emoticons, and
     # answers that echo the question's words ("define lock up" / "lock up the house").
     "chat": {
         "min_words": 2,
@@ -91,7 +93,7 @@ PRESETS: dict[str, dict[str, float]] = {
         "max_top_2gram_fraction": 0.4,
         "max_top_3gram_fraction": 0.35,
         "max_top_4gram_fraction": 0.3,
-        "min_alpha_words": 0.6,
+        "min_alpha_words": 0.3,
         "min_stop_words": 0,
     },
 }
