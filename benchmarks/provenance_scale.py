@@ -10,8 +10,9 @@ against DuckDB copying the same file. Then, each best of `--rounds`, against a b
    parents of every sample at each step: DuckDB over the store's sample segments), which must give the same rows;
 2. `store.descendants()` of a real sample, the same way;
 3. `lineage show ID` (a child process), against both baseline queries above;
-4. `lineage takedown --source S` (a child process; one real source and every descendant), against DuckDB finding
-   the same targets with the old recursive query;
+4. the targets of a takedown of one real source (`TakedownFilter.targets`: the source's samples and every
+   descendant), then `lineage takedown --source S` (a child process: finding them, deciding and committing one
+   drop each), against DuckDB finding the same targets with the old recursive query;
 5. lineage-aware contamination: the descendants of 1,000 protected real samples (`contamination.descendants`, what
    the filter and every build's check run), against the old recursive query.
 
@@ -208,6 +209,14 @@ def contamination_lineage(store: Any, seeds: list[str]) -> dict[str, str]:
         return descendants(Graph(store, con), {s: s for s in seeds})
 
 
+def takedown_targets(store: Any, source: str) -> Any:
+    from lineage.filters.base import parse_params
+    from lineage.filters.takedown import TakedownFilter
+
+    flt = TakedownFilter(parse_params(TakedownFilter, {"source": source, "reason": "benchmark"}))
+    return flt.targets(store)
+
+
 class Timing:
     """Best of some rounds: wall and CPU seconds (CPU of every thread of this process)."""
 
@@ -291,6 +300,11 @@ def main() -> None:
             f"descendants of 1,000 protected samples; {'same' if same else 'DIFFERENT'} roots as the old query")
         source = f"web-{(store.version + 10) % REAL_SOURCES}"  # another source per run of a kept store
         base = Timing(1, lambda: old_targets(files, source))
+        found = Timing(args.rounds, lambda: takedown_targets(store, source))
+        same = len(found.result) == base.result
+        ok = ok and same
+        row(f"takedown targets ({len(found.result):,})", (found.seconds, found.cpu), (base.seconds, base.cpu),
+            f"the run's selection (`TakedownFilter.targets`); {'same' if same else 'DIFFERENT'} count as DuckDB")
         takedown = Child(lineage_cli(root, "takedown", "--source", source, "--reason", "benchmark"))
         row(f"lineage takedown ({base.result:,} targets)", (takedown.seconds, takedown.cpu), (base.seconds, base.cpu),
             f"peak RSS {takedown.rss:.2f} GB; baseline: DuckDB finding the targets")

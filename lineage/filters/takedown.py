@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
-from lineage.core.edges import Graph, reach
+from lineage.core.edges import Graph, reach_table
 from lineage.core.readonly import lock_down, predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
@@ -51,25 +51,26 @@ class TakedownFilter(SelectionFilter):
     Params = TakedownParams
     columns = ()
 
-    _found: dict[str, str] | None = None  # the targets `targets` found, for `decide_all` in the same run
+    _found: pa.Table | None = None  # the targets `targets` found, for `decide_all` in the same run
 
     def targets(self, store: StoreCore) -> pa.Array:
         """The roots and all their descendants, each with the smallest root that reaches it: the run's selection
         (`lineage.takedown` passes this to `execute`, which calls it under the writer lock)."""
         self._found = self._reach(store)
-        return pa.array(sorted(self._found), pa.string())
+        return self._found["sample_id"].combine_chunks()  # sorted
 
-    def _reach(self, store: StoreCore) -> dict[str, str]:
+    def _reach(self, store: StoreCore) -> pa.Table:
         p: TakedownParams = self.params  # type: ignore[assignment]
         with store.reader(views={"samples", "_edges"}) as con:
             lock_down(con, store.data)
             where, values = p.roots()
             roots = run(con, f"SELECT sample_id FROM samples WHERE ({where})", values)["sample_id"].to_pylist()
-            return reach(Graph(store, con), {r: r for r in roots})  # searches the edges (`lineage.core.edges`)
+            # Searches over the edges (`lineage.core.edges`): (sample_id, root), sorted by sample_id.
+            return reach_table(Graph(store, con), {r: r for r in roots})
 
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         found = self._found if self._found is not None else self._reach(context.store)
-        hits = pa.table({"sample_id": list(found), "related": list(found.values())},
+        hits = pa.table({"sample_id": found["sample_id"], "related": found["root"]},
                         schema=pa.schema([("sample_id", pa.string()), ("related", pa.string())]))
         reason = self.params.reason  # type: ignore[attr-defined]
         return mark(features, hits, decision="drop", reason=f"takedown:{slug(reason)}")
