@@ -208,6 +208,13 @@ class Store(StoreCore):
             writer, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
         )
 
+    def effective_spec(self, spec: BuildSpec | str | Path | dict[str, Any], /) -> BuildSpec:
+        """The spec as a build would draw it now: its `policy` (if any) applied to its quotas and pool."""
+        from lineage.build.policy import apply_policy
+        from lineage.build.spec import BuildSpec, load_spec
+
+        return apply_policy(self, spec if isinstance(spec, BuildSpec) else load_spec(spec))[0]
+
     def builds(self) -> pa.Table:
         """Builds and their versions, one row each."""
         from lineage.build.record import list_builds
