@@ -187,6 +187,22 @@ def test_store_methods_are_typed() -> None:
     assert untyped == []
 
 
+def test_forwarded_options_match_the_capability() -> None:
+    """A TypedDict of options a Store method forwards names the capability's keyword parameters, typed alike."""
+    import inspect
+
+    from lineage.build import Build, ExportFields
+    from lineage.diversity import DiversityFields, diversity
+    from lineage.filters.run import RunFields, run_filter
+
+    for fields, function, own in [(RunFields, run_filter, set()), (DiversityFields, diversity, {"scope"}),
+                                  (ExportFields, Build.export, set())]:
+        keywords = {p.name: p.annotation for p in inspect.signature(function).parameters.values()
+                    if p.kind is p.KEYWORD_ONLY and p.name not in own}
+        typed = {k: getattr(v, "__forward_arg__", v) for k, v in fields.__annotations__.items()}
+        assert typed == keywords, fields.__name__
+
+
 def test_no_private_import() -> None:
     assert private_imports(PACKAGE) == []
 
