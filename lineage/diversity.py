@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow as pa
 
@@ -65,6 +65,28 @@ class DiversityResult:
             f"recorded as metric run {self.metric_run_id} (version {self.recorded_version}, computed on store "
             f"version {self.store_version}, config {self.config_hash[:12]})"
         )
+
+
+class DiversityFields(TypedDict, total=False):
+    """The keyword options of `diversity` a caller gives (`Store.diversity`); their defaults and meaning are there
+    (`scope` is the evals' own)."""
+
+    by: Sequence[str]
+    where: str | None
+    sample_ids: Sequence[str] | pa.Array | None
+    build: str | None
+    metrics: str | Sequence[str] | None
+    reference: str
+    sample_size: int
+    draws: int
+    seed: int
+    record: bool
+    embed: Embedder | None
+    embedding_model: str
+    engine: str
+    workers: int | None
+    ray_address: str | None
+    progress: Progress | None
 
 
 def diversity(

@@ -120,10 +120,11 @@ class NotFound(LineageError):
 class UsageError(LineageError):
     """An option given a value it does not accept: `option` (its Python name) and `value` say which."""
 
-    def __init__(self, option: str, value: object, problem: str) -> None:
-        """`problem` follows the option and value as the caller wrote them (`given`): ": must be positive"."""
+    def __init__(self, option: str, value: object, problem: str = "", *, message: str | None = None) -> None:
+        """`problem` follows the option and value as the caller wrote them (`given`): ": must be positive";
+        `message`, when given, is the whole message instead (`unknown engine `x`; choose from ...`)."""
         self.option, self.value = option, value
-        super().__init__(f"{given(option, value)}{problem}")
+        super().__init__(message or f"{given(option, value)}{problem}")
 
 
 class BuildError(LineageError):

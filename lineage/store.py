@@ -16,20 +16,19 @@ from lineage.errors import LineageError
 
 if TYPE_CHECKING:
     from lineage.attribution import Attribution
-    from lineage.build import Build, BuildPlan
+    from lineage.build import Build, BuildPlan, ExportFields
     from lineage.build.policy import Rollback
     from lineage.build.show import BuildDetails
     from lineage.build.spec import BuildSpec
     from lineage.check import CheckResult, Thresholds
     from lineage.compaction import CompactResult
-    from lineage.diversity import DiversityResult
+    from lineage.diversity import DiversityFields, DiversityResult
     from lineage.evals import EvalResult
     from lineage.export import ExportResult
-    from lineage.filters.run import RunResult
+    from lineage.filters.run import RunFields, RunResult
     from lineage.ingest import IngestResult
     from lineage.ingest.options import IngestFields
     from lineage.maintenance import DoctorReport
-    from lineage.metrics.compute import Embedder
     from lineage.progress import Progress
     from lineage.status import StoreStatus
 
@@ -87,30 +86,12 @@ class Store(StoreCore):
 
     # -- filters and decisions ---------------------------------------------------------------
 
-    def run_filter(
-        self,
-        name: str,
-        /,
-        *,
-        params: dict[str, Any] | None = None,
-        where: str | None = None,
-        force: bool = False,
-        module: str | None = None,
-        engine: str = "local",
-        workers: int | None = None,
-        ray_address: str | None = None,
-        progress: Progress | None = None,
-        new_only: bool = False,
-        dry_run: bool = False,
-        memory_limit: str | None = None,
-    ) -> RunResult:
-        """Run filter `name` (a built-in one, or `module="package.module:Class"`); see `lineage.filters.run`."""
+    def run_filter(self, name: str, /, **options: Unpack[RunFields]) -> RunResult:
+        """Run filter `name` (a built-in one, or `module="package.module:Class"`) with `options` (params=, where=,
+        force=, engine=, new_only=, dry_run=, ...: `lineage.filters.run.run_filter`)."""
         from lineage.filters.run import run_filter
 
-        return run_filter(
-            self, name, params=params, where=where, force=force, module=module, engine=engine, workers=workers,
-            ray_address=ray_address, progress=progress, new_only=new_only, dry_run=dry_run, memory_limit=memory_limit,
-        )
+        return run_filter(self, name, **options)
 
     @staticmethod
     def filters() -> list[dict[str, Any]]:
@@ -208,6 +189,13 @@ class Store(StoreCore):
             writer, spec, dry_run=dry_run, as_of=as_of, refresh=refresh, allow_stale=allow_stale, progress=progress
         )
 
+    def effective_spec(self, spec: BuildSpec | str | Path | dict[str, Any], /) -> BuildSpec:
+        """The spec as a build would draw it now: its `policy` (if any) applied to its quotas and pool."""
+        from lineage.build.policy import apply_policy
+        from lineage.build.spec import BuildSpec, load_spec
+
+        return apply_policy(self, spec if isinstance(spec, BuildSpec) else load_spec(spec))[0]
+
     def builds(self) -> pa.Table:
         """Builds and their versions, one row each."""
         from lineage.build.record import list_builds
@@ -233,28 +221,10 @@ class Store(StoreCore):
 
         return diff(Build.parse(self, a), Build.parse(self, b))
 
-    def export(
-        self,
-        build: str,
-        output: str | Path,
-        /,
-        *,
-        format: str = "parquet",  # noqa: A002 - the CLI's name
-        columns: list[str] | tuple[str, ...] | None = None,
-        verbatim: bool | None = None,
-        with_provenance: bool = False,
-        split: dict[str, float] | list[str] | None = None,
-        split_seed: int | None = None,
-        shard_size: str | int | None = None,
-        force: bool = False,
-        batch_rows: int = 65_536,
-        progress: Progress | None = None,
-    ) -> ExportResult:
-        """Export build NAME[@vN] at `output` (see `Build.export`)."""
-        return self.build_version(build).export(
-            output, format=format, columns=columns, verbatim=verbatim, with_provenance=with_provenance, split=split,
-            split_seed=split_seed, shard_size=shard_size, force=force, batch_rows=batch_rows, progress=progress,
-        )
+    def export(self, build: str, output: str | Path, /, **options: Unpack[ExportFields]) -> ExportResult:
+        """Export build NAME[@vN] at `output` with `options` (format=, columns=, split=, shard_size=, force=, ...:
+        `Build.export`)."""
+        return self.build_version(build).export(output, **options)
 
     def status(self) -> StoreStatus:
         """Per filter, the samples it has not seen (by source); per build, whether the store changed since."""
@@ -284,34 +254,12 @@ class Store(StoreCore):
 
         return stats(self, by=list(by))
 
-    def diversity(
-        self,
-        *,
-        by: Sequence[str] = (),
-        where: str | None = None,
-        sample_ids: Sequence[str] | pa.Array | None = None,
-        build: str | None = None,
-        metrics: str | Sequence[str] | None = None,
-        reference: str = "origin = 'real'",
-        sample_size: int = 1000,
-        draws: int = 5,
-        seed: int = 0,
-        record: bool = True,
-        embed: Embedder | None = None,
-        embedding_model: str = "all-MiniLM-L6-v2",
-        engine: str = "local",
-        workers: int | None = None,
-        ray_address: str | None = None,
-        progress: Progress | None = None,
-    ) -> DiversityResult:
-        """Diversity per group of `by`; `.table` is a pyarrow.Table, one row per group. See `lineage.diversity`."""
+    def diversity(self, **options: Unpack[DiversityFields]) -> DiversityResult:
+        """Diversity per group of `by`; `.table` is a pyarrow.Table, one row per group. `options` (by=, where=,
+        build=, metrics=, sample_size=, draws=, seed=, engine=, ...): `lineage.diversity.diversity`."""
         from lineage.diversity import diversity
 
-        return diversity(
-            self, by=by, where=where, sample_ids=sample_ids, build=build, metrics=metrics, reference=reference,
-            sample_size=sample_size, draws=draws, seed=seed, record=record, embed=embed,
-            embedding_model=embedding_model, engine=engine, workers=workers, ray_address=ray_address, progress=progress,
-        )
+        return diversity(self, **options)
 
     # -- models and evaluations --------------------------------------------------------------
 

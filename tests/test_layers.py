@@ -114,12 +114,93 @@ def private_imports(root: Path) -> list[str]:
     return found
 
 
+# What a CLI module may import besides lineage.cli: the facade, the errors, the demo `lineage demo` runs, and base
+# constants and output-file helpers; the types of results under `if TYPE_CHECKING:`. No capability: a command's
+# work is a Store method's.
+CLI_MAY_IMPORT = ("lineage.cli", "lineage.store", "lineage.errors", "lineage.demo", "lineage.limits",
+                  "lineage.dimensions", "lineage.outputs")
+DEMO_MAY_IMPORT = ("lineage.demo", "lineage.store", "lineage.errors", "lineage.core.sqlutil")  # the last: quoting
+
+
+class _WithoutTypeChecking(ast.NodeTransformer):
+    def visit_If(self, node: ast.If) -> ast.AST:
+        test = node.test
+        name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else None
+        return ast.Pass() if name == "TYPE_CHECKING" else self.generic_visit(node)
+
+
+def layer_imports(root: Path, top: str, may_import: tuple[str, ...]) -> list[str]:
+    """The imports of the modules in `top`'s layer outside `may_import` (type-only imports excepted)."""
+    files = {module_name(p, root): p for p in root.rglob("*.py")}
+    found = []
+    for name, path in sorted(files.items()):
+        if layer(name) != LAYERS[top]:
+            continue
+        source = ast.unparse(_WithoutTypeChecking().visit(ast.parse(path.read_text())))
+        found += [
+            f"{name} imports {target}"
+            for target in sorted(imports(source, name, path.name == "__init__.py", set(files)))
+            if not any(target == allowed or target.startswith(f"{allowed}.") for allowed in may_import)
+        ]
+    return found
+
+
+def cli_imports(root: Path) -> list[str]:
+    return layer_imports(root, "lineage.cli", CLI_MAY_IMPORT)
+
+
 def test_no_upward_import() -> None:
     assert upward(graph(PACKAGE)) == []
 
 
 def test_no_import_cycle() -> None:
     assert cycles(graph(PACKAGE)) == []
+
+
+def test_the_cli_and_the_demo_call_the_store() -> None:
+    assert cli_imports(PACKAGE) == []
+    assert layer_imports(PACKAGE, "lineage.demo", DEMO_MAY_IMPORT) == []
+
+
+def test_store_methods_are_typed() -> None:
+    """Every public Store method annotates its parameters and result; forwarded options are a TypedDict
+    (`**options: Unpack[...]`), never `**options: Any`."""
+    import inspect
+
+    from lineage.store import Store
+
+    untyped = []
+    for name, method in inspect.getmembers(Store, callable):
+        if name.startswith("_"):
+            continue
+        signature = inspect.signature(method)
+        for param in signature.parameters.values():
+            if param.name in ("self", "cls"):
+                continue
+            annotation = str(param.annotation)
+            if param.annotation is inspect.Parameter.empty or (
+                param.kind is param.VAR_KEYWORD and not annotation.startswith("Unpack[")
+            ):
+                untyped.append(f"{name}({param.name}: {annotation})")
+        if signature.return_annotation is inspect.Signature.empty:
+            untyped.append(f"{name} -> ?")
+    assert untyped == []
+
+
+def test_forwarded_options_match_the_capability() -> None:
+    """A TypedDict of options a Store method forwards names the capability's keyword parameters, typed alike."""
+    import inspect
+
+    from lineage.build import Build, ExportFields
+    from lineage.diversity import DiversityFields, diversity
+    from lineage.filters.run import RunFields, run_filter
+
+    for fields, function, own in [(RunFields, run_filter, set()), (DiversityFields, diversity, {"scope"}),
+                                  (ExportFields, Build.export, set())]:
+        keywords = {p.name: p.annotation for p in inspect.signature(function).parameters.values()
+                    if p.kind is p.KEYWORD_ONLY and p.name not in own}
+        typed = {k: getattr(v, "__forward_arg__", v) for k, v in fields.__annotations__.items()}
+        assert typed == keywords, fields.__name__
 
 
 def test_no_private_import() -> None:
@@ -165,3 +246,20 @@ def test_a_private_import_is_caught(tmp_path: Path) -> None:
         "lineage/features/containment.py": "from lineage.features.minhash import _fmix64, signatures\n",
     })
     assert private_imports(root) == ["lineage.features.containment imports _fmix64 from lineage.features.minhash"]
+
+
+def test_a_capability_import_in_the_cli_is_caught(tmp_path: Path) -> None:
+    root = write(tmp_path, {
+        "lineage/__init__.py": "",
+        "lineage/cli/__init__.py": "",
+        "lineage/cli/sets_cmds.py": (
+            "from typing import TYPE_CHECKING\nfrom lineage.cli.common import emit\n"
+            "if TYPE_CHECKING:\n    from lineage.sets import SetInfo\n"
+            "def create():\n    from lineage.sets import read_ids_file\n    from lineage.store import Store\n"
+        ),
+        "lineage/cli/common.py": "from lineage.errors import LineageError\n",
+        "lineage/sets.py": "",
+        "lineage/store.py": "",
+        "lineage/errors.py": "",
+    })
+    assert cli_imports(root) == ["lineage.cli.sets_cmds imports lineage.sets"]

@@ -102,3 +102,20 @@ def test_selections_and_retention(small_store: Store, run: Runner, tmp_path: Pat
         small_store.diversity(where="origin = 'none'", record=False)
     assert error(run, "diversity", "--where", "origin = 'none'") == (
         "Error: no samples selected by --where origin = 'none'")
+
+
+def test_errors_keep_their_inputs() -> None:
+    from lineage.errors import NotFound, UsageError
+    from lineage.filters.base import filter_class
+    from lineage.metrics import resolve
+    from lineage.report import report_format
+
+    with pytest.raises(NotFound, match=r"^unknown filter `nope`; available: ") as found:
+        filter_class("nope")
+    assert (found.value.kind, found.value.name) == ("filter", "nope")
+    with pytest.raises(UsageError, match=r"^unknown metric `bogus`; choose from ") as usage:
+        resolve("distinct,bogus")
+    assert (usage.value.option, usage.value.value) == ("metrics", "bogus")
+    with pytest.raises(UsageError, match=r"^unknown report format `pdf`") as usage:
+        report_format("out.pdf", "pdf")
+    assert (usage.value.option, usage.value.value) == ("format", "pdf")

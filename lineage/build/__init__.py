@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow as pa
 
@@ -212,6 +212,21 @@ def _manifest(row: dict[str, Any]) -> str:
         for k, v in row.items()
     }
     return json.dumps(doc, indent=2, default=str, sort_keys=True) + "\n"
+
+
+class ExportFields(TypedDict, total=False):
+    """The keyword options of `Build.export` (and `Store.export`); their defaults and meaning are there."""
+
+    format: str
+    columns: list[str] | tuple[str, ...] | None
+    verbatim: bool | None
+    with_provenance: bool
+    split: dict[str, float] | list[str] | None
+    split_seed: int | None
+    shard_size: str | int | None
+    force: bool
+    batch_rows: int
+    progress: Progress | None
 
 
 class Build(BuildRecord):

@@ -188,11 +188,10 @@ def migrate(ctx: click.Context) -> None:
     Example:
       lineage --store ./store migrate
     """
-    from lineage.core.catalog import FORMAT_VERSION
     from lineage.store import Store
 
     steps = Store.migrate(store_path(ctx))  # a store of an older format cannot be opened until it is migrated
-    click.echo(f"migrated through formats {steps}" if steps else f"store is at format {FORMAT_VERSION}")
+    click.echo(f"migrated through formats {steps}" if steps else f"store is at format {Store.format_version()}")
 
 
 @click.command()

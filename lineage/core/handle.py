@@ -169,6 +169,11 @@ class StoreCore:
             os.rename(tmp, path / CATALOG_FILE)
 
     @staticmethod
+    def format_version() -> int:
+        """The store format this lineage writes (`migrate` upgrades to it)."""
+        return catalog.FORMAT_VERSION
+
+    @staticmethod
     def migrate(root: str | os.PathLike[str]) -> list[int]:
         """Upgrade the catalog of the store at `root` to the format this lineage writes, one step at a time, each
         in a transaction, under the writer lock; returns the formats it went through (none: it was current)."""

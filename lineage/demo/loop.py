@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -159,21 +160,25 @@ def _governed_spec(store: Store, name: str, seed: int, generation: int) -> dict[
     """Real share >= 50%, generation <= 2, filtered outputs; from generation 2 on, a policy checks the last
     model against the first (trained on real data only) and, on any symptom, raises the real floor by 0.2
     and lowers the generation cap by 1 (`lineage.build.policy`): detect, then respond."""
-    from lineage.build.policy import apply_policy
-    from lineage.build.spec import load_spec
-
     real = f"source = {sql_string(REAL_SOURCE)}"
     spec: dict[str, Any] = {"name": name, "size": 1, "seed": seed,
                             "pool": {"where": f"{real} OR generator LIKE 'governed-%'", "max_generation": 2},
                             "quotas": {"origin": {"real": {"min": 0.5}}}}
     if generation > 1:
         spec["policy"] = {"after": f"governed-m{generation - 1}", "baseline": "governed-m1"}
-    effective, _ = apply_policy(store, load_spec(spec))
+    effective = store.effective_spec(spec)
     real_min = effective.quotas["origin"]["real"].min or 0.5
     # Keep every real sample and add filtered synthetic ones up to the real floor the policy set.
     real_n = _pool_size(store, {"name": name, "size": 1, "pool": {"where": real}})
     synthetic = _pool_size(store, {"name": name, "size": 1, "pool": effective.pool.model_dump()}) - real_n
     return {**spec, "size": real_n + min(synthetic, int(real_n * (1 - real_min) / real_min))}
+
+
+def distinct_2(docs: list[list[str]]) -> float:
+    """distinct-2 (Li et al. 2016) of the outputs: distinct word bigrams / bigrams, within each output (the value
+    `lineage diversity` reports as distinct_2); 0 without any bigram."""
+    bigrams = [pair for tokens in docs for pair in pairwise(tokens)]
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
 def _pool_size(store: Store, spec: dict[str, Any]) -> int:
@@ -209,14 +214,12 @@ def _evaluate(
     store: Store, policy: str, generation: int, model: str, build: Any, members: Any, lm: BigramLM,
     outputs: list[str], heldout: list[str], rare: set[str],
 ) -> Row:
-    from lineage.metrics.text import distinct_n
-
     seen = {t for text in outputs for t in tokenize(text)}
     origins = members["origin"].to_pylist()
     row = Row(
         policy, generation, model, len(origins), origins.count("real") / max(len(origins), 1),
         lm.cross_entropy(heldout), lm.accuracy(heldout), len(rare & seen) / max(len(rare), 1),
-        distinct_n([tokenize(t) for t in outputs], 2) or 0.0,
+        distinct_2([tokenize(t) for t in outputs]),
     )
     store.record_eval(model, metrics={"heldout_loss": row.heldout_loss, "heldout_accuracy": row.heldout_accuracy},
                       benchmark="demo", eval_set="heldout-protected")

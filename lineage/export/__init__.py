@@ -72,7 +72,8 @@ def export_build(
     """Write the export of `build` at `output` (already checked by Store.output_path); `progress(done, total)`
     counts the samples written, a split at a time."""
     if options.format not in FORMATS:
-        raise LineageError(f"unknown export format `{options.format}`; choose from {', '.join(FORMATS)}")
+        unknown = f"unknown export format `{options.format}`; choose from {', '.join(FORMATS)}"
+        raise UsageError("format", options.format, message=unknown)
     verbatim = options.verbatim if options.verbatim is not None else options.format == "jsonl" and not options.columns
     if verbatim and options.columns:
         raise LineageError(

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, UsageError
 from lineage.features.cache import FeatureCache
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ CHUNK_ROWS = 8_192
 
 def spec(model: str) -> ModelSpec:
     if model not in MODELS:
-        raise LineageError(f"unknown embedding model `{model}`; available: {', '.join(sorted(MODELS))}")
+        unknown = f"unknown embedding model `{model}`; available: {', '.join(sorted(MODELS))}"
+        raise UsageError("embedding_model", model, message=unknown)
     return MODELS[model]
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lineage.errors import LineageError, option
+from lineage.errors import LineageError, NotFound, UsageError, option
 from lineage.schemas import DECISIONS
 
 if TYPE_CHECKING:
@@ -122,7 +122,8 @@ def filter_class(name: str, module: str | None = None) -> type[Filter]:
     if name in BUILTINS:
         importlib.import_module(f"lineage.filters.{BUILTINS[name]}")  # registers on import
     if name not in REGISTRY:
-        raise LineageError(f"unknown filter `{name}`; available: {', '.join(sorted({*BUILTINS, *REGISTRY}))}")
+        available = ", ".join(sorted({*BUILTINS, *REGISTRY}))
+        raise NotFound("filter", name, f"unknown filter `{name}`; available: {available}")
     return REGISTRY[name]
 
 
@@ -146,7 +147,7 @@ def parse_params(cls: type[Filter], raw: dict[str, Any]) -> FilterParams:
     allowed = ", ".join(fields) or "none"
     for key in raw:
         if key not in fields:
-            raise LineageError(f"unknown param `{key}` for filter {cls.name}; allowed: {allowed}")
+            raise UsageError("params", key, message=f"unknown param `{key}` for filter {cls.name}; allowed: {allowed}")
     try:
         return cls.Params(**raw)
     except ValidationError as exc:

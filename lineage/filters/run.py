@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -128,6 +128,22 @@ def history(store: StoreCore, filter_name: str | None = None) -> pa.Table:
     the run dropped from), `warning` naming each source it dropped more than 90% of, and `by_source` (JSON: the
     run's decisions counted by source, decision and reason)."""
     return store.query(HISTORY_SQL, params=[filter_name, filter_name, DROP_WARNING])
+
+
+class RunFields(TypedDict, total=False):
+    """The keyword options of `run_filter` (and `Store.run_filter`); their defaults and meaning are there."""
+
+    params: dict[str, Any] | None
+    where: str | None
+    force: bool
+    module: str | None
+    engine: str
+    workers: int | None
+    ray_address: str | None
+    progress: Progress | None
+    new_only: bool
+    dry_run: bool
+    memory_limit: str | None
 
 
 def run_filter(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lineage.errors import LineageError
+from lineage.errors import LineageError, UsageError
 
 NGRAM_ORDERS = (1, 2, 3, 4)
 
@@ -69,7 +69,8 @@ def resolve(names: str | Iterable[str] | None) -> list[str]:
         elif name in METRICS:
             wanted.add(name)
         elif name:
-            raise LineageError(f"unknown metric `{raw.strip()}`; choose from {', '.join([*SETS, *METRICS])}")
+            choices = ", ".join([*SETS, *METRICS])
+            raise UsageError("metrics", raw.strip(), message=f"unknown metric `{raw.strip()}`; choose from {choices}")
     if not wanted:
         raise LineageError(f"no metric given; choose from {', '.join([*SETS, *METRICS])}")
     return [name for name in METRICS if name in wanted]

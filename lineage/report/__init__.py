@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lineage.errors import LineageError, option
+from lineage.errors import LineageError, UsageError, option
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -28,7 +28,7 @@ def report_format(output: str | Path, fmt: str | None = None) -> str:
     """The format asked for, or the one the output's extension names; a one-line error otherwise."""
     if fmt is not None:
         if fmt not in FORMATS:
-            raise LineageError(f"unknown report format `{fmt}`; choose from {', '.join(FORMATS)}")
+            raise UsageError("format", fmt, message=f"unknown report format `{fmt}`; choose from {', '.join(FORMATS)}")
         return fmt
     suffix = Path(output).suffix.lower()
     if suffix not in EXTENSIONS:
@@ -50,7 +50,7 @@ def report_data(
 ) -> dict[str, Any]:
     """The report's content as plain data (what the JSON format writes)."""
     if kind not in KINDS:
-        raise LineageError(f"unknown report `{kind}`; choose from {', '.join(KINDS)}")
+        raise UsageError("kind", kind, message=f"unknown report `{kind}`; choose from {', '.join(KINDS)}")
     if kind == "build":
         from lineage.report.build_data import build_data
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from lineage.errors import LineageError, first_line, option
+from lineage.errors import LineageError, UsageError, first_line, option
 
 CONNECT_TIMEOUT = 5.0
 INSTALL_HINT = "--engine ray needs Ray: pip install 'lineage[ray]'"
@@ -19,7 +19,7 @@ INSTALL_HINT = "--engine ray needs Ray: pip install 'lineage[ray]'"
 def check_engine(engine: str, engines: tuple[str, ...], workers: int | None, address: str | None) -> None:
     """The engine options every command that can run on Ray takes, checked before any work starts."""
     if engine not in engines:
-        raise LineageError(f"unknown engine `{engine}`; choose from {', '.join(engines)}")
+        raise UsageError("engine", engine, message=f"unknown engine `{engine}`; choose from {', '.join(engines)}")
     if address and engine != "ray":
         raise LineageError(f"{option('ray_address')} goes with {option('engine', 'ray')}")
     if workers is not None and workers < 1:
