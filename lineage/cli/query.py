@@ -110,7 +110,7 @@ def sql(
     store = open_store(ctx)
     fmt = "json" if as_json else fmt or ("csv" if output else None)
     target = store.output_path(output) if output else None  # before the query: a wrong path fails at once
-    table = store.sql(query, timeout=timeout or None, memory_limit=memory_limit)
+    table = unique_names(store.sql(query, timeout=timeout or None, memory_limit=memory_limit))
     if fmt == "parquet":
         if target is None:
             raise LineageError("--format parquet needs --output FILE")
@@ -120,6 +120,19 @@ def sql(
             _write(table, "csv" if fmt == "table" else fmt, stream)
     else:
         emit(table, output_format(fmt))
+
+
+def unique_names(table: pa.Table) -> pa.Table:
+    """`table` with a repeated column name suffixed as DuckDB's CREATE TABLE AS does (`generation`, `generation_1`):
+    every output format keys cells by name, so a join selecting `a.x, b.x` would otherwise lose a column."""
+    names: list[str] = []
+    for name in table.column_names:
+        unique, k = name, 0
+        while unique in names:
+            k += 1
+            unique = f"{name}_{k}"
+        names.append(unique)
+    return table if names == table.column_names else table.rename_columns(names)
 
 
 def _write(table: pa.Table, fmt: str, stream: Any) -> None:
