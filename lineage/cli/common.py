@@ -82,6 +82,11 @@ def set_entry_point() -> None:
     _ENTRY_POINT = True
 
 
+def entry_point() -> bool:
+    """Whether this is the `lineage` process itself (which may end itself), not a caller's running the CLI."""
+    return _ENTRY_POINT
+
+
 def open_store(ctx: click.Context) -> Any:
     from lineage.store import Store
 
