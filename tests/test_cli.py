@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 
 import click
 import pytest
@@ -267,3 +269,19 @@ def test_shell_completion_as_documented() -> None:
     assert script.returncode == 0 and "_lineage_completion()" in script.stdout
     words = run_cli(env={"_LINEAGE_COMPLETE": "bash_complete", "COMP_WORDS": "lineage sql x --fo", "COMP_CWORD": "3"})
     assert words.stdout.split() == ["plain,--format"]
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl"])
+def test_a_reader_that_stops_early_is_no_error(busy: Store, fmt: str) -> None:
+    """`lineage sql … | head -1`: the reader closes the pipe after one line. Nothing went wrong, so no `Error:` line;
+    the exit status is a SIGPIPE death's (141), as `git log | head` gives under `set -o pipefail`."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lineage", "--store", str(busy.root), "sql", "SELECT * FROM samples", "--format", fmt],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()
+    process.stdout.close()
+    with process.stderr:
+        assert process.stderr.read() == ""
+    assert process.wait(timeout=120) == 141

@@ -19,6 +19,7 @@ from lineage.store import Store
 
 sys.path.insert(0, str(FIXTURES))
 import leaks
+import realistic
 
 CLEAN = 1000
 
@@ -158,3 +159,30 @@ def test_normalisation_ignores_case_punctuation_and_markup() -> None:
     marked = containment.tokenize(["### Instruction:\nWHAT is the boiling-point of water, at sea level?\n"
                                    "<|im_start|>assistant"]).hashes
     assert list(plain) == list(marked)
+
+
+def test_invisible_characters_hide_no_leak(store: Store, tmp_path: Path) -> None:
+    """Web text carries invisible format characters inside words: soft hyphens (HTML `&shy;`), zero-width joiners,
+    word joiners, byte-order marks, bidi marks. A benchmark item so marked inside a 300-word document reads as the
+    item and is found, with its span in the document's characters; a zero-width space still separates words."""
+    made = realistic.make(seed=6, n=60, leaks=10)
+    create_set(store, "heldout", protected=True)
+    store.ingest(made["heldout"], origin="real", source="bench", template=leaks.ITEM_TEMPLATE, set_name="heldout")
+    marks = ["\u00ad", "\u200d", "\u2060", "\ufeff", "\u200e"]
+    docs, items = [], {}
+    for k, (doc, item) in enumerate(zip(made["docs"][10:20], made["heldout"][10:20], strict=True)):
+        text = leaks.ITEM_TEMPLATE.format(**item)
+        mark = marks[k % len(marks)]
+        hidden = " ".join(w[:2] + mark + w[2:] if len(w) > 4 else w for w in text.split(" "))
+        if k == len(marks):
+            hidden = text.replace(" ", "\u200b")
+        cut = len(doc["text"]) // 2
+        docs.append({"id": f"hidden-{k}", "text": doc["text"][:cut] + " " + hidden + " " + doc["text"][cut:]})
+        items[f"hidden-{k}"] = (item["id"], cut + 1, cut + 1 + len(hidden))
+    store.ingest(docs, origin="real", source="web")
+    store.run_filter("contamination")
+    rows = _decisions(store)
+    for doc_id, (item, start, end) in items.items():
+        assert rows[doc_id]["item"] == item and rows[doc_id]["reason"].startswith("contaminated_contained"), doc_id
+        s, e = (int(x) for x in rows[doc_id]["reason"].split("chars=")[1].split("-"))
+        assert start <= s < e <= end, (doc_id, s, e, start, end)

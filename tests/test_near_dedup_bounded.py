@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 from conftest import FIXTURES
 
 from lineage.filters.base import BASE_COLUMNS, SelectionContext
@@ -218,3 +220,23 @@ def test_sample_filters_are_streamed_and_count_by_source(store: Store) -> None:
         {"source": "planted", "decision": "keep", "reason": None, "n": 2_000 - dropped},
     ]
     assert (store.root / "data" / "events" / f"{result.run_id}.parquet").is_file()
+
+
+@pytest.mark.parametrize("name", ["exact-dedup", "near-dedup"])
+def test_a_memory_limit_too_small_to_work_in_is_one_line(store: Store, tmp_path: Path, name: str) -> None:
+    """At 1MB DuckDB cannot even commit the scratch table of 2,000 chats, Alpaca records and documents: one line
+    naming the limit, exit status 1, nothing recorded; never DuckDB's traceback."""
+    import realistic
+
+    from lineage.cli import cli
+
+    realistic.write(realistic.make(seed=5, n=400), tmp_path)
+    for shape in ("chat", "sharegpt", "inst"):
+        store.ingest(tmp_path / f"{shape}.jsonl", origin="synthetic", source=shape, generation=1)
+    store.ingest(tmp_path / "alpaca.json", origin="synthetic", source="alpaca", generation=1)
+    store.ingest(tmp_path / "docs.jsonl", origin="real", source="web")
+    result = CliRunner().invoke(cli, ["--store", str(store.root), "filter", "run", name, "--memory-limit", "1MB"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {name}: ran out of its memory limit (1MB) (")
+    assert result.output.count("\n") == 1 and result.output.endswith("(nothing was recorded)\n")
+    assert store.runs(name).num_rows == 0

@@ -14,12 +14,13 @@ import io
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import fill_small_store
+from conftest import fill_small_store, run_cli
 
 from lineage.build import InfeasibleSpec
 from lineage.cli import cli
@@ -265,6 +266,19 @@ def test_runaway_queries_stop_with_one_line(built: Path) -> None:
     one_line_error(built, "sql", "SELECT list(repeat('x', 1000000)) FROM range(100000)",
                    "--memory-limit", "200MB", match="raise --memory-limit")
     one_line_error(built, "sql", "SELECT 1", "--memory-limit", "lots", match="--memory-limit `lots`")
+
+
+def test_a_query_deaf_to_interrupts_still_stops_at_its_timeout(built: Path) -> None:
+    """DuckDB checks for an interrupt between vectors; one value of 300 MB built by `repeat` (about 6 s here) runs
+    on past it. The `lineage` process ends such a query a second after its --timeout, with the same one line."""
+    query = ("SELECT length(repeat(repeat('ab', 100000), 1500) || n::VARCHAR) AS d "
+             "FROM (SELECT count(*) AS n FROM samples)")
+    started = time.monotonic()
+    done = run_cli("--store", str(built), "sql", query, "--timeout", "1")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert done.stderr == "Error: the query ran longer than 1 s and was stopped; raise --timeout SECONDS\n"
+    assert elapsed < 4.5, elapsed
 
 
 # -- 7. every error a user can cause is one line ----------------------------------------------------------

@@ -148,3 +148,25 @@ def test_user_and_internal_queries_keep_their_own_guards_in_any_order(small_stor
         with pytest.raises(QueryError):
             small_store.sql(query)
     assert not (tmp_path / "x.csv").exists() and outside.read_text() == "secret"
+
+
+@pytest.mark.parametrize("fmt", ["table", "tsv", "csv", "json", "jsonl", "parquet"])
+def test_a_join_whose_columns_share_a_name_keeps_every_value(runner: Runner, small_store: Store, fmt: str,
+                                                            tmp_path: Path) -> None:
+    """`SELECT a.decision, b.decision …` comparing two runs: both columns, each under a name of its own (DuckDB's
+    `decision_1`), never a row one value short under the header or a JSON object that kept only the last."""
+    query = ("SELECT s.external_id, s.generation, p.generation, p.external_id FROM samples s "
+             "JOIN samples p ON p.sample_id = s.parent_ids[1] WHERE s.external_id = 'syn2-00001'")
+    out = tmp_path / "out.parquet"
+    text = runner("sql", query, "--format", fmt, *(["--output", str(out)] if fmt == "parquet" else [])).stdout
+    expected = {"external_id": "syn2-00001", "generation": 2, "generation_1": 1, "external_id_1": "syn1-00292"}
+    if fmt == "parquet":
+        assert pq.read_table(out).to_pylist() == [expected]
+    elif fmt in ("json", "jsonl"):
+        assert json.loads(text.strip().removeprefix("[").removesuffix("]")) == expected
+    else:
+        sep = {"csv": ",", "tsv": "\t"}.get(fmt)
+        lines = [line for line in text.splitlines() if "syn2-00001" in line or "generation_1" in line]
+        cells = [[c.strip() for c in (line.split(sep) if sep else line.strip("│┃ ").replace("┃", "│").split("│"))]
+                 for line in lines]
+        assert cells == [list(expected), [str(v) for v in expected.values()]]

@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,13 @@ class LineageGroup(click.Group):
         try:
             with cli_names():
                 return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`lineage sql … | head`): nothing failed here. End quietly, with the status of a
+            # process SIGPIPE ended (141, as `git log | head` under `set -o pipefail`), and no complaint from Python
+            # when it flushes what stdout still holds at exit.
+            with suppress(OSError, ValueError, io.UnsupportedOperation):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except (LineageError, OSError) as exc:
             # OSError: the disk or the data location failed under us (full, gone, unreachable): one line too.
             if (ctx.obj or {}).get("debug"):
@@ -72,6 +80,11 @@ _ENTRY_POINT = False  # running as the `lineage` process (`main`), not inside a 
 def set_entry_point() -> None:
     global _ENTRY_POINT
     _ENTRY_POINT = True
+
+
+def entry_point() -> bool:
+    """Whether this is the `lineage` process itself (which may end itself), not a caller's running the CLI."""
+    return _ENTRY_POINT
 
 
 def open_store(ctx: click.Context) -> Any:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from lineage.cli.common import (
+    echo_err,
     emit,
+    entry_point,
     format_options,
     nest_json,
     open_store,
@@ -110,7 +116,8 @@ def sql(
     store = open_store(ctx)
     fmt = "json" if as_json else fmt or ("csv" if output else None)
     target = store.output_path(output) if output else None  # before the query: a wrong path fails at once
-    table = store.sql(query, timeout=timeout or None, memory_limit=memory_limit)
+    with _deadline(timeout):
+        table = unique_names(store.sql(query, timeout=timeout or None, memory_limit=memory_limit))
     if fmt == "parquet":
         if target is None:
             raise LineageError("--format parquet needs --output FILE")
@@ -120,6 +127,44 @@ def sql(
             _write(table, "csv" if fmt == "table" else fmt, stream)
     else:
         emit(table, output_format(fmt))
+
+
+GRACE = 1.0  # seconds a query may run past its --timeout before the process ends it
+
+
+@contextmanager
+def _deadline(timeout: float | None) -> Iterator[None]:
+    """DuckDB stops a query between vectors of work, so one huge value (`repeat` of hundreds of MB) runs on past the
+    interrupt `--timeout` sends. A read-only query holds nothing to clean up: when it has not stopped GRACE seconds
+    later, the `lineage` process ends with the interrupt's one line."""
+    if not timeout or not entry_point():
+        yield
+        return
+
+    def expire() -> None:
+        echo_err(f"Error: the query ran longer than {timeout:g} s and was stopped; raise --timeout SECONDS")
+        os._exit(1)
+
+    timer = threading.Timer(timeout + GRACE, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def unique_names(table: pa.Table) -> pa.Table:
+    """`table` with a repeated column name suffixed as DuckDB's CREATE TABLE AS does (`generation`, `generation_1`):
+    every output format keys cells by name, so a join selecting `a.x, b.x` would otherwise lose a column."""
+    names: list[str] = []
+    for name in table.column_names:
+        unique, k = name, 0
+        while unique in names:
+            k += 1
+            unique = f"{name}_{k}"
+        names.append(unique)
+    return table if names == table.column_names else table.rename_columns(names)
 
 
 def _write(table: pa.Table, fmt: str, stream: Any) -> None:

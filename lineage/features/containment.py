@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,8 +77,12 @@ def tokenize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> Tokens
     """Tokens of every text (see the module doc), template words removed."""
     arr = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.string())
     data, text_starts = utf8_buffer(arr)
-    starts, ends = _spans(data)
-    hashes = token_hashes(data, starts, ends)
+    visible = _visible(data)  # None: every byte is
+    seen = data if visible is None else data[visible]
+    starts, ends = _spans(seen)
+    hashes = token_hashes(seen, starts, ends)
+    if visible is not None:  # spans back in the bytes of the texts as they are
+        starts, ends = visible[starts], visible[ends - 1] + 1
     offsets = np.searchsorted(starts, text_starts)  # no token crosses a text's end: each ends with a space
     markup = np.isin(hashes, _markup_hashes())
     if markup.any():
@@ -85,6 +90,26 @@ def tokenize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> Tokens
         hashes, starts, ends = hashes[keep], starts[keep], ends[keep]
         offsets = np.concatenate([[0], np.cumsum(keep)])[offsets]
     return Tokens(hashes, starts, ends, offsets, text_starts)
+
+
+def _visible(data: np.ndarray) -> np.ndarray | None:
+    """Positions of the bytes that are not invisible format characters (Unicode Cf: soft hyphens, zero-width
+    joiners, word joiners, byte-order and bidi marks), or None when there are none. Web text carries them inside
+    words, where they would cut an item's words in two; a reader sees the word whole, and so does the index. The
+    zero-width space stays: it separates words."""
+    leads = np.flatnonzero(data >= 0xC2)
+    if len(leads) == 0:
+        return None
+    codepoints, width = decode_utf8(data, leads)
+    distinct, inverse = np.unique(codepoints, return_inverse=True)
+    invisible = np.array([c != 0x200B and unicodedata.category(chr(c)) == "Cf" for c in distinct.tolist()], bool)
+    hidden = invisible[inverse]
+    if not hidden.any():
+        return None
+    mask = np.ones(len(data), bool)
+    for k in range(4):
+        mask[leads[hidden & (width > k)] + k] = False
+    return np.flatnonzero(mask)
 
 
 def _spans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -97,8 +97,12 @@ class Spill:
         """DuckDB's and the file system's failures while spilling, as one line naming the limit or the folder."""
         try:
             yield
-        except (duckdb.OutOfMemoryException, duckdb.IOException, OSError) as exc:
+        except (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.TransactionException, OSError) as exc:
             text = first_line(exc)
+            if isinstance(exc, duckdb.TransactionException) and "could not allocate" not in text:
+                raise
+            # A commit of the scratch database that finds no memory for its blocks fails as a TransactionException.
+            out_of_memory = isinstance(exc, duckdb.OutOfMemoryException | duckdb.TransactionException)
             full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(
                 s in text.lower() for s in _DISK_FULL
             )
@@ -107,7 +111,7 @@ class Spill:
                     f"{self.what}: the disk filled while spilling to `{self.folder}` ({text}); free space there "
                     "and run it again (nothing was recorded)"
                 ) from None
-            if isinstance(exc, duckdb.OutOfMemoryException):
+            if out_of_memory:
                 raise LineageError(
                     f"{self.what}: ran out of its memory limit ({self.memory_limit}) ({text}); raise it with "
                     f"{option('memory_limit')} (nothing was recorded)"
