@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _FROM_CLI: ContextVar[bool] = ContextVar("lineage_from_cli", default=False)
@@ -125,6 +126,27 @@ class UsageError(LineageError):
         `message`, when given, is the whole message instead (`unknown engine `x`; choose from ...`)."""
         self.option, self.value = option, value
         super().__init__(message or f"{given(option, value)}{problem}")
+
+
+class OutputPathError(LineageError):
+    """An output path (`option`) inside what the store owns (`owned`): writing it could change the store."""
+
+    def __init__(self, path: Path, option: str, owned: Path) -> None:
+        self.path, self.option, self.owned = path, option, owned
+        super().__init__(
+            f"{option} `{path}` would overwrite the store's own `{owned}`: write outputs outside the store's "
+            f"catalog, lock, data/, tmp/ and builds/"
+        )
+
+
+class OutputExistsError(LineageError):
+    """An output folder (`option`) that exists and is not empty, without `force`."""
+
+    def __init__(self, path: Path, option: str) -> None:
+        self.path, self.option = path, option
+        super().__init__(
+            f"{option} `{path}` exists and is not empty: choose another folder, or {flag('force')} to replace it"
+        )
 
 
 class BuildError(LineageError):

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lineage.core.faults import crash_point
-from lineage.errors import LineageError, flag
+from lineage.errors import OutputExistsError, OutputPathError
 
 # What the store itself owns under its root: its catalog (and DuckDB's WAL beside it), the writer lock, the
 # segments and features, workers' staging, and the builds' members and manifests.
@@ -27,15 +27,6 @@ _STORE_FILES = ("lineage.duckdb", "lineage.duckdb.wal", "lineage.lock")
 _STORE_DIRS = ("data", "tmp", "builds")
 # Where a store notes the outputs being written (folder exports), so `gc` finds what a killed one left.
 OUTPUT_JOURNAL = "tmp/outputs"
-
-
-class OutputPathError(LineageError):
-    def __init__(self, path: Path, option: str, owned: Path) -> None:
-        self.path, self.option, self.owned = path, option, owned
-        super().__init__(
-            f"{option} `{path}` would overwrite the store's own `{owned}`: write outputs outside the store's "
-            f"catalog, lock, data/, tmp/ and builds/"
-        )
 
 
 def check_output_path(store_root: Path, path: str | Path, *, option: str = "--output", data: str | None = None) -> Path:
@@ -87,14 +78,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class OutputExistsError(LineageError):
-    def __init__(self, path: Path, option: str) -> None:
-        self.path, self.option = path, option
-        super().__init__(
-            f"{option} `{path}` exists and is not empty: choose another folder, or {flag('force')} to replace it"
-        )
 
 
 @contextmanager

@@ -153,11 +153,13 @@ class Store(StoreCore):
         )
 
     def sets(self) -> pa.Table:
+        """Named sets with their member counts, one row each."""
         from lineage.sets import list_sets
 
         return list_sets(self)
 
     def show_set(self, name: str, /, *, limit: int = 20) -> dict[str, Any]:
+        """Set `name`: protection, member count, composition by origin and source, and `limit` members."""
         from lineage.sets import show_set
 
         return show_set(self, name, limit=limit)
@@ -235,21 +237,26 @@ class Store(StoreCore):
     # -- inspection --------------------------------------------------------------------------
 
     def sample(self, sample_id: str) -> dict[str, Any]:
+        """A sample (by id, unique id prefix, your own id or SOURCE:ID) with its batch, sets, filter decisions,
+        ancestors and descendants."""
         from lineage.inspect import sample
 
         return sample(self, sample_id)
 
     def ancestors(self, sample_id: str) -> pa.Table:
+        """The sample's parents, their parents, ... with their depth."""
         from lineage.inspect import relatives
 
         return relatives(self, sample_id, "ancestors")
 
     def descendants(self, sample_id: str) -> pa.Table:
+        """The sample's children, their children, ... with their depth."""
         from lineage.inspect import relatives
 
         return relatives(self, sample_id, "descendants")
 
     def stats(self, *, by: list[str] | tuple[str, ...] = ("origin",)) -> pa.Table:
+        """Counts, shares and text lengths per group of the `by` dimensions."""
         from lineage.inspect import stats
 
         return stats(self, by=list(by))
@@ -389,6 +396,7 @@ class Store(StoreCore):
     # -- maintenance -------------------------------------------------------------------------
 
     def doctor(self) -> DoctorReport:
+        """Every registered segment checked (present, row count, sha256), orphans and stale filters listed."""
         from lineage.maintenance import doctor
 
         return doctor(self)

@@ -203,6 +203,27 @@ def test_forwarded_options_match_the_capability() -> None:
         assert typed == keywords, fields.__name__
 
 
+def errors_elsewhere(root: Path) -> list[str]:
+    """Classes outside lineage/errors.py that subclass one of its errors: the LineageError tree is one module."""
+    tree = ast.parse((root / "errors.py").read_text())
+    errors = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                (base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)) in errors
+                for base in node.bases
+            ):
+                found.append(f"{module_name(path, root)}.{node.name}")
+    return found
+
+
+def test_errors_live_in_lineage_errors() -> None:
+    assert errors_elsewhere(PACKAGE) == []
+
+
 def test_no_private_import() -> None:
     assert private_imports(PACKAGE) == []
 
