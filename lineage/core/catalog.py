@@ -7,6 +7,7 @@ built on each connection from the registered segments, optionally as of an earli
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -211,14 +212,17 @@ def release(con: duckdb.DuckDBPyConnection) -> None:
         pass  # a closed or failed connection: its instance is dropped with its Store
 
 
-def attach(con: duckdb.DuckDBPyConnection, path: Path, *, timeout: float = 30.0, use: bool = False) -> None:
-    """ATTACH the catalog file read-only as `live` (and make it the default database with `use`), waiting
-    while another process holds DuckDB's file lock for a moment; `detach` undoes it."""
+def attach(
+    con: duckdb.DuckDBPyConnection, path: Path, *, timeout: float = 30.0, use: bool = False, read_only: bool = True
+) -> None:
+    """ATTACH the catalog file as `live`, read-only unless `read_only=False` (and make it the default database with
+    `use`), waiting while another process holds DuckDB's file lock for a moment; `detach` undoes it."""
     start = time.monotonic()
     said = False
+    mode = " (READ_ONLY)" if read_only else ""
     while True:
         try:
-            con.execute(f"ATTACH {sql_string(str(path))} AS live (READ_ONLY)")
+            con.execute(f"ATTACH {sql_string(str(path))} AS live{mode}")
             break
         except duckdb.IOException as exc:
             waited = time.monotonic() - start
@@ -303,6 +307,24 @@ def legacy_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The last version whose samples have format-1 ids (from source + text), in a store migrated from format 1."""
     row = con.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'format1_until_version'").fetchall()
     return int(row[0][0]) if row else None
+
+
+HEADER_BYTES = 3 * 4096  # DuckDB's file header and its two database headers (one per checkpoint, alternating)
+
+
+def file_state(path: Path) -> tuple[int, int, int, bytes] | None:
+    """What tells whether the catalog file's committed content changed, without opening it (~0.05 ms instead of ~3):
+    its inode, size, modification time and DuckDB's database headers, which every checkpoint rewrites with a new
+    iteration count. None while a write-ahead log exists (commits not yet checkpointed into the file: open it)."""
+    try:
+        if os.path.exists(f"{path}.wal"):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+            st = os.fstat(f.fileno())
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, head)
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -480,6 +502,10 @@ def create_views(
     `names` and what they read. Views over many segments cost DuckDB a bind each (~5 ms per 1,000 segments)."""
     version = as_of if as_of is not None else current_version(con)
     wanted = set(VIEW_NAMES) if names is None else _with_inputs(names)
+    # Segments never change once written, so their Parquet footers can be kept: a session's second query skips
+    # parsing them (`count(*)` over 1,000,000 compacted samples: 3.0 -> 1.5 ms). DuckDB still re-reads a footer
+    # whose file is newer than its copy.
+    con.execute("SET parquet_metadata_cache = true")
     if "samples" in wanted:
         segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
     if "_events" in wanted:

@@ -76,7 +76,10 @@ def identify(con: duckdb.DuckDBPyConnection, *, id_field: str, legacy_version: i
     # Only the stored samples this input's ids name are read, not every sample (see `lineage.ingest.lookup`).
     lookup(con, "by_id", column="sample_id", keys_sql="SELECT sample_id FROM staged WHERE len(errors) = 0",
            columns="sample_id, content_hash, input_uri, input_row")
-    con.execute(MATCHES_SQL, {"legacy": legacy_version if legacy_version is not None else -1})
+    if legacy_version is None:  # no format-1 samples: the second half would open every segment to find none
+        con.execute(MATCHES_SQL.split("    UNION ALL")[0])
+    else:
+        con.execute(MATCHES_SQL, {"legacy": legacy_version})
     con.execute(PRESENT_SQL)
     rows = con.execute(CONFLICTS_SQL).fetchall()
     return [Reject(line, id_field, reason) for line, reason in rows]

@@ -37,9 +37,8 @@ def lookup(
     """Create table `name`: the `columns` of the stored samples whose `column` is one of the values `keys_sql`
     selects."""
     distinct = f"SELECT DISTINCT k FROM ({keys_sql}) t(k) WHERE k IS NOT NULL"
-    count = con.execute(f"SELECT count(*) FROM ({distinct})").fetchall()[0][0]
-    if count <= LIST_MAX:
-        keys = [r[0] for r in con.execute(distinct).fetchall()]
+    keys = [r[0] for r in con.execute(f"{distinct} LIMIT {LIST_MAX + 1}").fetchall()]  # one statement, not two
+    if len(keys) <= LIST_MAX:
         lookup_keys(con, name, {column: keys}, columns=columns)
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE _lookup_keys AS {distinct}")
@@ -58,13 +57,21 @@ def lookup_keys(con: duckdb.DuckDBPyConnection, name: str, keys: dict[str, list[
         _semi_join(con, name, queries, columns)
         return
     table = quote_ident(name)
+    given = {column: values for column, values in keys.items() if values}
+    if len(given) == 1:  # one statement where one will do
+        [(column, values)] = given.items()
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {columns} FROM existing "
+            f"WHERE list_contains($keys, {quote_ident(column)})",
+            {"keys": values},
+        )
+        return
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {columns} FROM existing WHERE false")
-    for column, values in keys.items():
-        if values:
-            con.execute(
-                f"INSERT INTO {table} SELECT {columns} FROM existing WHERE list_contains($keys, {quote_ident(column)})",
-                {"keys": values},
-            )
+    for column, values in given.items():
+        con.execute(
+            f"INSERT INTO {table} SELECT {columns} FROM existing WHERE list_contains($keys, {quote_ident(column)})",
+            {"keys": values},
+        )
 
 
 def _semi_join(con: duckdb.DuckDBPyConnection, name: str, queries: dict[str, str], columns: str) -> None:
