@@ -244,3 +244,18 @@ def test_the_rest_of_a_build_follows_the_pool_when_a_target_takes_most(store: St
     assert got.pop("sharegpt") == 160
     assert sorted(got) == ["alpaca", "chat", "docs", "inst"]
     assert all(9 <= n <= 11 for n in got.values()), got  # 40 over four sources of 200 samples each
+
+
+def test_a_provenance_field_never_given_shows_as_unknown(store: Store, tmp_path: Path) -> None:
+    """Chats ingested without --method or --language: `build show`, the report and the build row say `unknown`
+    for them, as for licences, never Python's `None`."""
+    realistic.write(realistic.make(seed=7, n=100), tmp_path)
+    store.ingest(tmp_path / "chat.jsonl", origin="synthetic", source="chat", generation=1)
+    store.ingest(tmp_path / "docs.jsonl", origin="real", source="web", method="human")
+    build = store.build(spec(size=100))
+    methods = composition(build, "method")
+    assert sorted(methods) == ["human", "unknown"] and sum(methods.values()) == 100
+    shown = Runner(store.root)("build", "show", "mix").stdout
+    assert f"method: human {methods['human']}, unknown {methods['unknown']}" in shown and "None" not in shown
+    report = store.report("build", "mix", output=tmp_path / "mix.md").read_text()
+    assert f"| unknown | {methods['unknown']} |" in report and "None" not in report

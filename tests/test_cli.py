@@ -157,6 +157,17 @@ def test_every_command_and_group_has_an_example(runner: Runner) -> None:
     assert missing == []
 
 
+def test_help_examples_name_builds_as_builds_are_named(runner: Runner) -> None:
+    """A build is `NAME` or `NAME@vN` everywhere (`build show`, `export`, `report build`, `diversity --build`): an
+    example writing `mix-v1` names a build that `lineage build` never makes from the `mix` of the others."""
+    wrong = []
+    for path, _ in [((), cli), *all_commands(cli)]:
+        for line in runner(*path, "--help").stdout.splitlines():
+            if line.strip().startswith("lineage ") and re.search(r"\bmix-v\d", line):
+                wrong.append(line.strip())
+    assert wrong == []
+
+
 def test_sql_help_lists_every_view_and_macro(runner: Runner, busy: Store) -> None:
     help_text = runner("sql", "--help").stdout
     with busy.reader() as con:

@@ -161,7 +161,11 @@ def _composition(store: StoreCore, members: pa.Table) -> dict[str, Any]:
                 f"SELECT CAST(s.{dim} AS VARCHAR), count(*) FROM _members m JOIN samples s USING (sample_id) "
                 "GROUP BY 1 ORDER BY 1"
             ).fetchall()
-            out[dim] = {str(k): v for k, v in rows}
+            counts: dict[str, int] = {}
+            for k, v in rows:  # none given: `unknown`, as for licences (added to a value of that name, if any)
+                key = "unknown" if k is None else str(k)
+                counts[key] = counts.get(key, 0) + v
+            out[dim] = counts
     return out
 
 

@@ -63,7 +63,7 @@ def diversity(
       lineage diversity --by source
       lineage diversity --by generation --where "method = 'paraphrase'" --metrics distinct,self_bleu
       lineage diversity --by source --metrics all --sample-size 500 --json
-      lineage diversity --build mix-v1 --by source
+      lineage diversity --build mix@v1 --by source
       lineage diversity --by source --engine ray --ray-address auto
     """
     dims = [d.strip() for d in by.split(",") if d.strip()]
