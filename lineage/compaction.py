@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage.core import catalog
+from lineage.core.edgeindex import index_segments
 from lineage.core.faults import crash_point
 from lineage.core.ids import uuid7
 from lineage.core.lock import WriterLock
@@ -130,6 +131,7 @@ def _merge(store: StoreCore, plan: object, target_rows: int) -> CompactResult:
             result.version = txn.version
     finally:
         store.remove_scratch(compaction_id)
+    index_segments(store.data, txn.segments)  # committed: the provenance indexes of the new segments
     return result
 
 

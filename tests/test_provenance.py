@@ -345,11 +345,11 @@ def test_a_lost_or_damaged_index_is_rebuilt_and_gc_removes_the_unused(tmp_path: 
     for which, start in (("ancestors", sample_id), ("descendants", root)):
         assert getattr(store, which)(start).to_pylist() == expected[which]
     assert index_files(store) == files and store.doctor().orphans == []
-    # Compaction writes new segments; their indexes are made on first use, and gc removes the replaced ones'.
+    # Compaction indexes the segments it writes once committed, and gc removes the indexes of the replaced ones.
     store.compact()
+    assert len(index_files(store)) == len(files) + 2  # one compacted samples and one edges segment
     for which, start in (("ancestors", sample_id), ("descendants", root)):
         assert getattr(store, which)(start).to_pylist() == expected[which]
-    assert len(index_files(store)) == len(files) + 2  # one compacted samples and one edges segment
     store.gc(dry_run=False, retain_versions=1)
     assert len(index_files(store)) == 2 and store.doctor().orphans == []
     for which, start in (("ancestors", sample_id), ("descendants", root)):

@@ -14,10 +14,11 @@ list's min and max only, and random hex ids span every row group. Here:
   groups and pages holding them (`SampleRows`).
 
 Like the decision index (`lineage.features.decisionindex`), an index needs no catalog entry: it is a pure function
-of an immutable segment, written to a draft, fsynced and published. Ingest writes both beside the segments it
-commits (`index_ingest`); a segment without one (compacted, migrated, from before the index, a crash between the
-writes) is indexed on first use. A remote data location has no memory map: walks there use SQL (`Graph.sql`).
-`gc` removes the index of a segment no version registers (`lineage.maintenance`).
+of an immutable segment, written to a draft, fsynced and published. Ingest and compaction index the segments they
+wrote once these are committed (`index_segments`: a failed commit leaves nothing behind); a segment without an
+index (migrated, from before the indexes, a writer killed after its commit) is indexed on first use. A remote data
+location has no memory map: walks there use SQL (`lineage.core.edges.Graph`). `gc` removes the indexes of the
+segments no version registers (`lineage.maintenance`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lineage.core.location import Location, fsync_path
+from lineage.core.segments import Segment
 
 EDGES_FOLDER = "data/features/edges"
 ROWS_FOLDER = "data/features/rows"
@@ -226,13 +228,15 @@ class RowIndex:
         return rows[order], self._key[at][order]
 
 
-def index_ingest(data: Location, samples: str, edges: str | None) -> None:
-    """Index the segments an ingest just wrote (before its commit: a crash leaves orphans `gc` removes)."""
+def index_segments(data: Location, segments: Sequence[Segment]) -> None:
+    """Index the samples and edges segments a commit registered (an ingest's: their first walk then finds them)."""
     if not data.posix:
         return
-    RowIndex.build(data, samples)
-    if edges is not None:
-        EdgeIndex.build(data, edges)
+    for segment in segments:
+        if segment.kind == "samples":
+            RowIndex.build(data, segment.path)
+        elif segment.kind == "edges":
+            EdgeIndex.build(data, segment.path)
 
 
 def unique_keys(ids: Sequence[str]) -> np.ndarray:

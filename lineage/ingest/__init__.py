@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from lineage.core import catalog
-from lineage.core.edgeindex import index_ingest
+from lineage.core.edgeindex import index_segments
 from lineage.core.edges import write_edges
 from lineage.core.faults import crash_point
 from lineage.core.ids import uuid7
@@ -102,6 +102,9 @@ def ingest_many(
             present=sum(r.rows_present for r in results),
             rejected=sum(r.rows_rejected for r in results),
         )
+    # After the commit, so a failed ingest leaves nothing behind; a kill before this leaves segments indexed on
+    # first use (the indexes are a pure function of each segment).
+    index_segments(store.data, txn.segments)
     return results
 
 
@@ -222,14 +225,13 @@ def _run(
 
 def _write_edges(store: StoreCore, con: duckdb.DuckDBPyConnection, txn: Transaction) -> None:
     """The edges segment of the samples segment just written, when its samples have parents (`lineage.core.edges`):
-    read back from that segment, so the edges are exactly its unnest(parent_ids). Then the indexes provenance walks
-    search, of both (`lineage.core.edgeindex`)."""
-    samples, edges = txn.segments[-1], None
-    if con.execute("SELECT count(*) FROM nodes WHERE len(parent_refs) > 0").fetchall()[0][0]:
-        store.data.register(con)
-        edges = write_edges(con, txn, uuid7(), f"read_parquet({sql_string(store.data.sql_path(samples.path))})")
-        crash_point("ingest_edges_written")
-    index_ingest(store.data, samples.path, edges.path if edges is not None else None)
+    read back from that segment, so the edges are exactly its unnest(parent_ids)."""
+    if not con.execute("SELECT count(*) FROM nodes WHERE len(parent_refs) > 0").fetchall()[0][0]:
+        return
+    samples = txn.segments[-1]
+    store.data.register(con)
+    write_edges(con, txn, uuid7(), f"read_parquet({sql_string(store.data.sql_path(samples.path))})")
+    crash_point("ingest_edges_written")
 
 
 # New samples whose text is already in the store (any source; `same_text`: the stored samples with one of the new
