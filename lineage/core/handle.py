@@ -101,8 +101,7 @@ class StoreCore:
         self._db: duckdb.DuckDBPyConnection | None = None  # see `_instance`
         self._attaching = threading.Lock()  # held while a connection of `_db` has the catalog file attached
         self._starting = threading.Lock()  # around `_instance`: a DuckDB connection object is for one thread
-        self._user: _UserInstance | None = None  # see `locked_reader`
-        self._user_lock = threading.Lock()  # held while a user query runs on `_user`
+        self._kept = _kept_slots()  # see `_kept_reader`
         self._version_seen: tuple[object, int] | None = None  # see `version`: (catalog.file_state, version)
         if not self.catalog_path.is_file():
             raise StoreNotFound(str(self.root))
@@ -192,12 +191,10 @@ class StoreCore:
 
     def __getstate__(self) -> dict[str, Any]:
         # A Store sent to another process takes its paths, not this process's DuckDB instance.
-        return {**self.__dict__, "_db": None, "_attaching": None, "_starting": None, "_user": None, "_user_lock": None}
+        return {**self.__dict__, "_db": None, "_attaching": None, "_starting": None, "_kept": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(
-            state, _attaching=threading.Lock(), _starting=threading.Lock(), _user_lock=threading.Lock()
-        )
+        self.__dict__.update(state, _attaching=threading.Lock(), _starting=threading.Lock(), _kept=_kept_slots())
 
     def _instance(self) -> duckdb.DuckDBPyConnection:
         """A new connection to this Store's in-memory DuckDB instance, which its catalog reads share: starting one
@@ -408,28 +405,37 @@ class StoreCore:
         data = self.data.base if self.data.posix and self.data.uri else None
         return check_output_path(self.root, path, option=option, data=data)
 
-    @contextmanager
     def locked_reader(
         self, *, views: set[str] | None, memory_limit: str | None = None
-    ) -> Iterator[duckdb.DuckDBPyConnection]:
+    ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection for user SQL: the views as `reader` makes them (`views`: these and what they read; None:
         all, over the whole catalog), locked down (`readonly.lock_down`: it reads the store's data and nothing else,
         and its settings cannot change). Locking is for a DuckDB instance's life, so user SQL has an instance of its
-        own, kept while the store's version, `memory_limit` and the views it has serve: a session's repeated queries
-        skip the instance's start, the catalog copy and the views (~30 ms of a small query's ~35). One query at a
-        time per store (a DuckDB connection is for one thread)."""
-        with self._user_lock:
-            held = self._user
+        own (see `_kept_reader`): the shared one stays unlocked for lineage's own reads."""
+        return self._kept_reader(views, memory_limit, locked=True)
+
+    @contextmanager
+    def _kept_reader(
+        self, views: set[str] | None, memory_limit: str | None, *, locked: bool
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection of a DuckDB instance this Store keeps (one for user SQL, `locked`, one for lineage's own
+        queries) with a copy of the catalog and the views over it, made again only when the store's version,
+        `memory_limit` or the views needed change: a session's repeated queries skip the instance's start, the
+        catalog copy and the views (~30 ms of a small query's ~35). One query at a time on each (a DuckDB
+        connection is for one thread)."""
+        slot = self._kept[locked]
+        with slot.lock:
+            held = slot.instance
             if held is None or not held.serves(self.version, memory_limit, views):
-                self._user = None
+                slot.instance = None
                 if held is not None:
                     held.con.close()
                     views = None if views is None or held.views is None else views | held.views  # grow, not churn
-                held = self._user = self._locked_instance(views, memory_limit)
+                held = slot.instance = self._kept_instance(views, memory_limit, locked)
             yield held.con
 
-    def _locked_instance(self, views: set[str] | None, memory_limit: str | None) -> _UserInstance:
-        """A new DuckDB instance with a copy of the catalog and the views over it, then locked down."""
+    def _kept_instance(self, views: set[str] | None, memory_limit: str | None, locked: bool) -> _KeptInstance:
+        """A new DuckDB instance with a copy of the catalog and the views over it, then (`locked`) locked down."""
         whole = views is None
         try:
             con = catalog.snapshot(self.catalog_path, tables=catalog.tables_read(views), as_of=self.as_of, whole=whole)
@@ -442,11 +448,12 @@ class StoreCore:
             except duckdb.Error as exc:  # as in `reader`
                 raise StoreError(f"{first_line(exc)}: `lineage doctor` lists damaged segments; restore them from "
                                  "a backup") from None
-            readonly.lock_down(con, self.data, memory_limit=memory_limit)
+            if locked:
+                readonly.lock_down(con, self.data, memory_limit=memory_limit)
         except BaseException:
             con.close()
             raise
-        return _UserInstance(con, version, memory_limit, views)
+        return _KeptInstance(con, version, memory_limit, views)
 
     def sql(
         self,
@@ -467,9 +474,8 @@ class StoreCore:
 
     def query(self, sql: str, *, params: list[object] | None = None) -> pa.Table:
         """lineage's own SQL (fixed text, values bound as `params`; never a user's text, which goes to `sql`): one
-        SELECT over the store's views, on the shared instance, not locked down, so the next catalog read reuses it."""
-        views = catalog.views_named(sql)
-        with self.reader(views=views, whole=views is None) as con:
+        SELECT over the store's views, on an instance this Store keeps unlocked (`_kept_reader`)."""
+        with self._kept_reader(catalog.views_named(sql), None, locked=False) as con:
             return readonly.run(con, sql, params)
 
     def sql_polars(self, query: str, *, params: list[object] | None = None) -> pl.DataFrame:
@@ -478,8 +484,8 @@ class StoreCore:
         return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]
 
 
-class _UserInstance:
-    """The locked-down DuckDB instance `StoreCore.locked_reader` keeps for user SQL, and what it was made for."""
+class _KeptInstance:
+    """A DuckDB instance `StoreCore._kept_reader` keeps, and what it was made for."""
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, version: int, memory_limit: str | None, views: set[str] | None
@@ -490,3 +496,14 @@ class _UserInstance:
         """Made at `version` with `memory_limit`, and holding `views` (None: all of them)."""
         has_views = self.views is None or (views is not None and views <= self.views)
         return self.version == version and self.memory_limit == memory_limit and has_views
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held while a query runs on `instance`
+        self.instance: _KeptInstance | None = None
+
+
+def _kept_slots() -> dict[bool, _Slot]:
+    """`StoreCore._kept`: by `locked`, the instance for user SQL (True) and the one for lineage's own (False)."""
+    return {True: _Slot(), False: _Slot()}

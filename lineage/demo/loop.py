@@ -14,6 +14,7 @@ demo doubles as an end-to-end test and as an example to copy for your own loop.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import shutil
@@ -70,10 +71,11 @@ class DemoResult:
         return [getattr(r, attr) for r in self.rows if r.policy == policy]
 
 
-def load_corpus() -> list[dict[str, str]]:
+@functools.cache  # ~0.5 s to parse: once per process (a test run makes many demos); callers only read it
+def load_corpus() -> tuple[dict[str, str], ...]:
     path = resources.files("lineage.demo") / "data" / "wordnet-sentences.jsonl.gz"
     with gzip.open(str(path), "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+        return tuple(json.loads(line) for line in f)
 
 
 def run_demo(
