@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,6 +17,9 @@ from lineage.core import catalog
 from lineage.core.handle import LAYOUT
 from lineage.errors import IngestError, StoreFormatError
 from lineage.store import Store
+
+sys.path.insert(0, str(FIXTURES))
+import realistic
 
 FORMAT1 = FIXTURES / "format1"
 
@@ -220,3 +224,26 @@ def test_a_key_given_twice_is_refused(store: Store, runner: Runner, tmp_path: Pa
     stored = store.ingest(other, origin="real", source="other", skip_bad=True)
     assert stored.rows_stored == 2 and [r.line for r in stored.rejects] == [2, 3]
     assert [r.field for r in stored.rejects] == ["meta", "license"]
+
+
+def test_a_key_given_twice_in_a_chat_turn_is_refused(store: Store, runner: Runner, tmp_path: Path) -> None:
+    """A turn is read to make the text: `{"role": "user", "content": "a", "content": "b"}` would be checked (dedup,
+    contamination) as "a" while Python's json, reading the exported record, trains on "b". Refused like a key given
+    twice at the top, naming the turn; chats whose turns repeat nothing ingest as before."""
+    made = realistic.make(seed=8, n=20)
+    lines = [json.dumps(r) for r in made["chat"]]
+    lines[3] = json.dumps(made["chat"][3]).replace('"content": ', '"content": "a benchmark answer", "content": ', 1)
+    share = [json.dumps(r) for r in made["sharegpt"][:5]]
+    share[1] = share[1].replace('"value": ', '"value": "hidden", "value": ', 1)
+    chat, sharegpt = tmp_path / "chat.jsonl", tmp_path / "sharegpt.jsonl"
+    chat.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sharegpt.write_text("\n".join(share) + "\n", encoding="utf-8")
+    err = runner("ingest", str(chat), "--origin", "synthetic", "--source", "chat", "--generation", "1", code=1).stderr
+    assert err == (f"Error: {chat}:4: field `text`: messages[0]: a key given twice in this turn; keep one; "
+                   "nothing was written\n")
+    err = runner("ingest", str(sharegpt), "--origin", "synthetic", "--source", "sg", "--generation", "1", code=1).stderr
+    assert err == (f"Error: {sharegpt}:2: field `text`: conversations[0]: a key given twice in this turn; "
+                   "keep one; nothing was written\n")
+    assert store.version == 0
+    stored = store.ingest(chat, origin="synthetic", source="chat", generation=1, skip_bad=True)
+    assert stored.rows_stored == 19 and [(r.line, r.field) for r in stored.rejects] == [(4, "text")]

@@ -127,6 +127,16 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
         f"list_position(list_transform(CAST(CAST(CASE WHEN {ct} = 'ARRAY' THEN {cx} END AS JSON) AS JSON[]), "
         "lambda m: coalesce(json_type(m, '$.value') = 'VARCHAR', false)), false) - 1",
     )
+    # The first turn of each chat list that gives a key twice (0-based), else NULL: a turn is read to make the
+    # text, and parsers disagree on which of the two values counts (the text checked would not be the one trained on).
+    dup_m, dup_c = (
+        f.derive(
+            f"dup{kt}",
+            f"list_position(list_transform(CAST(CAST(CASE WHEN {kt} = 'ARRAY' THEN {kx} END AS JSON) AS JSON[]), "
+            "lambda m: coalesce(len(list_distinct(json_keys(m))) < len(json_keys(m)), false)), true) - 1",
+        )
+        for kx, kt in ((mx, mt), (cx, ct))
+    )
     # Alpaca: instruction, optional input, output, as the Alpaca prompt lays them out (blank line between).
     ix, it, nx, ot, ox = f.x("instruction"), f.t("instruction"), f.x("input"), f.t("output"), f.x("output")
     alpaca = f"concat_ws(chr(10) || chr(10), {ix}, nullif({nx}, ''), {ox})"
@@ -138,6 +148,10 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     )
     error = (
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
+        f"WHEN {_absent(t)} AND {mt} = 'ARRAY' AND {dup_m} IS NOT NULL "
+        f"THEN 'messages[' || {dup_m} || ']: a key given twice in this turn; keep one' "
+        f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND {ct} = 'ARRAY' AND {dup_c} IS NOT NULL "
+        f"THEN 'conversations[' || {dup_c} || ']: a key given twice in this turn; keep one' "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND {ct} = 'ARRAY' AND {bad_turn} IS NOT NULL "
         f"THEN 'conversations[' || {bad_turn} || ']: a turn needs a string `value`' "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND coalesce({ct}, '') <> 'ARRAY' "
