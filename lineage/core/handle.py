@@ -202,9 +202,25 @@ class StoreCore:
         lineage's own queries (`query`) leave it unlocked; user SQL runs in an instance of its own (`locked_reader`).
         Once a reader has locked its configuration down (`readonly.lock_down`, for the instance's life), a new one."""
         with self._starting:
-            if self._db is None or self._db.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+            if self._db is None or _is_locked(self._db):
                 self._db = duckdb.connect(":memory:")
             return self._db.cursor()
+
+    def _adopt(self, locked: bool) -> duckdb.DuckDBPyConnection | None:
+        """Where a kept reader's copy goes (`catalog.snapshot(into=)`): None, an instance of its own; or, for user SQL,
+        the shared instance taken over when it is unlocked and no thread is attaching (locking is for the instance's
+        life, so `_db` forgets it and the next catalog read starts another): a one-shot `lineage sql` starts one
+        DuckDB instance, not two. lineage's own kept reader keeps an instance of its own, which nothing locks."""
+        if not locked:
+            return None
+        with self._starting:
+            if self._db is None or _is_locked(self._db) or not self._attaching.acquire(blocking=False):
+                return None
+            try:
+                shared, self._db = self._db, None
+            finally:
+                self._attaching.release()
+        return shared.cursor()
 
     @contextmanager
     def _connect(self, *, read_only: bool, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -429,6 +445,7 @@ class StoreCore:
             if held is None or not held.serves(self.version, memory_limit, views):
                 slot.instance = None
                 if held is not None:
+                    catalog.release(held.con)  # its copy, when it lives in the shared instance
                     held.con.close()
                     views = None if views is None or held.views is None else views | held.views  # grow, not churn
                 held = slot.instance = self._kept_instance(views, memory_limit, locked)
@@ -438,7 +455,8 @@ class StoreCore:
         """A new DuckDB instance with a copy of the catalog and the views over it, then (`locked`) locked down."""
         whole = views is None
         try:
-            con = catalog.snapshot(self.catalog_path, tables=catalog.tables_read(views), as_of=self.as_of, whole=whole)
+            con = catalog.snapshot(self.catalog_path, tables=catalog.tables_read(views), as_of=self.as_of, whole=whole,
+                                   into=self._adopt(locked))
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
         try:
@@ -451,6 +469,7 @@ class StoreCore:
             if locked:
                 readonly.lock_down(con, self.data, memory_limit=memory_limit)
         except BaseException:
+            catalog.release(con)
             con.close()
             raise
         return _KeptInstance(con, version, memory_limit, views)
@@ -482,6 +501,11 @@ class StoreCore:
         import polars as pl  # ~0.4 s to import: only for callers who want a frame
 
         return pl.from_arrow(self.sql(query, params=params))  # type: ignore[return-value]
+
+
+def _is_locked(db: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `readonly.lock_down` locked this instance (a reader's `--where` query may have)."""
+    return bool(db.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0])
 
 
 class _KeptInstance:
