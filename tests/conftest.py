@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -33,6 +33,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+            _Cluster.modules.add(_module(item))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         _group_for_xdist(items)
 
@@ -43,7 +44,8 @@ def _group_for_xdist(items: list[pytest.Item]) -> None:
     Ray session open run before its cluster starts, as in a serial run. The others go to any worker, one by one.
     Every worker collects and orders the same way: units with a slow test first (the long ones, started early, keep
     the workers' ends close), then the groups, then the rest, each kind the largest unit first; a unit's tests keep
-    their order (the work queue's order with `--no-loadscope-reorder`)."""
+    their order (the work queue's order with `--no-loadscope-reorder`), except that the `ray` unit's tests that need
+    no Ray session come first."""
     on_ray = {item.nodeid.split("::")[0] for item in items if "cluster" in getattr(item, "fixturenames", ())}
     units: dict[str, int] = {}
     sizes: Counter[str] = Counter()
@@ -62,26 +64,72 @@ def _group_for_xdist(items: list[pytest.Item]) -> None:
         units[unit] = min(units.get(unit, rank), 0 if item.get_closest_marker("slow") else rank)
         sizes[unit] += 1
 
-    def unit_rank(item: pytest.Item) -> tuple[int, int]:
+    def unit_rank(item: pytest.Item) -> tuple[int, int, int]:
         group = item.get_closest_marker("xdist_group")
         unit = group.args[0] if group else item.nodeid
-        return units[unit], -sizes[unit]
+        # In the `ray` unit, the tests that need no Ray session first: then one cluster serves all its modules.
+        later = int(unit == "ray" and "no_ray_session" not in getattr(item, "fixturenames", ()))
+        return units[unit], -sizes[unit], later
 
     items.sort(key=unit_rank)  # stable
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    """A real local Ray cluster of 2 CPUs for one test module. As a team's cluster would have them installed,
-    its workers can import the tests' user filters."""
-    ray = pytest.importorskip("ray")
-    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    # address="local": a cluster of this process's own, never one found running on the machine (a parallel run's
-    # other worker, or another checkout's tests).
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield
-    ray.shutdown()
+class _Cluster:
+    """The process's local Ray cluster of 2 CPUs, started by the first test that needs one and kept while the next
+    test's module uses it (`pytest_runtest_teardown`): starting one takes seconds, so the Ray modules that one worker
+    runs one after another share it. Started again when the environment its workers inherit changed (`AWS_*`:
+    test_remote's workers read its S3 server with the credentials its `s3` fixture sets)."""
+
+    started_with: ClassVar[dict[str, str] | None] = None  # the environment it was started with; None: not started by us
+    modules: ClassVar[set[str]] = set()  # the test modules with a test on the cluster (`pytest_collection_modifyitems`)
+
+    @classmethod
+    def start(cls) -> None:
+        ray = pytest.importorskip("ray")
+        env = cls._env()
+        if ray.is_initialized() and cls.started_with == env:
+            return
+        cls.stop()
+        path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+        # address="local": a cluster of this process's own, never one found running on the machine (a parallel
+        # run's other worker, or another checkout's tests).
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        cls.started_with = env
+
+    @classmethod
+    def stop(cls) -> None:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+        cls.started_with = None
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+@pytest.fixture
+def cluster() -> None:
+    """A real local Ray cluster of 2 CPUs (see `_Cluster`). As a team's cluster would have them installed, its
+    workers can import the tests' user filters."""
+    _Cluster.start()
+
+
+@pytest.fixture
+def no_ray_session() -> None:
+    """No Ray session open in this process (a test of what happens without one): the shared cluster is stopped,
+    and the next test on a cluster starts it again."""
+    _Cluster.stop()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _Cluster.started_with is not None and (nextitem is None or _module(nextitem) not in _Cluster.modules):
+        _Cluster.stop()
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
 
 
 @pytest.fixture

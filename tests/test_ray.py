@@ -36,9 +36,7 @@ def test_without_ray_the_error_says_how_to_install(without_ray: None, small_stor
     assert small_store.sql("SELECT count(*) AS n FROM runs")["n"].to_pylist() == [0]
 
 
-def test_unreachable_address_is_one_line(small_store: Store) -> None:
-    if ray.is_initialized():
-        pytest.skip("a Ray session is already open in this process")
+def test_unreachable_address_is_one_line(no_ray_session: None, small_store: Store) -> None:
     with pytest.raises(LineageError, match=r"cannot reach a Ray cluster at `127\.0\.0\.1:1`"):
         small_store.run_filter("quality", engine="ray", ray_address="127.0.0.1:1")
 

@@ -63,9 +63,7 @@ def test_engine_options_are_checked_as_the_filter_run_checks_them(small_store: S
         small_store.diversity(engine="ray", where="origin = 'none'")
 
 
-def test_unreachable_address_is_one_line(small_store: Store) -> None:
-    if ray.is_initialized():
-        pytest.skip("a Ray session is already open in this process")
+def test_unreachable_address_is_one_line(no_ray_session: None, small_store: Store) -> None:
     with pytest.raises(LineageError, match=r"^cannot reach a Ray cluster at `127\.0\.0\.1:1`"):
         small_store.diversity(engine="ray", ray_address="127.0.0.1:1")
 

@@ -83,6 +83,7 @@ except LineageError as exc:
 """
 
 
+@pytest.mark.slow  # two interpreters started at one moment
 def test_concurrent_inits_one_wins_the_other_is_refused(tmp_path: Path) -> None:
     for attempt in range(4):
         target = tmp_path / f"race{attempt}"
@@ -169,6 +170,7 @@ print("committed", store.version, flush=True)
 """
 
 
+@pytest.mark.slow  # 35 s of holding the catalog: started early by the parallel run
 def test_a_commit_waits_for_a_busy_catalog_instead_of_failing(tmp_path: Path) -> None:
     store = Store.init(tmp_path / "s")
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root)], stdin=subprocess.PIPE,
