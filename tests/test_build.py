@@ -239,9 +239,11 @@ def test_the_rest_of_a_build_follows_the_pool_when_a_target_takes_most(store: St
     for name, origin in (("chat", "synthetic"), ("sharegpt", "synthetic"), ("inst", "synthetic"), ("docs", "real")):
         store.ingest(tmp_path / f"{name}.jsonl", origin=origin, source=name, generation=int(origin == "synthetic"))
     store.ingest(tmp_path / "alpaca.json", origin="synthetic", source="alpaca", generation=1)
+    # A source of two samples: its share of the 40 rounds to 0, which must not free the others from theirs.
+    store.ingest(realistic.make(seed=4, n=200)["unicode"][:2], origin="real", source="tiny")
     b = store.build(spec(size=200, quotas={"source": {"sharegpt": {"target": 0.8}}}))
     got = composition(b, "source")
-    assert got.pop("sharegpt") == 160
+    assert got.pop("sharegpt") == 160 and got.pop("tiny", 0) <= 1
     assert sorted(got) == ["alpaca", "chat", "docs", "inst"]
     assert all(9 <= n <= 11 for n in got.values()), got  # 40 over four sources of 200 samples each
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from conftest import FIXTURES, Runner, templated
 from lineage.build import StaleFilters
 from lineage.sets import create_set
 from lineage.store import Store
+
+sys.path.insert(0, str(FIXTURES))
+import realistic
 
 STATUS = (
     "SELECT sample_id, filter, decision, round(score, 6) AS score, reason, related_id, cluster_id FROM status "
@@ -397,3 +401,27 @@ def test_incremental_runs_decide_alike_through_the_decision_index_a_rebuilt_one_
         same = [s.sql(STATUS, params=[name]).to_pylist() for s in (store, lost, compacted)]
         assert same[0] == same[1] == same[2]
     assert (lost.root / "data/features/decisions").is_dir()  # rebuilt
+
+
+def test_an_incremental_summary_counts_changed_decisions_not_rescored_ones(store: Store, tmp_path: Path) -> None:
+    """Copies of old chats arriving later join their exact-duplicate groups: the old members' decisions are written
+    again with the larger group's score, yet none turns from keep to drop. "earlier decisions changed" counts
+    decisions (keep, drop, flag) that changed; a real copy of a kept synthetic chat changes exactly one."""
+    made = realistic.make(seed=9, n=200, late_files=4)
+    realistic.write(made, tmp_path)
+    store.ingest(tmp_path / "chat.jsonl", origin="synthetic", source="chat-v1", generation=1)
+    store.run_filter("exact-dedup")
+    before = {r["sample_id"]: r["decision"] for r in store.sql(
+        "SELECT sample_id, decision FROM status WHERE filter = 'exact-dedup'").to_pylist()}
+    for k in range(4):
+        store.ingest(tmp_path / "late" / f"part-{k:03d}.jsonl", origin="synthetic", source="mirror", generation=1)
+    copies = store.run_filter("exact-dedup", new_only=True)
+    after = {r["sample_id"]: r["decision"] for r in store.sql(
+        "SELECT sample_id, decision FROM status WHERE filter = 'exact-dedup'").to_pylist()}
+    assert copies.redecided > 0 and all(after[s] == d for s, d in before.items())
+    assert copies.changed == 0 and ", 0 earlier decisions changed" in copies.summary()
+    assert f"({copies.redecided:,} re-scored)" in copies.summary()
+    kept = next(r for r in made["chat"][20:] if "Yes." not in json.dumps(r) and " 4" not in json.dumps(r))
+    store.ingest([{**kept, "id": "real-copy"}], origin="real", source="human-chat")
+    real = store.run_filter("exact-dedup", new_only=True)
+    assert real.changed == 1 and ", 1 earlier decisions changed" in real.summary()

@@ -166,9 +166,11 @@ def _solve(size: int, pool: Pool, qs: list[Quota]) -> list[int] | None:
     # L1 alone is indifferent to how a shortfall (or a surplus) that quotas force on the other cells is spread:
     # 40 samples left over may all come from one cell. The largest relative under- and over-fill, at a weight
     # far below one sample's deviation, pick among equally close allocations the one in the pool's proportions.
+    # One sample either way is rounding, not a choice: a cell whose share is 1.8 may hold 1 without setting the
+    # largest deviation for all (its 45% would leave every other cell free up to 45%).
     for c in np.flatnonzero(share > 0):
-        add({int(c): -1.0, under: -share[c]}, -np.inf, -share[c])  # share_c - x_c <= under * share_c
-        add({int(c): 1.0, over: -share[c]}, -np.inf, share[c])  # x_c - share_c <= over * share_c
+        add({int(c): -1.0, under: -share[c]}, -np.inf, 1.0 - share[c])  # share_c - x_c <= under * share_c + 1
+        add({int(c): 1.0, over: -share[c]}, -np.inf, share[c] + 1.0)  # x_c - share_c <= over * share_c + 1
     spread = float(max((avail[share > 0] / share[share > 0]).max(initial=1.0), 1.0))
     for k, q in enumerate(targeted):
         t = q.share.target * size  # type: ignore[operator]

@@ -52,7 +52,8 @@ class RunResult:
     skipped: bool = False
     previous: dict[str, Any] = field(default_factory=dict)
     new_only: bool = False  # an incremental run: the unseen samples, decided against the decided ones
-    redecided: int = 0  # earlier-decided samples whose decision the run changed (incremental runs)
+    redecided: int = 0  # earlier-decided samples the run decided again (incremental runs): a field changed
+    changed: int = 0  # of those, the ones whose decision (keep, drop, flag) changed; the rest were re-scored
     by_source: list[dict[str, Any]] = field(default_factory=list)  # source, decision, reason, n
     dry_run: bool = False
     note: str = ""  # what the filter chose for this run (e.g. quality's presets per source)
@@ -67,7 +68,9 @@ class RunResult:
             )
         why = ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
         what = f"{self.selected:,} new samples" if self.new_only else f"{self.selected:,} selected"
-        again = f", {self.redecided:,} earlier decisions changed" if self.new_only else ""
+        rescored = self.redecided - self.changed
+        again = f", {self.changed:,} earlier decisions changed" if self.new_only else ""
+        again += f" ({rescored:,} re-scored)" if self.new_only and rescored else ""
         where = "dry run, nothing written" if self.dry_run else f"run {self.run_id}, version {self.version}"
         note = f"; {self.note}" if self.note else ""
         return (
@@ -271,7 +274,7 @@ def execute(
                     counts, reasons = tally(new)
                     result = replace(
                         result, kept=counts["keep"], dropped=counts["drop"], flagged=counts["flag"],
-                        reasons=dict(reasons),
+                        reasons=dict(reasons), changed=_changed(decided.table, incremental),
                     )
                 else:
                     new = decided.table
@@ -297,7 +300,7 @@ def execute(
             if result.warnings():
                 summary.update(warnings=result.warnings())
             if incremental is not None:
-                summary.update(incremental=True, redecided=result.redecided)
+                summary.update(incremental=True, redecided=result.redecided, changed=result.changed)
             if where is None and ids is None:
                 # Every sample decided once (as many decisions as samples, each batch checked): the `status` view
                 # reads no earlier run of this filter (see `lineage.catalog`).
@@ -417,6 +420,16 @@ def _decide(
             return _decide_new(flt, features, context, incremental)
     check(flt.name, table, selection.count)
     return table
+
+
+def _changed(table: pa.Table, incremental: _Incremental) -> int:
+    """How many earlier-decided samples in `table` (an incremental run's decisions) got another decision."""
+    old = table.filter(pc.invert(pc.is_in(table["sample_id"], value_set=incremental.new_ids)))
+    if old.num_rows == 0:
+        return 0
+    before = incremental.prior.decisions(old["sample_id"])
+    was = dict(zip(before["sample_id"].to_pylist(), before["decision"].to_pylist(), strict=True))
+    return sum(was.get(s) != d for s, d in zip(old["sample_id"].to_pylist(), old["decision"].to_pylist(), strict=True))
 
 
 def _decide_new(flt: Any, features: pa.Table, context: SelectionContext, incremental: _Incremental) -> pa.Table:
