@@ -148,14 +148,14 @@ def queries(store: Any, work: Path) -> None:
     result = store.compact()
     after = measure(store, one, probe)
     print(f"compact: {result.summary()}")
-    print(f"any lineage query (`SELECT 1`, the catalog snapshot): {after['fixed'] * 1000:.0f} ms")
+    print(f"any lineage query (`SELECT 1`, the catalog snapshot): {after['fixed'] * 1000:.1f} ms")
     for name, label in (("lookup", "point lookup by sample_id"), ("count", "count(*)")):
         base = min(before[f"{name}_base"], after[f"{name}_base"])
         r = after[name] / base
-        print(f"{label}: {before[name] * 1000:.0f} ms before compact, {after[name] * 1000:.0f} ms after; "
-              f"DuckDB on one Parquet file {base * 1000:.0f} ms; after/baseline {r:.2f} "
+        print(f"{label}: {before[name] * 1000:.1f} ms before compact, {after[name] * 1000:.1f} ms after; "
+              f"DuckDB on one Parquet file {base * 1000:.1f} ms; after/baseline {r:.2f} "
               f"(target <= {TARGET_QUERY}: {'met' if r <= TARGET_QUERY else 'MISSED'}); without lineage's fixed "
-              f"cost {max(after[name] - after['fixed'], 0) * 1000:.0f} ms")
+              f"cost {max(after[name] - after['fixed'], 0) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
