@@ -238,6 +238,20 @@ def test_bad_locations_are_one_line_and_leave_nothing(s3: S3, tmp_path: Path) ->
         assert not (tmp_path / f"s{i}").exists()
 
 
+def test_two_remote_stores_in_one_process_read_each_their_own_data(s3: S3, tmp_path: Path) -> None:
+    """Ingest reuses DuckDB instances between ingests; one that had a store's `lineage://` filesystem must never
+    serve another store, whose segments it would look for under the first one's prefix."""
+    first = Store.init(tmp_path / "first", data=s3.uri(f"first-{uuid.uuid4().hex}"))
+    second = Store.init(tmp_path / "second", data=s3.uri(f"second-{uuid.uuid4().hex}"))
+    records = [{"text": f"a sentence stored on S3, number {i}"} for i in range(20)]
+    first.ingest(records, origin="real", source="one")
+    stored = second.ingest(records, origin="real", source="two").rows_stored
+    again = second.ingest(records, origin="real", source="two")  # reads the second store's existing samples
+    assert stored > 0 and (again.rows_stored, again.rows_present) == (0, stored)
+    assert first.sql("SELECT DISTINCT source FROM samples").to_pylist() == [{"source": "one"}]
+    assert second.sql("SELECT DISTINCT source FROM samples").to_pylist() == [{"source": "two"}]
+
+
 def test_an_unreachable_or_missing_location_is_one_line(s3: S3, tmp_path: Path) -> None:
     from moto.server import ThreadedMotoServer
 

@@ -211,7 +211,9 @@ class StoreCore:
         the shared instance taken over when it is unlocked and no thread is attaching (locking is for the instance's
         life, so `_db` forgets it and the next catalog read starts another): a one-shot `lineage sql` starts one
         DuckDB instance, not two. lineage's own kept reader keeps an instance of its own, which nothing locks."""
-        if not locked:
+        if not locked or not self.data.posix:
+            # Remote data: DuckDB aborts the process at exit when an instance that took the Python filesystem
+            # (`Location.register`) changes hands this way; a remote query's network time dwarfs an instance's start.
             return None
         with self._starting:
             if self._db is None or _is_locked(self._db) or not self._attaching.acquire(blocking=False):

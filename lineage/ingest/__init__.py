@@ -165,7 +165,9 @@ def _work_connection(store: StoreCore, batch_id: str, memory_limit: str) -> Iter
         yield con
         con.execute("USE memory")
         con.execute("DETACH work")
-        reusable = uses + 1 < _IDLE_USES
+        # Remote data: never reused. The instance keeps the `lineage://` filesystem it was given (`Location.register`),
+        # which would read another store's files in the next ingest; a remote ingest's network time dwarfs a start.
+        reusable = uses + 1 < _IDLE_USES and store.data.posix
     finally:
         con.close()
         with _IDLE_LOCK:
