@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lineage.core.edgeindex import keys as id_keys
 from lineage.core.faults import crash_point
 from lineage.core.location import fsync_path
 
@@ -31,22 +32,6 @@ if TYPE_CHECKING:
 
 FOLDER = "data/features/decisions"
 COLUMNS = ("sample_id", "decision", "score", "reason", "related_id", "cluster_id", "run_id", "version")
-
-
-def _keys(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Strings as a numpy array of fixed-width byte strings (`S<max length>`, NUL-padded), which sort and compare
-    as the strings do (ids hold no NUL)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
-    if len(arr) == 0:
-        return np.zeros(0, "S1")
-    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)
-    width = max(int(lengths.max()), 1)
-    if (lengths == width).all() and arr.null_count == 0:  # the usual case (hex ids): the data buffer as it is
-        offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset : arr.offset + len(arr) + 1]
-        data = np.frombuffer(arr.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
-        return data.view(f"S{width}").copy()
-    return np.array(arr.to_pylist(), dtype=f"S{width}")
 
 
 def _fixed(keys: np.ndarray) -> pa.Array:
@@ -76,7 +61,7 @@ class DecisionIndex:
         """Index `events` (the segment's rows, COLUMNS) for the segment at `rel`."""
         index = cls(data, rel)
         table = events.select(list(COLUMNS)).combine_chunks()
-        keys = _keys(table["sample_id"])
+        keys = id_keys(table["sample_id"])
         if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():  # a run's decisions usually come sorted already
             order = np.argsort(keys, kind="stable")
             table, keys = table.take(pa.array(order)), keys[order]
@@ -87,7 +72,7 @@ class DecisionIndex:
         rows = table.append_column("key", _fixed(keys)).replace_schema_metadata({"clusters": "own" if own else "file"})
         files = [(index.rows_rel, rows)]
         if not own:
-            clusters = _keys(pc.coalesce(table["cluster_id"], table["sample_id"]))
+            clusters = id_keys(pc.coalesce(table["cluster_id"], table["sample_id"]))
             order = np.argsort(clusters, kind="stable")
             files.insert(0, (index.clusters_rel, pa.table({"key": _fixed(clusters[order]),
                                                            "row": pa.array(order.astype(np.uint32))})))
@@ -160,4 +145,4 @@ def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 def keys_of(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Ids as lookup keys for `DecisionIndex.by_sample` and `by_cluster`."""
-    return _keys(ids)
+    return id_keys(ids)
