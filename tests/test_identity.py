@@ -247,3 +247,86 @@ def test_a_key_given_twice_in_a_chat_turn_is_refused(store: Store, runner: Runne
     assert store.version == 0
     stored = store.ingest(chat, origin="synthetic", source="chat", generation=1, skip_bad=True)
     assert stored.rows_stored == 19 and [(r.line, r.field) for r in stored.rejects] == [(4, "text")]
+
+
+# -- the row index: ids and texts already stored, found without reading every segment --------------------------
+
+
+def _chat(tag: str, n: int, *, answer: str | None = None) -> list[dict[str, object]]:
+    return [{"id": f"{tag}-{j}", "messages": [
+        {"role": "user", "content": f"Question {tag} {j}?"},
+        {"role": "assistant", "content": answer or f"Answer {tag} {j}."}]} for j in range(n)]
+
+
+def test_the_row_index_finds_what_sql_finds(store: Store) -> None:
+    """`lookup` through the segments' row indexes and by SQL over `existing` give the same rows, for hits and misses,
+    ids and content hashes, in segments ingested, compacted and written by this same command."""
+    import duckdb
+
+    from lineage.ingest.lookup import Segments, lookup
+
+    for k in range(4):
+        store.ingest(_chat(f"s{k}", 300, answer="Yes." if k == 1 else None), origin="synthetic", source="p",
+                     generation=1)
+    store.compact()
+    store.ingest(_chat("late", 50), origin="real", source="q")
+    with store.catalog() as cat:
+        paths = catalog.segment_paths(cat, "samples", None)
+    stored = store.sql("SELECT sample_id, content_hash FROM samples ORDER BY random()").to_pylist()
+    con = duckdb.connect()
+    catalog.segment_view(con, "existing", store.data, "samples", paths)
+    ids = [r["sample_id"] for r in stored[:40]] + ["f" * 32, "0" * 32, "not-an-id"]
+    hashes = [r["content_hash"] for r in stored[-40:]] + ["e" * 64, stored[0]["content_hash"][:16] + "0" * 48]
+    con.execute("CREATE TABLE want AS SELECT unnest($ids) AS i, unnest($h) AS h",
+                {"ids": ids + [None] * (len(hashes) - len(ids)), "h": hashes + [None] * (len(ids) - len(hashes))})
+    cols = "sample_id, content_hash, input_row"
+    for column, key in (("sample_id", "i"), ("content_hash", "h")):
+        # The last segment as if this command had written it: read by SQL beside the indexed ones.
+        for segments in (Segments(store.data, paths, []), Segments(store.data, paths[:-1], paths[-1:])):
+            lookup(con, "by_index", column=column, keys_sql=f"SELECT {key} FROM want", columns=cols, segments=segments)
+            lookup(con, "by_sql", column=column, keys_sql=f"SELECT {key} FROM want", columns=cols)
+            got = con.execute("SELECT * FROM by_index ORDER BY ALL").fetchall()
+            assert got == con.execute("SELECT * FROM by_sql ORDER BY ALL").fetchall()
+            assert len(got) >= 40  # every stored key found (a content hash may be shared: "Yes." is)
+    assert (store.root / "data" / "features" / "rows").is_dir()
+
+
+def test_ingest_counts_are_the_same_with_an_index_missing_or_from_an_older_version(store: Store) -> None:
+    """An ingest's present and duplicate counts come from the row indexes; a deleted index, or one written before it
+    held content hashes, is built again on first use and gives the same counts."""
+    import pyarrow as pa
+
+    first = store.ingest(_chat("a", 200), origin="real", source="p")
+    assert (first.rows_stored, first.rows_present) == (200, 0)
+    rows_dir = store.root / "data" / "features" / "rows"
+    copies = [dict(r, id=f"b-{j}") for j, r in enumerate(_chat("a", 50))]
+    again = _chat("a", 200)[100:] + copies  # 100 stored, 50 new with a stored text
+    expected = (50, 100, 50)
+    result = store.ingest(again, origin="real", source="p")
+    assert (result.rows_stored, result.rows_present, result.rows_duplicate) == expected
+    for damage in ("delete", "old"):
+        for index in rows_dir.glob("*.arrow"):
+            if damage == "delete":
+                index.unlink()
+            else:  # ids only, as lineage wrote them before the content hashes joined
+                with pa.OSFile(str(index)) as source:
+                    old = pa.ipc.open_file(source).read_all().select(["key", "row"])
+                with pa.OSFile(str(index) + ".old", "wb") as sink, pa.ipc.new_file(sink, old.schema) as writer:
+                    writer.write_table(old)
+                Path(str(index) + ".old").replace(index)
+        result = store.ingest(again, origin="real", source="p")
+        assert (result.rows_stored, result.rows_present, result.rows_duplicate) == (0, 150, 0)
+        tagged = [dict(r, id=f"{damage}-{r['id']}") for r in again]  # new ids, stored texts: duplicates
+        result = store.ingest(tagged, origin="real", source="p")
+        assert (result.rows_stored, result.rows_present, result.rows_duplicate) == (150, 0, 150)
+        indexes = sorted(rows_dir.glob("*.arrow"))
+        assert indexes and all("hash" in pa.ipc.open_file(pa.memory_map(str(i))).schema.names for i in indexes)
+
+
+def test_content_hash_prefixes_decode_the_first_sixteen_hex_digits() -> None:
+    import hashlib
+
+    from lineage.core.edgeindex import hash_prefixes
+
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)] + ["f" * 64, "0" * 64]
+    assert hash_prefixes(hashes).tolist() == [int(h[:16], 16) for h in hashes]

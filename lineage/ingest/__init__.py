@@ -26,7 +26,7 @@ from lineage.core.ids import uuid7
 from lineage.core.sqlutil import sql_string
 from lineage.errors import IngestError, InputError, LineageError, Reject, option
 from lineage.ingest.identity import identify
-from lineage.ingest.lookup import lookup
+from lineage.ingest.lookup import Segments, lookup
 from lineage.ingest.options import IngestFields, IngestOptions
 from lineage.ingest.readers import JsonlReader, Reader, open_reader
 from lineage.ingest.resolve import resolve
@@ -198,16 +198,16 @@ def _run(
     rows_read = con.execute("SELECT count(*) FROM staged").fetchall()[0][0] + len(staged.rejects)
     if rows_read == 0:
         raise InputError(f"`{reader.uri}`: no records (the input is empty)")
-    legacy = _existing_view(store, con, txn, found)
+    segments = _existing_view(store, con, txn, found)
     _model_generations(store, con, models)
-    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri, legacy)
+    rejects = _reject_until_stable(con, staged.rejects, opts, reader.uri, found.legacy, segments)
     stored = con.execute("SELECT count(*) FROM nodes").fetchall()[0][0]
     duplicates = 0
     if stored:
         write_samples(con, txn, batch_id, draft, staged, stored)
         _write_edges(store, con, txn)
         lookup(con, "same_text", column="content_hash", keys_sql="SELECT content_hash FROM nodes",
-               columns="content_hash")
+               columns="content_hash", segments=segments)
         duplicates = con.execute(DUPLICATES_SQL).fetchall()[0][0]
     present = rows_read - stored - len(rejects)
     result = IngestResult(
@@ -264,12 +264,12 @@ def _catalog_state(store: StoreCore) -> _CatalogState:
 
 def _existing_view(
     store: StoreCore, con: duckdb.DuckDBPyConnection, txn: Transaction, found: _CatalogState
-) -> int | None:
-    """The `existing` view of the store's samples and of those this command wrote before (earlier inputs);
-    returns the last version of format-1 samples, if any."""
-    paths = found.samples + [s.path for s in txn.segments if s.kind == "samples"]
-    catalog.segment_view(con, "existing", store.data, "samples", paths)
-    return found.legacy
+) -> Segments:
+    """The `existing` view of the store's samples and of those this command wrote before (earlier inputs); returns
+    those segments, for the lookups that can use their indexes."""
+    written = [s.path for s in txn.segments if s.kind == "samples"]
+    catalog.segment_view(con, "existing", store.data, "samples", found.samples + written)
+    return Segments(store.data, found.samples, written)
 
 
 def _model_generations(store: StoreCore, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
@@ -286,14 +286,19 @@ def _model_generations(store: StoreCore, con: duckdb.DuckDBPyConnection, models:
 
 
 def _reject_until_stable(
-    con: duckdb.DuckDBPyConnection, read_rejects: list[Reject], opts: IngestOptions, uri: str, legacy: int | None
+    con: duckdb.DuckDBPyConnection,
+    read_rejects: list[Reject],
+    opts: IngestOptions,
+    uri: str,
+    legacy: int | None,
+    segments: Segments,
 ) -> list[Reject]:
     """Check identities, resolve parents; with --skip-bad, drop failing rows (and their children) until none fail."""
     rows = con.execute(
         "SELECT input_row, split_part(errors[1], chr(9), 1), split_part(errors[1], chr(9), 2) "
         "FROM staged WHERE len(errors) > 0"
     ).fetchall()
-    conflicts = identify(con, id_field=opts.id_field, legacy_version=legacy)
+    conflicts = identify(con, id_field=opts.id_field, legacy_version=legacy, segments=segments)
     rejects = read_rejects + [Reject(*r) for r in rows] + conflicts
     con.execute("CREATE OR REPLACE TEMP TABLE excluded (input_row BIGINT)")
     if rejects and not opts.skip_bad:

@@ -16,7 +16,7 @@ import duckdb
 
 from lineage.core.ids import REPEAT_ID_SQL
 from lineage.errors import Reject
-from lineage.ingest.lookup import lookup
+from lineage.ingest.lookup import Segments, lookup
 
 RENUMBER_SQL = f"""
 CREATE OR REPLACE TEMP TABLE renumbered AS
@@ -70,12 +70,14 @@ ORDER BY 1
 """
 
 
-def identify(con: duckdb.DuckDBPyConnection, *, id_field: str, legacy_version: int | None) -> list[Reject]:
+def identify(
+    con: duckdb.DuckDBPyConnection, *, id_field: str, legacy_version: int | None, segments: Segments | None = None
+) -> list[Reject]:
     """Renumber repeats, fill `renumbered` and `present`; return the rows whose id names other text."""
     con.execute(RENUMBER_SQL)
     # Only the stored samples this input's ids name are read, not every sample (see `lineage.ingest.lookup`).
     lookup(con, "by_id", column="sample_id", keys_sql="SELECT sample_id FROM staged WHERE len(errors) = 0",
-           columns="sample_id, content_hash, input_uri, input_row")
+           columns="sample_id, content_hash, input_uri, input_row", segments=segments)
     if legacy_version is None:  # no format-1 samples: the second half would open every segment to find none
         con.execute(MATCHES_SQL.split("    UNION ALL")[0])
     else:

@@ -1,6 +1,12 @@
 """Look up stored samples by the keys an input refers to, at any input size, reading only what may hold them.
 
-`existing` is a view over every live samples segment. Two plans, chosen by the number of keys:
+`existing` is a view over every live samples segment. A local store's committed segments each have a row index
+(`lineage.core.edgeindex.RowIndex`, sorted sample ids and content hashes): up to LIST_MAX keys, a sample id or
+content hash is found there by binary search, and only the rows found are read (`file_row_number = ANY`), so a
+lookup costs the same over 1,000 samples as over 10,000,000 (many_commits.py: 100 ids by list over a grown store
+cost ~30 ms of CPU for each of the two lookups, growing with it). Without an index (a remote data location, a
+read-only copy that cannot write one, the segments this command wrote and has not committed), two plans, chosen by
+the number of keys:
 
 - up to LIST_MAX keys, a constant list: `list_contains($keys, column)`, which DuckDB pushes into the Parquet scan,
   so a row group is skipped when its min/max statistics rule every key out. Compacted segments
@@ -8,8 +14,7 @@
   a row group's Bloom filter only for a single key (an equality), not for a list. Ids are hashes: a hundred of
   them fall in the range of nearly every row group, and then of the pages of its page index whose min/max may hold
   one (measured on 1,000,000 samples in 16 row groups, medians of 12 key sets: 1 id 2.0 ms of CPU, 10 ids 3.2 ms,
-  100 ids 14.2 ms, 9.1 ms with the page index, 1,000 ids 165 ms). That part grows with the store; an exact index
-  of sorted ids would not (not built yet).
+  100 ids 14.2 ms, 9.1 ms with the page index, 1,000 ids 165 ms). That part grows with the store.
 - past it, a semi join whose hash table is built from the keys (a temporary table of them), never from the store:
   one pass over the key column of the live segments, the other columns read only for the rows that match, and
   memory that follows the input. A list would cost a comparison per key and row, and with that many keys nearly
@@ -21,9 +26,14 @@ matches, not of the store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
+import numpy as np
 import pyarrow as pa
 
+from lineage.core.edgeindex import RowIndex, hash_prefixes, unique_keys
+from lineage.core.location import Location
 from lineage.core.sqlutil import quote_ident, sql_string
 
 # Measured on 2,000,000 stored samples in two sorted segments (2 cores): 100 new ids by list 31 ms of CPU, by
@@ -31,15 +41,37 @@ from lineage.core.sqlutil import quote_ident, sql_string
 LIST_MAX = 2_000
 
 
+INDEXED = ("sample_id", "content_hash")  # the columns a RowIndex finds
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The samples segments `existing` reads: `committed` ones (indexed when `data` is local) and those this command
+    `written` before the current input, not committed yet (no index: read by SQL)."""
+
+    data: Location
+    committed: list[str]
+    written: list[str]
+
+
 def lookup(
-    con: duckdb.DuckDBPyConnection, name: str, *, column: str, keys_sql: str, columns: str
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    *,
+    column: str,
+    keys_sql: str,
+    columns: str,
+    segments: Segments | None = None,
 ) -> None:
     """Create table `name`: the `columns` of the stored samples whose `column` is one of the values `keys_sql`
-    selects."""
+    selects (`segments`: what `existing` reads, so that their indexes can serve)."""
     distinct = f"SELECT DISTINCT k FROM ({keys_sql}) t(k) WHERE k IS NOT NULL"
     keys = [r[0] for r in con.execute(f"{distinct} LIMIT {LIST_MAX + 1}").fetchall()]  # one statement, not two
     if len(keys) <= LIST_MAX:
-        lookup_keys(con, name, {column: keys}, columns=columns)
+        if segments is None or column not in INDEXED or not segments.data.posix or not _by_index(
+            con, name, segments, column, keys, columns
+        ):
+            lookup_keys(con, name, {column: keys}, columns=columns)
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE _lookup_keys AS {distinct}")
     _semi_join(con, name, {column: "SELECT k FROM _lookup_keys"}, columns)
@@ -72,6 +104,38 @@ def lookup_keys(con: duckdb.DuckDBPyConnection, name: str, keys: dict[str, list[
             f"INSERT INTO {table} SELECT {columns} FROM existing WHERE list_contains($keys, {quote_ident(column)})",
             {"keys": values},
         )
+
+
+def _by_index(
+    con: duckdb.DuckDBPyConnection, name: str, segments: Segments, column: str, keys: list[str], columns: str
+) -> bool:
+    """`lookup` through the committed segments' row indexes: only the rows found are read, each segment's by row
+    number (DuckDB prunes to the row groups and pages holding them). False when an index cannot be opened or
+    written (a read-only copy of the store): the caller uses SQL."""
+    wanted = unique_keys(keys) if column == "sample_id" else hash_prefixes(keys)
+    found: list[tuple[str, np.ndarray]] = []
+    try:
+        for rel in segments.committed:
+            index = RowIndex.open(segments.data, rel)
+            rows = index.rows(wanted)[0] if column == "sample_id" else index.hash_rows(wanted)
+            if len(rows):
+                found.append((rel, rows))
+    except OSError:
+        return False
+    table, col = quote_ident(name), quote_ident(column)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {columns} FROM existing WHERE false")
+    params: dict[str, object] = {"keys": keys}
+    for rel, rows in found:  # the whole key compared too: a content hash's index holds its first 16 digits only
+        con.execute(
+            f"INSERT INTO {table} SELECT {columns} FROM read_parquet({sql_string(segments.data.sql_path(rel))}, "
+            f"file_row_number = true) WHERE file_row_number = ANY($rows) AND list_contains($keys, {col})",
+            {**params, "rows": rows.tolist()},
+        )
+    if segments.written:
+        files = ", ".join(sql_string(segments.data.sql_path(rel)) for rel in segments.written)
+        con.execute(f"INSERT INTO {table} SELECT {columns} FROM read_parquet([{files}]) "
+                    f"WHERE list_contains($keys, {col})", params)
+    return True
 
 
 def _semi_join(con: duckdb.DuckDBPyConnection, name: str, queries: dict[str, str], columns: str) -> None:
