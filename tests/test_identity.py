@@ -259,36 +259,42 @@ def _chat(tag: str, n: int, *, answer: str | None = None) -> list[dict[str, obje
 
 
 def test_the_row_index_finds_what_sql_finds(store: Store) -> None:
-    """`lookup` through the segments' row indexes and by SQL over `existing` give the same rows, for hits and misses,
-    ids and content hashes, in segments ingested, compacted and written by this same command."""
+    """`lookup_keys` through the segments' row indexes and by SQL over `existing` give the same rows, for hits and
+    misses, by sample id, content hash, external id (also non-ASCII, absent, shared by two sources) and several at
+    once, in segments ingested, compacted and written by this same command."""
     import duckdb
 
-    from lineage.ingest.lookup import Segments, lookup
+    from lineage.ingest.lookup import Segments, lookup_keys
 
     for k in range(4):
         store.ingest(_chat(f"s{k}", 300, answer="Yes." if k == 1 else None), origin="synthetic", source="p",
                      generation=1)
+    store.ingest([{"text": f"no id {j}"} for j in range(30)] + [{"id": "ünï-1", "text": "accents"}],
+                 origin="real", source="q")
     store.compact()
-    store.ingest(_chat("late", 50), origin="real", source="q")
+    store.ingest(_chat("s0", 50), origin="real", source="other")  # the same external ids in another source
     with store.catalog() as cat:
         paths = catalog.segment_paths(cat, "samples", None)
-    stored = store.sql("SELECT sample_id, content_hash FROM samples ORDER BY random()").to_pylist()
-    con = duckdb.connect()
-    catalog.segment_view(con, "existing", store.data, "samples", paths)
+    stored = store.sql("SELECT sample_id, content_hash, external_id FROM samples ORDER BY random()").to_pylist()
     ids = [r["sample_id"] for r in stored[:40]] + ["f" * 32, "0" * 32, "not-an-id"]
     hashes = [r["content_hash"] for r in stored[-40:]] + ["e" * 64, stored[0]["content_hash"][:16] + "0" * 48]
-    con.execute("CREATE TABLE want AS SELECT unnest($ids) AS i, unnest($h) AS h",
-                {"ids": ids + [None] * (len(hashes) - len(ids)), "h": hashes + [None] * (len(ids) - len(hashes))})
-    cols = "sample_id, content_hash, input_row"
-    for column, key in (("sample_id", "i"), ("content_hash", "h")):
+    external = ["s0-1", "s0-7", "s3-299", "ünï-1", "s9-1", "", "s0-1 "]
+    con = duckdb.connect()
+    catalog.segment_view(con, "existing", store.data, "samples", paths)
+    cols = "sample_id, content_hash, external_id, input_row"
+    cases = [{"sample_id": ids}, {"content_hash": hashes}, {"external_id": external},
+             {"sample_id": ids[:5], "external_id": external, "content_hash": hashes[:3]}, {"sample_id": []}]
+    for keys in cases:
         # The last segment as if this command had written it: read by SQL beside the indexed ones.
         for segments in (Segments(store.data, paths, []), Segments(store.data, paths[:-1], paths[-1:])):
-            lookup(con, "by_index", column=column, keys_sql=f"SELECT {key} FROM want", columns=cols, segments=segments)
-            lookup(con, "by_sql", column=column, keys_sql=f"SELECT {key} FROM want", columns=cols)
-            got = con.execute("SELECT * FROM by_index ORDER BY ALL").fetchall()
-            assert got == con.execute("SELECT * FROM by_sql ORDER BY ALL").fetchall()
-            assert len(got) >= 40  # every stored key found (a content hash may be shared: "Yes." is)
-    assert (store.root / "data" / "features" / "rows").is_dir()
+            lookup_keys(con, "by_index", keys, columns=cols, segments=segments)
+            lookup_keys(con, "by_sql", keys, columns=cols)
+            got = con.execute("SELECT DISTINCT * FROM by_index ORDER BY ALL").fetchall()
+            assert got == con.execute("SELECT DISTINCT * FROM by_sql ORDER BY ALL").fetchall()
+            assert len(got) >= min(sum(len(v) for v in keys.values()), 4)  # found what is stored
+    from lineage.core.edgeindex import ROWS_FOLDER, index_rel
+
+    assert all(Path(store.data.path(index_rel(ROWS_FOLDER, rel))).is_file() for rel in paths)  # the index served
 
 
 def test_ingest_counts_are_the_same_with_an_index_missing_or_from_an_older_version(store: Store) -> None:
@@ -320,13 +326,33 @@ def test_ingest_counts_are_the_same_with_an_index_missing_or_from_an_older_versi
         result = store.ingest(tagged, origin="real", source="p")
         assert (result.rows_stored, result.rows_present, result.rows_duplicate) == (150, 0, 150)
         indexes = sorted(rows_dir.glob("*.arrow"))
-        assert indexes and all("hash" in pa.ipc.open_file(pa.memory_map(str(i))).schema.names for i in indexes)
+        names = [set(pa.ipc.open_file(pa.memory_map(str(i))).schema.names) for i in indexes]
+        assert names and all({"content_hash", "external_id"} <= n for n in names)
 
 
 def test_content_hash_prefixes_decode_the_first_sixteen_hex_digits() -> None:
     import hashlib
 
+    import pyarrow as pa
+
     from lineage.core.edgeindex import hash_prefixes
 
     hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)] + ["f" * 64, "0" * 64]
-    assert hash_prefixes(hashes).tolist() == [int(h[:16], 16) for h in hashes]
+    assert hash_prefixes(pa.array(hashes)).tolist() == [int(h[:16], 16) for h in hashes]
+
+
+def test_external_id_hashes_are_fnv1a_of_the_utf8_bytes() -> None:
+    import pyarrow as pa
+
+    from lineage.core.edgeindex import text_hashes
+
+    def fnv1a(data: bytes) -> int:
+        h = 0xCBF29CE484222325
+        for octet in data:
+            h = ((h ^ octet) * 0x100000001B3) % 2**64
+        return h
+
+    rng = random.Random(7)
+    texts = ["", "a", "doc-000123", "ünï-1", "x" * 300, None] + [
+        "".join(rng.choice("abcé中 -:/0123456789") for _ in range(rng.randint(1, 40))) for _ in range(200)]
+    assert text_hashes(pa.array(texts, pa.string())).tolist() == [0 if t is None else fnv1a(t.encode()) for t in texts]

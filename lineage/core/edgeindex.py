@@ -196,31 +196,32 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RowIndex:
-    """The rows of one samples segment (`rel`) by sample id (`rows`: provenance walks, ingest's id lookup) and by
-    content hash (`hash_rows`: ingest's count of texts already stored).
+    """The rows of one samples segment (`rel`) by sample id (`rows`: provenance walks, ingest's id lookup), and the
+    rows that may hold a content hash or an external id (`candidates`: ingest's duplicate count and parent lookup).
 
     Ids are kept whole (fixed-width keys). A content hash (64 hex digits) is kept as its first 16 digits decoded to
-    an unsigned integer: 12 bytes a sample instead of 68, and 2^-64 odds of a false candidate, which the caller
-    drops by comparing the whole hash of the few rows it reads (`lineage.ingest.lookup`)."""
+    an unsigned integer, an external id (any text) as a 64-bit FNV-1a hash of its bytes (`text_hashes`; a sample
+    without one as 0): 12 bytes a sample each instead of the whole text, and a false candidate so rare (2^-64) that
+    reading it to compare the whole value, as the caller does (`lineage.ingest.lookup`), costs nothing."""
 
     def __init__(self, table: pa.Table) -> None:
         # Every column read here: an index written before one was added fails with KeyError and is built again.
         self._key = _mapped(table["key"])
         self._row = _column(table["row"])
-        self._hash = _column(table["hash"])
-        self._hash_row = _column(table["hash_row"])
+        self._hashed = {name: (_column(table[name]), _column(table[f"{name}_row"])) for name in HASHED}
 
     @classmethod
     def build(cls, data: Location, rel: str) -> None:
         with data.open_input(rel) as f:
-            found = pq.ParquetFile(f).read(columns=["sample_id", "content_hash"])
+            found = pq.ParquetFile(f).read(columns=["sample_id", *HASHED])
         key = keys(found["sample_id"])
         order = np.argsort(key, kind="stable")
-        hashes = hash_prefixes(found["content_hash"])
-        by_hash = np.argsort(hashes, kind="stable")
-        table = pa.table({"key": _fixed(key[order]), "row": pa.array(order.astype(np.uint32)),
-                          "hash": pa.array(hashes[by_hash]), "hash_row": pa.array(by_hash.astype(np.uint32))})
-        _publish(data, ROWS_FOLDER, index_rel(ROWS_FOLDER, rel), table)
+        columns: dict[str, pa.Array] = {"key": _fixed(key[order]), "row": pa.array(order.astype(np.uint32))}
+        for name, hashing in HASHED.items():
+            values = hashing(found[name])
+            by_value = np.argsort(values, kind="stable")
+            columns[name], columns[f"{name}_row"] = pa.array(values[by_value]), pa.array(by_value.astype(np.uint32))
+        _publish(data, ROWS_FOLDER, index_rel(ROWS_FOLDER, rel), pa.table(columns))
 
     @classmethod
     def open(cls, data: Location, rel: str) -> RowIndex:
@@ -238,21 +239,48 @@ class RowIndex:
         order = np.argsort(rows)
         return rows[order], self._key[at][order]
 
-    def hash_rows(self, prefixes: np.ndarray) -> np.ndarray:
-        """The rows (ascending) whose content hash may be one of those `prefixes` (`hash_prefixes`) stand for."""
-        _, at = _ranges(self._hash, np.unique(prefixes))
-        return np.sort(self._hash_row[at].astype(np.int64))
+    def candidates(self, column: str, values: Sequence[str]) -> np.ndarray:
+        """The rows (ascending) whose `column` (a key of HASHED) may be one of `values`."""
+        hashed, rows = self._hashed[column]
+        _, at = _ranges(hashed, np.unique(HASHED[column](pa.array(list(values), pa.string()))))
+        return np.sort(rows[at].astype(np.int64))
 
 
-def hash_prefixes(hashes: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
+def hash_prefixes(hashes: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Content hashes (lowercase hex, as DuckDB's sha256 writes them) as their first 16 digits decoded: uint64."""
-    arr = hashes if isinstance(hashes, pa.Array | pa.ChunkedArray) else pa.array(list(hashes), pa.string())
-    digits = keys(pc.utf8_slice_codeunits(arr, 0, 16))
+    digits = keys(pc.utf8_slice_codeunits(hashes, 0, 16))
     if len(digits) == 0:
         return np.zeros(0, np.uint64)
     nibbles = digits.astype("S16").view(np.uint8).reshape(len(digits), 16).astype(np.uint64)
     nibbles = np.where(nibbles >= ord("a"), nibbles - (ord("a") - 10), nibbles - ord("0"))
     return (nibbles << (np.arange(15, -1, -1, dtype=np.uint64) * np.uint64(4))).sum(axis=1, dtype=np.uint64)
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def text_hashes(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """FNV-1a (64 bits) of each text's UTF-8 bytes, 0 for a null: a hash fixed by its definition, as an index on disk
+    needs (a library's hash may change between versions). One vectorised step per byte of the longest text."""
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    present = pc.is_valid(arr).to_numpy(zero_copy_only=False)
+    hashes = np.zeros(len(arr), np.uint64)
+    if not present.any():
+        return hashes
+    given = arr.filter(pa.array(present))
+    lengths = pc.binary_length(given).to_numpy(zero_copy_only=False)
+    data = keys(given)
+    width = data.dtype.itemsize
+    octets = data.view(np.uint8).reshape(len(data), width)
+    h = np.full(len(data), _FNV_OFFSET, np.uint64)
+    for i in range(width):
+        step = (h ^ octets[:, i].astype(np.uint64)) * _FNV_PRIME
+        h = np.where(lengths > i, step, h)
+    hashes[present] = h
+    return hashes
+
+
+HASHED = {"content_hash": hash_prefixes, "external_id": text_hashes}  # column -> its hash in a RowIndex
 
 
 def index_segments(data: Location, segments: Sequence[Segment]) -> None:

@@ -305,7 +305,7 @@ def _reject_until_stable(
         _refuse(uri, rejects)
     if conflicts:
         con.executemany("INSERT INTO excluded VALUES (?)", [[r.line] for r in conflicts])
-    while found := resolve(con, field=opts.parent_field, allow_missing=opts.allow_missing_parents):
+    while found := resolve(con, field=opts.parent_field, allow_missing=opts.allow_missing_parents, segments=segments):
         if not opts.skip_bad:
             _refuse(uri, found)
         con.executemany("INSERT INTO excluded VALUES (?)", [[r.line] for r in found])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from lineage.errors import Reject
-from lineage.ingest.lookup import lookup_keys
+from lineage.ingest.lookup import Segments, lookup_keys
 
 SETUP_SQL = """
 CREATE OR REPLACE TEMP VIEW cand AS
@@ -112,7 +112,9 @@ INSERT INTO node_parents
 PARENTS_ROWS = 131_072
 
 
-def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) -> list[Reject]:
+def resolve(
+    con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool, segments: Segments | None = None
+) -> list[Reject]:
     """Fill `nodes`, `gen` and `node_parents`; return rows whose parents or generation are wrong."""
     # Without parent references nothing in the store needs reading here: cost follows the input, not the store.
     refs = [r[0] for r in con.execute(
@@ -124,7 +126,7 @@ def resolve(con: duckdb.DuckDBPyConnection, *, field: str, allow_missing: bool) 
         return _resolve_without_refs(con, field)
     external = sorted({ref[i + 1:] for ref in refs for i, ch in enumerate(ref) if ch == ":"} | set(refs))
     lookup_keys(con, "by_ref", {"sample_id": refs, "external_id": external if refs else []},
-                columns="sample_id, external_id, source, generation")
+                columns="sample_id, external_id, source, generation", segments=segments)
     con.execute(SETUP_SQL.replace("{existing}", "(SELECT DISTINCT * FROM by_ref)"))
     if con.execute("SELECT count(*) FROM edges").fetchall()[0][0]:
         while con.execute(STEP_SQL).fetchall()[0][0] > 0:
