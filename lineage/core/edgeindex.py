@@ -11,7 +11,8 @@ list's min and max only, and random hex ids span every row group. Here:
   (`numpy.searchsorted` on the mapped keys) and touches only the pages it needs.
 - `data/features/rows/<segment>.arrow`: one samples segment's ids, sorted, with each one's row in the segment, so
   the provenance of the samples found is read with `file_row_number = ANY(rows)`, which DuckDB prunes to the row
-  groups and pages holding them (`SampleRows`).
+  groups and pages holding them (`Graph.rows`); and its content hashes and external ids, each as a 64-bit number,
+  sorted, with their rows: ingest's lookups of the ids, texts and parents an input names (`lineage.ingest.lookup`).
 
 Like the decision index (`lineage.features.decisionindex`), an index needs no catalog entry: it is a pure function
 of an immutable segment, written to a draft, fsynced and published. Ingest and compaction index the segments they
