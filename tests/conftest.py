@@ -39,39 +39,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _group_for_xdist(items: list[pytest.Item]) -> None:
-    """Each test that uses a module-scoped fixture joins its module's group, run by one worker. Every test of a module
-    on a Ray cluster joins one `ray` group: one cluster at a time on the machine, and a module's tests that expect no
-    Ray session open run before its cluster starts, as in a serial run. The others go to any worker, one by one.
+    """Each test on the shared Ray cluster (`cluster`) joins one `ray` group, run by one worker: one cluster at a time
+    on the machine, started once. Each other test that uses a module-scoped fixture joins its module's group, run by
+    one worker, so the fixture is built once (a module with tests in both builds its fixtures on both workers; its
+    tests on no cluster run where no Ray session is open, as a serial run runs them before its cluster starts). The
+    others go to any worker, one by one. (The `ray` group once took every test of its modules, test_remote's S3 tests
+    included: that worker ran most of the suite's Ray and S3 work while the other had nothing left to do.)
     Every worker collects and orders the same way: units with a slow test first (the long ones, started early, keep
     the workers' ends close), then the groups, then the rest, each kind the largest unit first; a unit's tests keep
-    their order (the work queue's order with `--no-loadscope-reorder`), except that the `ray` unit's tests that need
-    no Ray session come first."""
-    on_ray = {item.nodeid.split("::")[0] for item in items if "cluster" in getattr(item, "fixturenames", ())}
-    units: dict[str, int] = {}
+    their order (the work queue's order with `--no-loadscope-reorder`)."""
+    unit_of: dict[pytest.Item, str] = {}
+    ranks: dict[str, int] = {}
     sizes: Counter[str] = Counter()
     for item in items:
         module = item.nodeid.split("::")[0]
         fixtures = getattr(item, "_fixtureinfo", None)
         defs = fixtures.name2fixturedefs.values() if fixtures else ()
-        if module in on_ray:
+        if "cluster" in getattr(item, "fixturenames", ()):
             unit, rank = "ray", 1
         elif any(d[-1].scope in ("module", "class", "package") for d in defs if d):
             unit, rank = module, 1
         else:
             unit, rank = item.nodeid, 2
-        if rank == 1:
-            item.add_marker(pytest.mark.xdist_group(unit))
-        units[unit] = min(units.get(unit, rank), 0 if item.get_closest_marker("slow") else rank)
+        unit_of[item] = unit
+        ranks[unit] = min(ranks.get(unit, rank), 0 if item.get_closest_marker("slow") else rank)
         sizes[unit] += 1
+    items.sort(key=lambda item: (ranks[unit_of[item]], -sizes[unit_of[item]]))  # stable
+    for item, unit in unit_of.items():
+        if unit != item.nodeid:
+            _join_group(item, unit)
 
-    def unit_rank(item: pytest.Item) -> tuple[int, int, int]:
-        group = item.get_closest_marker("xdist_group")
-        unit = group.args[0] if group else item.nodeid
-        # In the `ray` unit, the tests that need no Ray session first: then one cluster serves all its modules.
-        later = int(unit == "ray" and "no_ray_session" not in getattr(item, "fixturenames", ()))
-        return units[unit], -sizes[unit], later
 
-    items.sort(key=unit_rank)  # stable
+def _join_group(item: pytest.Item, group: str) -> None:
+    """What pytest-xdist does for an `xdist_group(group)` mark, done here: `--dist loadgroup` sends the tests whose
+    ids end in the same `@group` to one worker. pytest-xdist 3.8 sets the id as `item._nodeid`, which pytest 9 no
+    longer reads (its ids are `NodeId`s in `item._id`): its marks grouped nothing, each worker built every module
+    fixture it came across and both ran Ray clusters at once. The check below fails the run if a pytest changes
+    this again, instead of silently spreading a group over the workers."""
+    nodeid = f"{item.nodeid}@{group}"
+    if hasattr(item, "_id"):  # pytest >= 9
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        item._nodeid = nodeid
+    if item.nodeid != nodeid:
+        raise pytest.UsageError(f"cannot put {item.nodeid} into the xdist group `{group}`: update _join_group")
 
 
 class _Cluster:
