@@ -12,7 +12,7 @@ policy on (its default). Prints, measured in this one run:
 2. a point lookup (`SELECT * FROM samples WHERE sample_id = ?`) and `SELECT count(*) FROM samples` through
    `store.sql`, before and after `store.compact()`, against DuckDB reading one Parquet file of the same rows
    (best of 9 each, interleaved; target <= 2x after compaction), and lineage's fixed cost of any query. The
-   baseline returns what `store.sql` returns, an Arrow table (`to_arrow_table()`); DuckDB's Python rows
+   baseline returns what `store.sql` returns, an Arrow table (`session.sql(...).to_arrow_table()`); DuckDB's Python rows
    (`fetchall()`) are printed too: for a one-row result they are ~0.4 ms cheaper than any Arrow table, which is
    most of a small store's `count(*)`.
 
@@ -64,7 +64,7 @@ def measure(store: Any, one: Path, probe: str, rounds: int = 9) -> dict[str, flo
     session.execute(f"CREATE VIEW samples AS SELECT * FROM read_parquet('{one}')")
 
     def direct(sql: str, params: list[object]) -> None:
-        session.execute(sql, params).to_arrow_table()
+        session.sql(sql, params=params or None).to_arrow_table()  # DuckDB's way to Arrow (no DB-API copy)
 
     def rows(sql: str, params: list[object]) -> None:
         session.execute(sql, params).fetchall()
