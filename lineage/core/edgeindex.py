@@ -240,6 +240,12 @@ class RowIndex:
         order = np.argsort(rows)
         return rows[order], self._key[at][order]
 
+    def holds(self, column: str, hashed: np.ndarray) -> np.ndarray:
+        """For each of `hashed` (values of `column` as HASHED hashes them), whether a row of this segment has it."""
+        values = self._hashed[column][0]
+        at = np.searchsorted(values, hashed)
+        return values[np.minimum(at, len(values) - 1)] == hashed if len(values) else np.zeros(len(hashed), bool)
+
     def candidates(self, column: str, values: Sequence[str]) -> np.ndarray:
         """The rows (ascending) whose `column` (a key of HASHED) may be one of `values`."""
         hashed, rows = self._hashed[column]

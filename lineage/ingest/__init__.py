@@ -26,7 +26,7 @@ from lineage.core.ids import uuid7
 from lineage.core.sqlutil import sql_string
 from lineage.errors import IngestError, InputError, LineageError, Reject, option
 from lineage.ingest.identity import identify
-from lineage.ingest.lookup import Segments, lookup
+from lineage.ingest.lookup import Segments, stored_hashes
 from lineage.ingest.options import IngestFields, IngestOptions
 from lineage.ingest.readers import JsonlReader, Reader, open_reader
 from lineage.ingest.resolve import resolve
@@ -206,8 +206,7 @@ def _run(
     if stored:
         write_samples(con, txn, batch_id, draft, staged, stored)
         _write_edges(store, con, txn)
-        lookup(con, "same_text", column="content_hash", keys_sql="SELECT content_hash FROM nodes",
-               columns="content_hash", segments=segments)
+        stored_hashes(con, "same_text", keys_sql="SELECT content_hash FROM nodes", segments=segments)
         duplicates = con.execute(DUPLICATES_SQL).fetchall()[0][0]
     present = rows_read - stored - len(rejects)
     result = IngestResult(

@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from lineage.core.edgeindex import HASHED, RowIndex, unique_keys
+from lineage.core.edgeindex import HASHED, RowIndex, hash_prefixes, unique_keys
 from lineage.core.location import Location
 from lineage.core.sqlutil import quote_ident, sql_string
 
@@ -149,6 +149,41 @@ def _by_index(
         files = ", ".join(sql_string(segments.data.sql_path(rel)) for rel in segments.written)
         con.execute(f"INSERT INTO {table} SELECT {columns} FROM read_parquet([{files}]) WHERE {match}", params)
     return True
+
+
+def stored_hashes(con: duckdb.DuckDBPyConnection, name: str, *, keys_sql: str, segments: Segments) -> None:
+    """Create table `name` (content_hash): those of the content hashes `keys_sql` selects that a stored sample has.
+
+    Through the row indexes no row is read: a hash whose first 16 hex digits (64 bits of a sha256) a segment holds
+    counts as held. Two texts share them by chance once in 2^64 pairs, and this table only counts the duplicates an
+    ingest reports (exact-dedup decides on the whole hash); reading the rows found, to compare, cost ~35 ms for ten
+    of them in a store of 2,000,000 samples."""
+    distinct = f"SELECT DISTINCT k FROM ({keys_sql}) t(k) WHERE k IS NOT NULL"
+    keys = [r[0] for r in con.execute(f"{distinct} LIMIT {LIST_MAX + 1}").fetchall()]
+    held = _held(keys, segments) if len(keys) <= LIST_MAX and segments.data.posix else None
+    if held is None:
+        lookup(con, name, column="content_hash", keys_sql=keys_sql, columns="content_hash")
+        return
+    table = quote_ident(name)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT unnest($found::VARCHAR[]) AS content_hash",
+                {"found": [k for k, h in zip(keys, held.tolist(), strict=True) if h]})
+    if segments.written:
+        files = ", ".join(sql_string(segments.data.sql_path(rel)) for rel in segments.written)
+        con.execute(f"INSERT INTO {table} SELECT content_hash FROM read_parquet([{files}]) "
+                    "WHERE list_contains($keys, content_hash)", {"keys": keys})
+
+
+def _held(keys: list[str], segments: Segments) -> np.ndarray | None:
+    """Which of the content hashes `keys` a committed segment's row index holds; None when an index cannot be
+    opened or written (as in `_by_index`)."""
+    hashed = hash_prefixes(pa.array(keys, pa.string()))
+    held = np.zeros(len(keys), bool)
+    try:
+        for rel in segments.committed:
+            held |= RowIndex.open(segments.data, rel).holds("content_hash", hashed)
+    except OSError:
+        return None
+    return held
 
 
 def _semi_join(con: duckdb.DuckDBPyConnection, name: str, queries: dict[str, str], columns: str) -> None:
