@@ -230,7 +230,7 @@ def build_health(
     todo = [b for b in builds if b not in memo]
     if todo:
         members = {b: BuildRecord(store, *b).member_ids() for b in todo}
-        with store.reader() as con:
+        with store.reader(views={"status", "samples"}) as con:  # what NEAR_DUP_SQL and TEXTS_SQL read
             if "real" not in memo:
                 memo["real"] = _counts(con, "WHERE s.origin = 'real'")
             real = memo["real"]

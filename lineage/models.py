@@ -105,7 +105,7 @@ def output_generations(store: StoreCore, names: list[str] | None = None) -> dict
     for row in store.query(MODEL_BUILDS_SQL).to_pylist():
         if names is not None and row["name"] not in names:
             continue
-        with store.reader() as con:
+        with store.reader(views={"samples"}) as con:
             path = str(store.root / row["members_path"])
             found = con.execute(
                 "SELECT max(s.generation) FROM read_parquet(?) m JOIN samples s USING (sample_id)", [path]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import pyarrow as pa
 
 from lineage.build.allocate import allocate
-from lineage.build.pool import create_pool
+from lineage.build.pool import create_pool, pool_views
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
 from lineage.build.show import BuildOutcome, shortfalls, stale_lines
@@ -125,7 +125,7 @@ PLAN_STEPS, BUILD_STEPS = 4, 6
 
 
 def _plan(store: StoreCore, spec: BuildSpec, step: Callable[[], None] = lambda: None) -> tuple[BuildPlan, pa.Table]:
-    with store.reader() as con:
+    with store.reader(views=pool_views(spec)) as con:
         readonly.lock_down(con, store.data)
         pool = create_pool(con, spec)
         step()
@@ -153,7 +153,7 @@ def _next_version(store: StoreCore, name: str) -> int:
 
 
 def _composition(store: StoreCore, members: pa.Table) -> dict[str, Any]:
-    with store.reader() as con:
+    with store.reader(views={"samples"}) as con:
         con.register("_members", members)
         out = {}
         for dim in COMPOSITION_DIMS:

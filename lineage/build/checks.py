@@ -32,6 +32,7 @@ METHODS = {
     "lineage": "a descendant of a protected sample",
 }
 
+SETS_SQL = "SELECT name FROM sets WHERE protected AND (? IS NULL OR list_contains(?, name)) ORDER BY 1"
 MEMBERS_SQL = """
 SELECT s.sample_id, s.external_id, s.text, s.content_hash FROM samples s SEMI JOIN _members m USING (sample_id)
 ORDER BY s.sample_id
@@ -49,11 +50,11 @@ def contamination_check(store: StoreCore, names: list[str] | None, member_ids: p
     protected = protected_items(store, names)
     members = pa.table({"sample_id": member_ids})
     leaks: list[dict[str, Any]] = []
-    with store.reader() as con:
+    with store.reader(views={"sets", *Graph.VIEWS}) as con:  # SETS_SQL, MEMBERS_SQL and the Graph
         sets = [
             r[0]
             for r in con.execute(
-                "SELECT name FROM sets WHERE protected AND (? IS NULL OR list_contains(?, name)) ORDER BY 1",
+                SETS_SQL,
                 [names, names],
             ).fetchall()
         ]

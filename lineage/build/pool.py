@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import duckdb
 
 from lineage.build.spec import BuildSpec
+from lineage.core import catalog
 from lineage.core.sqlutil import quote_ident
 from lineage.errors import QueryError, first_line
 
@@ -42,6 +43,14 @@ class Pool:
     matched: int  # samples the spec's `where` selects, before exclusions
     size: int
     cells: list[tuple[dict[str, object], int]]  # (dimension values, available samples) per cell
+
+
+def pool_views(spec: BuildSpec) -> set[str] | None:
+    """The views a build's reader needs for its pool and its draw (`create_pool`, `select_members`, which reads
+    `status` for near-duplicate clusters): those POOL_SQL names, `runs`, and what the spec's `where` and `expr`
+    name; None (all) when they list the catalog's contents. Creating every view costs each build ~60-80 ms."""
+    texts = [POOL_SQL, "runs status", spec.pool.where or "", *(q.sql for q in spec.expr)]
+    return catalog.views_named(" ".join(texts))
 
 
 def pool_dimensions(spec: BuildSpec) -> list[str]:

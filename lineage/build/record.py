@@ -76,7 +76,7 @@ class BuildRecord:
 
     def members(self, *, columns: str = "*") -> pa.Table:
         """The members' sample rows (Arrow), in sample_id order."""
-        with self.store.reader() as con:
+        with self.store.reader(views={"samples"}) as con:  # not every view: ~10 ms, not ~90
             con.register("_members", self.member_ids())
             return con.sql(
                 f"SELECT {columns} FROM samples s SEMI JOIN _members m USING (sample_id) ORDER BY sample_id"
@@ -86,7 +86,7 @@ class BuildRecord:
         """The licence composition of the members: count and share per licence, `unknown` included."""
         from lineage.licenses import composition
 
-        with self.store.reader() as con:
+        with self.store.reader(views={"samples"}) as con:  # not every view: ~10 ms, not ~90
             con.register("_members", self.member_ids())
             rows = con.execute(
                 "SELECT s.license, count(*) FROM samples s SEMI JOIN _members m USING (sample_id) GROUP BY 1"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 import numpy as np
@@ -72,7 +72,9 @@ def write_edges(
 class Graph:
     """The lineage edges of a store as of its version (`store.at(v)` sees the segments live at v): the indexes of
     its edges and samples segments on a local data location, SQL over the reader's `_edges` and `samples` views
-    on a remote one. `con` is a reader of the store with those views (`store.reader(views={"samples", "_edges"})`)."""
+    on a remote one. `con` is a reader of the store with those views (`store.reader(views=Graph.VIEWS)`)."""
+
+    VIEWS: ClassVar[frozenset[str]] = frozenset({"samples", "_edges"})  # what a reader for a Graph needs
 
     def __init__(self, store: StoreCore, con: duckdb.DuckDBPyConnection) -> None:
         self.con, self.data = con, store.data

@@ -152,7 +152,7 @@ def with_lineage(store: StoreCore, found: pa.Table, protected: pa.Table, earlier
     seeds |= dict(zip(found["sample_id"].to_pylist(), found["related_id"].to_pylist(), strict=True))
     if not seeds:
         return found
-    with store.reader() as con:
+    with store.reader(views=set(Graph.VIEWS)) as con:
         rows = descendants(Graph(store, con), seeds)  # seeds are never their own descendants: no sample is in both
     lineage = pa.table(
         {
