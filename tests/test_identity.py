@@ -284,11 +284,12 @@ def test_the_row_index_finds_what_sql_finds(store: Store) -> None:
     cols = "sample_id, content_hash, external_id, input_row"
     cases = [{"sample_id": ids}, {"content_hash": hashes}, {"external_id": external},
              {"sample_id": ids[:5], "external_id": external, "content_hash": hashes[:3]}, {"sample_id": []}]
-    for keys in cases:
+    parents = "source, external_id, generation, sample_id"  # what a parent lookup reads: ids from the index
+    for keys, columns in [(k, cols) for k in cases] + [(k, parents) for k in cases]:
         # The last segment as if this command had written it: read by SQL beside the indexed ones.
         for segments in (Segments(store.data, paths, []), Segments(store.data, paths[:-1], paths[-1:])):
-            lookup_keys(con, "by_index", keys, columns=cols, segments=segments)
-            lookup_keys(con, "by_sql", keys, columns=cols)
+            lookup_keys(con, "by_index", keys, columns=columns, segments=segments)
+            lookup_keys(con, "by_sql", keys, columns=columns)
             got = con.execute("SELECT DISTINCT * FROM by_index ORDER BY ALL").fetchall()
             assert got == con.execute("SELECT DISTINCT * FROM by_sql ORDER BY ALL").fetchall()
             assert len(got) >= min(sum(len(v) for v in keys.values()), 4)  # found what is stored
@@ -353,18 +354,15 @@ def test_content_hash_prefixes_decode_the_first_sixteen_hex_digits() -> None:
     assert hash_prefixes(pa.array(hashes)).tolist() == [int(h[:16], 16) for h in hashes]
 
 
-def test_external_id_hashes_are_fnv1a_of_the_utf8_bytes() -> None:
+def test_external_id_hashes_are_the_first_8_bytes_of_their_sha256() -> None:
+    import hashlib
+
     import pyarrow as pa
 
-    from lineage.core.edgeindex import text_hashes
-
-    def fnv1a(data: bytes) -> int:
-        h = 0xCBF29CE484222325
-        for octet in data:
-            h = ((h ^ octet) * 0x100000001B3) % 2**64
-        return h
+    from lineage.core.edgeindex import external_hashes
 
     rng = random.Random(7)
     texts = ["", "a", "doc-000123", "ünï-1", "x" * 300, None] + [
         "".join(rng.choice("abcé中 -:/0123456789") for _ in range(rng.randint(1, 40))) for _ in range(200)]
-    assert text_hashes(pa.array(texts, pa.string())).tolist() == [0 if t is None else fnv1a(t.encode()) for t in texts]
+    expected = [0 if t is None else int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big") for t in texts]
+    assert external_hashes(pa.array(texts, pa.string())).tolist() == expected

@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from lineage.core.edgeindex import HASHED, RowIndex, hash_prefixes, unique_keys
+from lineage.core.edgeindex import HASHED, RowIndex, hash_prefixes, ids_array, unique_keys
 from lineage.core.location import Location
 from lineage.core.sqlutil import quote_ident, sql_string
 
@@ -115,23 +115,40 @@ def lookup_keys(
         )
 
 
+# What a parent lookup reads (`lineage.ingest.resolve`): of a row found by external id, the index gives the sample
+# id and the external id is the one looked up, so only the cheap columns are read (150 rows scattered over a
+# 1,000,000-row segment: 3.4 ms of CPU for `source, generation`, 66 ms with the two id columns).
+FROM_INDEX = {"sample_id", "external_id"}
+COVERED = FROM_INDEX | {"source", "generation"}
+
+
 def _by_index(
     con: duckdb.DuckDBPyConnection, name: str, segments: Segments, keys: dict[str, list[str]], columns: str
 ) -> bool:
     """`lookup_keys` through the committed segments' row indexes: only the rows found are read, each segment's by
     row number (DuckDB prunes to the row groups and pages holding them), and compared whole (the index of a
-    content hash or external id holds a hash of it). False when an index cannot be opened or written (a read-only
-    copy of the store): the caller uses SQL."""
+    content hash or external id holds a hash of it), except the rows an external id found for a parent lookup
+    (COVERED columns), whose ids come from the index (a 64-bit sha256 prefix of the external id: a false match
+    once in 2^64 pairs). False when an index cannot be opened or written (a read-only copy of the store): the
+    caller uses SQL."""
     given = {column: values for column, values in keys.items() if values}
-    found: list[tuple[str, np.ndarray]] = []
+    selected = [c.strip() for c in columns.split(",")]
+    external = given.pop("external_id", None) if set(selected) <= COVERED else None
+    found: list[tuple[str, np.ndarray, pa.Table | None]] = []
     try:
         for rel in segments.committed:
             index = RowIndex.open(segments.data, rel)
             rows = np.unique(np.concatenate([np.zeros(0, np.int64)] + [
                 index.rows(unique_keys(values))[0] if column == "sample_id" else index.candidates(column, values)
                 for column, values in given.items()]))
-            if len(rows):
-                found.append((rel, rows))
+            by_external = None
+            if external:
+                which, at, samples = index.external_ids(external)
+                if len(at):
+                    by_external = pa.table({"_row": pa.array(at), "sample_id": ids_array(samples),
+                                            "external_id": pa.array(external, pa.string()).take(pa.array(which))})
+            if len(rows) or by_external is not None:
+                found.append((rel, rows, by_external))
     except OSError:
         return False
     # A row matching by two columns is one row: the whole comparison is one disjunction over the rows read.
@@ -139,12 +156,22 @@ def _by_index(
     params = list(given.values())
     table = quote_ident(name)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {columns} FROM existing WHERE false")
-    for rel, rows in found:
-        con.execute(
-            f"INSERT INTO {table} SELECT {columns} FROM read_parquet({sql_string(segments.data.sql_path(rel))}, "
-            f"file_row_number = true) WHERE file_row_number = ANY(${len(params) + 1}) AND ({match})",
-            [*params, rows.tolist()],
-        )
+    from_index = ", ".join(f"i.{quote_ident(c)}" if c in FROM_INDEX else f"s.{quote_ident(c)}" for c in selected)
+    for rel, rows, by_external in found:
+        segment = f"read_parquet({sql_string(segments.data.sql_path(rel))}, file_row_number = true)"
+        if len(rows):
+            con.execute(f"INSERT INTO {table} SELECT {columns} FROM {segment} "
+                        f"WHERE file_row_number = ANY(${len(params) + 1}) AND ({match})", [*params, rows.tolist()])
+        if by_external is not None:
+            con.register("_by_external", by_external)
+            con.execute(f"INSERT INTO {table} SELECT {from_index} FROM {segment} s JOIN _by_external i "
+                        "ON s.file_row_number = i._row WHERE s.file_row_number = ANY($rows)",
+                        {"rows": by_external["_row"].to_pylist()})
+            con.unregister("_by_external")
+    if external:
+        given["external_id"] = external  # this command's own segments: by SQL, every column read
+        match = " OR ".join(f"list_contains(${i}, {quote_ident(c)})" for i, c in enumerate(given, 1))
+        params = list(given.values())
     if segments.written and given:
         files = ", ".join(sql_string(segments.data.sql_path(rel)) for rel in segments.written)
         con.execute(f"INSERT INTO {table} SELECT {columns} FROM read_parquet([{files}]) WHERE {match}", params)
