@@ -2,9 +2,10 @@
 
 `existing` is a view over every live samples segment. A local store's committed segments each have a row index
 (`lineage.core.edgeindex.RowIndex`: sample ids, content hashes and external ids, each sorted): up to LIST_MAX keys,
-they are found there by binary search, and only the rows found are read (`file_row_number = ANY`), so a lookup
-costs the same over 1,000 samples as over 10,000,000 (by list, 100 ids over a store grown by 2,550 ingests cost
-~38 ms of CPU against ~5 ms in a new one, and each ingest looks up twice). Without an index (a remote data location, a
+they are found there by binary search, and only the rows found are read (`file_row_number = ANY`), and of them
+only what the index does not hold (`stored_hashes`, `COVERED`), so a lookup costs the same over 1,000 samples as
+over 2,000,000 (`benchmarks/ingest_growth.py`; by list, 100 ids over a store grown by 2,550 ingests cost ~38 ms of
+CPU against ~5 ms in a new one, and each ingest looked up twice). Without an index (a remote data location, a
 read-only copy that cannot write one, the segments this command wrote and has not committed), two plans, chosen by
 the number of keys:
 
