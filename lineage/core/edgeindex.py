@@ -199,13 +199,15 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class RowIndex:
     """The rows of one samples segment (`rel`) by sample id (`rows`: provenance walks, ingest's id lookup), and the
-    rows that may hold a content hash or an external id (`candidates`: ingest's duplicate count and parent lookup).
+    rows that may hold a content hash or an external id (`holds`, `external_ids`, `candidates`: ingest's duplicate
+    count and parent lookup).
 
     Ids are kept whole (fixed-width keys). A content hash (64 hex digits) is kept as its first 16 digits decoded to
     an unsigned integer, an external id (any text) as the first 8 bytes of its sha256 (`external_hashes`; a sample
     without one as 0), with the sample id of its row (`external_ids`: a parent named by external id needs no read
-    of the id columns, which cost ~95% of reading its row): 12 bytes a sample instead of the whole text, and a
-    false match once in 2^64 pairs, which a caller comparing the whole value drops (`lineage.ingest.lookup`)."""
+    of the id columns, which cost ~95% of reading its row): 12 bytes a sample instead of the whole text. Two values
+    share a hash once in 2^64 pairs: `lineage.ingest.lookup` compares the whole value where it reads the row, and
+    trusts the hash where it does not (an ingest's duplicate count, a parent's sample id)."""
 
     def __init__(self, table: pa.Table) -> None:
         # Every column read here: an index written before one was added fails with KeyError and is built again.
