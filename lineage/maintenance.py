@@ -79,7 +79,8 @@ def doctor(store: StoreCore) -> DoctorReport:
     if report.ok:
         from lineage.filters.incremental import filter_states
 
-        with store.reader() as con:
+        # The views the two checks read, not all of them (a reader making every view costs ~80 ms more).
+        with store.reader(views={"lineage_edges", "samples", "_edges"}) as con:
             report.missing_parents = [(c, p) for c, p in con.execute(MISSING_PARENTS_SQL).fetchall()]
             differ = con.execute(EDGES_CHECK_SQL).fetchall()[0][0]
         if differ:
