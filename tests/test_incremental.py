@@ -425,3 +425,21 @@ def test_an_incremental_summary_counts_changed_decisions_not_rescored_ones(store
     store.ingest([{**kept, "id": "real-copy"}], origin="real", source="human-chat")
     real = store.run_filter("exact-dedup", new_only=True)
     assert real.changed == 1 and ", 1 earlier decisions changed" in real.summary()
+
+
+def test_a_user_filters_context_hook_reads_any_view(tmp_path: Path) -> None:
+    """`filter_states` makes only the views its own queries name, and a recorded selection's; a user filter's
+    `context_changed_since` may read any other (here `builds`) and still runs (its context changed: all stale)."""
+    from lineage.filters.incremental import filter_states
+
+    store = templated(Store.init(tmp_path / "store"), _real_only)
+    store.run_filter("context-shouting", module="user_filters:ContextShoutingFilter")
+    store.run_filter("quality", where="sample_id IN (SELECT sample_id FROM samples WHERE generation = 0)")
+    states = {s.filter: s for s in filter_states(store)}
+    assert states["context-shouting"].everything_stale and not states["quality"].everything_stale
+    assert states["quality"].scope is not None and states["quality"].unseen == 0
+    assert store.doctor().ok
+
+
+def _real_only(store: Store) -> None:
+    store.ingest(FIXTURES / "real.jsonl", origin="real", source="wordnet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +35,17 @@ class ShoutingFilter(SampleFilter):
             reason=["shouting" if x else None for x in loud],
         )
 
+
+
+class ContextShoutingFilter(ShoutingFilter):
+    """A user filter whose context (`context_changed_since`) reads a view the filter states' reader does not make
+    for the built-in filters (`builds`): it must get a reader with every view."""
+
+    name = "context-shouting"
+
+    @staticmethod
+    def context_changed_since(con: Any, version: int) -> bool:
+        return con.execute("SELECT count(*) FROM builds").fetchall()[0][0] >= 0  # always: it read the view
 
 class KillerParams(FilterParams):
     marker: str

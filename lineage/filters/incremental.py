@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lineage.core import readonly
+from lineage.core import catalog, readonly
 from lineage.core.sqlutil import sql_string
 from lineage.errors import LineageError, QueryError, first_line
 from lineage.features.decisionindex import DecisionIndex, keys_of
@@ -127,6 +127,14 @@ LICENSE_SQL = "lower(coalesce(nullif(trim(license), ''), 'unknown'))"
 
 PROTECTED_SQL = "sample_id NOT IN (SELECT sample_id FROM protected_samples(NULL))"
 
+# What `filter_states` reads besides the predicates (a pool's `where`, the runs' recorded selections): the runs and
+# their commits, the events of the runs, the samples, the protected sets (PROTECTED_SQL, and the contamination
+# filter's `context_changed_since`).
+STATE_SQL = " ".join(
+    [LATEST_RUNS_SQL, SCOPE_SQL, RUNS_SINCE_SQL, UNSEEN_SQL, PROTECTED_SQL, "_events sets set_members"]
+)
+SELECTIONS_SQL = "SELECT DISTINCT selection FROM runs WHERE selection IS NOT NULL"
+
 
 def filter_states(
     store: StoreCore,
@@ -152,10 +160,14 @@ def filter_states(
     if licenses is not None:
         allowed = ", ".join(sql_string(x.strip().lower()) for x in licenses) or "NULL"
         predicate = f"({predicate}) AND {LICENSE_SQL} IN ({allowed})"
-    with _reader(store) as con:
+    # Only the views these queries name (a reader making every view costs ~80 ms more: every build, doctor and
+    # status pays it): the recorded selections are read first, as the scopes `_scope` makes of them.
+    selections = store.query(SELECTIONS_SQL)["selection"].to_pylist()
+    views = catalog.views_named(" ".join([STATE_SQL, predicate, *selections]))
+    with _reader(store, views) as con:
         latest = con.sql(LATEST_RUNS_SQL, params={"names": wanted, "users": users}).to_arrow_table().to_pylist()
         latest = [r for r in latest if r["filter"] in tracked or r["module"]]  # not imported decisions
-        return [_state(store, con, run, predicate) for run in latest]
+        return [_state(store, con, run, predicate, every_view=views is None) for run in latest]
 
 
 def filter_state(
@@ -180,11 +192,13 @@ def _filter_state(
 
 
 def _state(
-    store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict[str, Any], predicate: str, counts: bool = True
+    store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict[str, Any], predicate: str, counts: bool = True,
+    *, every_view: bool = True,
 ) -> FilterState:
+    """`every_view`: `con` has all the views (else those `filter_states` names)."""
     key = {"filter": run["filter"], "fv": run["filter_version"], "ph": run["params_hash"]}
     scope = _scope(con, key)
-    everything = _context_changed(store, con, run)
+    everything = _context_changed(store, con, run, every_view=every_view)
     if not counts:
         return FilterState(
             run["filter"], run["filter_version"], run["params"], run["params_hash"], scope, run["run_id"],
@@ -220,8 +234,11 @@ def _scope(con: duckdb.DuckDBPyConnection, key: dict[str, str]) -> str | None:
     return " OR ".join(f"({readonly.check_predicate(sel, what='a run selection')})" for sel, _ in rows) or None
 
 
-def _context_changed(store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> bool:
-    """Whether the filter's decisions depend on store state that changed after its latest run."""
+def _context_changed(
+    store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict[str, Any], *, every_view: bool = True
+) -> bool:
+    """Whether the filter's decisions depend on store state that changed after its latest run. A user filter's
+    hook may read any view: unless `con` has them all, it gets a reader that has."""
     from lineage.filters.base import filter_class
 
     try:
@@ -229,12 +246,17 @@ def _context_changed(store: StoreCore, con: duckdb.DuckDBPyConnection, run: dict
     except LineageError:  # a user filter that cannot be imported now: nothing says its context changed
         return False
     since = getattr(cls, "context_changed_since", None)
-    return bool(since and since(con, run["version"]))
+    if not since:
+        return False
+    if every_view or cls.__module__.startswith("lineage."):  # a built-in's hook reads what STATE_SQL names
+        return bool(since(con, run["version"]))
+    with _reader(store) as every:
+        return bool(since(every, run["version"]))
 
 
 @contextmanager
-def _reader(store: StoreCore) -> Iterator[duckdb.DuckDBPyConnection]:
-    with store.reader() as con:
+def _reader(store: StoreCore, views: set[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    with store.reader(views=views) as con:
         readonly.lock_down(con, store.data)
         yield con
 
