@@ -19,11 +19,8 @@ HEAVY = ("scipy", "polars", "torch", "sentence_transformers", "ray", "datasketch
 # Runs the CLI in this interpreter with `args`, then prints the heavy packages it imported.
 PROBE = """
 import json, sys
-from lineage.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
+from lineage.cli import run
+run(sys.argv[1:])
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))), file=sys.stderr)
 """
 
@@ -36,7 +33,7 @@ def heavy_imports(*args: str, code: str = PROBE, allow: tuple[str, ...] = ()) ->
 
 
 def test_importing_the_cli_imports_no_heavy_library() -> None:
-    code = "import json, sys\nimport lineage.cli\n" + PROBE.split("pass\n", 1)[1]
+    code = "import json, sys\nimport lineage.cli\n" + PROBE.split("run(sys.argv[1:])\n", 1)[1]
     assert heavy_imports(code=code) == []
 
 
@@ -60,11 +57,8 @@ def test_commands_import_only_what_they_use(small_store: Store) -> None:
 # pyarrow.fs for a local store.
 LOADED = """
 import json, sys
-from lineage.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
+from lineage.cli import run
+run(sys.argv[1:])
 print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
@@ -136,7 +130,7 @@ def test_pyarrow_still_converts_pandas_after_the_skipped_probe() -> None:
 def test_no_datasketch_in_the_band_choice(tmp_path: Path) -> None:
     code = (
         "import json, sys\nfrom lineage.features import minhash\nminhash.bands(0.8, 128)\n"
-        "minhash._optimal_bands(0.8, 128, minhash.CANDIDATE_WEIGHTS)\n" + PROBE.split("pass\n", 1)[1]
+        "minhash._optimal_bands(0.8, 128, minhash.CANDIDATE_WEIGHTS)\n" + PROBE.split("run(sys.argv[1:])\n", 1)[1]
     )
     assert heavy_imports(code=code) == []
 

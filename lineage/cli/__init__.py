@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import atexit
-import gc
+import os
 import sys
-from typing import Any
+import threading
+from typing import NoReturn
 
 import click
 
@@ -69,18 +70,46 @@ def cli(ctx: click.Context, store_path: str, as_of: int | None, wait: float, deb
     ctx.obj = {"store_path": store_path, "as_of": as_of, "wait": wait, "debug": debug, "quiet": quiet}
 
 
-_freeze_at_exit = False
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The `lineage` command (console script and `python -m lineage`): the command, then the process's end with
+    its exit status (`_end`)."""
+    _end(run(argv))
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """The `lineage` command (console script and `python -m lineage`)."""
-    global _freeze_at_exit
-    if not _freeze_at_exit:
-        # At exit, skip the interpreter's last garbage collection over every object the imports made (~30 ms of a
-        # short command's CPU, numpy and pyarrow's modules mostly): the process ends anyway, and atexit handlers
-        # registered later (Ray's shutdown, temporary folders) run before this one.
-        atexit.register(gc.freeze)
-        _freeze_at_exit = True
+def run(argv: list[str] | None = None) -> object:
+    """Run the command `argv` (default: the process's arguments) as the `lineage` command does, and return the
+    status it would exit with (what click passes to `sys.exit`), leaving the process running."""
     set_entry_point()
-    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="lineage")
+    try:
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="lineage")
+    except SystemExit as exc:
+        return exc.code
+    return 0
 
+
+def _end(status: object) -> NoReturn:
+    """End the process as `sys.exit(status)` would, without the interpreter's teardown. Teardown destroys the DuckDB
+    objects still alive while DuckDB's threads may still call into Python, and under load it aborted about one
+    `lineage sql` in 160 *after* the command had succeeded and printed its result ("terminate called after
+    throwing an instance of ''", exit 134; duckdb/duckdb#13904): a script saw a failure where there was none.
+    The command's work is committed by now; of teardown, what matters is done here: non-daemon threads are
+    waited for, atexit handlers run (Ray's shutdown, temporary folders) and the standard streams are flushed.
+    (It also skips the last garbage collection over every object the imports made: ~30 ms of a short command.)"""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    if status is None:
+        code = 0
+    elif isinstance(status, int):
+        code = status
+    else:  # sys.exit("message") prints it and exits 1
+        print(status, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (`| head`), or a stream already closed
+            if stream is sys.stdout and code == 0:
+                code = 141  # as `LineageGroup.invoke` ends on a broken pipe
+    os._exit(code)
