@@ -303,7 +303,8 @@ def test_a_reader_that_stops_early_is_no_error(busy: Store, fmt: str) -> None:
 def test_the_process_ends_with_the_commands_status_and_all_its_output(tmp_path: Path) -> None:
     """`lineage` ends its process without the interpreter's teardown (`lineage.cli._end`: DuckDB's threads aborted
     ~1 run in 160 there, after a successful command): every line still reaches a pipe and a file, each status is
-    the command's, and the atexit handlers of code the command loaded (a user filter's module) still run."""
+    the command's, the atexit handlers of code the command loaded (a user filter's module) still run, and a thread
+    pool it left open does not hold the exit."""
     from conftest import run_cli
 
     root = str(tmp_path / "s")
@@ -318,8 +319,11 @@ def test_the_process_ends_with_the_commands_status_and_all_its_output(tmp_path: 
     assert run_cli("--store", root, "sql").returncode == 2  # a usage error: click's status
     assert run_cli("--version").returncode == 0
     (tmp_path / "exiting.py").write_text(
-        "import atexit, pathlib\nfrom user_filters import ShoutingFilter\n"
-        f"atexit.register(pathlib.Path({str(tmp_path / 'ran')!r}).write_text, 'yes')\n",
+        "import atexit, pathlib\nfrom concurrent.futures import ThreadPoolExecutor\n"
+        "from user_filters import ShoutingFilter\n"
+        f"atexit.register(pathlib.Path({str(tmp_path / 'ran')!r}).write_text, 'yes')\n"
+        "POOL = ThreadPoolExecutor(1)  # never shut down: its worker must not hold the process's exit\n"
+        "POOL.submit(int).result()\n",
         encoding="utf-8",
     )
     (tmp_path / "one.jsonl").write_text('{"text": "HELLO THERE"}\n', encoding="utf-8")

@@ -92,12 +92,13 @@ def _end(status: object) -> NoReturn:
     objects still alive while DuckDB's threads may still call into Python, and under load it aborted about one
     `lineage sql` in 160 *after* the command had succeeded and printed its result ("terminate called after
     throwing an instance of ''", exit 134; duckdb/duckdb#13904): a script saw a failure where there was none.
-    The command's work is committed by now; of teardown, what matters is done here: non-daemon threads are
-    waited for, atexit handlers run (Ray's shutdown, temporary folders) and the standard streams are flushed.
+    The command's work is committed by now; of teardown, what matters is done here: threading's exit hooks run and
+    non-daemon threads are waited for, atexit handlers run (Ray's shutdown, temporary folders) and the standard
+    streams are flushed.
     (It also skips the last garbage collection over every object the imports made: ~30 ms of a short command.)"""
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does before its teardown, in its order: threading's exit hooks (a thread pool left open
+    # lets its workers go) and the wait for non-daemon threads, then the atexit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     if status is None:
         code = 0
