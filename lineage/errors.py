@@ -140,10 +140,17 @@ class OutputPathError(LineageError):
 
 
 class OutputExistsError(LineageError):
-    """An output folder (`option`) that exists and is not empty, without `force`."""
+    """An output folder (`option`) that exists and is not empty, without `force`; or with `force`, one that is not an
+    earlier output of the same kind (`foreign`: why not)."""
 
-    def __init__(self, path: Path, option: str) -> None:
-        self.path, self.option = path, option
+    def __init__(self, path: Path, option: str, *, foreign: str | None = None) -> None:
+        self.path, self.option, self.foreign = path, option, foreign
+        if foreign is not None:  # `force` given, but the folder holds something else than an earlier output
+            super().__init__(
+                f"{option} `{path}` {foreign}: {flag('force')} replaces only an earlier output of this kind, never "
+                "other files; choose another folder, or empty this one yourself"
+            )
+            return
         super().__init__(
             f"{option} `{path}` exists and is not empty: choose another folder, or {flag('force')} to replace it"
         )

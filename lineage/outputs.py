@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,10 +81,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def replace_dir(path: Path, *, force: bool, option: str = "--output", journal: Path | None = None) -> Iterator[Path]:
+def replace_dir(
+    path: Path, *, force: bool, option: str = "--output", journal: Path | None = None,
+    replaceable: Callable[[Path], str | None] | None = None,
+) -> Iterator[Path]:
     """A new empty folder beside `path` to write a whole output into; on success it takes `path`'s place.
 
-    A non-empty `path` is refused unless `force`. The new folder and the old one trade places in one atomic
+    A non-empty `path` is refused unless `force`, and even then unless `replaceable(path)` returns None (else the
+    reason it is not an output of this kind: `force` replaces an earlier output, never a folder of other files,
+    which it once deleted whole, a lineage store included). The new folder and the old one trade places in one atomic
     rename (Linux renameat2 RENAME_EXCHANGE), then the old one is removed, so a crash leaves the old output or
     the new one whole, never a mix or nothing; on failure the new folder is removed and `path` is untouched.
     Where the filesystem cannot exchange, the old folder is moved aside first (two renames, no copying).
@@ -92,8 +97,12 @@ def replace_dir(path: Path, *, force: bool, option: str = "--output", journal: P
     A killed writer leaves its `.NAME.*.tmp` (or `.old`) folder beside `path`: the next replace_dir of `path`
     removes it, and so does `lineage gc` when `journal` (a folder of the store's) names it (`journal_entries`).
     """
-    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not force:
-        raise OutputExistsError(path, option)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not force:
+            raise OutputExistsError(path, option)
+        reason = replaceable(path) if replaceable is not None else None
+        if reason is not None:
+            raise OutputExistsError(path, option, foreign=reason)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import Runner
+from conftest import Runner, run_cli
 
 from lineage.build import Build
 from lineage.errors import LineageError
@@ -298,6 +299,35 @@ def test_non_empty_output_refused_unless_force_which_replaces_it_whole(mixed: An
         store.export("blend", store.root / "builds" / "x")
     with pytest.raises(LineageError, match="would overwrite the store's own"):
         store.export("blend", store.root, force=True)
+
+
+def test_force_replaces_an_earlier_export_and_nothing_else(mixed: Any, tmp_path: Path) -> None:
+    """`--force` once deleted whatever OUTPUT held: a user's folder, another lineage store. It replaces an earlier
+    export only; anything else is refused with one line and left as it was."""
+    store, _, _ = mixed
+    other = Store.init(tmp_path / "other-store")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("important", encoding="utf-8")
+    lookalike = tmp_path / "lookalike"
+    lookalike.mkdir()
+    (lookalike / "manifest.json").write_text('{"name": "my package"}', encoding="utf-8")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    cases = {other.root: "is a lineage store", notes: "holds files but no export's manifest.json",
+             lookalike: "has a manifest.json that is not a lineage export's", tmp_path / "file": "is a file"}
+    before = {p: sorted(str(f.relative_to(p)) for f in p.rglob("*")) if p.is_dir() else p.read_text() for p in cases}
+    for target, why in cases.items():
+        with pytest.raises(LineageError, match=f"^--output `{re.escape(str(target))}` {why}: force=True replaces only"):
+            store.export("blend", target, force=True)
+        done = run_cli("--store", str(store.root), "export", "blend", "--output", str(target), "--force")
+        if target.is_file():  # click's own check of a folder option: a usage error
+            assert done.returncode == 2 and "is a file" in done.stderr, done.stderr
+            continue
+        assert done.returncode == 1 and done.stderr.count("\n") == 1 and why in done.stderr, done.stderr
+    after = {p: sorted(str(f.relative_to(p)) for f in p.rglob("*")) if p.is_dir() else p.read_text() for p in cases}
+    assert after == before and (notes / "notes.txt").read_text(encoding="utf-8") == "important"
+    assert other.doctor().ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "lookalike", "notes", "other-store"]
 
 
 def test_failed_export_leaves_the_old_one(mixed: Any, tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 )
 @click.option("--split-seed", type=int, help="Seed of the split (default: the build's seed).")
 @click.option("--shard-size", help="Rows per file (100000) or bytes per file (500MB).")
-@click.option("--force", is_flag=True, help="Replace a non-empty OUTPUT (atomically).")
+@click.option("--force", is_flag=True, help="Replace an earlier export at OUTPUT (atomically); never other files.")
 @json_option
 @click.pass_context
 def export(

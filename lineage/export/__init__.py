@@ -83,7 +83,10 @@ def export_build(
     splits = parse_splits(options.splits)
     seed = options.split_seed if options.split_seed is not None else build.info["seed"]
     journal = build.store.root / OUTPUT_JOURNAL
-    with replace_dir(output, force=options.force, journal=journal) as tmp, build.store.reader() as con:
+    with (
+        replace_dir(output, force=options.force, journal=journal, replaceable=not_an_export) as tmp,
+        build.store.reader() as con,
+    ):
         _quiet(con)
         members = assign(con, build.member_ids(), splits, seed)
         con.register("_export_members", members)
@@ -179,6 +182,22 @@ def _generators(con: duckdb.DuckDBPyConnection) -> list[str]:
         "WHERE s.generator IS NOT NULL ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def not_an_export(folder: Path) -> str | None:
+    """None when `folder` holds an earlier export (its manifest.json, as `_manifest` writes it, and no store); else
+    what it holds instead. `--force` replaces only an export: it once deleted a whole store given as OUTPUT."""
+    if not folder.is_dir():
+        return "is a file"
+    if (folder / "lineage.duckdb").exists():
+        return "is a lineage store"
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "holds files but no export's manifest.json"
+    if not isinstance(manifest, dict) or not {"build", "build_version", "format", "splits"} <= manifest.keys():
+        return "has a manifest.json that is not a lineage export's"
+    return None
 
 
 def _manifest(
