@@ -56,3 +56,31 @@ def test_rerun_after_the_protected_set_changes(small_store: Store) -> None:
     small_store.ingest(FIXTURES / "qa.jsonl", origin="real", source="eval", template="{prompt} {response}",
                        set_name="heldout")
     assert not small_store.run_filter("contamination").skipped
+
+
+def test_a_set_name_that_is_not_a_protected_set_is_refused(small_store: Store) -> None:
+    """`sets=heldoutt` once checked against nothing: every sample kept, the earlier drops replaced, `status` up to
+    date. A name that is no set, or a set that is not protected, is refused before anything is decided."""
+    import pytest
+    from conftest import Runner
+
+    from lineage.errors import LineageError
+
+    root = small_store.sql("SELECT sample_id FROM samples WHERE generation = 0 ORDER BY sample_id LIMIT 1")
+    create_set(small_store, "heldout", ids=root["sample_id"].to_pylist(), protected=True)
+    create_set(small_store, "notes", ids=root["sample_id"].to_pylist())
+    dropped = "SELECT count(*) AS n FROM status WHERE filter = 'contamination' AND decision = 'drop'"
+    assert small_store.run_filter("contamination").dropped > 0
+    before, version = small_store.sql(dropped), small_store.version
+    cases = {"heldoutt": r"^sets=: no set `heldoutt` \(protected sets: heldout\)$",
+             "heldout,foo": r"^sets=: no set `foo` \(protected sets: heldout\)$",
+             '["heldout"]': r'^sets=: no set `\["heldout"\]`',
+             "notes": r"^sets=: set `notes` is not protected; contamination checks protected sets only"}
+    for sets, message in cases.items():
+        for engine in ("inline", "local"):
+            with pytest.raises(LineageError, match=message):
+                small_store.run_filter("contamination", params={"sets": sets}, engine=engine, force=True)
+    err = Runner(small_store.root)("filter", "run", "contamination", "--param", "sets=heldoutt", code=1).stderr
+    assert err == "Error: sets=: no set `heldoutt` (protected sets: heldout)\n"
+    assert small_store.version == version and small_store.sql(dropped) == before
+    assert small_store.run_filter("contamination", params={"sets": "heldout"}).dropped == before["n"][0].as_py()

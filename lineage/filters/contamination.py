@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from lineage.core.edges import Graph, reach
+from lineage.errors import UsageError
 from lineage.features import containment
 from lineage.features.minhash import verify_exact
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, register
@@ -84,6 +85,21 @@ class Leak:
             else (f"score {self.score:.2f}")
         )
         return f"{self.reason.split(':')[0]}, {share}" + (f", chars {self.span[0]}-{self.span[1]}" if self.span else "")
+
+
+def check_sets(store: StoreCore, names: list[str]) -> None:
+    """Each of `names` is a protected set. A misspelt name once checked against nothing: every sample kept, and
+    the run's decisions replaced the earlier drops."""
+    rows = store.query("SELECT name, protected FROM sets WHERE name IN (SELECT unnest(?::VARCHAR[]))", params=[names])
+    found = dict(zip(rows["name"].to_pylist(), rows["protected"].to_pylist(), strict=True))
+    for name in names:
+        if name not in found:
+            known = store.query("SELECT name FROM sets WHERE protected ORDER BY name")["name"].to_pylist()
+            choose = f"protected sets: {', '.join(known)}" if known else "the store has no protected set"
+            raise UsageError("sets", name, message=f"sets=: no set `{name}` ({choose})")
+        if not found[name]:
+            raise UsageError("sets", name, message=f"sets=: set `{name}` is not protected; contamination checks "
+                             "protected sets only (`lineage set create NAME --protected` makes one)")
 
 
 def protected_items(store: StoreCore, names: list[str] | None) -> pa.Table:
@@ -209,6 +225,8 @@ class ContaminationFilter(SelectionFilter):
 
     def context_key(self, store: StoreCore) -> str:
         names = self.params.set_names()
+        if names is not None:
+            check_sets(store, names)
         query = "SELECT sample_id FROM protected_samples(?) ORDER BY 1"
         rows = store.query(query, params=[names])["sample_id"].to_pylist()
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()
