@@ -179,6 +179,29 @@ def test_incremental_runs_decide_like_a_full_run(chat_store: Store, tmp_path: Pa
         assert rows["leak-child"]["related_id"] == heldout_id(store, "qa-001")
 
 
+@pytest.mark.parametrize("name", FILTERS)
+def test_runs_with_new_one_after_another_decide_like_a_full_run(chat_store: Store, tmp_path: Path, name: str) -> None:
+    """Data that keeps arriving, each batch decided with `--new`: the third such run once failed with a traceback
+    (the full run's decision index had `version` NOT NULL, an incremental run's did not, and the two could not be
+    read together). Three batches later, the decisions are a full run's."""
+    store, real = chat_store, real_rows()
+    heldout = store.sql("SELECT text FROM samples WHERE source = 'wordnet-eval' ORDER BY 1")["text"].to_pylist()
+    for k in range(3):
+        late = [{"id": f"near-{k}-{j}", "text": f"{real[40 + 3 * k + j]['text']} once more {k}"} for j in range(3)]
+        late += [{"id": f"copy-{k}", "text": real[k]["text"]}, {"id": f"leak-{k}", "text": f"{heldout[k]} ({k})"}]
+        store.ingest(late, origin="synthetic", source=f"late-{k}", generation=1)
+        result = store.run_filter(name, new_only=True, engine="inline")
+        assert result.new_only and not result.skipped
+    full = Store(shutil.copytree(store.root, tmp_path / "full"))
+    full.run_filter(name, force=True, engine="inline")
+    assert store.sql(STATUS, params=[name]).to_pylist() == full.sql(STATUS, params=[name]).to_pylist()
+    dropped = {r["external_id"] for r in store.sql(
+        "SELECT s.external_id FROM status e JOIN samples s USING (sample_id) WHERE e.filter = ? AND e.decision = "
+        "'drop' AND s.source LIKE 'late-%'", params=[name]).to_pylist()}
+    copies = {"copy-0", "copy-1", "copy-2"}  # each a copy of a real chat answer: an exact and a near duplicate
+    assert dropped >= ({"leak-0", "leak-1", "leak-2"} if name == "contamination" else copies), dropped
+
+
 @pytest.mark.parametrize("lost", ["band index", "signature cache"])
 def test_incremental_near_dedup_rebuilds_a_lost_index_or_cache(chat_store: Store, tmp_path: Path, lost: str) -> None:
     """The band-key index finds old candidates without reading old signatures; when it (or the cache it indexes,

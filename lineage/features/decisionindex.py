@@ -61,6 +61,9 @@ class DecisionIndex:
         """Index `events` (the segment's rows, COLUMNS) for the segment at `rel`."""
         index = cls(data, rel)
         table = events.select(list(COLUMNS)).combine_chunks()
+        # Every column nullable, whoever wrote the events: a full run's had `version` NOT NULL and an incremental
+        # run's not, and the two indexes could not be read together (`--new` failed on the second run).
+        table = table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
         keys = id_keys(table["sample_id"])
         if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():  # a run's decisions usually come sorted already
             order = np.argsort(keys, kind="stable")

@@ -327,7 +327,7 @@ class Prior:
             return known.take(pc.unique(first)).sort_by("sample_id")
         indexes = self._indexes()
         if indexes is not None:
-            table = self._latest(pa.concat_tables([i.by_sample(keys_of(wanted)) for i in indexes]))
+            table = self._latest(_by_sample(indexes, wanted))
         else:
             table = self._decisions("SELECT sample_id FROM _wanted", _wanted=pa.table({"sample_id": wanted}))
         self._remember(table, wanted.to_pylist())
@@ -342,7 +342,7 @@ class Prior:
             # latest decisions, as the query below does.
             found = [i.by_cluster(keys_of(wanted))["sample_id"] for i in indexes]
             candidates = pc.unique(pa.chunked_array([*found, wanted], pa.string()))
-            table = self._latest(pa.concat_tables([i.by_sample(keys_of(candidates)) for i in indexes]))
+            table = self._latest(_by_sample(indexes, candidates))
         else:
             # A union of two semi-joins, not an OR of them: DuckDB runs the OR as a slower mark join.
             table = self._decisions(
@@ -477,3 +477,9 @@ def changed_only(decisions: pa.Table, prior: pa.Table, new_ids: pa.Array, on: Pr
         "IS DISTINCT FROM (p.decision, p.score, p.reason, p.related_id, p.cluster_id) ORDER BY d.sample_id",
         _d=decisions, _p=prior, _new=pa.table({"sample_id": new_ids}),
     )
+
+
+def _by_sample(indexes: list[DecisionIndex], ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The decisions of `ids` in each of the decision indexes, together. Promoted: an index written before every
+    column was made nullable (`DecisionIndex.write`) differs from a newer one in that alone."""
+    return pa.concat_tables([i.by_sample(keys_of(ids)) for i in indexes], promote_options="default")
