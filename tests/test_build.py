@@ -214,6 +214,21 @@ def test_floors_met_are_recorded_and_missed_refuse(small_store: Store) -> None:
     assert small_store.sql("SELECT count(*) AS n FROM builds")["n"][0].as_py() == 1
 
 
+def test_two_floors_by_one_dimension(small_store: Store) -> None:
+    """Two floors by `origin` (no quota on it) once failed with DuckDB's "Duplicate named argument", blamed on the
+    spec's `where`: both are measured, per origin."""
+    floors = [
+        {"metric": "self_bleu", "max": 0.9, "by": "origin"}, {"metric": "distinct_2", "min": 0.1, "by": "origin"},
+        {"metric": "distinct_1", "min": 0.1, "by": "source"}, {"metric": "self_bleu", "max": 0.95, "by": "source"},
+    ]
+    b = small_store.build(spec(size=300, floors=floors))
+    rows = json.loads(b.info["floors"])
+    measured = {(r["metric"], *json.loads(r["group"])) for r in rows if r["achieved"] is not None and r["met"]}
+    assert measured == {("self_bleu", "origin"), ("distinct_2", "origin"), ("distinct_1", "source"),
+                        ("self_bleu", "source")}, rows
+    assert len(rows) == 2 * 2 + 2 * 4  # a row per floor and group: two origins, four sources
+
+
 def test_bad_floors() -> None:
     with pytest.raises(SpecError, match=r"floors\.0: unknown metric `diversity`"):
         load_spec(spec(floors=[{"metric": "diversity", "min": 1}]))

@@ -54,8 +54,8 @@ def pool_views(spec: BuildSpec) -> set[str] | None:
 
 
 def pool_dimensions(spec: BuildSpec) -> list[str]:
-    dims = list(spec.quotas)
-    return dims + [f.by for f in spec.floors if f.by and f.by not in dims]
+    # Each once: two floors by one dimension once named it twice, and DuckDB refused the pool's struct_pack.
+    return list(dict.fromkeys([*spec.quotas, *(f.by for f in spec.floors if f.by)]))
 
 
 def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
