@@ -330,6 +330,29 @@ def test_force_replaces_an_earlier_export_and_nothing_else(mixed: Any, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "lookalike", "notes", "other-store"]
 
 
+def test_a_split_that_would_be_empty_is_refused(mixed: Any, tmp_path: Path) -> None:
+    """`--split validation=0.01` of a 20-sample build once wrote an empty split and exited 0; `datasets` then refused
+    to load the export. Refused with one line, nothing written, in every format; a share that fills it exports."""
+    store, _, _ = mixed
+    store.build({"name": "tiny", "size": 20, "seed": 1})
+    for fmt in ("parquet", "jsonl", "hf"):
+        target = tmp_path / fmt
+        with pytest.raises(LineageError, match=r"^split validation=0\.01: the validation split would hold no sample "
+                           r"\(.*this build has 20 members\).*nothing was written$"):
+            store.export("tiny", target, format=fmt, split=["validation=0.01"])
+        assert not target.exists()
+    done = run_cli("--store", str(store.root), "export", "tiny", "--output", str(tmp_path / "cli"), "--split",
+                   "validation=0.01", "--split", "test=0.98")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "the train and validation splits would hold no sample" in done.stderr and not (tmp_path / "cli").exists()
+    out = store.export("tiny", tmp_path / "ok", format="hf", split=["validation=0.5"])
+    assert all(n > 0 for n in out.splits.values())
+    import datasets
+
+    loaded = datasets.load_from_disk(str(tmp_path / "ok"))
+    assert {name: len(part) for name, part in loaded.items()} == out.splits
+
+
 def test_failed_export_leaves_the_old_one(mixed: Any, tmp_path: Path) -> None:
     store, _, _ = mixed
     target = tmp_path / "out"

@@ -92,6 +92,7 @@ def export_build(
         con.register("_export_members", members)
         names = ["train", *splits]
         counts = dict(zip(names, (_count(members, n) for n in names), strict=True))
+        _check_splits(counts, members.num_rows, splits)
         written = _written(counts, progress)
         if options.format == "hf":
             from lineage.export.hf import write_hf
@@ -182,6 +183,18 @@ def _generators(con: duckdb.DuckDBPyConnection) -> list[str]:
         "WHERE s.generator IS NOT NULL ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def _check_splits(counts: dict[str, int], members: int, splits: dict[str, float]) -> None:
+    """Every split holds a sample. An empty one was written as an empty file (or none, in the hf format) that
+    `datasets` refuses to load ("corresponds to no data", IndexError), after an export that said it succeeded."""
+    empty = [name for name, n in counts.items() if n == 0]
+    if splits and empty:
+        shares = ", ".join(f"{name}={share:g}" for name, share in splits.items())
+        raise UsageError("split", shares, message=(
+            f"split {shares}: the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would hold no sample (a "
+            f"family of samples linked by lineage stays on one side; this build has {members:,} members): change "
+            "the shares, or leave a split out; nothing was written"))
 
 
 def not_an_export(folder: Path) -> str | None:
