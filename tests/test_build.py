@@ -109,6 +109,30 @@ def test_protected_and_tainted_never_enter_even_when_selected(small_store: Store
     assert all(checks[f"{m}_matches"] == 0 for m in ("exact", "near", "contained", "lineage"))
 
 
+def test_a_build_from_an_earlier_version_leaves_out_what_is_excluded_now(small_store: Store) -> None:
+    """`--as-of` (and a policy's rollback) once drew the store as it was, protected sets and takedowns included:
+    a set protected later, a sample taken down later, entered the build and its checks said clean. What the store
+    excludes now stays out, whatever version the pool is drawn from; the checks are against the sets of now."""
+    store = small_store
+    before = store.version
+    root = store.sample("syn3-00001")["ancestors"][-1]["sample_id"]
+    chain = {root, *[d["sample_id"] for d in store.sample(root)["descendants"]]}
+    store.ingest([{"text": store.sample(root)["sample"]["text"]}], origin="real", source="copy")  # a copy, later
+    store.create_set("heldout", where=f"sample_id = '{root}'", protected=True)
+    gone = store.sql("SELECT sample_id FROM samples WHERE external_id = 'syn1-00005'")["sample_id"][0].as_py()
+    store.takedown(where="external_id = 'syn1-00005'", reason="gdpr")
+    gone_chain = {gone, *[d["sample_id"] for d in store.sample(gone)["descendants"]]}
+    everything = spec(name="old", size=1125 - len(chain) - len(gone_chain), pool={"where": "true"})
+    assert store.build(everything, dry_run=True, as_of=before).pool_size == 1125 - len(chain) - len(gone_chain)
+    old = store.build(everything, as_of=before)
+    assert old.info["pool_size"] == 1125 - len(chain) - len(gone_chain)
+    members = set(old.member_ids()["sample_id"].to_pylist())
+    assert len(members) == 1125 - len(chain) - len(gone_chain) and not members & (chain | gone_chain)
+    assert old.info["store_version"] == before
+    checks = json.loads(old.info["checks"])
+    assert checks["clean"] and checks["protected_sets"] == ["heldout"] and checks["protected_samples"] == 1
+
+
 def test_filter_drops_are_honoured(small_store: Store) -> None:
     small_store.run_filter("exact-dedup")
     b = small_store.build(spec(size=1115))

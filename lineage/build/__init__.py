@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import pyarrow as pa
 
 from lineage.build.allocate import allocate
-from lineage.build.pool import create_pool, pool_views
+from lineage.build.pool import create_pool, excluded_now, pool_views
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
 from lineage.build.show import BuildOutcome, shortfalls, stale_lines
@@ -90,13 +90,14 @@ def build(
     if decision is not None and decision.get("as_of") is not None:  # a rollback: draw from the snapshot
         source = store.at(decision["as_of"])
     if dry_run:
-        plan = _plan(source, spec, step)[0]
+        plan = _plan(source, spec, step, _excluded(store, source, spec)[1])[0]
         return replace(plan, stale={s.filter: s.unseen for s in stale_filters(source, spec)})
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
+        current, excluded = _excluded(store, source, spec)  # under the writer lock: nothing changes it until commit
         stale = stale_filters(source, spec)
         if stale and not allow_stale:
             raise StaleFilters(spec.name, stale, describe_stale(stale))
-        plan, members = _plan(source, spec, step)
+        plan, members = _plan(source, spec, step, excluded)
         plan = replace(plan, stale={s.filter: s.unseen for s in stale}, refreshed=refreshed)
         version = _next_version(store, spec.name)
         folder = f"builds/{spec.name}/v{version}"
@@ -108,7 +109,7 @@ def build(
             filename="members.parquet",
         )
         step()
-        row = _build_row(source, plan, members, version, seg.path, seg.sha256, txn.version)
+        row = _build_row(source, plan, members, version, seg.path, seg.sha256, txn.version, checked_at=current)
         step()
         if decision is not None:  # which rule fired and why, beside the contamination checks
             row["checks"] = json.dumps({**json.loads(row["checks"]), "policy": decision})
@@ -119,15 +120,28 @@ def build(
     return result
 
 
+def _excluded(store: StoreCore, source: StoreCore, spec: BuildSpec) -> tuple[StoreCore, pa.Table | None]:
+    """The store as of its latest version, and what it excludes (`excluded_now`) when the build draws from an
+    earlier one (`source`: `--as-of`, a policy's rollback): sets protected, samples taken down or found
+    contaminated since then stay out too, and the members are checked against the protected sets of now. Before,
+    such a build took them, and its checks (run on the old version) said clean."""
+    if source.as_of is None:
+        return source, None
+    current = store.at(store.version)
+    return current, excluded_now(current, spec)
+
+
 # What a build's progress counts: the pool, its allocation, the members drawn, the floors checked (a plan's
 # steps), then the members file written and the build's checks (contamination, composition) done.
 PLAN_STEPS, BUILD_STEPS = 4, 6
 
 
-def _plan(store: StoreCore, spec: BuildSpec, step: Callable[[], None] = lambda: None) -> tuple[BuildPlan, pa.Table]:
+def _plan(
+    store: StoreCore, spec: BuildSpec, step: Callable[[], None] = lambda: None, excluded: pa.Table | None = None
+) -> tuple[BuildPlan, pa.Table]:
     with store.reader(views=pool_views(spec)) as con:
         readonly.lock_down(con, store.data)
-        pool = create_pool(con, spec)
+        pool = create_pool(con, spec, excluded)
         step()
         allocation = allocate(spec, pool)
         step()
@@ -177,9 +191,10 @@ def _checks(store: StoreCore, spec: BuildSpec, members: pa.Table) -> dict[str, A
 
 
 def _build_row(
-    store: StoreCore, plan: BuildPlan, members: pa.Table, version: int, path: str, sha: str, commit_version: int
+    store: StoreCore, plan: BuildPlan, members: pa.Table, version: int, path: str, sha: str, commit_version: int,
+    *, checked_at: StoreCore,
 ) -> dict[str, Any]:
-    checks = _checks(store, plan.spec, members)
+    checks = _checks(checked_at, plan.spec, members)
     if not checks["clean"]:
         from lineage.build.checks import describe, leak_count
 

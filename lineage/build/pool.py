@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 
 from lineage.build.spec import BuildSpec
 from lineage.core import catalog
 from lineage.core.sqlutil import quote_ident
 from lineage.errors import QueryError, first_line
+
+if TYPE_CHECKING:
+    from lineage.core.handle import StoreCore
 
 # Always honoured, whatever `exclude_dropped_by` says: leaked held-out data never enters a build.
 ALWAYS_EXCLUDED_FILTERS = ("contamination", "takedown")
@@ -30,8 +35,22 @@ WHERE ({where}) AND generation <= $max_generation
   AND ($licenses IS NULL OR list_contains($licenses, lower(coalesce(nullif(trim(license), ''), 'unknown'))))
   AND sample_id NOT IN (SELECT sample_id FROM tainted)
   AND content_hash NOT IN (SELECT content_hash FROM protected_text)
-  AND sample_id NOT IN (SELECT sample_id FROM dropped)
+  AND sample_id NOT IN (SELECT sample_id FROM dropped){excluded_now}
 """
+
+# A build drawn from an earlier version (`--as-of`, a policy's rollback) also leaves out what the store excludes
+# now: a set protected, a sample taken down or found contaminated since then (read at the latest version, as
+# `EXCLUDED_NOW_SQL`, and given to the pool as `_excluded_now`). Without it such a build took them, silently.
+EXCLUDED_NOW_SQL = """
+SELECT sample_id, NULL::VARCHAR AS content_hash FROM tainted_samples($protected)
+UNION ALL
+SELECT DISTINCT sample_id, NULL FROM status WHERE decision = 'drop' AND list_contains($always, filter)
+UNION ALL
+SELECT NULL, content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected_samples($protected))
+"""
+EXCLUDED_NOW_CLAUSE = """
+  AND sample_id NOT IN (SELECT sample_id FROM _excluded_now WHERE sample_id IS NOT NULL)
+  AND content_hash NOT IN (SELECT content_hash FROM _excluded_now WHERE content_hash IS NOT NULL)"""
 
 CELLS_SQL = "SELECT cell, count(*) AS available FROM pool GROUP BY cell ORDER BY cell"
 
@@ -58,13 +77,24 @@ def pool_dimensions(spec: BuildSpec) -> list[str]:
     return list(dict.fromkeys([*spec.quotas, *(f.by for f in spec.floors if f.by)]))
 
 
-def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec) -> Pool:
-    """Materialise the pool; `con` is a read-only, locked-down reader connection."""
+def excluded_now(store: StoreCore, spec: BuildSpec) -> pa.Table:
+    """(sample_id, content_hash) rows of what no build may take at `store`'s version (see EXCLUDED_NOW_SQL)."""
+    params = {"protected": spec.protected, "always": list(ALWAYS_EXCLUDED_FILTERS)}
+    return store.query(EXCLUDED_NOW_SQL, params=params)
+
+
+def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec, excluded: pa.Table | None = None) -> Pool:
+    """Materialise the pool; `con` is a read-only, locked-down reader connection. `excluded`: what the store
+    excludes at its latest version (`excluded_now`), for a pool drawn from an earlier one."""
     # The spec validated `where` and each `expr` as exactly one expression (readonly.check_predicate).
     where = spec.pool.where or "true"
     _check_filters(con, spec.pool.exclude_dropped_by)
+    if excluded is not None:
+        con.register("_excluded_now", excluded)
+    sql = POOL_SQL.format(columns=_columns(spec), where=where,
+                          excluded_now=EXCLUDED_NOW_CLAUSE if excluded is not None else "")
     try:
-        con.execute(f"CREATE TEMP TABLE pool AS {POOL_SQL.format(columns=_columns(spec), where=where)}", _params(spec))
+        con.execute(f"CREATE TEMP TABLE pool AS {sql}", _params(spec))
         matched = con.execute(f"SELECT count(*) FROM samples WHERE ({where})").fetchall()[0][0]
     except duckdb.Error as exc:
         raise QueryError(f"spec pool.where or expr: {first_line(exc)}") from None
