@@ -353,6 +353,34 @@ def test_a_split_that_would_be_empty_is_refused(mixed: Any, tmp_path: Path) -> N
     assert {name: len(part) for name, part in loaded.items()} == out.splits
 
 
+def test_an_export_is_refused_when_its_build_leaks_or_holds_taken_down_data_now(small_store: Store,
+                                                                                 tmp_path: Path) -> None:
+    """An export once wrote the build-time "clean" beside members that leaked a set protected later, or that a
+    takedown had dropped. It checks the members as the store is now; the manifest and Croissant say so."""
+    store = small_store
+    first = store.build({"name": "b", "size": 200, "seed": 1})
+    out = store.export("b", tmp_path / "ok")
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["checks"]["clean"] and not manifest["checks"]["rechecked"] and out.splits["train"] == 200
+    doc = (tmp_path / "ok" / "croissant.json").read_text(encoding="utf-8")
+    assert "'clean'" not in doc and "when the build was made (the protected sets are unchanged since)" in doc
+    member = first.member_ids()["sample_id"][0].as_py()
+    store.create_set("heldout", ids=[member], protected=True)
+    with pytest.raises(LineageError, match=rf"^build b@v1 holds protected data now .*member {member}.*nothing was "
+                       "written$"):
+        store.export("b", tmp_path / "leak")
+    second = store.build({"name": "b", "size": 200, "seed": 1})  # leaves the protected member out
+    assert member not in second.member_ids()["sample_id"].to_pylist()
+    store.export("b@v2", tmp_path / "v2")
+    assert json.loads((tmp_path / "v2" / "manifest.json").read_text(encoding="utf-8"))["checks"]["clean"]
+    gone = second.member_ids()["sample_id"][5].as_py()
+    store.takedown(where=f"sample_id = '{gone}'", reason="gdpr")
+    done = run_cli("--store", str(store.root), "export", "b@v2", "--output", str(tmp_path / "gone"))
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "build b@v2 holds 1 member(s) taken down since it was made: 1 (takedown:gdpr)" in done.stderr
+    assert not (tmp_path / "leak").exists() and not (tmp_path / "gone").exists()
+
+
 def test_failed_export_leaves_the_old_one(mixed: Any, tmp_path: Path) -> None:
     store, _, _ = mixed
     target = tmp_path / "out"

@@ -67,6 +67,16 @@ class BuildRecord:
         fresh = contamination_check(self.store, names, self.member_ids()["sample_id"])
         return {**fresh, "rechecked": True, "as_built": stored}
 
+    def taken_down(self) -> dict[str, int]:
+        """Members a takedown drops now (made after the build): how many, by the takedown's reason."""
+        with self.store.reader(views={"status"}) as con:
+            con.register("_members", self.member_ids())
+            rows = con.execute(
+                "SELECT coalesce(reason, 'takedown'), count(*) FROM status SEMI JOIN _members USING (sample_id) "
+                "WHERE filter = 'takedown' AND decision = 'drop' GROUP BY 1 ORDER BY 2 DESC, 1"
+            ).fetchall()
+        return dict(rows)
+
     def member_ids(self) -> pa.Table:
         import pyarrow.parquet as pq
 

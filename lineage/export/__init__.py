@@ -82,6 +82,7 @@ def export_build(
     columns = [] if verbatim else cols.choose(options.columns, provenance=options.provenance)
     splits = parse_splits(options.splits)
     seed = options.split_seed if options.split_seed is not None else build.info["seed"]
+    checks = _still_clean(build)
     journal = build.store.root / OUTPUT_JOURNAL
     with (
         replace_dir(output, force=options.force, journal=journal, replaceable=not_an_export) as tmp,
@@ -103,7 +104,7 @@ def export_build(
             files = _write_files(con, tmp, names, columns, verbatim, options, written)
         mix = licenses.composition(_license_counts(con))
         result = ExportResult(output, options.format, columns, counts, files, mix, licenses.warnings(mix))
-        manifest = _manifest(build, result, verbatim, splits, seed, options)
+        manifest = _manifest(build, result, verbatim, splits, seed, options, checks)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
         from lineage.export.croissant import croissant
 
@@ -185,6 +186,30 @@ def _generators(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _still_clean(build: BuildRecord) -> dict[str, Any]:
+    """The build's contamination check against the protected sets of now (`BuildRecord.contamination`), for the
+    manifest; refused when a member leaks or was taken down since the build. An export once wrote the build-time
+    "clean" beside members that leaked a set protected later, or that a GDPR takedown had dropped."""
+    from lineage.build.checks import describe, leak_count
+
+    ref = f"{build.name}@v{build.version}"
+    checks = build.contamination()
+    if not checks["clean"]:
+        raise LineageError(
+            f"build {ref} holds protected data now (the protected sets changed since it was made): "
+            f"{describe(checks['leaks'][0])}; {leak_count(checks):,} member(s) leak in all; make a new build "
+            "(`lineage build SPEC`: it leaves them out) and export that; nothing was written"
+        )
+    taken = build.taken_down()
+    if taken:
+        why = ", ".join(f"{n:,} ({reason})" for reason, n in taken.items())
+        raise LineageError(
+            f"build {ref} holds {sum(taken.values()):,} member(s) taken down since it was made: {why}; make a new "
+            "build (`lineage build SPEC`: it leaves them out) and export that; nothing was written"
+        )
+    return checks
+
+
 def _check_splits(counts: dict[str, int], members: int, splits: dict[str, float]) -> None:
     """Every split holds a sample. An empty one was written as an empty file (or none, in the hf format) that
     `datasets` refuses to load ("corresponds to no data", IndexError), after an export that said it succeeded."""
@@ -215,7 +240,7 @@ def not_an_export(folder: Path) -> str | None:
 
 def _manifest(
     build: BuildRecord, result: ExportResult, verbatim: bool, splits: dict[str, float], seed: int,
-    options: ExportOptions,
+    options: ExportOptions, checks: dict[str, Any],
 ) -> dict[str, Any]:
     info = build.info
     return {
@@ -230,7 +255,7 @@ def _manifest(
         "spec": json.loads(info["spec"]),
         "spec_hash": info["spec_hash"],
         "composition": json.loads(info["composition"]),
-        "checks": json.loads(info["checks"]),
+        "checks": checks,  # as of the export: the protected sets of now (see `_still_clean`)
         "splits": {
             "seed": seed,
             "shares": {"train": round(1 - sum(splits.values()), 6), **splits},

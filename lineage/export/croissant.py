@@ -198,7 +198,7 @@ def _provenance(manifest: dict[str, Any], generators: list[str]) -> dict[str, An
         ],
         "rai:dataPreprocessingProtocol": [
             "Drawn by a build spec (quotas, floors) from the samples its filters did not drop",
-            f"Contamination check against protected sets: {manifest['checks']}",
+            _contamination_sentence(manifest["checks"]),
         ],
         "prov:wasDerivedFrom": [
             {"@id": f"source:{s}", "name": s, "lineage:samples": n} for s, n in comp["source"].items()
@@ -217,3 +217,13 @@ def _provenance(manifest: dict[str, Any], generators: list[str]) -> dict[str, An
         "lineage:specHash": manifest["spec_hash"],
         "lineage:contaminationCheck": manifest["checks"],
     }
+
+
+def _contamination_sentence(checks: dict[str, Any]) -> str:
+    """The contamination check in words (its figures are in `lineage:contaminationCheck`, as JSON)."""
+    sets = ", ".join(checks.get("protected_sets") or []) or "none"
+    when = ("at export, as the protected sets changed since the build" if checks.get("rechecked")
+            else "when the build was made (the protected sets are unchanged since)")
+    verdict = "no member holds, contains or descends from a protected item" if checks.get("clean") else "LEAKS"
+    return (f"Contamination check against the protected sets ({sets}; {checks.get('protected_samples', 0):,} "
+            f"items), {when}: {verdict}")
