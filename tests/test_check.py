@@ -141,6 +141,22 @@ def test_rollback_records_the_snapshot_and_the_next_build_draws_from_it(loop: St
     assert "rolled_back_to" not in json.loads(other.info["checks"])["policy"]  # only builds after m2
 
 
+def test_a_rollback_to_a_version_gc_removed_is_refused(loop: Store, tmp_path: Path) -> None:
+    """A rollback to a snapshot `gc` had removed was once recorded, and every build after it failed."""
+    import shutil
+
+    store = Store(shutil.copytree(loop.root, tmp_path / "copy"))
+    store.compact()
+    store.gc(dry_run=False, retain_versions=1)
+    before = store.version
+    with pytest.raises(LineageError, match=r"^cannot roll `m2` back to `m1`: its training build g1@v1 drew from store "
+                       r"version \d+, and `lineage gc` removed the segments of versions before \d+"):
+        store.rollback("m2")
+    assert store.version == before
+    err = Runner(store.root)("model", "rollback", "m2", code=1).stderr
+    assert err.startswith("Error: cannot roll `m2` back to `m1`: ") and err.count("\n") == 1
+
+
 def test_rollback_cli(loop: Store) -> None:
     run = Runner(loop.root)
     out = run("model", "rollback", "m2", "--to", "m1").stdout

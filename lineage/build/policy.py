@@ -141,10 +141,26 @@ def rollback(store: StoreCore, model: str, *, to: str | None = None) -> Rollback
     build = f"{info['build_name']}@v{info['build_version']}"
     as_of = store.query("SELECT store_version FROM builds WHERE name = ? AND build_version = ?",
                       params=[info["build_name"], info["build_version"]])["store_version"][0].as_py()
+    _check_readable(store, model, to, build, as_of)
     summary = {"model": model, "to": to, "build": build, "as_of": as_of}
     with store.transaction("rollback", model, summary, allow_empty=True) as txn:  # the commit is the record
         version = txn.version
     return Rollback(model, to, build, as_of, version, [f"{s.kind}: {s.evidence}" for s in result.symptoms])
+
+
+def _check_readable(store: StoreCore, model: str, to: str, build: str, as_of: int) -> None:
+    """The version a rollback draws from is still readable. A rollback to one `gc` had removed was recorded, and
+    every build after it failed ("--as-of N: `lineage gc` removed the segments ...")."""
+    from lineage.core import catalog
+
+    with store.catalog() as cat:
+        oldest = catalog.oldest_version(cat)
+    if as_of < oldest:
+        raise LineageError(
+            f"cannot roll `{model}` back to `{to}`: its training build {build} drew from store version {as_of}, "
+            f"and `lineage gc` removed the segments of versions before {oldest}; roll back to a later model, or "
+            "rebuild from data still stored"
+        )
 
 
 def recorded_rollback(store: StoreCore, model: str) -> dict[str, Any] | None:
