@@ -88,6 +88,16 @@ def test_sharegpt_inst_and_alpaca(store: Store, runner: Runner, tmp_path: Path) 
     assert (
         err == f"Error: {bad}:1: field `text`: conversations[1]: a turn needs a string `value`; nothing was written\n"
     )
+    # OpenAI turns without content (or with a number) were stored as `user:`, the turn lost without a word; a
+    # turn with content null and tool calls (an assistant calling a tool) is one.
+    tools = {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "get", "arguments": "{}"}}]}
+    number = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 5}]
+    for turns, at in (([{"role": "user"}], 0), (number, 1), ([{"role": "user", "content": None}], 0)):
+        bad = write_jsonl(tmp_path / "badm.jsonl", [{"messages": [{"role": "user", "content": "ok"}, tools]},
+                                                     {"messages": turns}])
+        err = runner("ingest", str(bad), "--origin", "real", "--source", "x", code=1).stderr
+        assert err == (f"Error: {bad}:2: field `text`: messages[{at}]: a turn needs `content` (a string or a list of "
+                       "parts), or `tool_calls`; nothing was written\n")
     truncated = tmp_path / "truncated.json"
     truncated.write_text('[{"instruction": "Add.", "output": "4"}, {"instruction": "Gr', encoding="utf-8")
     err = runner("ingest", str(truncated), "--origin", "real", "--source", "x", code=1).stderr

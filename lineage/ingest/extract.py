@@ -127,6 +127,14 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
         f"list_position(list_transform(CAST(CAST(CASE WHEN {ct} = 'ARRAY' THEN {cx} END AS JSON) AS JSON[]), "
         "lambda m: coalesce(json_type(m, '$.value') = 'VARCHAR', false)), false) - 1",
     )
+    # The first OpenAI turn with neither a `content` (a string or a list of parts) nor `tool_calls` (content null),
+    # else NULL: `{"role": "user"}` and `{"content": 5}` were stored as the text `user:`, the turn lost unsaid.
+    bad_message = f.derive(
+        f"badm{mt}",
+        f"list_position(list_transform(CAST(CAST(CASE WHEN {mt} = 'ARRAY' THEN {mx} END AS JSON) AS JSON[]), "
+        "lambda m: coalesce(json_type(m, '$.content') IN ('VARCHAR', 'ARRAY') OR (coalesce(json_type(m, "
+        "'$.content'), 'NULL') = 'NULL' AND json_type(m, '$.tool_calls') = 'ARRAY'), false)), false) - 1",
+    )
     # The first turn of each chat list that gives a key twice (0-based), else NULL: a turn is read to make the
     # text, and parsers disagree on which of the two values counts (the text checked would not be the one trained on).
     dup_m, dup_c = (
@@ -142,7 +150,7 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     alpaca = f"concat_ws(chr(10) || chr(10), {ix}, nullif({nx}, ''), {ox})"
     value = (
         f"CASE WHEN {t} = {_STRING} THEN {x} WHEN NOT {_absent(t)} THEN NULL "
-        f"WHEN {mt} = 'ARRAY' THEN {_turns(mx, mt, _MESSAGE)} "
+        f"WHEN {mt} = 'ARRAY' AND {bad_message} IS NULL THEN {_turns(mx, mt, _MESSAGE)} "
         f"WHEN {ct} = 'ARRAY' AND {bad_turn} IS NULL THEN {_turns(cx, ct, _TURN)} "
         f"WHEN {it} = {_STRING} AND {ot} = {_STRING} THEN {alpaca} END"
     )
@@ -150,6 +158,9 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
         f"WHEN {_absent(t)} AND {mt} = 'ARRAY' AND {dup_m} IS NOT NULL "
         f"THEN 'messages[' || {dup_m} || ']: a key given twice in this turn; keep one' "
+        f"WHEN {_absent(t)} AND {mt} = 'ARRAY' AND {bad_message} IS NOT NULL "
+        f"THEN 'messages[' || {bad_message} || ']: a turn needs `content` (a string or a list of parts), or "
+        "`tool_calls`' "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND {ct} = 'ARRAY' AND {dup_c} IS NOT NULL "
         f"THEN 'conversations[' || {dup_c} || ']: a key given twice in this turn; keep one' "
         f"WHEN {_absent(t)} AND coalesce({mt}, '') <> 'ARRAY' AND {ct} = 'ARRAY' AND {bad_turn} IS NOT NULL "
