@@ -128,7 +128,27 @@ def check_model(
     symptoms += _build_symptoms(store, info, limits)
     reference = require_model(store, against) if against else None
     symptoms += _health_symptoms(store, info, reference, limits, {} if memo is None else memo)
+    symptoms.append(_contamination_symptom(store, info))
     return CheckResult(model, against, symptoms)
+
+
+def _contamination_symptom(store: StoreCore, info: dict[str, Any]) -> Symptom:
+    """The training build holds protected data (its check against the protected sets of now): a model trained on a
+    leaking build once passed its check, and a rollback could land on it."""
+    from lineage.build.checks import describe, leak_count
+    from lineage.build.record import BuildRecord
+
+    build = f"{info['build_name']}@v{info['build_version']}"
+    checks = BuildRecord(store, info["build_name"], info["build_version"]).contamination()
+    leaks = leak_count(checks)
+    when = "re-checked now: the protected sets changed since" if checks.get("rechecked") else "as built"
+    if not leaks:
+        return Symptom("contamination", f"{build} leaks", 0, None, None, 0, False,
+                       f"training build {build}: no member holds, contains or descends from any of the "
+                       f"{checks['protected_samples']:,} protected items ({when})")
+    return Symptom("contamination", f"{build} leaks", leaks, None, None, 0, True,
+                   f"training build {build}: {leaks:,} member(s) leak protected data ({when}), e.g. "
+                   f"{describe(checks['leaks'][0])}")
 
 
 def _latest(store: StoreCore, model: str) -> dict[tuple[str, str], dict[str, Any]]:

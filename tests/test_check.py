@@ -157,6 +157,24 @@ def test_a_rollback_to_a_version_gc_removed_is_refused(loop: Store, tmp_path: Pa
     assert err.startswith("Error: cannot roll `m2` back to `m1`: ") and err.count("\n") == 1
 
 
+def test_a_model_whose_training_build_leaks_fails_its_check(loop: Store, tmp_path: Path) -> None:
+    """A model trained on a build that now leaks a protected set once passed its check: `contamination` fails."""
+    import shutil
+
+    store = Store(shutil.copytree(loop.root, tmp_path / "copy"))
+    ok = {s.kind: s for s in store.check("m2good").symptoms}["contamination"]
+    assert not ok.crossed and "no member holds, contains or descends from any of the" in ok.evidence
+    leaked = Build(store, "g1").member_ids()["sample_id"][0].as_py()
+    store.create_set("heldout-late", ids=[leaked], protected=True)
+    result = store.check("m1")
+    bad = {s.kind: s for s in result.symptoms}["contamination"]
+    assert bad.crossed and not result.passed and bad.value >= 1
+    assert bad.evidence.startswith("training build g1@v1: ") and f"member {leaked}" in bad.evidence
+    assert "re-checked now" in bad.evidence
+    out = Runner(store.root)("check", "m1", code=1).stdout
+    assert "  FAIL contamination: training build g1@v1: " in out
+
+
 def test_rollback_cli(loop: Store) -> None:
     run = Runner(loop.root)
     out = run("model", "rollback", "m2", "--to", "m1").stdout
