@@ -90,8 +90,8 @@ def ingest(
 
     Flags give every row's provenance; a column of the same name (origin, source, method,
     generator, generation, parent_ids, gen_params, license, language, tags) overrides them per row.
-    Re-ingesting the same file stores nothing new. Bad rows refuse the whole file (file, line and
-    field of the first 10 are printed) unless --skip-bad.
+    Re-ingesting the same file stores nothing new. Bad rows refuse the whole file (one line: file,
+    line and field of the first, and how many others) unless --skip-bad.
 
     \b
     Examples:
