@@ -91,6 +91,12 @@ def test_doctor_finds_damage_and_orphans(runner: Runner, small_store: Store) -> 
     segment.write_bytes(bytes(data))
     result = runner("doctor", code=1)
     assert f"problem: segment `data/samples/{segment.name}` does not match its recorded sha256" in result.stdout
+    # A query that reads a damaged file says where to look (it once said only "Out of buffer").
+    middle = len(data) // 2
+    data[middle - 2000 : middle + 2000] = bytes(4000)
+    segment.write_bytes(bytes(data))
+    err = runner("sql", "SELECT sum(length(text)), sum(length(record::VARCHAR)) FROM samples", code=1).stderr
+    assert err.startswith("Error: ") and "`lineage doctor` checks every segment" in err, err
     segment.unlink()
     result = runner("doctor", code=1)
     assert f"problem: segment `data/samples/{segment.name}` is registered but missing" in result.stdout

@@ -142,7 +142,12 @@ def run(
         except duckdb.OutOfMemoryException as exc:
             raise QueryError(f"{first_line(exc)}; raise {option('memory_limit', 'SIZE')}") from None
         except duckdb.Error as exc:
-            raise QueryError(first_line(exc)) from None
+            # DuckDB's bare Error, IOException and "Failed to read file" come from reading the files, not from the
+            # query's text: a damaged segment said only "Out of buffer", with nothing on where to look.
+            damaged = (type(exc) is duckdb.Error or isinstance(exc, duckdb.IOException)
+                       or "Failed to read file" in str(exc))
+            hint = " (reading the store's files failed: `lineage doctor` checks every segment)" if damaged else ""
+            raise QueryError(first_line(exc) + hint) from None
 
 
 @contextmanager
