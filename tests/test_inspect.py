@@ -34,7 +34,11 @@ def test_stats_by_dimensions(runner: Runner, small_store: Store) -> None:
         ("synthetic", 2, 150),
         ("synthetic", 3, 75),
     ]
-    assert abs(sum(r["share"] for r in rows) - 1) < 1e-3
+    # JSON keeps exact values (they were rounded to 4 and 1 digits in every format): the SQL's own.
+    assert [r["share"] for r in rows] == [600 / 1125, 300 / 1125, 150 / 1125, 75 / 1125]
+    exact = small_store.sql("SELECT origin, generation, avg(length(text)) AS m FROM samples GROUP BY ALL "
+                            "ORDER BY origin, generation")
+    assert [r["mean_chars"] for r in rows] == exact["m"].to_pylist()
     assert all(r["min_chars"] <= r["median_chars"] <= r["max_chars"] for r in rows)
     # The collapse shows in the data: later generations are longer and more repetitive.
     assert rows[3]["mean_chars"] > rows[0]["mean_chars"]
