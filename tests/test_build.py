@@ -62,8 +62,13 @@ def test_expr_quota(small_store: Store) -> None:
     [
         (
             {"size": 5000},
-            "size 5,000 needs 5,000 samples; the pool has 1,125 after filters and protected sets "
-            "(1,125 match the pool's `where`)",
+            "size 5,000 needs 5,000 samples; the pool has 1,125 after filters, protected sets and the pool's "
+            "limits (1,125 match the pool's `where`)",
+        ),
+        (
+            {"size": 300, "pool": {"licenses": ["cc-by-nc"], "max_generation": 1}},
+            "size 300 needs 300 samples; the pool has 0 after filters, protected sets and the pool's limits "
+            "(licenses cc-by-nc, max_generation 1) (1,125 match the pool's `where`)",
         ),
         (
             {"quotas": {"origin": {"real": {"min": 0.9}}}, "size": 1000},

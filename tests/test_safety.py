@@ -205,7 +205,7 @@ def test_no_spec_reincludes_protected_or_taken_down_samples(fresh: Store) -> Non
     only_excluded = {"name": "try", "size": 1, "pool": {
         "where": "sample_id IN (SELECT sample_id FROM status WHERE filter = 'takedown') "
                  "OR sample_id IN (SELECT sample_id FROM set_members)", "exclude_dropped_by": []}}
-    with pytest.raises(InfeasibleSpec, match="the pool has 0 after filters and protected sets"):
+    with pytest.raises(InfeasibleSpec, match="the pool has 0 after filters, protected sets and the pool's limits"):
         fresh.build(only_excluded, dry_run=True)
     for i, where in enumerate(("sample_id IN (SELECT sample_id FROM set_members) OR true", "(true)")):
         spec = {"name": f"try{i}", "size": 1, "pool": {"where": where, "exclude_dropped_by": []}}

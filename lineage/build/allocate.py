@@ -118,9 +118,13 @@ def allocate(spec: BuildSpec, pool: Pool) -> Allocation:
 
 def _precheck(spec: BuildSpec, pool: Pool, qs: list[Quota]) -> None:
     if pool.size < spec.size:
+        limits = [f"licenses {', '.join(spec.pool.licenses)}"] if spec.pool.licenses is not None else []
+        if spec.pool.max_generation is not None:
+            limits.append(f"max_generation {spec.pool.max_generation}")
+        also = f" ({', '.join(limits)})" if limits else ""  # what else the pool's own settings exclude
         raise InfeasibleSpec(
-            f"size {spec.size:,} needs {spec.size:,} samples; the pool has {pool.size:,} after filters "
-            f"and protected sets ({pool.matched:,} match the pool's `where`)"
+            f"size {spec.size:,} needs {spec.size:,} samples; the pool has {pool.size:,} after filters, "
+            f"protected sets and the pool's limits{also} ({pool.matched:,} match the pool's `where`)"
         )
     for q in qs:
         lo = q.bounds(spec.size)[0]
