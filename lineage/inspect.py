@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 STAT_DIMENSIONS = GROUP_DIMENSIONS
 
-# What `show` prints of each relative `walk` found (`_walk`: sample_id, depth), read by `Graph.rows`.
-RELATIVE_COLUMNS = "origin, source, method, generator, generation, external_id, left(text, 80) AS text"
+# What `show` prints of each relative `walk` found (`_walk`: sample_id, depth), read by `Graph.rows`. The text
+# whole: `show --json` has everything (it had the first 80 characters); the table shortens it for display.
+RELATIVE_COLUMNS = "origin, source, method, generator, generation, external_id, text"
 RELATIVES_SQL = """
 SELECT r.depth, r.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id, s.text
 FROM _walk r LEFT JOIN _rows s USING (sample_id)

@@ -242,7 +242,7 @@ def _env() -> dict[str, str]:
 # Every relative of a sample with what `show` prints of it: the old recursive walk, then the samples' columns.
 OLD_RELATIVES = """
 SELECT w.depth, w.sample_id, s.origin, s.source, s.method, s.generator, s.generation, s.external_id,
-       left(s.text, 80) AS text
+       s.text
 FROM ({walk}) w LEFT JOIN samples s USING (sample_id) ORDER BY w.depth, w.sample_id
 """
 # The seeds (`$seeds`, each with its root in `$roots`) and every descendant, with the smallest root reaching it.
