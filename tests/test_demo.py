@@ -186,7 +186,7 @@ def test_check_fails_the_collapsed_model_and_passes_the_real_one(runs: dict[int,
     assert by_kind["rare_lost"].crossed and by_kind["synthetic_share"].crossed
     first = store.check("governed-m1")  # no parent: the training build's health only (all real data)
     assert first.passed and {s.kind for s in first.symptoms} == {
-        "synthetic_share", "generation_depth", "near_dup_rate", "distance_to_real"}
+        "synthetic_share", "generation_depth", "near_dup_rate", "distance_to_real", "contamination"}
     assert not {s.kind for s in first.symptoms if s.value is None} - {"near_dup_rate"}  # measured, unjudged
 
     run = Runner(store.root)
