@@ -20,33 +20,34 @@ if TYPE_CHECKING:
 # Always honoured, whatever `exclude_dropped_by` says: leaked held-out data never enters a build.
 ALWAYS_EXCLUDED_FILTERS = ("contamination", "takedown")
 
-POOL_SQL = """
-WITH protected_text AS (
-    SELECT DISTINCT content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected_samples($protected))
-), tainted AS (
-    SELECT sample_id FROM tainted_samples($protected)
-), dropped AS (
-    SELECT DISTINCT sample_id FROM status
-    WHERE decision = 'drop' AND ($filters IS NULL OR list_contains($filters, filter)
-                                 OR list_contains($always, filter))
-)
-SELECT {columns} FROM samples
-WHERE ({where}) AND generation <= $max_generation
-  AND ($licenses IS NULL OR list_contains($licenses, lower(coalesce(nullif(trim(license), ''), 'unknown'))))
-  AND sample_id NOT IN (SELECT sample_id FROM tainted)
-  AND content_hash NOT IN (SELECT content_hash FROM protected_text)
-  AND sample_id NOT IN (SELECT sample_id FROM dropped){excluded_now}
-"""
-
-# A build drawn from an earlier version (`--as-of`, a policy's rollback) also leaves out what the store excludes
-# now: a set protected, a sample taken down or found contaminated since then (read at the latest version, as
-# `EXCLUDED_NOW_SQL`, and given to the pool as `_excluded_now`). Without it such a build took them, silently.
-EXCLUDED_NOW_SQL = """
+# What no build may take, whatever its spec says: protected samples and their descendants (by id), their texts
+# (by content hash: a copy under another id), and what a takedown or the contamination filter dropped. One row
+# per excluded id or text (the other column NULL).
+EXCLUDED_SQL = """
 SELECT sample_id, NULL::VARCHAR AS content_hash FROM tainted_samples($protected)
 UNION ALL
 SELECT DISTINCT sample_id, NULL FROM status WHERE decision = 'drop' AND list_contains($always, filter)
 UNION ALL
 SELECT NULL, content_hash FROM samples WHERE sample_id IN (SELECT sample_id FROM protected_samples($protected))
+"""
+
+
+# The pool: the spec's `where` and limits, minus what is excluded (`{excluded}`: EXCLUDED_SQL, at the version drawn
+# from) and what the spec's `exclude_dropped_by` filters dropped. A build drawn from an earlier version (`--as-of`,
+# a policy's rollback) also leaves out what is excluded at the latest version (`{excluded_now}`: EXCLUDED_NOW_CLAUSE
+# over EXCLUDED_SQL's rows there, given as `_excluded_now`): a set protected, a sample taken down or found
+# contaminated since. Such builds once took them.
+POOL_SQL = """
+WITH excluded AS ({excluded}), dropped AS (
+    SELECT DISTINCT sample_id FROM status
+    WHERE decision = 'drop' AND ($filters IS NULL OR list_contains($filters, filter))
+)
+SELECT {columns} FROM samples
+WHERE ({where}) AND generation <= $max_generation
+  AND ($licenses IS NULL OR list_contains($licenses, lower(coalesce(nullif(trim(license), ''), 'unknown'))))
+  AND sample_id NOT IN (SELECT sample_id FROM dropped)
+  AND sample_id NOT IN (SELECT sample_id FROM excluded WHERE sample_id IS NOT NULL)
+  AND content_hash NOT IN (SELECT content_hash FROM excluded WHERE content_hash IS NOT NULL){excluded_now}
 """
 EXCLUDED_NOW_CLAUSE = """
   AND sample_id NOT IN (SELECT sample_id FROM _excluded_now WHERE sample_id IS NOT NULL)
@@ -66,9 +67,10 @@ class Pool:
 
 def pool_views(spec: BuildSpec) -> set[str] | None:
     """The views a build's reader needs for its pool and its draw (`create_pool`, `select_members`, which reads
-    `status` for near-duplicate clusters): those POOL_SQL names, `runs`, and what the spec's `where` and `expr`
-    name; None (all) when they list the catalog's contents. Creating every view costs each build ~60-80 ms."""
-    texts = [POOL_SQL, "runs status", spec.pool.where or "", *(q.sql for q in spec.expr)]
+    `status` for near-duplicate clusters): those POOL_SQL and EXCLUDED_SQL name, `runs`, and what the spec's
+    `where` and `expr` name; None (all) when they list the catalog's contents. Creating every view costs each
+    build ~60-80 ms."""
+    texts = [POOL_SQL, EXCLUDED_SQL, "runs status", spec.pool.where or "", *(q.sql for q in spec.expr)]
     return catalog.views_named(" ".join(texts))
 
 
@@ -78,9 +80,9 @@ def pool_dimensions(spec: BuildSpec) -> list[str]:
 
 
 def excluded_now(store: StoreCore, spec: BuildSpec) -> pa.Table:
-    """(sample_id, content_hash) rows of what no build may take at `store`'s version (see EXCLUDED_NOW_SQL)."""
+    """(sample_id, content_hash) rows of what no build may take at `store`'s version (EXCLUDED_SQL)."""
     params = {"protected": spec.protected, "always": list(ALWAYS_EXCLUDED_FILTERS)}
-    return store.query(EXCLUDED_NOW_SQL, params=params)
+    return store.query(EXCLUDED_SQL, params=params)
 
 
 def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec, excluded: pa.Table | None = None) -> Pool:
@@ -91,7 +93,7 @@ def create_pool(con: duckdb.DuckDBPyConnection, spec: BuildSpec, excluded: pa.Ta
     _check_filters(con, spec.pool.exclude_dropped_by)
     if excluded is not None:
         con.register("_excluded_now", excluded)
-    sql = POOL_SQL.format(columns=_columns(spec), where=where,
+    sql = POOL_SQL.format(columns=_columns(spec), where=where, excluded=EXCLUDED_SQL,
                           excluded_now=EXCLUDED_NOW_CLAUSE if excluded is not None else "")
     try:
         con.execute(f"CREATE TEMP TABLE pool AS {sql}", _params(spec))
