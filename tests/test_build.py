@@ -138,6 +138,44 @@ def test_a_build_from_an_earlier_version_leaves_out_what_is_excluded_now(small_s
     assert checks["clean"] and checks["protected_sets"] == ["heldout"] and checks["protected_samples"] == 1
 
 
+def test_an_earlier_version_build_leaves_out_documents_and_chats_found_contaminated_since(store: Store) -> None:
+    """The shapes teams have: a 400-word web document with a benchmark item somewhere inside, a chat quoting it, an
+    Alpaca record, identical short answers; the benchmark arrives (a protected set) after them, and `contamination`
+    drops the leaks. A build `--as-of` the version before still leaves the leaks out."""
+    import random
+
+    rng = random.Random(11)
+    words = [f"w{i}" for i in range(3000)]
+    item = "Which river flows through the city of Khartoum where the Blue and White Nile meet in Sudan?"
+    doc = " ".join(rng.choices(words, k=200)) + " " + item + " " + " ".join(rng.choices(words, k=200))
+    others = [{"id": f"web-{i}", "text": " ".join(rng.choices(words, k=300))} for i in range(20)]
+    store.ingest([{"id": "web-leak", "text": doc}, *others], origin="real", source="web")
+    def chat(question: str, answer: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+    yes = [{"id": f"yes-{i}", "messages": chat(f"Is {i} even?", "Yes.")} for i in range(0, 20, 2)]
+    alpaca = {"id": "alpaca", "instruction": "Name a river.", "input": "", "output": "The Amazon."}
+    store.ingest([{"id": "chat-leak", "messages": chat(item, "The Nile.")}, *yes, alpaca], origin="synthetic",
+                 source="chat", generation=1)
+    before = store.version
+    store.ingest([{"id": "q1", "text": item}], origin="real", source="bench", set_name="bench")
+    store.create_set("bench-protected", where="source = 'bench'", protected=True)
+    dropped = store.run_filter("contamination").dropped
+    assert dropped >= 2
+    leaks = set(store.sql("SELECT sample_id FROM status WHERE filter = 'contamination' AND decision = 'drop'")
+                ["sample_id"].to_pylist())
+    leaked_ids = set(store.sql(
+        "SELECT external_id FROM samples WHERE sample_id IN (SELECT unnest(?::VARCHAR[]))",
+        params=[sorted(leaks)])["external_id"].to_pylist())
+    assert {"web-leak", "chat-leak"} <= leaked_ids
+    total = store.at(before).sql("SELECT count(*) AS n FROM samples")["n"][0].as_py()
+    old = store.build({"name": "old", "size": total - len(leaks), "seed": 1, "pool": {"where": "true"}},
+                      as_of=before)
+    members = set(old.member_ids()["sample_id"].to_pylist())
+    assert not members & leaks and len(members) == total - len(leaks) == 33 - len(leaks)  # 21 web, 12 chat
+    assert json.loads(old.info["checks"])["clean"] and old.info["store_version"] == before
+
+
 def test_filter_drops_are_honoured(small_store: Store) -> None:
     small_store.run_filter("exact-dedup")
     b = small_store.build(spec(size=1115))
