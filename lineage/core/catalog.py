@@ -129,10 +129,13 @@ FORMAT_VERSION = 4
 
 
 WAIT_NOTICE = 2.0  # seconds of waiting for the catalog file before saying so on stderr
+WAIT = 30.0  # seconds a command waits for the catalog file by default (a commit waits longer: `handle.COMMIT_WAIT`)
 
 
-def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
-    """Open the catalog, waiting while another process holds DuckDB's file lock for a moment."""
+def connect(path: Path, *, read_only: bool, timeout: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting while another process holds DuckDB's file lock for a moment (`timeout`
+    seconds, default WAIT)."""
+    timeout = WAIT if timeout is None else timeout
     start = time.monotonic()
     said = False
     while True:
@@ -149,7 +152,7 @@ def connect(path: Path, *, read_only: bool, timeout: float = 30.0) -> duckdb.Duc
 
 
 def snapshot(
-    path: Path, *, timeout: float = 30.0, into: duckdb.DuckDBPyConnection | None = None,
+    path: Path, *, timeout: float | None = None, into: duckdb.DuckDBPyConnection | None = None,
     tables: set[str] | None = None, as_of: int | None = None, whole: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory copy of the catalog's tables: readers hold the file only while copying (never for the length
@@ -213,10 +216,13 @@ def release(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def attach(
-    con: duckdb.DuckDBPyConnection, path: Path, *, timeout: float = 30.0, use: bool = False, read_only: bool = True
+    con: duckdb.DuckDBPyConnection, path: Path, *, timeout: float | None = None, use: bool = False,
+    read_only: bool = True,
 ) -> None:
     """ATTACH the catalog file as `live`, read-only unless `read_only=False` (and make it the default database with
-    `use`), waiting while another process holds DuckDB's file lock for a moment; `detach` undoes it."""
+    `use`), waiting while another process holds DuckDB's file lock for a moment (`timeout` s, default WAIT);
+    `detach` undoes it."""
+    timeout = WAIT if timeout is None else timeout
     start = time.monotonic()
     said = False
     mode = " (READ_ONLY)" if read_only else ""

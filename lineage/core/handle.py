@@ -225,7 +225,7 @@ class StoreCore:
         return shared.cursor()
 
     @contextmanager
-    def _connect(self, *, read_only: bool, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connect(self, *, read_only: bool, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """The catalog: read-only, a connection of `_instance` with the file attached (and its default database);
         read-write, or while the file is attached already (DuckDB attaches a file once per instance), its own."""
         if read_only and self._attaching.acquire(blocking=False):

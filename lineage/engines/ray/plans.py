@@ -95,12 +95,14 @@ def near_dedup(ds: Dataset, flt: NearDedupFilter, context: Context) -> Decided:
     )
     # Texts join the candidate pairs by two shuffles on sample ids (each text moves twice), not through
     # the band shuffle (it would move once per band: 21 times).
+    # Materialised: read once for both joins, and read whole before a shuffle samples its boundaries (on a
+    # 1-CPU cluster a read still streaming beside the sort's sampling tasks held the only CPU: a deadlock).
     texts = map_batches(
         ds.select_columns(["sample_id", "text"]),
         _text_rows,
         batch_format="pyarrow",
         fn_kwargs={"partitions": partitions},
-    )
+    ).materialize()
     with_a = (
         candidates.union(texts)
         .groupby("part", num_partitions=partitions)
