@@ -41,6 +41,9 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 :
 
 test: $(VENV)/.installed chromium
 	$(VENV)/bin/ruff check lineage tests benchmarks fixtures
+	# Compiled once here: the tests start many `lineage` processes, which cannot cache their bytecode where
+	# PYTHONDONTWRITEBYTECODE is set (this machine sets it) and would each compile lineage's modules again.
+	$(PY) -m compileall -q lineage tests
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench-ingest: $(VENV)/.installed

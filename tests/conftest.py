@@ -292,7 +292,9 @@ def runner(store: Store) -> Runner:
     return Runner(store.root)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The CLI in a real subprocess (`python -m lineage`), as a user would run it."""
     return subprocess.run(
         [sys.executable, "-m", "lineage", *args],
@@ -300,7 +302,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         text=True,
         env={**os.environ, **(env or {})},
         cwd=cwd,
-        timeout=300,
+        timeout=timeout,
     )
 
 

@@ -51,6 +51,42 @@ def test_cli_starts_a_local_cluster_when_no_address_is_given(small_store: Store)
     assert small_store.sql("SELECT count(*) AS n FROM events")["n"].to_pylist() == [1125]
 
 
+ONE_CPU = """
+import sys
+import ray
+from lineage.store import Store
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+store = Store(sys.argv[1])
+for _ in range(2):  # the second run on the same cluster is the one that hung
+    print(store.run_filter("near-dedup", engine="ray", workers=1, force=True).run_id, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_near_dedup_on_a_one_cpu_cluster_ends(tmp_path: Path) -> None:
+    """On a cluster of one CPU, a read streaming beside a shuffle's boundary sampling once held the only CPU while
+    the sampling waited for it: near-dedup of 20,000 passages never ended (on its second run in the cluster).
+    The runs must end, with the local engine's decisions."""
+    import random
+    import subprocess
+
+    lines = (FIXTURES / "real.jsonl").read_text(encoding="utf-8").splitlines()
+    sentences = [json.loads(line)["text"] for line in lines]
+    rng = random.Random(7)
+    passages = [" ".join(rng.choices(sentences, k=6)) for _ in range(20_000)]
+    store = Store.init(tmp_path / "store")
+    store.ingest([{"id": str(i), "text": t} for i, t in enumerate(passages[:18_000])], origin="real", source="a")
+    store.ingest([{"id": str(i), "text": t + " again"} for i, t in enumerate(passages[:2_000])], origin="synthetic",
+                 source="b", method="edit", generation=1)  # near-copies of the first 2,000
+    done = subprocess.run([sys.executable, "-c", ONE_CPU, str(store.root)], capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    local = store.run_filter("near-dedup", engine="local", force=True)
+    assert local.dropped >= 2_000
+    for run_id in done.stdout.split():
+        assert events(store, run_id) == events(store, local.run_id)
+
+
 def test_ray_address_without_ray_engine_is_refused(small_store: Store) -> None:
     done = run_cli("--store", str(small_store.root), "filter", "run", "quality", "--ray-address", "auto")
     assert done.returncode == 1

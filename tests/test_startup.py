@@ -18,10 +18,12 @@ HEAVY = ("scipy", "polars", "torch", "sentence_transformers", "ray", "datasketch
 
 # Runs the CLI in this interpreter with `args`, then prints the heavy packages it imported.
 PROBE = """
-import json, sys
+import json, os, sys
 from lineage.cli import run
 run(sys.argv[1:])
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))), file=sys.stderr)
+sys.stderr.flush()
+os._exit(0)  # as `lineage` ends (cli._end): DuckDB can abort in the interpreter's teardown
 """
 
 
@@ -33,7 +35,7 @@ def heavy_imports(*args: str, code: str = PROBE, allow: tuple[str, ...] = ()) ->
 
 
 def test_importing_the_cli_imports_no_heavy_library() -> None:
-    code = "import json, sys\nimport lineage.cli\n" + PROBE.split("run(sys.argv[1:])\n", 1)[1]
+    code = "import json, os, sys\nimport lineage.cli\n" + PROBE.split("run(sys.argv[1:])\n", 1)[1]
     assert heavy_imports(code=code) == []
 
 
@@ -56,10 +58,12 @@ def test_commands_import_only_what_they_use(small_store: Store) -> None:
 # What a command loads besides the heavy libraries: its own CLI module only, one filter module, no pydantic, no
 # pyarrow.fs for a local store.
 LOADED = """
-import json, sys
+import json, os, sys
 from lineage.cli import run
 run(sys.argv[1:])
 print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+sys.stderr.flush()
+os._exit(0)  # as `lineage` ends (cli._end): DuckDB can abort in the interpreter's teardown
 """
 
 
@@ -129,7 +133,7 @@ def test_pyarrow_still_converts_pandas_after_the_skipped_probe() -> None:
 
 def test_no_datasketch_in_the_band_choice(tmp_path: Path) -> None:
     code = (
-        "import json, sys\nfrom lineage.features import minhash\nminhash.bands(0.8, 128)\n"
+        "import json, os, sys\nfrom lineage.features import minhash\nminhash.bands(0.8, 128)\n"
         "minhash._optimal_bands(0.8, 128, minhash.CANDIDATE_WEIGHTS)\n" + PROBE.split("run(sys.argv[1:])\n", 1)[1]
     )
     assert heavy_imports(code=code) == []
