@@ -21,6 +21,7 @@ BOS, EOS = "<s>", "</s>"
 ALPHA = 0.01
 MAX_TOKENS = 40
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+_SPACE_BEFORE = re.compile(r" ([,.;:!?)])")  # detokenised: no space before closing punctuation
 
 
 def tokenize(text: str) -> list[str]:
@@ -130,9 +131,9 @@ class BigramLM:
             alive &= current != 1
             if not alive.any():
                 break
-        return [self._detokenize(row) for row in out]
+        return [self._detokenize(row) for row in out.tolist()]
 
-    def _detokenize(self, row: np.ndarray) -> str:
-        words = [self.vocab.words[i] for i in row.tolist()[: list(row).index(1) if 1 in row else None]]
-        text = " ".join(words)
-        return re.sub(r" ([,.;:!?)])", r"\1", text).replace("( ", "(")
+    def _detokenize(self, row: list[int]) -> str:
+        words = self.vocab.words
+        text = " ".join([words[i] for i in row[: row.index(1) if 1 in row else None]])
+        return _SPACE_BEFORE.sub(r"\1", text).replace("( ", "(")

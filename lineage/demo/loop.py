@@ -216,12 +216,13 @@ def _evaluate(
     store: Store, policy: str, generation: int, model: str, build: Any, members: Any, lm: BigramLM,
     outputs: list[str], heldout: list[str], rare: set[str],
 ) -> Row:
-    seen = {t for text in outputs for t in tokenize(text)}
+    tokens = [tokenize(t) for t in outputs]
+    seen = {t for words in tokens for t in words}
     origins = members["origin"].to_pylist()
     row = Row(
         policy, generation, model, len(origins), origins.count("real") / max(len(origins), 1),
         lm.cross_entropy(heldout), lm.accuracy(heldout), len(rare & seen) / max(len(rare), 1),
-        distinct_2([tokenize(t) for t in outputs]),
+        distinct_2(tokens),
     )
     store.record_eval(model, metrics={"heldout_loss": row.heldout_loss, "heldout_accuracy": row.heldout_accuracy},
                       benchmark="demo", eval_set="heldout-protected")
