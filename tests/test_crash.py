@@ -28,6 +28,7 @@ import lineage
 import lineage.ingest
 import lineage.store
 from lineage.core import faults
+from lineage.ingest.readers import BLOCK_BYTES
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -291,7 +292,7 @@ def test_sigkill_at_random_moments(base: BaseStore, corpus: Path, tmp_path: Path
 # -- a Python exception mid-ingest -----------------------------------------------------------
 
 
-LATE_ROW = 50_000  # ~12 MB of short records before it: more than one of the reader's 8 MB blocks
+LATE_ROW = 80_000  # ~19 MiB of short records before it: more than one of the reader's blocks (BLOCK_BYTES, 16 MiB)
 BAD_TAILS = {
     # Refused while checking the staged rows, after every block of the file was read and extracted.
     "malformed": '{"id": "late", "text": "cut off in the midd',
@@ -306,7 +307,10 @@ def corpus_with_bad_tail(corpus: Path, dest: Path, last_line: str) -> Path:
     """The first LATE_ROW - 1 corpus records, then one bad line."""
     with open(corpus, encoding="utf-8") as src, open(dest, "w", encoding="utf-8") as out:
         out.writelines(line for _, line in zip(range(LATE_ROW - 1), src, strict=False))
+        before = out.tell()
         out.write(last_line + "\n")
+    # The bad line must lie past the reader's first block (it once did not: the block grew from 8 to 16 MiB).
+    assert before > BLOCK_BYTES, f"only {before:,} bytes before the bad line"
     return dest
 
 
