@@ -65,8 +65,9 @@ for _ in range(2):  # the second run on the same cluster is the one that hung
 @pytest.mark.slow
 def test_near_dedup_on_a_one_cpu_cluster_ends(tmp_path: Path) -> None:
     """On a cluster of one CPU, a read streaming beside a shuffle's boundary sampling once held the only CPU while
-    the sampling waited for it: near-dedup of 20,000 passages never ended (on its second run in the cluster).
-    The runs must end, with the local engine's decisions."""
+    the sampling waited for it (with Ray Data's V1 Parquet reader, tried for its lower fixed cost): near-dedup of
+    20,000 passages never ended, on its second run in the cluster. The runs must end, with the local engine's
+    decisions."""
     import random
     import subprocess
 

@@ -90,7 +90,6 @@ def _configure(ray: ModuleType) -> None:
     context.enable_progress_bars = False  # lineage draws its own progress bar
     context.raise_original_map_exception = True  # a worker's LineageError reaches the user as itself
     context.print_on_execution_start = False
-    context.use_datasource_v2 = False
     # Failures reach the user as one line (`one_line`); Ray Data's own report stays in its log files.
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
