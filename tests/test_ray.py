@@ -244,3 +244,50 @@ def test_contamination_detects_on_the_workers_and_decides_the_same(
     assert a.reasons["contaminated_contained"] >= 40
     assert events(local, a.run_id) == events(on_ray, b.run_id)
     assert on_ray.doctor().ok
+
+
+# -- the segments as a Ray Data source -------------------------------------------------------------
+
+
+def test_pack_keeps_the_order_splits_no_file_and_makes_at_most_the_tasks_asked() -> None:
+    from lineage.core.catalog import SegmentFile
+    from lineage.engines.ray.source import pack
+
+    sizes = [5, 1, 1, 1, 90, 3, 3, 30, 30, 30, 2]
+    files = [SegmentFile(f"s{i}", 10, size) for i, size in enumerate(sizes)]
+    for tasks in (1, 2, 3, 4, 7, 11, 50):
+        groups = pack(files, tasks)
+        assert [f for g in groups for f in g] == files and all(groups), tasks
+        assert len(groups) <= tasks, (tasks, len(groups))
+    same = [SegmentFile(f"s{i}", 10, 100) for i in range(5)]
+    assert pack(same, 200) == [[f] for f in same]  # more tasks than files: a task per file
+    assert pack(same, 2) == [same[:2], same[2:]]
+    assert pack(files, 3) == [files[:4], [files[4]], files[5:]]  # the 90-byte file, past a third alone, is a task
+    assert pack([], 4) == []
+
+
+def test_the_source_reads_every_row_of_every_file_once(cluster: None, tmp_path: Path) -> None:
+    """Files of several row groups, more files than tasks: every row arrives once, in the tasks asked for."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from lineage.core.catalog import SegmentFile
+    from lineage.engines.ray.source import SegmentSource
+    from lineage.schemas import SAMPLES
+
+    files, ids = [], []
+    for i in range(6):
+        rows = [f"{i}-{n:03d}" for n in range(25 + i)]
+        path = tmp_path / f"seg-{i}.parquet"
+        pq.write_table(pa.table({"sample_id": rows, "text": [f"text {r}" for r in rows]}), path, row_group_size=7)
+        files.append(SegmentFile(str(path), len(rows), path.stat().st_size))
+        ids += rows
+    source = SegmentSource(files, ["sample_id"], pafs.LocalFileSystem(), SAMPLES)
+    tasks = source.get_read_tasks(2)
+    paths = [f.path for f in files]
+    assert [t.metadata.input_files for t in tasks] == [tuple(paths[:3]), tuple(paths[3:])]
+    assert sum(t.metadata.num_rows for t in tasks) == len(ids)
+    ds = ray.data.read_datasource(source, override_num_blocks=2)
+    assert sorted(ds.to_pandas()["sample_id"]) == sorted(ids)
+    assert ds.schema().names == ["sample_id"]

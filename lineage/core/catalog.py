@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -349,12 +350,26 @@ LIVE_AT = "version <= {v} AND (retired_version IS NULL OR retired_version > {v})
 
 def segment_paths(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) -> list[str]:
     """The segments of `kind` as of a version (default: the latest), relative to the data location's base."""
+    return [f.path for f in segment_files(con, kind, as_of)]
+
+
+class SegmentFile(NamedTuple):
+    """What the catalog knows of a registered segment file without opening it."""
+
+    path: str  # relative to the data location's base
+    row_count: int
+    size_bytes: int
+
+
+def segment_files(con: duckdb.DuckDBPyConnection, kind: str, as_of: int | None) -> list[SegmentFile]:
+    """`segment_paths` with each file's row count and size, as registered."""
     live = LIVE_AT.format(v="$v")
     rows = con.execute(
-        f"SELECT path FROM {SCHEMA}.segments WHERE kind = $kind AND {live} ORDER BY version, segment_id",
+        f"SELECT path, row_count, size_bytes FROM {SCHEMA}.segments WHERE kind = $kind AND {live} "
+        "ORDER BY version, segment_id",
         {"kind": kind, "v": as_of if as_of is not None else 2**62},
     ).fetchall()
-    return [r[0] for r in rows]
+    return [SegmentFile(*r) for r in rows]
 
 
 SEGMENT_SCHEMAS = {"samples": SAMPLES, "events": EVENTS, "edges": EDGES}

@@ -109,11 +109,11 @@ class Selection:
             finally:
                 con.unregister("_wanted_ids")
 
-    def segment_paths(self) -> list[str]:
-        """The sample segment files the selection reads (as of the store's version), relative to the data
-        location's base."""
+    def segment_files(self) -> list[catalog.SegmentFile]:
+        """The sample segment files the selection reads (as of the store's version), with their row counts and
+        sizes; paths relative to the data location's base."""
         with self._connect() as con:
-            return catalog.segment_paths(con, "samples", self.store.as_of)
+            return catalog.segment_files(con, "samples", self.store.as_of)
 
     def text_bytes(self) -> int:
         """The size of the selected texts in bytes (a pass over the text column)."""

@@ -42,7 +42,7 @@ def decide_on_ray(
 
 
 def _decide(ray: Any, store: StoreCore, flt: Filter, selection: Selection, context: Context) -> Decided:
-    ds = read_selection(ray, selection)
+    ds = read_selection(ray, selection, context.workers)
     if isinstance(flt, SampleFilter):
         return stage(ds, decide_batch, flt, context)
     if not isinstance(flt, SelectionFilter):

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lineage.engines.ray.cluster import connect, one_line
-from lineage.engines.ray.engine import collect, map_batches, read_selection, tasks
+from lineage.engines.ray.engine import collect, map_batches, read_segments, read_selection, tasks
 from lineage.filters.events import BATCH_ROWS
 from lineage.metrics import METRICS
 from lineage.metrics.compute import GroupResult, Reference, compute_draws, draw_indices, embed_rows, key_json
@@ -74,13 +74,13 @@ def measure_on_ray(job: Job, notes: list[str], *, workers: int | None, address: 
 def _measure(
     ray: Any, job: Job, selection: Selection, embedder: Embedder | None, workers: int | None, notes: list[str]
 ) -> Measured:
-    frame, fields = _narrow(ray, selection)
+    frame, fields = _narrow(ray, selection, workers)
     plan = _plan(frame, job)
     reference = _reference_selection(job, notes)
     words = _word_counts(ray, reference, workers) if _needs_words(job, reference) else None
     ref_ids = _reference_draw(reference, job) if _needs_vectors(job, reference, embedder) else None
     wanted = [d.ids for d in plan] + ([] if ref_ids is None else [ref_ids])
-    drawn, ref = _encode(_texts(ray, selection, pa.concat_arrays(wanted)), words, job, notes)
+    drawn, ref = _encode(_texts(ray, selection, pa.concat_arrays(wanted), workers), words, job, notes)
     # Embeddings come from the driver's cached embedder, not from an actor pool as in semantic-dedup's plan:
     # the draws are at most groups x draws x sample_size texts (seconds on one core, where each actor would
     # first load the model), and the same calls in the same order give the local engine's vectors bit for
@@ -94,11 +94,11 @@ def _measure(
 # -- 1. the selection's narrow columns and the draws -----------------------------------------------
 
 
-def _narrow(ray: Any, selection: Selection) -> tuple[pl.DataFrame, list[pa.Field]]:
+def _narrow(ray: Any, selection: Selection, workers: int | None) -> tuple[pl.DataFrame, list[pa.Field]]:
     """sample_id and the dimensions of the whole selection, in sample_id order; the dimensions' fields."""
     import polars as pl
 
-    table = collect(read_selection(ray, selection)).select(selection.columns)
+    table = collect(read_selection(ray, selection, workers)).select(selection.columns)
     fields = [pa.field(d, table.schema.field(d).type) for d in selection.columns[1:]]  # nullable, as locally
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -156,7 +156,7 @@ def _needs_vectors(job: Job, reference: Selection | None, embedder: Embedder | N
 def _word_counts(ray: Any, reference: Selection, workers: int | None) -> pl.DataFrame:
     """The reference's word counts: counted per batch on the workers, summed on the driver as they come."""
     ds = map_batches(
-        read_selection(ray, reference).select_columns(["text"]),
+        read_selection(ray, reference, workers).select_columns(["text"]),
         _count_words,
         batch_size=BATCH_ROWS,
         batch_format="pyarrow",
@@ -208,11 +208,9 @@ def _reference_draw(reference: Selection, job: Job) -> pa.Array:
 # -- 3. the drawn texts, encoded -------------------------------------------------------------------
 
 
-def _texts(ray: Any, selection: Selection, ids: pa.Array) -> pa.Table:
+def _texts(ray: Any, selection: Selection, ids: pa.Array, workers: int | None) -> pa.Table:
     """sample_id and text of the samples `ids`, semi-joined on the workers (any segment of the version)."""
-    data = selection.store.data
-    paths = [data.path(p) for p in selection.segment_paths()]
-    ds = ray.data.read_parquet(paths, filesystem=data.fs).select_columns(["sample_id", "text"])
+    ds = read_segments(ray, selection, ["sample_id", "text"], workers)
     unique = pc.unique(ids)
     return collect(map_batches(ds, _rows_of, batch_format="pyarrow", fn_kwargs={"ids": unique}))
 
