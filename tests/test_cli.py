@@ -256,6 +256,10 @@ def test_progress_line_units_rate_and_eta() -> None:
     assert line.startswith("ingest big.jsonl: 30.0/120.0 MB (25%), 3.0 MB/s, ETA 30s, 10s elapsed"), line
     lines.update(130, 120)  # a total estimated low grows to what was done: never over 100%
     assert "0/0 kB (100%)" in lines.line() and "finishing" in lines.line()
+    slow = _ProgressLines("demo", "generations", 60)
+    slow.start -= 10
+    slow.update(3, 15)  # under one a second: the time each takes, not "0 generations/s"
+    assert slow.line().startswith("demo: 3/15 generations (20%), 3.3 s each, ETA 40s, 10s elapsed"), slow.line()
 
 
 def test_make_demo_installs_the_core_only(tmp_path) -> None:

@@ -482,8 +482,10 @@ class _ProgressLines:
         # writing) does not look slower and slower.
         busy = self.updated - self.start
         rate = done / busy if done and busy > 0 else 0
-        if rate:
+        if rate >= 1 or (rate and self.unit == "bytes"):
             parts.append(f"{self._number(rate, rate)} {self._unit(rate)}/s")
+        elif rate:  # slow steps (the demo's generations): "0 generations/s" said nothing
+            parts.append(f"{1 / rate:,.1f} s each")
         if total and rate and done < total:
             parts.append(f"ETA {_duration((total - done) / rate)}")
         elif total and done >= total:
