@@ -291,3 +291,18 @@ def test_the_source_reads_every_row_of_every_file_once(cluster: None, tmp_path: 
     ds = ray.data.read_datasource(source, override_num_blocks=2)
     assert sorted(ds.to_pandas()["sample_id"]) == sorted(ids)
     assert ds.schema().names == ["sample_id"]
+
+
+def test_embedding_actors_are_started_for_enough_text_only() -> None:
+    import pyarrow as pa
+
+    from lineage.engines.ray.plans import ACTOR_MIN_CHARS, MODEL_CHARS, embedding_actors
+
+    short = pa.chunked_array([["a short sentence of forty characters ok"] * 1_000])  # 39,000 characters
+    assert embedding_actors(short, 64, 8) == 1  # less than one actor's start-up worth: one actor
+    many = pa.chunked_array([["x" * 100] * (3 * ACTOR_MIN_CHARS // 100)])
+    assert embedding_actors(many, 64, 8) == 3 and embedding_actors(many, 64, 2) == 2  # at most one per CPU
+    assert embedding_actors(many, 1_500, 8) == 2  # at most one per batch
+    long = pa.chunked_array([["y" * 50 * MODEL_CHARS] * 80])  # the model reads only MODEL_CHARS of each
+    assert embedding_actors(long, 64, 8) == max(1, 80 * MODEL_CHARS // ACTOR_MIN_CHARS)
+    assert embedding_actors(pa.chunked_array([[None, None]], pa.string()), 64, 8) == 1

@@ -77,6 +77,12 @@ PAIRS = pa.schema([("a", pa.string()), ("b", pa.string()), ("similarity", pa.flo
 SHUFFLE = pa.schema([("part", pa.int64()), ("a", pa.string()), ("b", pa.string()), ("text", pa.string())])
 SHUFFLE_ROWS = 250_000  # samples per shuffle partition, at least
 KEEP_COLUMNS = ["sample_id", "text", "origin", "generation", "version", "input_row"]
+# An embedding actor is worth starting when it has more text to embed than it could in the time it takes to start:
+# ~6 s to import torch and load all-MiniLM-L6-v2, in which one thread embeds ~100,000 characters of short texts
+# (measured: 1,000 sentences of 61 characters in 3.9 s). A text counts up to the ~1,200 characters the model reads
+# (its 256 word pieces). A small job on a big cluster then loads the model once, not once per CPU.
+ACTOR_MIN_CHARS = 100_000
+MODEL_CHARS = 1_200
 
 
 def near_dedup(ds: Dataset, flt: NearDedupFilter, context: Context) -> Decided:
@@ -307,9 +313,10 @@ def semantic_dedup(ds: Dataset, flt: SemanticDedupFilter, context: Context) -> D
     features = collect(ds.select_columns(KEEP_COLUMNS))
     cache = emb.cache(context.store, p.model)
     known = cache.lookup(features["sample_id"])["sample_id"]
-    missing = features["sample_id"].filter(pc.invert(pc.is_in(features["sample_id"], value_set=known)))
+    lacking = pc.invert(pc.is_in(features["sample_id"], value_set=known))
+    missing = features["sample_id"].filter(lacking)
     if len(missing):
-        actors = min(cluster_cpus(context.workers), -(-len(missing) // p.batch_size))
+        actors = embedding_actors(features["text"].filter(lacking), p.batch_size, cluster_cpus(context.workers))
         todo = (
             map_batches(
                 ds.select_columns(["sample_id", "text"]),
@@ -332,6 +339,13 @@ def semantic_dedup(ds: Dataset, flt: SemanticDedupFilter, context: Context) -> D
     table = flt.decide_all(features, context).cast(DECISIONS)
     check(flt.name, table, context.count)
     return Decided.of_table(table, context.run_id)
+
+
+def embedding_actors(texts: pa.ChunkedArray, batch_size: int, cpus: int) -> int:
+    """How many embedding actors `texts` are worth (see ACTOR_MIN_CHARS): at least one, at most one per CPU and
+    one per batch."""
+    chars = pc.sum(pc.min_element_wise(pc.utf8_length(texts), MODEL_CHARS)).as_py() or 0
+    return max(1, min(cpus, -(-len(texts) // batch_size), chars // ACTOR_MIN_CHARS))
 
 
 class _Embedder:
