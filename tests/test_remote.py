@@ -349,3 +349,42 @@ def test_one_protocol_name() -> None:
     from lineage.core import location, remote_fs
 
     assert location.PROTOCOL == remote_fs.PROTOCOL == remote_fs.ReadOnlyFS.protocol
+
+
+def test_duckdb_asks_for_a_data_files_info_once(tmp_path: Path) -> None:
+    """DuckDB asks the filesystem for a file's existence, size and time many times per query (each a HEAD request
+    on object storage): the read-only filesystem asks the store's once per file, and again for a path not found."""
+    from collections import Counter
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lineage.core.remote_fs import ReadOnlyFS
+
+    class Counting:
+        """A pyarrow filesystem that counts the paths it is asked about."""
+
+        type_name = "counting"
+
+        def __init__(self) -> None:
+            self.inner, self.asked = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), Counter()
+
+        def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+            self.asked.update(paths)
+            return self.inner.get_file_info(paths)
+
+        def open_input_file(self, path: str) -> pa.NativeFile:
+            return self.inner.open_input_file(path)
+
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"n": list(range(100))}), tmp_path / "data" / "a.parquet", row_group_size=10)
+    counting = Counting()
+    con = duckdb.connect()
+    con.register_filesystem(ReadOnlyFS(counting, skip_instance_cache=True))
+    for _ in range(3):
+        assert con.sql("SELECT sum(n) FROM 'lineage://data/a.parquet'").fetchall() == [(4950,)]
+    assert counting.asked["data/a.parquet"] == 1, counting.asked
+    for _ in range(2):
+        with pytest.raises(duckdb.Error):
+            con.sql("SELECT * FROM 'lineage://data/gone.parquet'").fetchall()
+    assert counting.asked["data/gone.parquet"] >= 2  # not found is not kept: a file may appear
