@@ -162,3 +162,21 @@ def test_corrupt_parquet_is_one_line(runner: Runner, tmp_path: Path) -> None:
     result = runner("ingest", str(path), "--origin", "real", "--source", "s", code=1)
     assert result.stderr.startswith(f"Error: `{path}`: cannot read as parquet:")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("header", "twice"), [("id,text,text", "text"), ("id,Text,source,TEXT", "TEXT")])
+def test_a_csv_column_named_twice_is_refused(
+    runner: Runner, store: Store, tmp_path: Path, header: str, twice: str
+) -> None:
+    """DuckDB renames the second column (`text_1`) and reads on: which one is the text was left to chance."""
+    names = header.split(",")
+    rows = [",".join(f"{name.lower()} {i}" for name in names) for i in range(3)]
+    path = tmp_path / "twice.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    result = runner("ingest", str(path), "--origin", "real", "--source", "s", code=1)
+    assert result.stderr == f"Error: {path}:1: field `{twice}`: named twice in the header; rename or drop one\n"
+    assert_untouched(store)
+    fine = tmp_path / "fine.csv"  # the same rows under distinct names are stored
+    distinct = [*(n.lower() for n in names[:-1]), "note"]
+    fine.write_text("\n".join([",".join(distinct), *rows]) + "\n", encoding="utf-8")
+    assert "3 new" in runner("ingest", str(fine), "--origin", "real", "--source", "s").stdout

@@ -297,6 +297,8 @@ class DuckdbFileReader(Reader):
         options = "" if self.format == "parquet" else ", quote = '\"'"
         offset = 1 if self.format == "parquet" else 2
         try:
+            if self.format == "csv":
+                self._check_header(con)
             reader = con.sql(
                 f"SELECT CAST(row_number() OVER () - 1 + ? AS BIGINT) AS input_row, to_json(t)::VARCHAR AS record "
                 f"FROM {func}(?{options}) t",
@@ -309,6 +311,22 @@ class DuckdbFileReader(Reader):
         finally:
             con.close()
         self.sha256 = file_sha256(self.path)
+
+
+    def _check_header(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A column named twice: DuckDB would rename the second (`text_1`) and read on, which column is the text
+        left to chance, as with a JSON key given twice (refused too). Names compare as DuckDB's do, ignoring case."""
+        quote = "quote = '\"'"
+        if not con.execute(f"SELECT HasHeader FROM sniff_csv(?, {quote})", [str(self.path)]).fetchall()[0][0]:
+            return
+        header = con.execute(
+            f"SELECT * FROM read_csv(?, {quote}, header = false, all_varchar = true) LIMIT 1", [str(self.path)]
+        ).fetchall()
+        seen: set[str] = set()
+        for name in header[0] if header else ():
+            if name is not None and name.lower() in seen:
+                raise InputError(f"{self.path}:1: field `{name}`: named twice in the header; rename or drop one")
+            seen.add((name or "").lower())
 
 
 class ArrowReader(Reader):
