@@ -395,6 +395,8 @@ def _decide(
 ) -> pa.Table:
     if not isinstance(flt, SampleFilter | SelectionFilter):
         raise LineageError(f"{type(flt).__name__} is neither a SampleFilter nor a SelectionFilter")
+    if selection.count == 0:  # nothing to decide, as on Ray (decide_all once got a table without its columns)
+        return DECISIONS.empty_table()
     method = "decide" if isinstance(flt, SampleFilter) else "features"
     # Filters without a map phase just collect the selection: no worker processes for an identity.
     identity = isinstance(flt, SelectionFilter) and type(flt).features is SelectionFilter.features
