@@ -312,7 +312,6 @@ class DuckdbFileReader(Reader):
             con.close()
         self.sha256 = file_sha256(self.path)
 
-
     def _check_header(self, con: duckdb.DuckDBPyConnection) -> None:
         """A column named twice: DuckDB would rename the second (`text_1`) and read on, which column is the text
         left to chance, as with a JSON key given twice (refused too). Names compare as DuckDB's do, ignoring case."""

@@ -5,10 +5,10 @@ Ray Data's `read_parquet` lists and inspects the files it is given before it rea
 three times. The catalog already holds each segment's path, row count and size, which is all a plan needs, so
 reading starts at once (near-dedup of the test store's 1,125 samples on a warm 2-CPU cluster: 4.9 s -> 1.7 s).
 
-Each read task reads whole segments a row group at a time (Ray Data joins small ones into blocks of at least 1 MiB):
-a task holds a row group, not a segment, and the map stages after it work on the blocks in parallel however few
-segments there are. Segments are packed into at most `parallelism` tasks by size, so a store of thousands of small
-ingests is not thousands of tasks.
+Each read task reads whole segments a row group at a time (Ray Data may join small ones into one block): a task holds
+a row group, not a segment, and the map stages after it work on the blocks in parallel however few segments there
+are. Segments are packed into at most `parallelism` tasks by size, so a store of thousands of small ingests is not
+thousands of tasks (the engine asks for a few per CPU: `engine.read_segments`).
 """
 
 from __future__ import annotations
