@@ -53,6 +53,7 @@ def test_commands_import_only_what_they_use(small_store: Store) -> None:
     # MinHash, LSH bands and clusters are numpy only: no datasketch, no scipy; and no pandas, which pyarrow's first
     # `pa.array` would import (`skip_pandas_probe`).
     assert heavy_imports("--store", root, "filter", "run", "near-dedup") == []
+    assert heavy_imports("filter", "list") == []  # opens no store: its table once probed pandas (0.3 s)
 
 
 # What a command loads besides the heavy libraries: its own CLI module only, one filter module, no pydantic, no

@@ -166,6 +166,8 @@ def emit(
     values and nest `json_columns` (JSON text in the store, e.g. `runs.reasons`) as objects, not strings."""
     import pyarrow as pa
 
+    if _ENTRY_POINT:  # a command that opened no store (`filter list`) would import pandas for pyarrow's probe here
+        skip_pandas_probe()
     table = rows if isinstance(rows, pa.Table) else _from_rows(rows)
     if fmt in ("json", "jsonl"):
         records = [nest_json(r, json_columns) for r in table.to_pylist()]
