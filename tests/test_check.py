@@ -194,3 +194,14 @@ def test_rollback_cli(loop: Store) -> None:
     assert run.json("model", "rollback", "m3")["to"] == "m1"  # m2 fails its check: further back
     with pytest.raises(LineageError, match="not an ancestor"):
         loop.rollback("m1", to="m2")
+
+
+def test_builds_measured_together_as_each_alone(loop: Store) -> None:
+    """The models report measures every build in one pass (`build_health`): the same values as one at a time."""
+    from lineage.check import build_health
+
+    builds = [("g1", 1), ("g2raw", 1), ("g2good", 1), ("g1", 1)]
+    together = build_health(loop, builds)
+    alone = [build_health(loop, [b])[0] for b in builds]
+    assert together == alone
+    assert together[1]["near_dup_rate"] > 0 and together[0]["near_dup_rate"] == 0.0  # g2raw kept near-dups

@@ -18,6 +18,7 @@ outputs alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import Counter
@@ -54,8 +55,10 @@ def models_data(
     evals, notes = store.query(LATEST_SQL).to_pylist(), []
     metric, benchmark = choose_metric(evals, metric, benchmark, notes)
     diversity = choose_diversity(evals)
-    models = [_model(row, evals, metric, benchmark, diversity) for row in _registered(store)]
+    registered = _registered(store)
+    models = [_model(row, evals, metric, benchmark, diversity) for row in registered]
     memo: dict[Any, Any] = {}  # each build's health measured once for all the checks
+    _measure_builds(store, [(r["build_name"], r["build_version"]) for r in registered if r["build_name"]], memo)
     for m in models:
         m["check"] = model_check(store, m["name"], memo)
     extra = extra_measures(evals, metric, benchmark, diversity)
@@ -160,6 +163,15 @@ def _model(row: dict[str, Any], evals: list[dict[str, Any]], metric: str | None,
         "metric": _value(evals, row["name"], metric, benchmark),
         "diversity": _value(evals, row["name"], diversity, OUTPUTS_BENCHMARK),
     }
+
+
+def _measure_builds(store: StoreCore, builds: list[tuple[str, int]], memo: dict[Any, Any]) -> None:
+    """Every trained-on build's health into `memo` at once (`build_health` measures them in one pass); a build that
+    cannot be measured is left to its model's check, which reports why."""
+    from lineage.check import build_health
+
+    with contextlib.suppress(LineageError):
+        build_health(store, builds, memo)
 
 
 def model_check(store: StoreCore, name: str, memo: dict[Any, Any]) -> dict[str, Any]:
