@@ -284,6 +284,10 @@ def _decode(binary: pa.BinaryArray, rows: pa.Array, uri: str) -> tuple[pa.Array,
     return pa.array(values, pa.string()), rejects
 
 
+# CSV quotes are RFC 4180's `"`, so an unterminated quote is an error instead of a sniffed no-quote dialect.
+CSV_QUOTE = "quote = '\"'"
+
+
 class DuckdbFileReader(Reader):
     """Parquet and CSV via DuckDB, each row rendered to a JSON object. CSV rows count from line 2."""
 
@@ -292,9 +296,8 @@ class DuckdbFileReader(Reader):
 
     def __iter__(self) -> Iterator[RawBatch]:
         con = duckdb.connect()
-        # CSV: quotes are RFC 4180's `"`, so an unterminated quote is an error instead of a sniffed no-quote dialect.
         func = "read_parquet" if self.format == "parquet" else "read_csv"
-        options = "" if self.format == "parquet" else ", quote = '\"'"
+        options = "" if self.format == "parquet" else f", {CSV_QUOTE}"
         offset = 1 if self.format == "parquet" else 2
         try:
             if self.format == "csv":
@@ -315,11 +318,10 @@ class DuckdbFileReader(Reader):
     def _check_header(self, con: duckdb.DuckDBPyConnection) -> None:
         """A column named twice: DuckDB would rename the second (`text_1`) and read on, which column is the text
         left to chance, as with a JSON key given twice (refused too). Names compare as DuckDB's do, ignoring case."""
-        quote = "quote = '\"'"
-        if not con.execute(f"SELECT HasHeader FROM sniff_csv(?, {quote})", [str(self.path)]).fetchall()[0][0]:
+        if not con.execute(f"SELECT HasHeader FROM sniff_csv(?, {CSV_QUOTE})", [str(self.path)]).fetchall()[0][0]:
             return
         header = con.execute(
-            f"SELECT * FROM read_csv(?, {quote}, header = false, all_varchar = true) LIMIT 1", [str(self.path)]
+            f"SELECT * FROM read_csv(?, {CSV_QUOTE}, header = false, all_varchar = true) LIMIT 1", [str(self.path)]
         ).fetchall()
         seen: set[str] = set()
         for name in header[0] if header else ():

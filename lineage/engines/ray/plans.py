@@ -101,9 +101,9 @@ def near_dedup(ds: Dataset, flt: NearDedupFilter, context: Context) -> Decided:
     )
     # Texts join the candidate pairs by two shuffles on sample ids (each text moves twice), not through
     # the band shuffle (it would move once per band: 21 times).
-    # Materialised: read once for both joins, and read whole before a shuffle samples its boundaries (with Ray
-    # Data's V1 Parquet reader, a read still streaming beside the sort's sampling tasks held the only CPU of a
-    # 1-CPU cluster: a deadlock; see test_near_dedup_on_a_one_cpu_cluster_ends).
+    # Materialised: read once for both joins, and read whole before a shuffle samples its boundaries (a read still
+    # streaming beside the sort's sampling tasks can hold the only CPU of a 1-CPU cluster: a deadlock, seen with
+    # Ray Data's V1 Parquet reader; see test_near_dedup_on_a_one_cpu_cluster_ends).
     texts = map_batches(
         ds.select_columns(["sample_id", "text"]),
         _text_rows,
