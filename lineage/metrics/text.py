@@ -170,8 +170,11 @@ def js_divergence_counts(p: np.ndarray, q: np.ndarray, *, base: float = 2.0) -> 
 
 
 def js_divergence(p: Mapping[str, int], q: Mapping[str, int], *, base: float = 2.0) -> float | None:
-    """JS divergence of two word-count mappings (see `js_divergence_counts`)."""
-    vocab = list(p.keys() | q.keys())
+    """JS divergence of two word-count mappings (see `js_divergence_counts`).
+
+    The vocabulary is sorted: a set's order follows the process's string hashing, and summing in a different
+    order moves the last bit, so the same data would print different figures from run to run."""
+    vocab = sorted(p.keys() | q.keys())
     pv = np.fromiter((p.get(w, 0) for w in vocab), np.float64, len(vocab))
     qv = np.fromiter((q.get(w, 0) for w in vocab), np.float64, len(vocab))
     return js_divergence_counts(pv, qv, base=base)
