@@ -9,17 +9,17 @@ DEMO_ARGS ?=
 
 .PHONY: demo quickstart test chromium bench-ingest bench-fresh-demo clean
 
-# The core: what `lineage` and `lineage demo` import.
-$(VENV)/.core: pyproject.toml Makefile
+# The core: what `lineage` and `lineage demo` import. uv installs, under pip's configuration
+# (scripts/uv_install.py): the full install takes ~10 s where pip took ~90 (benchmarks/install.py).
+$(VENV)/.core: pyproject.toml Makefile scripts/uv_install.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet uv
+	$(PY) scripts/uv_install.py --quiet -e .
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.core
-	# CPU torch first, pinned: a bare `torch` would pull gigabytes of CUDA packages.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,embed,hf,ray]'
+	# CPU torch, pinned: a bare `torch` would pull gigabytes of CUDA packages.
+	$(PY) scripts/uv_install.py --quiet torch==2.13.0 -e '.[dev,embed,hf,ray]'
 	touch $@
 
 demo: $(VENV)/.core
