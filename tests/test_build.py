@@ -51,6 +51,49 @@ def test_two_dimensions_at_once_and_targets(small_store: Store) -> None:
     assert (quota["target"], quota["chosen"], quota["available"]) == (120, 120, 300)
 
 
+def test_size_max_is_the_largest_build_the_quotas_allow(small_store: Store, tmp_path: Path) -> None:
+    """`size: max` takes all the pool can give under the quotas: with real >= 60%, every real sample and
+    synthetic ones up to 40% of the whole; without quotas, the whole pool."""
+    pool = small_store.build(spec(size=1), dry_run=True).pool_size
+    real = small_store.sql("SELECT count(*) AS n FROM samples WHERE origin = 'real'")["n"][0].as_py()
+    whole = small_store.build(spec(name="whole", size="max"))
+    assert whole.info["size"] == pool and json.loads(whole.info["spec"])["size"] == pool  # recorded as the number
+    mixed = small_store.build(spec(name="mixed", size="max", quotas={"origin": {"real": {"min": 0.6}}}))
+    expected = min(pool, int(real / 0.6))
+    assert real < pool and expected < pool  # the quota binds here, or this proves nothing
+    assert mixed.info["size"] == expected and composition(mixed, "origin")["real"] == real
+    with pytest.raises(InfeasibleSpec, match="size max: the pool is empty"):
+        small_store.build(spec(name="none", size="max", pool={"where": "false"}))
+    with pytest.raises(InfeasibleSpec, match=r"quota origin=nothing min 10% of 1 needs 1|allow no sample"):
+        small_store.build(spec(name="none", size="max", quotas={"origin": {"nothing": {"min": 0.1}}}))
+    (tmp_path / "m.yaml").write_text("name: m\nsize: max\nquotas:\n  origin:\n    real: {min: 0.6}\n")
+    out = Runner(small_store.root)("build", str(tmp_path / "m.yaml"), "--dry-run").stdout
+    assert f"dry run m: {expected:,} samples from a pool of {pool:,}" in out, out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_size_is_the_largest_feasible_size(seed: int) -> None:
+    """Against brute force: the largest size whose allocation exists, on random pools and quotas."""
+    import random
+
+    from lineage.build.allocate import _max_size, _solve, quotas
+    from lineage.build.pool import Pool
+    from lineage.build.spec import BuildSpec
+
+    r = random.Random(seed)
+    cells = [({"origin": o, "source": s}, r.randint(0, 12)) for o in ("real", "synthetic") for s in ("a", "b")]
+    shares: dict = {"origin": {}, "source": {}}
+    for dim, value in r.sample([("origin", "real"), ("origin", "synthetic"), ("source", "a"), ("source", "b")], 2):
+        kind = r.choice(["min", "max", "hard", "both"])
+        x = round(r.uniform(0.05, 0.95), 2)
+        shares[dim][value] = ({"target": x, "hard": True} if kind == "hard" else
+                              {"min": x / 2, "max": x} if kind == "both" else {kind: x})
+    pool = Pool(sum(a for _, a in cells), sum(a for _, a in cells), cells)
+    qs = quotas(BuildSpec(name="x", size=1, quotas={k: v for k, v in shares.items() if v}), pool)
+    brute = next((n for n in range(pool.size, 0, -1) if _solve(n, pool, qs) is not None), 0)
+    assert _max_size(pool, qs) == brute, (cells, shares)
+
+
 def test_expr_quota(small_store: Store) -> None:
     b = small_store.build(spec(expr=[{"name": "long", "sql": "length(text) > 120", "min": 0.4}]))
     n = b.members(columns="length(text) AS n")
@@ -184,6 +227,9 @@ def test_filter_drops_are_honoured(small_store: Store) -> None:
     assert b2.info["pool_size"] == 1125
 
 
+BAD_SIZE = 'must be a whole number from 1 to 10,000,000,000, or "max"'
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -192,7 +238,8 @@ def test_filter_drops_are_honoured(small_store: Store) -> None:
             "spec: quotas.origin.real.min: must be between 0 and 1, got 1.4",
         ),
         ({"name": "b", "size": 10, "colour": "red"}, "spec: colour: unknown key, got 'red'"),
-        ({"name": "b", "size": "many"}, "spec: size: Input should be a valid integer"),
+        ({"name": "b", "size": "many"}, f"spec: size: {BAD_SIZE}; got 'many'"),
+        ({"name": "b", "size": 0}, f"spec: size: {BAD_SIZE}; got 0"),
         (
             {"name": "b", "size": 10, "quotas": {"origin": {"real": {"min": 0.7}, "synthetic": {"min": 0.6}}}},
             "spec: quotas: the min shares of `origin` sum to 1.3, past 1",
@@ -228,7 +275,7 @@ def test_cli_dry_run_writes_nothing_then_build_show_diff(runner: Runner, small_s
     path.write_text("name: mix\nsize: 300\nquotas:\n  origin:\n    real: {min: 0.5}\n", encoding="utf-8")
     out = runner("build", str(path), "--dry-run", "--json")
     plan = json.loads(out.stdout)
-    assert plan["summary"].startswith("dry run mix: pool of 1,125")
+    assert plan["summary"].startswith("dry run mix: 300 samples from a pool of 1,125")
     assert small_store.version == 4
     runner("build", str(path))
     path.write_text("name: mix\nsize: 300\nseed: 5\nquotas:\n  origin:\n    real: {min: 0.9}\n", encoding="utf-8")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow as pa
 
-from lineage.build.allocate import allocate
+from lineage.build.allocate import allocate, resolve_size
 from lineage.build.pool import create_pool, excluded_now, pool_views
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
@@ -57,7 +57,8 @@ class BuildPlan:
 
     def outcome(self) -> BuildOutcome:
         """What the dry run found, for people and scripts."""
-        summary = f"dry run {self.spec.name}: pool of {self.pool_size:,} (store version {self.store_version})"
+        summary = (f"dry run {self.spec.name}: {self.spec.size:,} samples from a pool of {self.pool_size:,} "
+                   f"(store version {self.store_version})")
         notes = [*stale_lines(self.stale, dry_run=True), *self.shortfalls()]
         return BuildOutcome(summary, notes, self.allocation, self.floors, self.stale)
 
@@ -143,13 +144,14 @@ def _plan(
         readonly.lock_down(con, store.data)
         pool = create_pool(con, spec, excluded)
         step()
+        spec = resolve_size(spec, pool)
         allocation = allocate(spec, pool)
         step()
         members = select_members(con, pool, allocation, seed=spec.seed, spread=bool(spec.floors))
         step()
     floors = _floors(store, spec, members)
     step()
-    plan = BuildPlan(spec, store.version, pool.size, allocation.rows(pool, spec.size), floors)
+    plan = BuildPlan(spec, store.version, pool.size, allocation.rows(pool, allocation.size), floors)
     return plan, members
 
 

@@ -44,6 +44,10 @@ class Allocation:
     takes: list[int]  # per pool cell
     quotas: list[Quota]
 
+    @property
+    def size(self) -> int:
+        return sum(self.takes)
+
     def rows(self, pool: Pool, size: int) -> list[dict[str, Any]]:
         """The allocation table: per cell and per quota, target, min, max, available, chosen."""
         out = []
@@ -108,12 +112,55 @@ def quotas(spec: BuildSpec, pool: Pool) -> list[Quota]:
 
 
 def allocate(spec: BuildSpec, pool: Pool) -> Allocation:
+    spec = resolve_size(spec, pool)
+    assert isinstance(spec.size, int)  # resolved: for the type checker
     qs = quotas(spec, pool)
     _precheck(spec, pool, qs)
     takes = _solve(spec.size, pool, qs)
     if takes is None:
         raise InfeasibleSpec(_diagnose(spec.size, pool, qs))
     return Allocation(takes, qs)
+
+
+def resolve_size(spec: BuildSpec, pool: Pool) -> BuildSpec:
+    """The spec with `size: max` made the number it means: the largest build the pool and the quotas allow."""
+    if spec.size != "max":
+        return spec
+    qs = quotas(spec, pool)
+    size = _max_size(pool, qs)
+    if size == 0:
+        what = "the pool is empty" if pool.size == 0 else "the quotas allow no sample of the pool"
+        raise InfeasibleSpec(f"size max: {what} ({pool.size:,} samples after filters, protected sets and the "
+                             f"pool's limits; {pool.matched:,} match the pool's `where`)")
+    return spec.model_copy(update={"size": size})
+
+
+def _max_size(pool: Pool, qs: list[Quota]) -> int:
+    """The most samples the cells hold with every quota within its bounds: an integer program over the cells
+    (the quota bounds round as `Quota.bounds` does: a count of at least min * size is at least its ceiling)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    n, avail = len(pool.cells), np.array([a for _, a in pool.cells], dtype=float)
+    if not n:
+        return 0
+    rows, lb, ub = [], [], []
+    for q in qs:
+        inside = np.zeros(n)
+        inside[list(q.cells)] = 1.0
+        lo = q.share.target if q.share.hard else q.share.min or 0.0
+        hi = q.share.target if q.share.hard else q.share.max if q.share.max is not None else 1.0
+        # round(target * size) for a hard target: within half a sample of it.
+        slack = 0.5 if q.share.hard else 1e-9
+        rows += [inside - lo, inside - hi]  # count - lo * size >= 0, count - hi * size <= 0
+        lb += [-slack, -np.inf]
+        ub += [np.inf, slack]
+    constraints = [LinearConstraint(np.array(rows), lb, ub)] if rows else []
+    res = milp(-np.ones(n), constraints=constraints, integrality=np.ones(n), bounds=Bounds(np.zeros(n), avail))
+    size = round(-res.fun) if res.status == 0 else 0
+    # The allocation itself must exist at that size (a hard target's rounding tie can differ): step down if not.
+    while size > 0 and _solve(size, pool, qs) is None:
+        size -= 1
+    return size
 
 
 def _precheck(spec: BuildSpec, pool: Pool, qs: list[Quota]) -> None:

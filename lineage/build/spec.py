@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -113,11 +113,17 @@ class Policy(_Strict):
     on_symptoms: OnSymptoms = OnSymptoms()
 
 
+MAX_SIZE = 10_000_000_000
+
+
 class BuildSpec(_Strict):
     """A blended training set: size, seed, candidate pool, quotas, diversity floors, protected sets."""
 
     name: str
-    size: int = Field(gt=0, le=10_000_000_000)
+    size: Annotated[int, Field(gt=0, le=MAX_SIZE)] | Literal["max"] = Field(
+        description='Samples in the build; "max": the most the pool and the quotas allow (resolved when the build '
+        "is planned: the spec recorded with the build holds the number).",
+    )
     seed: int = 0
     pool: Pool = Pool()
     quotas: dict[str, dict[str, Share]] = Field(default_factory=dict)
@@ -126,6 +132,14 @@ class BuildSpec(_Strict):
     protected: list[str] | None = Field(default=None, description="Protected sets to check; default: all.")
     description: str | None = None
     policy: Policy | None = Field(default=None, description="Limits that respond to a model's check.")
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        # One line for a bad size, not pydantic's one per member of the union.
+        if value == "max" or (type(value) is int and 0 < value <= MAX_SIZE):
+            return value
+        raise ValueError(f'must be a whole number from 1 to {MAX_SIZE:,}, or "max"; got {value!r}')
 
     @field_validator("name")
     @classmethod

@@ -143,37 +143,34 @@ def _rare_words(texts: list[str], max_count: int) -> set[str]:
     return {w for w, c in counts.items() if c <= max_count}
 
 
-def _spec(store: Store, config: DemoConfig, policy: str, generation: int) -> dict[str, Any]:
-    name = f"{policy}-g{generation}"
+def _spec(config: DemoConfig, policy: str, generation: int) -> dict[str, Any]:
+    """Each build takes all its pool can give (`size: max`): the whole pool, or under the governed quotas as much
+    synthetic data as the real floor allows."""
+    name, seed = f"{policy}-g{generation}", config.seed + generation
     real = f"source = {sql_string(REAL_SOURCE)}"
     if policy == "governed":
-        return _governed_spec(store, name, config.seed + generation, generation)
+        return _governed_spec(name, seed, generation)
     if policy == "replace" and generation > 1:
         pool = f"generator = 'replace-m{generation - 1}'"
     elif policy == "accumulate":
         pool = f"{real} OR generator LIKE 'accumulate-%'"
     else:
         pool = real
-    spec = {"name": name, "size": 1, "seed": config.seed + generation, "pool": {"where": pool}}
-    return {**spec, "size": _pool_size(store, spec)}
+    return {"name": name, "size": "max", "seed": seed, "pool": {"where": pool}}
 
 
-def _governed_spec(store: Store, name: str, seed: int, generation: int) -> dict[str, Any]:
+def _governed_spec(name: str, seed: int, generation: int) -> dict[str, Any]:
     """Real share >= 50%, generation <= 2, filtered outputs; from generation 2 on, a policy checks the last
     model against the first (trained on real data only) and, on any symptom, raises the real floor by 0.2
-    and lowers the generation cap by 1 (`lineage.build.policy`): detect, then respond."""
+    and lowers the generation cap by 1 (`lineage.build.policy`): detect, then respond. Every real sample, and
+    filtered synthetic ones up to the real floor the policy set (`size: max`)."""
     real = f"source = {sql_string(REAL_SOURCE)}"
-    spec: dict[str, Any] = {"name": name, "size": 1, "seed": seed,
+    spec: dict[str, Any] = {"name": name, "size": "max", "seed": seed,
                             "pool": {"where": f"{real} OR generator LIKE 'governed-%'", "max_generation": 2},
                             "quotas": {"origin": {"real": {"min": 0.5}}}}
     if generation > 1:
         spec["policy"] = {"after": f"governed-m{generation - 1}", "baseline": "governed-m1"}
-    effective = store.effective_spec(spec)
-    real_min = effective.quotas["origin"]["real"].min or 0.5
-    # Keep every real sample and add filtered synthetic ones up to the real floor the policy set.
-    real_n = _pool_size(store, {"name": name, "size": 1, "pool": {"where": real}})
-    synthetic = _pool_size(store, {"name": name, "size": 1, "pool": effective.pool.model_dump()}) - real_n
-    return {**spec, "size": real_n + min(synthetic, int(real_n * (1 - real_min) / real_min))}
+    return spec
 
 
 def distinct_2(docs: list[list[str]]) -> float:
@@ -183,16 +180,11 @@ def distinct_2(docs: list[list[str]]) -> float:
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
-def _pool_size(store: Store, spec: dict[str, Any]) -> int:
-    """How much of a spec's pool survives the filters and held-out exclusions (a dry run of one sample)."""
-    return store.build({**spec, "size": 1, "quotas": {}}, dry_run=True).pool_size
-
-
 def _generation(
     store: Store, config: DemoConfig, policy: str, generation: int, parent: str | None, vocab: Vocabulary,
     heldout: list[str], rare: set[str], rng: np.random.Generator,
 ) -> Row:
-    build = store.build(_spec(store, config, policy, generation))
+    build = store.build(_spec(config, policy, generation))
     members = build.members(columns="text, origin")
     lm = BigramLM.train(vocab, members["text"].to_pylist())
     model = f"{policy}-m{generation}"
