@@ -1,4 +1,4 @@
-"""`pip install ARGS` into this Python's environment, done by uv: ~10x faster than pip for the test set (torch,
+"""`pip install ARGS` into this Python's environment, done by uv: 2.3x faster than pip for the test set (torch,
 Ray, Hugging Face: 92 s -> 40 s here, most of it compiling bytecode), under this machine's pip configuration.
 
 uv does not read pip's configuration files, so the settings that choose what gets installed are carried over from
