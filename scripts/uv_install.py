@@ -32,11 +32,8 @@ def pip_settings() -> dict[str, str]:
 
 
 def uv_command(settings: dict[str, str], args: list[str]) -> list[str]:
-    # Bytecode compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this machine sets it), a
-    # process could not cache it, and each `lineage` or Ray worker started would compile torch, Ray and pandas
-    # again (without it the suite took 27% longer).
     command = [sys.executable, "-m", "uv", "pip", "install", "--python", sys.executable,
-               "--index-strategy", "unsafe-best-match", "--compile-bytecode"]
+               "--index-strategy", "unsafe-best-match"]
     if "index-url" in settings:
         command += ["--index-url", settings["index-url"]]
     for key, option in LISTS.items():

@@ -272,7 +272,7 @@ def test_make_demo_installs_the_core_only(tmp_path) -> None:
     root = Path(__file__).resolve().parent.parent
     venv = str(tmp_path / "venv")
     demo = subprocess.run(["make", "-n", "demo", f"VENV={venv}"], cwd=root, capture_output=True, text=True, check=True)
-    assert "scripts/uv_install.py --quiet -e .\n" in demo.stdout
+    assert "scripts/uv_install.py --quiet --compile-bytecode -e .\n" in demo.stdout
     assert "torch" not in demo.stdout and "[dev" not in demo.stdout and "ray" not in demo.stdout
     assert f"run {venv}/bin/lineage" in demo.stdout and f"source {venv}/bin/activate" in demo.stdout
     test = subprocess.run(["make", "-n", "test", f"VENV={venv}"], cwd=root, capture_output=True, text=True, check=True)
