@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 .PHONY: demo quickstart test chromium bench-ingest bench-fresh-demo clean
 
 # The core: what `lineage` and `lineage demo` import. uv installs, under pip's configuration
-# (scripts/uv_install.py): the full install takes ~40 s where pip took ~92 (benchmarks/install.py).
+# (scripts/uv_install.py): the full install takes ~18 s where pip took ~97 (benchmarks/install.py).
 $(VENV)/.core: pyproject.toml Makefile scripts/uv_install.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet uv

@@ -1,5 +1,5 @@
-"""`pip install ARGS` into this Python's environment, done by uv: 2.3x faster than pip for the test set (torch,
-Ray, Hugging Face: 92 s -> 40 s here, most of it compiling bytecode), under this machine's pip configuration.
+"""`pip install ARGS` into this Python's environment, done by uv: 5.3x faster than pip for the test set (torch,
+Ray, Hugging Face: 97 s -> 18 s here, `benchmarks/install.py`), under this machine's pip configuration.
 
 uv does not read pip's configuration files, so the settings that choose what gets installed are carried over from
 `pip config list` (files and PIP_* variables alike): index and extra indexes, find-links, constraints and the CA
