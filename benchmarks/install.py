@@ -6,9 +6,10 @@ running the same installs, each into a new virtual environment of a fresh clone,
 Prints both times, their ratio, and whether both environments hold the same packages at the same versions
 (they must: uv takes pip's configuration, `scripts/uv_install.py`). Not the same work: pip compiles every
 package's bytecode at install; the Makefile has uv compile the core's only, and `make test` caches the rest as
-the tests import it (see the Makefile), which is what the suite's own time measures. Caveats printed with the numbers: both read
-this machine's configured indexes and local wheel folders, and each tool's own cache unless --no-cache (then
-pip and uv download or copy every wheel); the 1-minute load average is printed, as other work stretches both.
+the tests import it (see the Makefile), which is what the suite's own time measures. Caveats printed with the
+numbers: both read this machine's configured indexes and local wheel folders, and each tool's own cache unless
+--no-cache (then pip and uv download or copy every wheel); the 1-minute load average is printed, as other work
+stretches both.
 """
 
 from __future__ import annotations
