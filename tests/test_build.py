@@ -64,11 +64,15 @@ def test_size_max_is_the_largest_build_the_quotas_allow(small_store: Store, tmp_
     assert mixed.info["size"] == expected and composition(mixed, "origin")["real"] == real
     with pytest.raises(InfeasibleSpec, match="size max: the pool is empty"):
         small_store.build(spec(name="none", size="max", pool={"where": "false"}))
-    with pytest.raises(InfeasibleSpec, match=r"quota origin=nothing min 10% of 1 needs 1|allow no sample"):
+    with pytest.raises(InfeasibleSpec, match="size max: quota origin=nothing min 10% needs samples; the pool has 0 "
+                       "nothing samples after filters"):
         small_store.build(spec(name="none", size="max", quotas={"origin": {"nothing": {"min": 0.1}}}))
+    # A hard target on what the pool lacks: not a build of 4 in which 10% rounds to none and reads "on target".
+    with pytest.raises(InfeasibleSpec, match="size max: quota source=nothing hard target 10% needs samples"):
+        small_store.build(spec(name="none", size="max", quotas={"source": {"nothing": {"target": 0.1, "hard": True}}}))
     (tmp_path / "m.yaml").write_text("name: m\nsize: max\nquotas:\n  origin:\n    real: {min: 0.6}\n")
     out = Runner(small_store.root)("build", str(tmp_path / "m.yaml"), "--dry-run").stdout
-    assert f"dry run m: {expected:,} samples from a pool of {pool:,}" in out, out
+    assert f"dry run m: {expected:,} samples (size: max) from a pool of {pool:,}" in out, out
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -90,8 +94,28 @@ def test_max_size_is_the_largest_feasible_size(seed: int) -> None:
                               {"min": x / 2, "max": x} if kind == "both" else {kind: x})
     pool = Pool(sum(a for _, a in cells), sum(a for _, a in cells), cells)
     qs = quotas(BuildSpec(name="x", size=1, quotas={k: v for k, v in shares.items() if v}), pool)
-    brute = next((n for n in range(pool.size, 0, -1) if _solve(n, pool, qs) is not None), 0)
+    # A positive hard target takes at least one sample (else a build small enough to round it to none would do).
+    positive = [q for q in qs if q.share.hard and q.share.target]
+    brute = next((n for n in range(pool.size, 0, -1)
+                  if _solve(n, pool, qs) is not None and all(q.bounds(n)[0] >= 1 for q in positive)), 0)
     assert _max_size(pool, qs) == brute, (cells, shares)
+
+
+def test_max_size_gives_a_positive_hard_target_a_sample() -> None:
+    """A 10% hard target on 0 real samples: sizes up to 4 round it to none, which would be "on target"; the
+    largest build in which the target takes a sample does not exist, so max is 0 (and `resolve_size` says why)."""
+    from lineage.build.allocate import _max_size, _solve, quotas
+    from lineage.build.pool import Pool
+    from lineage.build.spec import BuildSpec
+
+    cells = [({"origin": "real"}, 0), ({"origin": "synthetic"}, 50)]
+    pool = Pool(50, 50, cells)
+    qs = quotas(BuildSpec(name="x", size=1, quotas={"origin": {"real": {"target": 0.1, "hard": True}}}), pool)
+    assert _solve(4, pool, qs) is not None  # what a maximum without the rule would take
+    assert _max_size(pool, qs) == 0
+    cells[0] = ({"origin": "real"}, 2)  # two real samples: 10% of 25 rounds to 2 (half to even), of 26 to 3
+    assert _max_size(Pool(52, 52, cells), quotas(BuildSpec(name="x", size=1, quotas={
+        "origin": {"real": {"target": 0.1, "hard": True}}}), Pool(52, 52, cells))) == 25
 
 
 def test_expr_quota(small_store: Store) -> None:
@@ -262,6 +286,24 @@ def test_spec_formats_and_file_errors(tmp_path: Path, runner: Runner) -> None:
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n", encoding="utf-8")
     result = runner("build", str(tmp_path / "bad.yaml"), code=1)
     assert result.stderr.startswith(f"Error: `{tmp_path / 'bad.yaml'}`: not valid YAML:")
+
+
+def test_the_spec_in_build_help_builds(runner: Runner, small_store: Store, tmp_path: Path) -> None:
+    """`lineage build --help` shows a spec: it is valid, and `size: max` in it dry-runs to the most the quota
+    allows (at least half real: every real sample not protected, and synthetic ones up to as many)."""
+    import textwrap
+
+    help_text = runner("build", "--help").stdout
+    block = help_text[help_text.index("    name: mix"):help_text.index("  Examples:")]
+    (tmp_path / "spec.yaml").write_text(textwrap.dedent(block), encoding="utf-8")
+    root = small_store.sql("SELECT sample_id FROM samples WHERE origin = 'real' LIMIT 1")["sample_id"][0].as_py()
+    small_store.create_set("heldout", where=f"sample_id = '{root}'", protected=True)
+    plan = runner.json("build", str(tmp_path / "spec.yaml"), "--dry-run")
+    real = small_store.sql("SELECT count(*) AS n FROM samples WHERE origin = 'real'")["n"][0].as_py() - 1
+    (row,) = [r for r in plan["allocation"] if r["name"] == "origin=real"]
+    assert row["available"] == row["chosen"] == real  # every real sample but the protected one
+    assert plan["size"] == min(plan["pool_size"], 2 * real) and plan["pool_size"] == 1_125 - 2  # and its child
+    assert plan["summary"].startswith(f"dry run mix: {plan['size']:,} samples (size: max)"), plan
 
 
 def test_published_json_schema_is_current() -> None:

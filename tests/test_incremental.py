@@ -128,6 +128,45 @@ def test_299_copies_of_chats_under_a_new_source_never_enter_a_build(chat_store: 
     assert all(f.unseen == 0 for f in store.status().filters)
 
 
+def test_a_dry_run_says_what_the_build_will_do_about_stale_filters(chat_store: Store, tmp_path: Path) -> None:
+    """A dry run runs no filter: with 299 copies the filters have not seen, `size: max` counts them. Its note
+    says what the build it previews will do (--refresh: drop them first, so the size differs; --allow-stale:
+    take them, the same size), and `--json` gives the figures as numbers."""
+    store, runner = chat_store, Runner(chat_store.root)
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: mix\nsize: max\nseed: 3\nquotas:\n  origin:\n    real: {min: 0.5}\n", encoding="utf-8")
+    before = runner.json("build", str(path), "--dry-run")
+    store.ingest(chats(real_rows()[:299]), origin="synthetic", source="chat-mirror", generation=1)
+    stale = "stale: honoured filters have not seen pool samples (contamination 299, exact-dedup 299, near-dedup 299)"
+    plans = {flag: runner.json("build", str(path), "--dry-run", *([flag] if flag else []))
+             for flag in ("", "--refresh", "--allow-stale")}
+    assert plans[""]["notes"] == [f"{stale}; a build needs --refresh (run them first) or --allow-stale"]
+    assert plans["--refresh"]["notes"] == [f"{stale}; the build will run them first (--refresh), so the samples "
+                                           "they drop leave its pool: its size and allocation may differ from this "
+                                           "dry run's"]
+    assert plans["--allow-stale"]["notes"] == [f"{stale}; the build will take them undecided (--allow-stale) "
+                                               "and record the counts"]
+    plan = plans["--refresh"]
+    assert plan["pool_size"] == before["pool_size"] + 299 and plan["size"] > before["size"]
+    assert plan["store_version"] == store.version and plan["summary"].startswith(
+        f"dry run mix: {plan['size']:,} samples (size: max) from a pool of {plan['pool_size']:,}")
+    assert store.sql("SELECT count(*) AS n FROM builds")["n"][0].as_py() == 0  # dry runs wrote nothing
+
+    allowed = runner.json("build", str(path), "--allow-stale")
+    assert (allowed["size"], allowed["pool_size"]) == (plan["size"], plan["pool_size"])
+    refreshed = runner.json("build", str(path), "--refresh")
+    assert (refreshed["size"], refreshed["pool_size"]) == (before["size"], before["pool_size"])  # the copies dropped
+    shown = runner("build", "show", "mix@v2").stdout
+    assert f"mix@v2: {before['size']:,} samples (size: max), seed 3" in shown and "allocation" in shown, shown
+    assert json.loads(store.sql("SELECT checks FROM builds WHERE build_version = 2")["checks"][0].as_py())[
+        "size"] == "max"
+    # A protected set made since: the members are checked again, and what the build recorded stays shown.
+    store.create_set("mirror", where="source = 'chat-mirror'", protected=True)
+    shown = runner("build", "show", "mix@v1").stdout
+    assert f"mix@v1: {plan['size']:,} samples (size: max)" in shown and "re-checked now" in shown, shown
+    assert "stale (built with --allow-stale): contamination 299, exact-dedup 299, near-dedup 299" in shown, shown
+
+
 def full_and_incremental(store: Store, tmp_path: Path, name: str) -> tuple[Store, Store]:
     """The store decided incrementally (`new_only`), and a copy decided by a full run, for the same samples."""
     shutil.copytree(store.root, tmp_path / "full")

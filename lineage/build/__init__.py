@@ -19,7 +19,7 @@ from lineage.build.allocate import allocate, resolve_size
 from lineage.build.pool import create_pool, excluded_now, pool_views
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
-from lineage.build.show import BuildOutcome, shortfalls, stale_lines
+from lineage.build.show import BuildOutcome, StaleChoice, shortfalls, size_note, stale_lines
 from lineage.build.spec import BuildSpec, load_spec
 from lineage.build.stale import describe as describe_stale
 from lineage.build.stale import refresh as refresh_filters
@@ -51,16 +51,20 @@ class BuildPlan:
     floors: list[dict[str, Any]]
     stale: dict[str, int] = field(default_factory=dict)  # honoured filter -> pool samples it has not seen
     refreshed: list[str] = field(default_factory=list)  # summaries of the runs `refresh` made first
+    size_max: bool = False  # the spec asked for `size: max` (spec.size is the number it resolved to)
+    on_stale: StaleChoice = None  # what the build this dry run previews would do about stale filters
 
     def shortfalls(self) -> list[str]:
         return shortfalls(self.allocation)
 
     def outcome(self) -> BuildOutcome:
         """What the dry run found, for people and scripts."""
-        summary = (f"dry run {self.spec.name}: {self.spec.size:,} samples from a pool of {self.pool_size:,} "
-                   f"(store version {self.store_version})")
-        notes = [*stale_lines(self.stale, dry_run=True), *self.shortfalls()]
-        return BuildOutcome(summary, notes, self.allocation, self.floors, self.stale)
+        assert isinstance(self.spec.size, int)  # resolved by the plan
+        summary = (f"dry run {self.spec.name}: {self.spec.size:,} samples{' (size: max)' * self.size_max} from a "
+                   f"pool of {self.pool_size:,} (store version {self.store_version})")
+        notes = [*stale_lines(self.stale, dry_run=True, then=self.on_stale), *self.shortfalls()]
+        return BuildOutcome(summary, notes, self.allocation, self.floors, self.stale, size=self.spec.size,
+                            pool_size=self.pool_size, store_version=self.store_version)
 
 
 def build(
@@ -92,7 +96,8 @@ def build(
         source = store.at(decision["as_of"])
     if dry_run:
         plan = _plan(source, spec, step, _excluded(store, source, spec)[1])[0]
-        return replace(plan, stale={s.filter: s.unseen for s in stale_filters(source, spec)})
+        on_stale: StaleChoice = "refresh" if refresh and as_of is None else "allow" if allow_stale else None
+        return replace(plan, stale={s.filter: s.unseen for s in stale_filters(source, spec)}, on_stale=on_stale)
     with store.transaction("build", spec.name, {"build": spec.name}) as txn:
         current, excluded = _excluded(store, source, spec)  # under the writer lock: nothing changes it until commit
         stale = stale_filters(source, spec)
@@ -144,14 +149,15 @@ def _plan(
         readonly.lock_down(con, store.data)
         pool = create_pool(con, spec, excluded)
         step()
-        spec = resolve_size(spec, pool)
+        size_max, spec = spec.size == "max", resolve_size(spec, pool)
         allocation = allocate(spec, pool)
         step()
         members = select_members(con, pool, allocation, seed=spec.seed, spread=bool(spec.floors))
         step()
     floors = _floors(store, spec, members)
     step()
-    plan = BuildPlan(spec, store.version, pool.size, allocation.rows(pool, allocation.size), floors)
+    plan = BuildPlan(spec, store.version, pool.size, allocation.rows(pool, allocation.size), floors,
+                     size_max=size_max)
     return plan, members
 
 
@@ -207,6 +213,8 @@ def _build_row(
         )
     if plan.stale:  # built with --allow-stale: pool samples these filters never saw
         checks["stale_filters"] = plan.stale
+    if plan.size_max:  # the spec recorded holds the number; that it was the most the pool allowed is said here
+        checks["size"] = "max"
     return {
         "name": plan.spec.name,
         "build_version": version,
@@ -256,12 +264,14 @@ class Build(BuildRecord):
     def outcome(self) -> BuildOutcome:
         """What the build made, for people and scripts (`lineage build`)."""
         info = self.info
-        stale = json.loads(info["checks"]).get("stale_filters", {})
+        checks = json.loads(info["checks"])
+        stale = checks.get("stale_filters", {})
         allocation = json.loads(info["allocation"])
-        summary = (f"built {self.name}@v{self.version}: {info['size']:,} samples from a pool of "
+        summary = (f"built {self.name}@v{self.version}: {info['size']:,} samples{size_note(checks)} from a pool of "
                    f"{info['pool_size']:,} (store version {info['store_version']})")
         notes = [*self.refreshed, *stale_lines(stale, dry_run=False), *shortfalls(allocation)]
-        return BuildOutcome(summary, notes, allocation, json.loads(info["floors"]), stale)
+        return BuildOutcome(summary, notes, allocation, json.loads(info["floors"]), stale, size=info["size"],
+                            pool_size=info["pool_size"], store_version=info["store_version"])
 
     def export(
         self,

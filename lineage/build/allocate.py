@@ -127,6 +127,12 @@ def resolve_size(spec: BuildSpec, pool: Pool) -> BuildSpec:
     if spec.size != "max":
         return spec
     qs = quotas(spec, pool)
+    for q in qs:  # a share the pool cannot give one sample of: say which, not "no sample"
+        lo = q.share.target if q.share.hard else q.share.min
+        if lo and not q.available:
+            what = f"hard target {_pct(lo)}" if q.share.hard else f"min {_pct(lo)}"
+            raise InfeasibleSpec(f"size max: quota {q.label} {what} needs samples; the pool has 0 "
+                                 f"{q.label.split('=', 1)[-1]} samples after filters")
     size = _max_size(pool, qs)
     if size == 0:
         what = "the pool is empty" if pool.size == 0 else "the quotas allow no sample of the pool"
@@ -154,6 +160,10 @@ def _max_size(pool: Pool, qs: list[Quota]) -> int:
         rows += [inside - lo, inside - hi]  # count - lo * size >= 0, count - hi * size <= 0
         lb += [-slack, -np.inf]
         ub += [np.inf, slack]
+        if q.share.hard and lo > 0:  # a positive target takes a sample: not a build so small it rounds to none
+            rows.append(inside)
+            lb.append(1.0)
+            ub.append(np.inf)
     constraints = [LinearConstraint(np.array(rows), lb, ub)] if rows else []
     res = milp(-np.ones(n), constraints=constraints, integrality=np.ones(n), bounds=Bounds(np.zeros(n), avail))
     size = round(-res.fun) if res.status == 0 else 0

@@ -65,7 +65,9 @@ class BuildRecord:
         if stored.get("check_version") == CHECK_VERSION and stored.get("protected_fingerprint") == current:
             return {**stored, "rechecked": False}
         fresh = contamination_check(self.store, names, self.member_ids()["sample_id"])
-        return {**fresh, "rechecked": True, "as_built": stored}
+        # What the build recorded beside its own check (not contamination) stays true after a re-check.
+        notes = {k: stored[k] for k in ("stale_filters", "policy", "size") if k in stored}
+        return {**fresh, **notes, "rechecked": True, "as_built": stored}
 
     def taken_down(self) -> dict[str, int]:
         """Members a takedown drops now (made after the build): how many, by the takedown's reason."""

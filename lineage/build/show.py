@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lineage.errors import flag
 
@@ -18,17 +18,21 @@ JSON_COLUMNS = ("spec", "composition", "allocation", "floors", "checks")  # JSON
 @dataclass(frozen=True)
 class BuildOutcome:
     """What a build made (or a dry run would make): a summary line, notes (filters refreshed first, stale
-    filters, missed quotas), the allocation and floors tables, and the stale counts."""
+    filters, missed quotas), the allocation and floors tables, the stale counts, and the figures of the summary."""
 
     summary: str
     notes: list[str]
     allocation: list[dict[str, Any]]
     floors: list[dict[str, Any]]
     stale: dict[str, int]
+    size: int
+    pool_size: int
+    store_version: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "notes": self.notes, "allocation": self.allocation, "floors": self.floors,
-                "stale": self.stale}
+        return {"summary": self.summary, "size": self.size, "pool_size": self.pool_size,
+                "store_version": self.store_version, "notes": self.notes, "allocation": self.allocation,
+                "floors": self.floors, "stale": self.stale}
 
 
 def shortfalls(allocation: list[dict[str, Any]]) -> list[str]:
@@ -36,13 +40,29 @@ def shortfalls(allocation: list[dict[str, Any]]) -> list[str]:
     return [f"quota {r['name']}: {r['note']}" for r in allocation if r["kind"] == "quota" and r.get("note")]
 
 
-def stale_lines(stale: dict[str, int], *, dry_run: bool) -> list[str]:
+StaleChoice = Literal["refresh", "allow"] | None  # what a build does about stale filters: --refresh, --allow-stale
+
+
+def stale_lines(stale: dict[str, int], *, dry_run: bool, then: StaleChoice = None) -> list[str]:
+    """For a dry run, what the build it previews will do (`then`): a dry run writes nothing, so it runs no
+    filter, and its figures are of the pool as the filters leave it now."""
     if not stale:
         return []
     counts = ", ".join(f"{k} {v:,}" for k, v in stale.items())
-    if dry_run:
-        return [f"stale: honoured filters have not seen pool samples ({counts}); a build needs {flag('refresh')}"]
-    return [f"built with {flag('allow_stale')}: honoured filters had not seen pool samples ({counts})"]
+    if not dry_run:
+        return [f"built with {flag('allow_stale')}: honoured filters had not seen pool samples ({counts})"]
+    seen = f"stale: honoured filters have not seen pool samples ({counts})"
+    if then == "refresh":
+        return [f"{seen}; the build will run them first ({flag('refresh')}), so the samples they drop leave its "
+                "pool: its size and allocation may differ from this dry run's"]
+    if then == "allow":
+        return [f"{seen}; the build will take them undecided ({flag('allow_stale')}) and record the counts"]
+    return [f"{seen}; a build needs {flag('refresh')} (run them first) or {flag('allow_stale')}"]
+
+
+def size_note(checks: dict[str, Any]) -> str:
+    """` (size: max)` for a build whose spec asked for the most the pool and quotas allowed."""
+    return " (size: max)" if checks.get("size") == "max" else ""
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,8 @@ class BuildDetails:
         """The first line names the build; the others are indented under it."""
         doc = self.doc
         lines = [
-            f"{doc['name']}@v{doc['build_version']}: {doc['size']:,} samples, seed {doc['seed']}, "
+            f"{doc['name']}@v{doc['build_version']}: {doc['size']:,} samples{size_note(doc['checks'])}, "
+            f"seed {doc['seed']}, "
             f"store version {doc['store_version']}, spec {doc['spec_hash'][:12]}"
         ]
         body = [f"{dim}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())

@@ -31,9 +31,22 @@ class BuildGroup(click.Group):
 def build_group() -> None:
     """Draw a blended training set from a spec (`lineage build SPEC`), or show one (`build show`).
 
+    A spec (YAML, JSON or TOML; schema: lineage/schemas/build_spec.schema.json, README "Builds") names the
+    build, its size (a number, or `max`: the most the pool and the quotas allow) and its quotas:
+
+    \b
+      name: mix
+      size: max                 # or 10000
+      quotas:
+        origin:
+          real: {min: 0.5}      # at least half real
+        source:
+          synthetic-*: {max: 0.3, target: 0.2}
+      protected: [heldout]      # never in the build, nor anything derived from it
+
     \b
     Examples:
-      lineage build spec.yaml --dry-run      # print the allocation, write nothing
+      lineage build spec.yaml --dry-run      # print the allocation and the size, write nothing
       lineage build spec.yaml                # commit build NAME version N
       lineage build show mix@v2
     """
@@ -84,7 +97,8 @@ def build_run(ctx: click.Context, spec: str, dry_run: bool, refresh: bool, allow
 @json_option
 @click.pass_context
 def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show build NAME or NAME@vN: spec, composition, allocation, floors, checks.
+    """Show build NAME or NAME@vN: its allocation and floors tables, then size, composition, licences and checks
+    (`--json` adds the spec it was built from, with `size: max` resolved to the number).
 
     \b
     Examples:
@@ -95,6 +109,9 @@ def build_show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if as_json:
         click.echo(to_json(details.as_dict()))
         return
+    _table(details.doc["allocation"], "allocation")
+    if details.doc["floors"]:
+        _table(details.doc["floors"], "floors")
     for line in details.lines():
         click.echo(line)
 
