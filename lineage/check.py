@@ -144,6 +144,11 @@ def _contamination_symptom(store: StoreCore, info: dict[str, Any]) -> Symptom:
     checks = BuildRecord(store, info["build_name"], info["build_version"]).contamination()
     leaks = leak_count(checks)
     when = "re-checked now: the protected sets changed since" if checks.get("rechecked") else "as built"
+    if not leaks and checks.get("unverified"):
+        return Symptom("contamination", f"{build} leaks", 0, None, None, 0, False,
+                       f"training build {build}: NOT VERIFIED: no leak found among the "
+                       f"{checks['protected_samples']:,} protected items ({when}), but "
+                       f"{checks['unverified']}")
     if not leaks:
         return Symptom("contamination", f"{build} leaks", 0, None, None, 0, False,
                        f"training build {build}: no member holds, contains or descends from any of the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from conftest import FIXTURES, Runner
 
 from lineage.build import Build, InfeasibleSpec, SpecError, load_spec
 from lineage.build.spec import json_schema
+from lineage.errors import LineageError
 from lineage.store import Store
 
 sys.path.insert(0, str(FIXTURES))
@@ -179,6 +181,62 @@ def test_protected_and_tainted_never_enter_even_when_selected(small_store: Store
     assert {k: checks[k] for k in ("protected_sets", "protected_samples", "clean", "leaks")} == {
         "protected_sets": ["heldout"], "protected_samples": 1, "clean": True, "leaks": []}
     assert all(checks[f"{m}_matches"] == 0 for m in ("exact", "near", "contained", "lineage"))
+
+
+def test_a_spec_naming_a_set_that_protects_nothing_is_refused(small_store: Store) -> None:
+    """`protected: [heldot]` once protected nothing: every held-out item entered the build, whose check then said
+    there was no protected set. An unknown or unprotected name, or an empty list, fails before anything is read."""
+    root = small_store.sample("syn3-00001")["ancestors"][-1]["sample_id"]
+    chain = {root, *[d["sample_id"] for d in small_store.sample(root)["descendants"]]}
+    small_store.create_set("heldout", where=f"sample_id = '{root}'", protected=True)
+    small_store.create_set("plain", where="external_id = 'wn-n-09474162-ex4'")
+    for names, message in (
+        (["heldot"], "spec protected: no set `heldot` (protected sets: heldout)"),
+        (["plain"], "spec protected: set `plain` is not protected (protected sets: heldout)"),
+        ([], "protected: names no set; leave it out to keep every protected set out of the build"),
+    ):
+        with pytest.raises(LineageError, match=re.escape(message)):
+            small_store.build(spec(size="max", protected=names))
+    assert small_store.build(spec(size="max", protected=["heldout"]), dry_run=True).pool_size == 1_125 - len(chain)
+
+
+def test_members_descending_from_a_sample_that_contains_a_protected_item_are_not_called_clean(
+    small_store: Store,
+) -> None:
+    """The build's own check follows descendants of protected samples; the filter, descendants of any sample that
+    contains a protected item. A parent protected (by a copy of its text) after the build: `build show` says NOT
+    VERIFIED until the filter runs, then counts the filter's drops among the members: CONTAMINATED, and the
+    export and `check` refuse. The same for a build made with `--allow-stale` over samples the filter had not seen."""
+    store, runner = small_store, Runner(small_store.root)
+    item = "Which river flows through the city of Lyon before it meets the Saone at the confluence? The Rhone does."
+    words = [f"filler{i}" for i in range(300)]
+    doc = " ".join(words[:150]) + " " + item + " " + " ".join(words[150:])  # a document with the item inside
+    store.ingest([{"id": "doc-1", "text": doc}], origin="real", source="web")
+    store.ingest([{"id": f"kid-{i}", "text": f"A short summary number {i} of a page about rivers.", "parent": "doc-1"}
+                  for i in range(3)], origin="synthetic", source="kids", parent_field="parent")
+    store.create_set("first", where="external_id = 'wn-n-11137334-gloss'", protected=True)
+    store.run_filter("contamination")
+    kids = store.build(spec(name="kids", size="max", pool={"where": "source = 'kids'"}))
+    store.ingest([{"id": "bench-1", "text": item}], origin="real", source="bench")
+    store.create_set("bench", where="source = 'bench'", protected=True)  # after the build and the filter's run
+    shown = runner("build", "show", "kids").stdout
+    assert "contamination: NOT VERIFIED: no leak found against 2 protected items" in shown, shown
+    assert "the protected sets changed after the contamination filter last ran" in shown, shown
+    store.run_filter("contamination")
+    check = kids.contamination()
+    assert not check["clean"] and check["filter_matches"] == 3, check
+    assert {x["reason"] for x in check["leaks"]} == {"contaminated_lineage"}
+    assert "dropped by the contamination filter 3" in runner("build", "show", "kids").stdout
+    with pytest.raises(LineageError, match="leak"):
+        kids.export(store.root.parent / "kids-export")
+
+    store.ingest([{"id": "late-1", "text": "A late summary of a page about rivers.", "parent": "doc-1"}],
+                 origin="synthetic", source="late", parent_field="parent")
+    late = store.build(spec(name="late", size="max", pool={"where": "source = 'late'"}), allow_stale=True)
+    assert late.contamination()["unverified"].startswith("the contamination filter had not seen 1 samples")
+    assert "NOT VERIFIED" in runner("build", "show", "late").stdout
+    store.run_filter("contamination", new_only=True)
+    assert late.contamination()["unverified"] is None and not late.contamination()["clean"]
 
 
 def test_a_build_from_an_earlier_version_leaves_out_what_is_excluded_now(small_store: Store) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import pyarrow as pa
 
 from lineage.build.allocate import allocate, resolve_size
-from lineage.build.pool import create_pool, excluded_now, pool_views
+from lineage.build.pool import check_protected, create_pool, excluded_now, pool_views
 from lineage.build.record import BuildRecord
 from lineage.build.sample import select_members
 from lineage.build.show import BuildOutcome, StaleChoice, shortfalls, size_note, stale_lines
@@ -87,6 +87,7 @@ def build(
     step = stepper(progress, PLAN_STEPS if dry_run else BUILD_STEPS)
 
     spec = spec if isinstance(spec, BuildSpec) else load_spec(spec)
+    check_protected(store, spec.protected)
     refreshed = []
     if refresh and as_of is None and not dry_run:
         refreshed = [r.summary() for r in refresh_filters(store, spec)]

@@ -32,6 +32,14 @@ METHODS = {
     "lineage": "a descendant of a protected sample",
 }
 
+# Why a check that found no leak is not a verdict (`BuildRecord.contamination`'s `unverified`): this check follows
+# descendants of protected samples; the filter, descendants of any sample that contains a protected item.
+UNTIL = "a member descending from a sample that contains a protected item is not ruled out until `{run}` runs"
+UNVERIFIED_STALE = ("the contamination filter had not seen {n:,} samples of the pool when the build was made "
+                    "(--allow-stale): " + UNTIL.format(run="lineage filter run contamination --new"))
+UNVERIFIED_CHANGED = ("the protected sets changed after the contamination filter last ran: "
+                      + UNTIL.format(run="lineage filter run contamination"))
+
 SETS_SQL = "SELECT name FROM sets WHERE protected AND (? IS NULL OR list_contains(?, name)) ORDER BY 1"
 MEMBERS_SQL = """
 SELECT s.sample_id, s.external_id, s.text, s.content_hash FROM samples s SEMI JOIN _members m USING (sample_id)
@@ -45,7 +53,37 @@ def fingerprint(store: StoreCore, names: list[str] | None) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def contamination_check(store: StoreCore, names: list[str] | None, member_ids: pa.Array) -> dict[str, Any]:
+FILTER_DROPS_SQL = """
+SELECT e.sample_id, s.external_id, e.related_id, e.reason FROM status e JOIN samples s USING (sample_id)
+SEMI JOIN _members m USING (sample_id) WHERE e.filter = 'contamination' AND e.decision = 'drop' ORDER BY 1
+"""
+
+
+def filter_drops(store: StoreCore, member_ids: pa.Array) -> list[dict[str, Any]]:
+    """The members the `contamination` filter drops now, as leaks (method `filter`). The filter finds more than
+    this check can from the members alone: descendants of any sample that contains a protected item (this check:
+    of protected samples), and it may have run since the build."""
+    if not store.query("SELECT count(*) AS n FROM runs WHERE filter = 'contamination'")["n"][0].as_py():
+        return []
+    with store.reader(views={"status", "samples"}) as con:
+        con.register("_members", pa.table({"sample_id": member_ids}))
+        rows = con.execute(FILTER_DROPS_SQL).fetchall()
+    return [_row(sample_id, external, item or "?", "filter", reason or "contaminated", None, None)
+            for sample_id, external, item, reason in rows]
+
+
+def with_filter_drops(check: dict[str, Any], drops: list[dict[str, Any]], found: set[str]) -> dict[str, Any]:
+    """`check` with the filter's drops of members it did not find itself (`found`: the members it did)."""
+    extra = [d for d in drops if d["member"] not in found]
+    if not extra:
+        return check
+    return {**check, "clean": False, "filter_matches": len(extra), "leaks": (check["leaks"] + extra)[:MAX_LISTED]}
+
+
+def contamination_check(
+    store: StoreCore, names: list[str] | None, member_ids: pa.Array, *, drops: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """`drops`: the filter's drops of members (`filter_drops`), counted with the leaks this check finds."""
     params = ContaminationParams()
     protected = protected_items(store, names)
     members = pa.table({"sample_id": member_ids})
@@ -65,6 +103,9 @@ def contamination_check(store: StoreCore, names: list[str] | None, member_ids: p
             roots = seeds | descendants(Graph(store, con), seeds)  # a protected member, or a descendant of one
             leaks = _leaks(rows, protected, roots, params)
     counts = {f"{m}_matches": sum(1 for x in leaks if x["method"] == m) for m in METHODS}
+    found = {x["member"] for x in leaks}
+    leaks += [d for d in drops or [] if d["member"] not in found]
+    counts["filter_matches"] = len(leaks) - len(found)
     return {
         "protected_sets": sets,
         "protected_samples": protected.num_rows,
@@ -118,4 +159,4 @@ def describe(leak: dict[str, Any]) -> str:
 
 
 def leak_count(check: dict[str, Any]) -> int:
-    return sum(int(check.get(f"{m}_matches", 0) or 0) for m in METHODS)
+    return sum(int(check.get(f"{m}_matches", 0) or 0) for m in (*METHODS, "filter"))

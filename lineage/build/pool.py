@@ -117,6 +117,23 @@ def _check_filters(con: duckdb.DuckDBPyConnection, names: list[str] | None) -> N
             raise SpecError(f"spec pool.exclude_dropped_by: unknown filter `{name}`; known: {', '.join(sorted(known))}")
 
 
+def check_protected(store: StoreCore, names: list[str] | None) -> None:
+    """A misspelt set would protect nothing: its items would enter the build, and the build's check would say
+    there is no protected set. Every name must be a protected set of the store as it is now (a build `--as-of`
+    an earlier version is checked against the sets of now, as `excluded_now` excludes them)."""
+    from lineage.errors import SpecError
+
+    if not names:
+        return
+    found = {r["name"]: r["protected"] for r in store.query("SELECT name, protected FROM sets").to_pylist()}
+    known = ", ".join(sorted(n for n, p in found.items() if p)) or "none; `lineage set create NAME --protected`"
+    for name in names:
+        if name not in found:
+            raise SpecError(f"spec protected: no set `{name}` (protected sets: {known})")
+        if not found[name]:
+            raise SpecError(f"spec protected: set `{name}` is not protected (protected sets: {known})")
+
+
 def _columns(spec: BuildSpec) -> str:
     parts = [f"{quote_ident(d)} := {quote_ident(d)}" for d in pool_dimensions(spec)]
     parts += [f"{quote_ident(q.name)} := coalesce(CAST(({q.sql}) AS BOOLEAN), false)" for q in spec.expr]

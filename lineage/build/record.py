@@ -57,17 +57,46 @@ class BuildRecord:
         The check stored at build time while the protected sets are unchanged (same fingerprint); a new
         check of the members otherwise (`rechecked`), with the stored one as `as_built`.
         """
-        from lineage.build.checks import CHECK_VERSION, contamination_check, fingerprint
+        from lineage.build.checks import (
+            CHECK_VERSION,
+            contamination_check,
+            filter_drops,
+            fingerprint,
+            with_filter_drops,
+        )
 
         stored = json.loads(self.info["checks"])
         names = json.loads(self.info["spec"]).get("protected")
         current = fingerprint(self.store, names)
+        members = self.member_ids()["sample_id"]
+        drops = filter_drops(self.store, members)  # what the filter drops of the members now: leaks too
+        unverified = self._unverified(stored)
         if stored.get("check_version") == CHECK_VERSION and stored.get("protected_fingerprint") == current:
-            return {**stored, "rechecked": False}
-        fresh = contamination_check(self.store, names, self.member_ids()["sample_id"])
+            # A committed build's own check found no leak (else it was not committed): every drop is one more.
+            return with_filter_drops({**stored, "rechecked": False, "unverified": unverified}, drops, set())
+        fresh = contamination_check(self.store, names, members, drops=drops)
         # What the build recorded beside its own check (not contamination) stays true after a re-check.
         notes = {k: stored[k] for k in ("stale_filters", "policy", "size") if k in stored}
-        return {**fresh, **notes, "rechecked": True, "as_built": stored}
+        return {**fresh, **notes, "rechecked": True, "as_built": stored, "unverified": unverified}
+
+    def _unverified(self, stored: dict[str, Any]) -> str | None:
+        """Why no leak found is not yet a verdict, or None. The build's own check follows descendants of protected
+        samples; the `contamination` filter, of any sample that contains a protected item, and its drops count
+        here (`filter_drops`). So the check waits on the filter when it had not seen samples of the pool
+        (`--allow-stale`) and has not run since the build, or when protected sets changed after its last run."""
+        from lineage.build.checks import UNVERIFIED_CHANGED, UNVERIFIED_STALE
+
+        latest = self.store.query("SELECT max(version) AS v FROM runs WHERE filter = 'contamination'")["v"][0].as_py()
+        unseen = int(stored.get("stale_filters", {}).get("contamination", 0))
+        if unseen and (latest is None or latest < self.info["version"]):
+            return UNVERIFIED_STALE.format(n=unseen)
+        changed = self.store.query(
+            "SELECT max(greatest(s.version, m.version)) AS v FROM sets s JOIN set_members m ON m.set_name = s.name "
+            "WHERE s.protected"
+        )["v"][0].as_py()
+        if latest is not None and changed is not None and changed > latest:
+            return UNVERIFIED_CHANGED
+        return None
 
     def taken_down(self) -> dict[str, int]:
         """Members a takedown drops now (made after the build): how many, by the takedown's reason."""

@@ -112,15 +112,22 @@ def build_details(build: BuildRecord) -> BuildDetails:
 
 def contamination_lines(check: dict[str, Any]) -> list[str]:
     """`Clean` only when the members were checked against every protected item there is now."""
-    from lineage.build.checks import describe, leak_count  # the contamination detectors: only when shown
+    from lineage.build.checks import describe, leak_count  # the detectors: only when shown
 
     if not check["protected_sets"]:
         return ["contamination: not checked (no protected set; `lineage set create NAME --protected`)"]
     against = f"{check['protected_samples']:,} protected items in {', '.join(check['protected_sets'])}"
     methods = ", ".join(check.get("methods", {})) or "exact, lineage"
     when = "re-checked now (protected sets changed since the build)" if check.get("rechecked") else "at build time"
+    if check.get("filter_matches"):
+        when += "; the filter's drops as of now"
+    if check.get("clean", leak_count(check) == 0) and check.get("unverified"):
+        return [f"contamination: NOT VERIFIED: no leak found against {against} ({methods}; {when}), but "
+                f"{check['unverified']}"]
     if check.get("clean", leak_count(check) == 0):
         return [f"contamination: clean against {against} ({methods}; {when})"]
     counts = ", ".join(f"{m} {check.get(f'{m}_matches', 0):,}" for m in ("exact", "near", "contained", "lineage"))
+    if check.get("filter_matches"):  # dropped by `lineage filter run contamination`, which sees more ancestors
+        counts += f", dropped by the contamination filter {check['filter_matches']:,}"
     lines = [f"contamination: CONTAMINATED, {leak_count(check):,} member(s) leak ({counts}) against {against} ({when})"]
     return lines + [f"  {describe(leak)}" for leak in check.get("leaks", [])]

@@ -141,6 +141,13 @@ class BuildSpec(_Strict):
             return value
         raise ValueError(f'must be a whole number from 1 to {MAX_SIZE:,}, or "max"; got {value!r}')
 
+    @field_validator("protected")
+    @classmethod
+    def _protected(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:  # would protect nothing, silently: every held-out item could enter the build
+            raise ValueError("names no set; leave it out to keep every protected set out of the build")
+        return value
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:

@@ -224,6 +224,8 @@ def _contamination_sentence(checks: dict[str, Any]) -> str:
     sets = ", ".join(checks.get("protected_sets") or []) or "none"
     when = ("at export, as the protected sets changed since the build" if checks.get("rechecked")
             else "when the build was made (the protected sets are unchanged since)")
-    verdict = "no member holds, contains or descends from a protected item" if checks.get("clean") else "LEAKS"
+    verdict = ("LEAKS" if not checks.get("clean") else
+               f"no leak found, NOT VERIFIED: {checks['unverified']}"
+               if checks.get("unverified") else "no member holds, contains or descends from a protected item")
     return (f"Contamination check against the protected sets ({sets}; {checks.get('protected_samples', 0):,} "
             f"items), {when}: {verdict}")
