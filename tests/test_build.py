@@ -222,11 +222,16 @@ def test_members_descending_from_a_sample_that_contains_a_protected_item_are_not
     shown = runner("build", "show", "kids").stdout
     assert "contamination: NOT VERIFIED: no leak found against 2 protected items" in shown, shown
     assert "the protected sets changed after the contamination filter last ran" in shown, shown
+    report = store.root.parent / "kids.md"
+    runner("report", "build", "kids", "--output", str(report))
+    assert "**Not verified: no leak found against the 2 protected items" in report.read_text(encoding="utf-8")
     store.run_filter("contamination")
     check = kids.contamination()
     assert not check["clean"] and check["filter_matches"] == 3, check
     assert {x["reason"] for x in check["leaks"]} == {"contaminated_lineage"}
     assert "dropped by the contamination filter 3" in runner("build", "show", "kids").stdout
+    runner("report", "build", "kids", "--output", str(report))
+    assert "**Contaminated: 3 members leak protected data" in report.read_text(encoding="utf-8")
     with pytest.raises(LineageError, match="leak"):
         kids.export(store.root.parent / "kids-export")
 

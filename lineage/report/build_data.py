@@ -193,8 +193,8 @@ def _summary(data: dict[str, Any]) -> list[dict[str, str]]:
         "targets missed": f"{sum(bool(q.get('note')) for q in data['quotas'])}",
         "stale filters": ", ".join(f"{k} {v:,}" for k, v in data["stale"].items()) or "none",
         "floors met": f"{sum(bool(f['met']) for f in data['floors'])}/{len(data['floors'])}",
-        "contamination": ("not checked" if not checks["protected_sets"] else "clean" if not leaks
-                          else f"{leaks:,} leaking members"),
+        "contamination": ("not checked" if not checks["protected_sets"] else f"{leaks:,} leaking members" if leaks
+                          else "not verified" if checks.get("unverified") else "clean"),
         "licences": _licences(data["licenses"]),
     }
     return [{"label": k, "value": v} for k, v in values.items()]
