@@ -215,7 +215,11 @@ def test_members_descending_from_a_sample_that_contains_a_protected_item_are_not
     store.ingest([{"id": f"kid-{i}", "text": f"A short summary number {i} of a page about rivers.", "parent": "doc-1"}
                   for i in range(3)], origin="synthetic", source="kids", parent_field="parent")
     store.create_set("first", where="external_id = 'wn-n-11137334-gloss'", protected=True)
+    store.build(spec(name="early", size="max", pool={"where": "source = 'kids'"}))
+    assert "NOT VERIFIED: no leak found against 1 protected items" in runner("build", "show", "early").stdout
+    assert "the contamination filter has never run" in runner("build", "show", "early").stdout
     store.run_filter("contamination")
+    assert "contamination: clean against 1 protected items" in runner("build", "show", "early").stdout
     kids = store.build(spec(name="kids", size="max", pool={"where": "source = 'kids'"}))
     store.ingest([{"id": "bench-1", "text": item}], origin="real", source="bench")
     store.create_set("bench", where="source = 'bench'", protected=True)  # after the build and the filter's run

@@ -72,6 +72,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Store:
     store = Store.init(tmp_path_factory.mktemp("report") / "store")
     ingest_fixtures(store)
     create_set(store, "heldout", where="external_id = 'wn-n-05160796-gloss'", protected=True)
+    store.run_filter("contamination", engine="inline")  # else the report says Not verified (filter never ran)
     store.run_filter("exact-dedup", engine="inline")
     store.run_filter("sql", params={"where": "length(text) < 40", "reason": "too_short"}, engine="inline")
     store.build(MIX)
@@ -88,11 +89,12 @@ def test_build_report_in_three_formats(scenario: Store, tmp_path: Path) -> None:
     paths = [report(scenario, "build", "mix@v1", output=tmp_path / f"mix.{ext}") for ext in ("html", "md", "json")]
     html, md, doc = paths[0].read_text(), paths[1].read_text(), json.loads(paths[2].read_text())
     assert doc == {**json.loads(to_json(report_data(scenario, "build", "mix"))), "generated_at": doc["generated_at"]}
-    assert [s["stage"] for s in doc["funnel"]] == ["ingested", "after exact-dedup", "after sql", "pool", "selected"]
+    assert [s["stage"] for s in doc["funnel"]] == [
+        "ingested", "after contamination", "after exact-dedup", "after sql", "pool", "selected"]
     remaining = [s["remaining"] for s in doc["funnel"]]
     assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 300
     assert remaining[0] == scenario.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py()
-    assert remaining[3] == doc["build"]["pool_size"]
+    assert remaining[4] == doc["build"]["pool_size"]
     quota = next(q for q in doc["quotas"] if q["name"] == "origin=real")
     assert quota["chosen"] == quota["target"] == 180 and quota["status"] == "on target"
     assert doc["checks"]["protected_sets"] == ["heldout"] and doc["floors"][0]["met"]

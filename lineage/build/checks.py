@@ -37,6 +37,7 @@ METHODS = {
 UNTIL = "a member descending from a sample that contains a protected item is not ruled out until `{run}` runs"
 UNVERIFIED_STALE = ("the contamination filter had not seen {n:,} samples of the pool when the build was made "
                     "(--allow-stale): " + UNTIL.format(run="lineage filter run contamination --new"))
+UNVERIFIED_NEVER = "the contamination filter has never run: " + UNTIL.format(run="lineage filter run contamination")
 UNVERIFIED_CHANGED = ("the protected sets changed after the contamination filter last ran: "
                       + UNTIL.format(run="lineage filter run contamination"))
 

@@ -82,9 +82,10 @@ class BuildRecord:
     def _unverified(self, stored: dict[str, Any]) -> str | None:
         """Why no leak found is not yet a verdict, or None. The build's own check follows descendants of protected
         samples; the `contamination` filter, of any sample that contains a protected item, and its drops count
-        here (`filter_drops`). So the check waits on the filter when it had not seen samples of the pool
-        (`--allow-stale`) and has not run since the build, or when protected sets changed after its last run."""
-        from lineage.build.checks import UNVERIFIED_CHANGED, UNVERIFIED_STALE
+        here (`filter_drops`). So the check waits on the filter while it has never run, when it had not seen
+        samples of the pool (`--allow-stale`) and has not run since the build, or when protected sets changed after
+        its last run."""
+        from lineage.build.checks import UNVERIFIED_CHANGED, UNVERIFIED_NEVER, UNVERIFIED_STALE
 
         latest = self.store.query("SELECT max(version) AS v FROM runs WHERE filter = 'contamination'")["v"][0].as_py()
         unseen = int(stored.get("stale_filters", {}).get("contamination", 0))
@@ -94,6 +95,8 @@ class BuildRecord:
             "SELECT max(greatest(s.version, m.version)) AS v FROM sets s JOIN set_members m ON m.set_name = s.name "
             "WHERE s.protected"
         )["v"][0].as_py()
+        if changed is not None and latest is None:  # protected samples, and no run has looked for them
+            return UNVERIFIED_NEVER
         if latest is not None and changed is not None and changed > latest:
             return UNVERIFIED_CHANGED
         return None
