@@ -105,6 +105,28 @@ def test_sharegpt_inst_and_alpaca(store: Store, runner: Runner, tmp_path: Path) 
     assert store.version == 1
 
 
+def test_a_text_beside_a_chat_is_refused(store: Store, runner: Runner, tmp_path: Path) -> None:
+    """A record giving both a `text` and a chat once kept the text as the sample's (deduplicated, checked for
+    held-out data) while exports wrote the chat as `messages`: a benchmark question in the chat reached the
+    export of a build called clean. Refused now, naming the chat; an empty chat beside a text holds nothing."""
+    question = {"role": "user", "content": "Which phrase completes this: the act of assigning numbers?"}
+    for chat, key in (({"messages": [question]}, "messages"),
+                      ({"conversations": [{"from": "human", "value": question["content"]}]}, "conversations")):
+        bad = write_jsonl(tmp_path / f"{key}.jsonl", [{"id": "ok", "text": "Fine."},
+                                                      {"id": "both", "text": "A summary.", **chat}])
+        err = runner("ingest", str(bad), "--origin", "real", "--source", "x", code=1).stderr
+        assert err == (f"Error: {bad}:2: field `text`: the record also gives a chat, `{key}`: a sample has one text, "
+                       "which lineage deduplicates and checks for held-out data, and an export would write the chat "
+                       "unchecked; give one of the two (without the text, the chat is rendered as `role: content` "
+                       "lines); nothing was written\n")
+    assert store.version == 0
+    fine = write_jsonl(tmp_path / "fine.jsonl", [{"id": "a", "text": "A text.", "messages": []},
+                                                 {"id": "b", "messages": [question]}])
+    runner("ingest", str(fine), "--origin", "real", "--source", "x")
+    texts = sorted(store.sql("SELECT text FROM samples")["text"].to_pylist())
+    assert texts == ["A text.", f"user: {question['content']}"]
+
+
 def test_template_escapes(store: Store, runner: Runner, tmp_path: Path) -> None:
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "Q?", "response": "A."}])
     runner("ingest", str(qa), "--origin", "real", "--source", "qa", "--template", r"{prompt}\n\n{response}\t\\")

@@ -154,8 +154,18 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
         f"WHEN {ct} = 'ARRAY' AND {bad_turn} IS NULL THEN {_turns(cx, ct, _TURN)} "
         f"WHEN {it} = {_STRING} AND {ot} = {_STRING} THEN {alpaca} END"
     )
+    # A text and a chat in one record: lineage keeps, deduplicates and checks one text per sample (the text), yet
+    # an export writes the chat as its `messages` column, so a held-out item in the chat left unchecked.
+    chat = f"CASE WHEN coalesce(json_array_length(CASE WHEN {mt} = 'ARRAY' THEN {mx} END), 0) > 0 THEN 'messages' "
+    chat += "ELSE 'conversations' END"
+    turns = " OR ".join(f"coalesce(json_array_length(CASE WHEN {kt} = 'ARRAY' THEN {kx} END), 0) > 0"
+                        for kx, kt in ((mx, mt), (cx, ct)))  # an empty list beside the text holds nothing unchecked
     error = (
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
+        f"WHEN {t} = {_STRING} AND ({turns}) THEN 'the record also gives a chat, `' || "
+        f"{chat} || '`: a sample has one text, which lineage deduplicates and checks for held-out data, and an "
+        "export would write the chat unchecked; give one of the two (without the text, the chat is rendered as "
+        "`role: content` lines)' "
         f"WHEN {_absent(t)} AND {mt} = 'ARRAY' AND {dup_m} IS NOT NULL "
         f"THEN 'messages[' || {dup_m} || ']: a key given twice in this turn; keep one' "
         f"WHEN {_absent(t)} AND {mt} = 'ARRAY' AND {bad_message} IS NOT NULL "
