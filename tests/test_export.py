@@ -582,3 +582,37 @@ def test_gc_removes_what_a_killed_export_left_and_nothing_else(mixed: Any, tmp_p
         assert store.doctor().ok and str(left) not in runner("gc").stdout
     finally:
         os.close(fd)
+
+
+# -- verbatim exports: the record's other fields -----------------------------------------------------------------
+
+
+def test_a_verbatim_export_refuses_a_held_out_item_in_a_field_the_text_was_not_made_of(
+    store: Store, tmp_path: Path
+) -> None:
+    """A verbatim export writes each record as it came; the members' check reads their text. A benchmark item in a
+    `reference` field once reached a verbatim export of a build called clean: the export now reads every string
+    of the members' records and refuses, naming the member and the item; without verbatim it writes what was
+    checked."""
+    item = "Which phrase completes this: the act or process of assigning numbers to phenomena according to a rule?"
+    store.ingest([{"id": "q-1", "text": item}], origin="real", source="bench")
+    store.create_set("heldout", where="source = 'bench'", protected=True)
+    rng = random.Random(7)
+    words = ["river", "stone", "market", "quiet", "engine", "harbour", "lantern", "orchard", "signal", "meadow"]
+    docs = [{"id": f"doc-{i}", "text": " ".join(rng.choice(words) for _ in range(120)),
+             "url": f"https://example.org/{i}"} for i in range(40)]
+    docs[17]["reference"] = item  # the held-out item, beside a clean text
+    store.ingest(docs, origin="real", source="web")
+    store.run_filter("contamination")
+    build = store.build({"name": "web", "size": "max", "pool": {"where": "source = 'web'"}})
+    assert build.contamination()["clean"] and build.info["size"] == 40  # the text is clean
+    runner = Runner(store.root)
+    err = runner("export", "web", "--format", "jsonl", "--output", str(tmp_path / "v"), code=1).stderr
+    assert err.startswith("Error: build web@v1: a verbatim export would write protected data in fields of the records "
+                          "that lineage's checks do not read: member "), err
+    assert "(doc-17) leaks protected item" in err and "1 member(s) in all" in err and err.endswith(
+        "nothing was written\n"), err
+    assert not (tmp_path / "v").exists()
+    runner("export", "web", "--format", "jsonl", "--no-verbatim", "--output", str(tmp_path / "t"))
+    lines = (tmp_path / "t" / "data" / "train-00000-of-00001.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 40 and not any("assigning numbers" in line for line in lines)

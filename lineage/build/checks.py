@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lineage.core.edges import Graph
-from lineage.filters.contamination import ContaminationParams, descendants, detect, protected_items
+from lineage.filters.contamination import (
+    ContaminationParams,
+    build_index,
+    descendants,
+    detect,
+    protected_items,
+)
 
 if TYPE_CHECKING:
     from lineage.core.handle import StoreCore
@@ -79,6 +85,62 @@ def with_filter_drops(check: dict[str, Any], drops: list[dict[str, Any]], found:
     if not extra:
         return check
     return {**check, "clean": False, "filter_matches": len(extra), "leaks": (check["leaks"] + extra)[:MAX_LISTED]}
+
+
+RECORDS_SQL = """
+SELECT s.sample_id, s.external_id, s.record, s.text FROM samples s SEMI JOIN _members m USING (sample_id)
+WHERE s.record IS NOT NULL ORDER BY 1
+"""
+
+
+def record_leaks(
+    store: StoreCore, names: list[str] | None, member_ids: pa.Array, batch_rows: int = 20_000
+) -> list[dict]:
+    """Leaks in the members' records beyond their text: every string of the record as it came (each alone,
+    the text itself left out), what a verbatim export writes. The members' check reads their text only, so a
+    held-out item in a `reference` field reached a verbatim export of a build called clean."""
+    import json
+
+    params = ContaminationParams()
+    protected = protected_items(store, names)
+    if not protected.num_rows:
+        return []
+    index = build_index(protected, params)
+    leaks: list[dict] = []
+    with store.reader(views={"samples"}) as con:
+        con.register("_members", pa.table({"sample_id": member_ids}))
+        reader = con.sql(RECORDS_SQL).to_arrow_reader(batch_rows)
+        for batch in reader:
+            owners, strings = [], []
+            for i, (record, text) in enumerate(zip(batch["record"].to_pylist(), batch["text"].to_pylist(),
+                                                   strict=True)):
+                for value in _strings(json.loads(record)):
+                    if value.strip() and value != text:
+                        owners.append(i)
+                        strings.append(value)
+            found = detect(protected, pa.array(strings, pa.string()), pa.nulls(len(strings), pa.string()), params,
+                           index=index)
+            seen: set[int] = set()
+            for k, leak in sorted(found.items()):
+                row = owners[k]
+                if row in seen:
+                    continue
+                seen.add(row)
+                method = leak.reason.split(":")[0].removeprefix("contaminated_")
+                leaks.append(_row(batch["sample_id"][row].as_py(), batch["external_id"][row].as_py(), leak.item_id,
+                                  f"record {method}", leak.reason, leak.score, strings[k][:SNIPPET_CHARS]))
+    return leaks
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a JSON value (object values and array items, depth first)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def contamination_check(

@@ -83,6 +83,8 @@ def export_build(
     splits = parse_splits(options.splits)
     seed = options.split_seed if options.split_seed is not None else build.info["seed"]
     checks = _still_clean(build)
+    if verbatim:
+        _records_clean(build)
     journal = build.store.root / OUTPUT_JOURNAL
     with (
         replace_dir(output, force=options.force, journal=journal, replaceable=not_an_export) as tmp,
@@ -208,6 +210,24 @@ def _still_clean(build: BuildRecord) -> dict[str, Any]:
             "build (`lineage build SPEC`: it leaves them out) and export that; nothing was written"
         )
     return checks
+
+
+def _records_clean(build: BuildRecord) -> None:
+    """A verbatim export writes each member's record as it came: refused when a field the text was not made of
+    holds a protected item (the members' check reads their text; `record_leaks`)."""
+    import json
+
+    from lineage.build.checks import describe, record_leaks
+
+    names = json.loads(build.info["spec"]).get("protected")
+    leaks = record_leaks(build.store, names, build.member_ids()["sample_id"])
+    if leaks:
+        raise LineageError(
+            f"build {build.name}@v{build.version}: a verbatim export would write protected data in fields of the "
+            f"records that lineage's checks do not read: {describe(leaks[0])}; {len(leaks):,} member(s) in all; "
+            "an export without verbatim (--no-verbatim; verbatim=False) writes the text and chat that were checked; "
+            "nothing was written"
+        )
 
 
 def _check_splits(counts: dict[str, int], members: int, splits: dict[str, float]) -> None:
