@@ -602,17 +602,24 @@ def test_a_verbatim_export_refuses_a_held_out_item_in_a_field_the_text_was_not_m
     docs = [{"id": f"doc-{i}", "text": " ".join(rng.choice(words) for _ in range(120)),
              "url": f"https://example.org/{i}"} for i in range(40)]
     docs[17]["reference"] = item  # the held-out item, beside a clean text
-    store.ingest(docs, origin="real", source="web")
+    # Realistic shapes beside them: chats and Alpaca records (one carrying the item in an extra `prompt` field).
+    chats = [{"id": f"chat-{i}", "messages": [{"role": "user", "content": f"Tell me about {w}."},
+                                              {"role": "assistant", "content": f"{w.title()} is a word."}]}
+             for i, w in enumerate(words)]
+    alpaca = [{"id": f"alp-{i}", "instruction": f"Describe a {w}.", "input": "", "output": f"A {w}, plainly."}
+              for i, w in enumerate(words)]
+    alpaca[3]["prompt"] = f"### Instruction:\n{item}\n\n### Response:\n"
+    store.ingest(docs + chats + alpaca, origin="real", source="web")
     store.run_filter("contamination")
     build = store.build({"name": "web", "size": "max", "pool": {"where": "source = 'web'"}})
-    assert build.contamination()["clean"] and build.info["size"] == 40  # the text is clean
+    assert build.contamination()["clean"] and build.info["size"] == 60  # the texts are clean
     runner = Runner(store.root)
     err = runner("export", "web", "--format", "jsonl", "--output", str(tmp_path / "v"), code=1).stderr
     assert err.startswith("Error: build web@v1: a verbatim export would write protected data in fields of the records "
                           "that lineage's checks do not read: member "), err
-    assert "(doc-17) leaks protected item" in err and "1 member(s) in all" in err and err.endswith(
+    assert re.search(r"\((alp-3|doc-17)\) leaks protected item", err) and "2 member(s) in all" in err and err.endswith(
         "nothing was written\n"), err
     assert not (tmp_path / "v").exists()
     runner("export", "web", "--format", "jsonl", "--no-verbatim", "--output", str(tmp_path / "t"))
     lines = (tmp_path / "t" / "data" / "train-00000-of-00001.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 40 and not any("assigning numbers" in line for line in lines)
+    assert len(lines) == 60 and not any("assigning numbers" in line for line in lines)

@@ -166,10 +166,7 @@ def contamination_check(
             roots = seeds | descendants(Graph(store, con), seeds)  # a protected member, or a descendant of one
             leaks = _leaks(rows, protected, roots, params)
     counts = {f"{m}_matches": sum(1 for x in leaks if x["method"] == m) for m in METHODS}
-    found = {x["member"] for x in leaks}
-    leaks += [d for d in drops or [] if d["member"] not in found]
-    counts["filter_matches"] = len(leaks) - len(found)
-    return {
+    check = {
         "protected_sets": sets,
         "protected_samples": protected.num_rows,
         **counts,
@@ -180,6 +177,7 @@ def contamination_check(
         "protected_fingerprint": hashlib.sha256("\n".join(protected["sample_id"].to_pylist()).encode()).hexdigest(),
         "check_version": CHECK_VERSION,
     }
+    return with_filter_drops(check, drops or [], {x["member"] for x in leaks})
 
 
 def _leaks(rows: pa.Table, protected: pa.Table, roots: dict[str, str], params: ContaminationParams) -> list[dict]:

@@ -156,10 +156,10 @@ def _text(f: _Fields, opts: IngestOptions) -> tuple[str, str]:
     )
     # A text and a chat in one record: lineage keeps, deduplicates and checks one text per sample (the text), yet
     # an export writes the chat as its `messages` column, so a held-out item in the chat left unchecked.
-    chat = f"CASE WHEN coalesce(json_array_length(CASE WHEN {mt} = 'ARRAY' THEN {mx} END), 0) > 0 THEN 'messages' "
-    chat += "ELSE 'conversations' END"
-    turns = " OR ".join(f"coalesce(json_array_length(CASE WHEN {kt} = 'ARRAY' THEN {kx} END), 0) > 0"
-                        for kx, kt in ((mx, mt), (cx, ct)))  # an empty list beside the text holds nothing unchecked
+    nonempty = {key: f"coalesce(json_array_length(CASE WHEN {kt} = 'ARRAY' THEN {kx} END), 0) > 0"
+                for key, kx, kt in (("messages", mx, mt), ("conversations", cx, ct))}  # an empty list holds nothing
+    turns = " OR ".join(nonempty.values())
+    chat = f"CASE WHEN {nonempty['messages']} THEN 'messages' ELSE 'conversations' END"
     error = (
         f"CASE WHEN NOT {_absent(t)} AND {t} <> {_STRING} THEN 'expected a string, got ' || {_kind(t)} "
         f"WHEN {t} = {_STRING} AND ({turns}) THEN 'the record also gives a chat, `' || "
