@@ -86,3 +86,28 @@ def test_commits_leave_the_catalog_closed(tmp_path: Path) -> None:
         con.close()
     store.ingest(chats("k3", 40), origin="synthetic", source="pipeline", generation=1)
     assert store.sql("SELECT count(*) AS n FROM samples")["n"][0].as_py() == 160
+
+
+def test_views_at_versions_share_the_stores_instances_and_leave_nothing_behind(tmp_path: Path) -> None:
+    """A store's views `at` a version read through the store's DuckDB instances (a build or a report opens several;
+    each once started instances of its own, ~15 ms apiece), each reading its own version; and the catalog copies a
+    dropped view made are released, so a session that opens thousands of views holds no more than one."""
+    store = Store.init(tmp_path / "store")
+    store.ingest(chats("a", 30), origin="synthetic", source="pipeline", generation=1)
+    store.ingest(chats("b", 20), origin="synthetic", source="pipeline", generation=1)
+    assert store.query("SELECT count(*) AS n FROM samples")["n"].to_pylist() == [50]
+    kept = store._shared.kept
+    assert kept is not None
+    before = kept.execute("SELECT count(*) FROM duckdb_databases()").fetchall()
+    for i in range(200):
+        view = store.at(1 + i % 2)
+        assert view._shared is store._shared
+        assert view.query("SELECT count(*) AS n FROM samples")["n"].to_pylist() == [30 if i % 2 == 0 else 50]
+        with view.reader(views={"samples"}) as con:
+            assert con.execute("SELECT count(*) FROM samples").fetchall() == [(30 if i % 2 == 0 else 50,)]
+        del view
+    assert store._shared.kept is kept  # one instance for lineage's own copies, for every version read
+    assert kept.execute("SELECT count(*) FROM duckdb_databases()").fetchall() == before
+    store.ingest(chats("c", 5), origin="synthetic", source="pipeline", generation=1)
+    assert store.query("SELECT count(*) AS n FROM samples")["n"].to_pylist() == [55]  # a commit: a new copy
+    assert kept.execute("SELECT count(*) FROM duckdb_databases()").fetchall() == before

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -94,14 +95,15 @@ class Transaction:
 class StoreCore:
     """A lineage store directory. Connections are opened per operation, so readers never block for long."""
 
-    def __init__(self, root: str | os.PathLike[str], *, as_of: int | None = None, wait: float = 0.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, as_of: int | None = None, wait: float = 0.0,
+        _shared: _Instances | None = None,
+    ) -> None:
         self.root = Path(root)
         self.as_of, self.wait = as_of, wait
         self.catalog_path = self.root / CATALOG_FILE
-        self._db: duckdb.DuckDBPyConnection | None = None  # see `_instance`
-        self._attaching = threading.Lock()  # held while a connection of `_db` has the catalog file attached
-        self._starting = threading.Lock()  # around `_instance`: a DuckDB connection object is for one thread
-        self._kept = _kept_slots()  # see `_kept_reader`
+        self._shared = _Instances() if _shared is None else _shared  # its views `at` a version share them
+        self._kept = _kept_slots(self)  # see `_kept_reader`
         self._version_seen: tuple[object, int] | None = None  # see `version`: (catalog.file_state, version)
         if not self.catalog_path.is_file():
             raise StoreNotFound(str(self.root))
@@ -191,44 +193,67 @@ class StoreCore:
 
     def __getstate__(self) -> dict[str, Any]:
         # A Store sent to another process takes its paths, not this process's DuckDB instance.
-        return {**self.__dict__, "_db": None, "_attaching": None, "_starting": None, "_kept": None}
+        return {**self.__dict__, "_shared": None, "_kept": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _attaching=threading.Lock(), _starting=threading.Lock(), _kept=_kept_slots())
+        self.__dict__.update(state, _shared=_Instances())
+        self._kept = _kept_slots(self)
 
     def _instance(self) -> duckdb.DuckDBPyConnection:
-        """A new connection to this Store's in-memory DuckDB instance, which its catalog reads share: starting one
-        costs ~16 ms of CPU, as much as a small query, so a command pays it once rather than per catalog read.
-        lineage's own queries (`query`) leave it unlocked; user SQL runs in an instance of its own (`locked_reader`).
-        Once a reader has locked its configuration down (`readonly.lock_down`, for the instance's life), a new one."""
-        with self._starting:
-            if self._db is None or _is_locked(self._db):
-                self._db = duckdb.connect(":memory:")
-            return self._db.cursor()
+        """A new connection to this Store's in-memory DuckDB instance, which its catalog reads share (as do its views
+        `at` other versions): starting one costs ~15 ms of CPU, as much as a small query, so a command pays it once
+        rather than per catalog read. lineage's own queries (`query`) leave it unlocked; user SQL runs in an
+        instance of its own (`locked_reader`). Once a reader has locked its configuration down
+        (`readonly.lock_down`, for the instance's life), a new one."""
+        shared = self._shared
+        with shared.starting:
+            if shared.db is None or _is_locked(shared.db):
+                shared.db = duckdb.connect(":memory:")
+            return shared.db.cursor()
 
-    def _adopt(self, locked: bool) -> duckdb.DuckDBPyConnection | None:
-        """Where a kept reader's copy goes (`catalog.snapshot(into=)`): None, an instance of its own; or, for user SQL,
-        the shared instance taken over when it is unlocked and no thread is attaching (locking is for the instance's
-        life, so `_db` forgets it and the next catalog read starts another): a one-shot `lineage sql` starts one
-        DuckDB instance, not two. lineage's own kept reader keeps an instance of its own, which nothing locks."""
-        if not locked or not self.data.posix:
+    @contextmanager
+    def _kept_target(self, locked: bool) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """Where a kept reader's copy goes (`catalog.snapshot(into=)`), for as long as the copy is being made: None,
+        an instance of its own; for lineage's own (unlocked) reader, a new connection of the instance this Store
+        keeps for such copies (`_Instances.kept`), when no other thread is attaching the catalog to it: a commit
+        makes the next query copy the catalog again, not start an instance again. For user SQL (`locked`), the
+        shared instance taken over when it is unlocked and no thread is attaching (locking is for the instance's
+        life, so it is forgotten and the next catalog read starts another): a one-shot `lineage sql` starts one
+        DuckDB instance, not two."""
+        shared = self._shared
+        if not self.data.posix:
             # Remote data: DuckDB aborts the process at exit when an instance that took the Python filesystem
             # (`Location.register`) changes hands this way; a remote query's network time dwarfs an instance's start.
-            return None
-        with self._starting:
-            if self._db is None or _is_locked(self._db) or not self._attaching.acquire(blocking=False):
-                return None
+            yield None
+            return
+        if not locked:
+            if not shared.kept_attaching.acquire(blocking=False):
+                yield None
+                return
             try:
-                shared, self._db = self._db, None
+                with shared.starting:
+                    if shared.kept is None:
+                        shared.kept = duckdb.connect(":memory:")
+                    con = shared.kept.cursor()
+                yield con
             finally:
-                self._attaching.release()
-        return shared.cursor()
+                shared.kept_attaching.release()
+            return
+        with shared.starting:
+            if shared.db is None or _is_locked(shared.db) or not shared.attaching.acquire(blocking=False):
+                adopted = None
+            else:
+                try:
+                    adopted, shared.db = shared.db.cursor(), None
+                finally:
+                    shared.attaching.release()
+        yield adopted
 
     @contextmanager
     def _connect(self, *, read_only: bool, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """The catalog: read-only, a connection of `_instance` with the file attached (and its default database);
         read-write, or while the file is attached already (DuckDB attaches a file once per instance), its own."""
-        if read_only and self._attaching.acquire(blocking=False):
+        if read_only and self._shared.attaching.acquire(blocking=False):
             try:
                 con = self._instance()
                 try:
@@ -240,7 +265,7 @@ class StoreCore:
                 finally:
                     con.close()
             finally:
-                self._attaching.release()
+                self._shared.attaching.release()
             return
         con = catalog.connect(self.catalog_path, read_only=read_only, timeout=timeout)
         try:
@@ -250,14 +275,14 @@ class StoreCore:
 
     def _snapshot(self, tables: set[str] | None, whole: bool) -> duckdb.DuckDBPyConnection:
         """A connection over an in-memory copy of the catalog (`catalog.snapshot`), in `_instance` when free."""
-        if not self._attaching.acquire(blocking=False):
+        if not self._shared.attaching.acquire(blocking=False):
             return catalog.snapshot(self.catalog_path, tables=tables, as_of=self.as_of, whole=whole)
         try:
             return catalog.snapshot(
                 self.catalog_path, into=self._instance(), tables=tables, as_of=self.as_of, whole=whole
             )
         finally:
-            self._attaching.release()
+            self._shared.attaching.release()
 
     @contextmanager
     def reader(
@@ -302,7 +327,7 @@ class StoreCore:
 
     def at(self, version: int) -> Self:
         """The same store as it was at `version` (time travel: segments are append-only)."""
-        return type(self)(self.root, as_of=version, wait=self.wait)
+        return type(self)(self.root, as_of=version, wait=self.wait, _shared=self._shared)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -355,7 +380,7 @@ class StoreCore:
         The file is attached to `_instance` when no reader of this Store has it attached (DuckDB attaches a file
         once per instance): ~3 ms of CPU instead of ~25 ms for an instance of its own, a tenth of a small ingest.
         DETACH checkpoints as closing does, so the next reader finds no write-ahead log to replay."""
-        shared = self._attaching.acquire(blocking=False)
+        shared = self._shared.attaching.acquire(blocking=False)
         try:
             try:
                 if shared:
@@ -379,14 +404,14 @@ class StoreCore:
                     if shared:
                         catalog.detach(con)
                 except duckdb.Error:
-                    with self._starting:  # the file may still be attached: later reads get an instance of their own
-                        self._db = None
+                    with self._shared.starting:  # the file may still be attached: later reads get another instance
+                        self._shared.db = None
                     raise
                 finally:
                     con.close()
         finally:
             if shared:
-                self._attaching.release()
+                self._shared.attaching.release()
 
     def _committed(self, version: int) -> bool:
         try:
@@ -457,8 +482,9 @@ class StoreCore:
         """A new DuckDB instance with a copy of the catalog and the views over it, then (`locked`) locked down."""
         whole = views is None
         try:
-            con = catalog.snapshot(self.catalog_path, tables=catalog.tables_read(views), as_of=self.as_of, whole=whole,
-                                   into=self._adopt(locked))
+            with self._kept_target(locked) as into:
+                con = catalog.snapshot(self.catalog_path, tables=catalog.tables_read(views), as_of=self.as_of,
+                                       whole=whole, into=into)
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
         try:
@@ -510,6 +536,19 @@ def _is_locked(db: duckdb.DuckDBPyConnection) -> bool:
     return bool(db.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0])
 
 
+class _Instances:
+    """The in-memory DuckDB instances a store's catalog reads run in, shared by the store and its views `at` other
+    versions (the same catalog file, so the same locks): a build or a report opens several such views, and each
+    would otherwise start instances of its own (~15 ms of CPU each)."""
+
+    def __init__(self) -> None:
+        self.db: duckdb.DuckDBPyConnection | None = None  # see `StoreCore._instance`
+        self.attaching = threading.Lock()  # held while a connection of `db` has the catalog file attached
+        self.starting = threading.Lock()  # around making connections: a DuckDB connection object is for one thread
+        self.kept: duckdb.DuckDBPyConnection | None = None  # lineage's own kept readers' copies (`_kept_target`)
+        self.kept_attaching = threading.Lock()  # held while a connection of `kept` has the catalog file attached
+
+
 class _KeptInstance:
     """A DuckDB instance `StoreCore._kept_reader` keeps, and what it was made for."""
 
@@ -530,6 +569,18 @@ class _Slot:
         self.instance: _KeptInstance | None = None
 
 
-def _kept_slots() -> dict[bool, _Slot]:
-    """`StoreCore._kept`: by `locked`, the instance for user SQL (True) and the one for lineage's own (False)."""
-    return {True: _Slot(), False: _Slot()}
+def _kept_slots(owner: StoreCore) -> dict[bool, _Slot]:
+    """`StoreCore._kept`: by `locked`, the instance for user SQL (True) and the one for lineage's own (False). Their
+    copies are released when `owner` is dropped: a view `at` a version keeps its copy in the instance it shares with
+    its store (`_Instances.kept`), which outlives it."""
+    slots = {True: _Slot(), False: _Slot()}
+    weakref.finalize(owner, _release_slots, slots).atexit = False  # at exit the instances go too
+    return slots
+
+
+def _release_slots(slots: dict[bool, _Slot]) -> None:
+    for slot in slots.values():
+        held, slot.instance = slot.instance, None
+        if held is not None:
+            catalog.release(held.con)
+            held.con.close()
