@@ -276,6 +276,29 @@ def test_signatures_equal_datasketch_given_the_same_shingle_hashes() -> None:
         assert (row == reference.hashvalues).all()
 
 
+def test_a_document_longer_than_a_block_is_signed_in_bounded_memory() -> None:
+    """Documents of more shingles than a permutation block (one of 50 MB has 8.5 million), between short and empty
+    ones: the signatures datasketch gives, with memory of a few blocks, not one of num_perm x the document's
+    shingles (a 300,000-shingle document once took a 150 MB block; 50 MB, a 4.3 GB one)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(500)]
+    long_texts = [" ".join(rng.choice(words, n)) for n in (300_000, minhash.BLOCK_SHINGLES + 4)]
+    texts = [REAL[0], long_texts[0], "", REAL[1], long_texts[1], None, *REAL[2:6]]
+    tracemalloc.start()
+    try:
+        sigs = minhash.signatures(texts, num_perm=128, seed=2, threads=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB"  # the document's text and hashes; a single block was 150 MB
+    for row, hashes in zip(sigs, minhash.shingle_hashes(texts), strict=True):
+        reference = MinHash(num_perm=128, seed=2, hashfunc=lambda h: h)
+        reference.update_batch(hashes.tolist())
+        assert (row == (reference.hashvalues if len(hashes) else minhash.EMPTY)).all()
+
+
 def test_jaccard_estimates_agree_with_datasketch_defaults() -> None:
     base = " ".join(REAL[:8]).split()
     texts = [" ".join(base[:-k] + ["changed"] * k) if k else " ".join(base) for k in (0, 5, 15, 30, 60)]

@@ -223,24 +223,46 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _permute(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    """Per-document minimum of every permutation over its shingles, in cache-sized blocks of documents."""
+    """Per-document minimum of every permutation over its shingles, in cache-sized blocks of documents; a document
+    of more than a block's shingles on its own, block by block (a block holds whole documents: one of 50 MB, 8.5
+    million shingles, once made a single block of 4.3 GB)."""
     a, b = permutations(num_perm, seed)
     mixed = _fmix32(hashes)
-    docs = np.flatnonzero(np.diff(offsets) > 0)  # reduceat cannot express an empty segment
-    firsts, lasts = offsets[docs], offsets[docs + 1]
+    widths = np.diff(offsets)
+    out = np.full((len(widths), num_perm), EMPTY, np.uint32)
+    long = widths > BLOCK_SHINGLES
+    for d in np.flatnonzero(long).tolist():
+        out[d] = _long_minimum(a, b, mixed[offsets[d] : offsets[d + 1]])
+    if long.any():
+        mixed = mixed[np.repeat(~long, widths)]  # the other documents' shingles, contiguous
+    docs = np.flatnonzero((widths > 0) & ~long)  # reduceat cannot express an empty segment
+    lasts = np.cumsum(widths[docs])
+    firsts = lasts - widths[docs]
     mins = np.empty((num_perm, len(docs)), np.uint32)
-    cuts = np.searchsorted(firsts, np.arange(0, offsets[-1], BLOCK_SHINGLES), side="right") - 1
+    cuts = np.searchsorted(firsts, np.arange(0, int(lasts[-1]) if len(lasts) else 0, BLOCK_SHINGLES), side="right") - 1
     bounds = np.unique(np.concatenate([cuts[cuts >= 0], [len(docs)]]))
-    widths = lasts[bounds[1:] - 1] - firsts[bounds[:-1]]
-    buffer = np.empty(num_perm * int(widths.max(initial=0)), np.uint32)  # one buffer for every block
-    for lo, hi, width in zip(bounds[:-1].tolist(), bounds[1:].tolist(), widths.tolist(), strict=True):
+    spans = lasts[bounds[1:] - 1] - firsts[bounds[:-1]]
+    buffer = np.empty(num_perm * int(spans.max(initial=0)), np.uint32)  # one buffer for every block
+    for lo, hi, width in zip(bounds[:-1].tolist(), bounds[1:].tolist(), spans.tolist(), strict=True):
         block = buffer[: num_perm * width].reshape(num_perm, width)
         np.multiply.outer(a, mixed[firsts[lo] : lasts[hi - 1]], out=block)
         block += b[:, None]
         np.minimum.reduceat(block, firsts[lo:hi] - firsts[lo], axis=1, out=mins[:, lo:hi])
-    out = np.full((len(offsets) - 1, num_perm), EMPTY, np.uint32)
     out[docs] = mins.T
     return out
+
+
+def _long_minimum(a: np.ndarray, b: np.ndarray, mixed: np.ndarray) -> np.ndarray:
+    """One document's minimum of every permutation, over its shingles a block at a time."""
+    best = np.full(len(a), EMPTY, np.uint32)
+    buffer = np.empty((len(a), BLOCK_SHINGLES), np.uint32)
+    for lo in range(0, len(mixed), BLOCK_SHINGLES):
+        part = mixed[lo : lo + BLOCK_SHINGLES]
+        block = buffer[:, : len(part)]
+        np.multiply.outer(a, part, out=block)
+        block += b[:, None]
+        np.minimum(best, block.min(axis=1), out=best)
+    return best
 
 
 def _arrow(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.Array | pa.ChunkedArray:
