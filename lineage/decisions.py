@@ -164,8 +164,7 @@ def export_review(store: StoreCore, output: str | Path, *, where: str | None, n:
         f"SELECT {cols}, '' AS verdict, '' AS note FROM samples WHERE {predicate} "
         "ORDER BY md5(sample_id || ?), sample_id LIMIT ?"
     )
-    with store.reader() as con:
-        readonly.lock_down(con, store.data)
+    with store.reader(locked=True) as con:
         table = readonly.run(con, query, [str(seed), n])
     with atomic_write(target, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)

@@ -267,8 +267,7 @@ def _reference_tokens(store: StoreCore, reference: str) -> pl.Series | None:
     from lineage.core import readonly
     from lineage.metrics.text import token_expr
 
-    with store.reader() as con:
-        readonly.lock_down(con, store.data)
+    with store.reader(locked=True) as con:
         table = readonly.run(con, f"SELECT text FROM samples WHERE ({reference}) ORDER BY sample_id")
     if table.num_rows == 0:
         return None

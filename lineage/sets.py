@@ -65,8 +65,7 @@ def _set_row(name: str, protected: bool, description: str | None, version: int) 
 def _select(store: StoreCore, where: str | None, ids: list[str] | None) -> list[str]:
     if where is not None:
         predicate = readonly.check_predicate(where, what="--where")
-        with store.reader() as con:
-            readonly.lock_down(con, store.data)
+        with store.reader(locked=True) as con:
             return readonly.run(con, f"SELECT DISTINCT sample_id FROM samples WHERE {predicate} ORDER BY 1")[
                 "sample_id"
             ].to_pylist()

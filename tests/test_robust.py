@@ -406,3 +406,34 @@ def test_a_damaged_segment_is_diagnosed_by_doctor_and_one_line_elsewhere(tmp_pat
     assert f"problem: segment `data/samples/{segment.name}` is damaged" in report.stdout
     line = one_line(cli("--store", str(store.root), "sql", "SELECT count(*) FROM samples"))
     assert segment.name in line and "restore them from a backup" in line
+
+
+def test_one_store_read_from_two_threads_while_one_runs_a_users_where(small_store: Store) -> None:
+    """A build's pool runs its spec's `where` on a reader locked down (it reads the store's data and nothing else).
+    Locking is for a DuckDB instance's life: when that reader was a connection of the instance the Store's reads
+    share, the reads another thread was starting on it failed, saying the catalog was damaged."""
+    import threading
+
+    spec = {"name": "t", "size": 50, "seed": 1, "pool": {"where": "length(text) > 10"}}
+    child = small_store.sql("SELECT sample_id FROM samples WHERE generation = 2 LIMIT 1")["sample_id"][0].as_py()
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def plans() -> None:
+        while not stop.is_set():
+            try:
+                small_store.build(spec, dry_run=True)
+            except BaseException as exc:
+                failed.append(exc)
+                return
+
+    thread = threading.Thread(target=plans)
+    thread.start()
+    try:
+        for _ in range(80):
+            assert small_store.ancestors(child).num_rows == 2
+            assert small_store.query("SELECT count(*) AS n FROM samples")["n"].to_pylist() == [1125]
+    finally:
+        stop.set()
+        thread.join()
+    assert failed == []

@@ -406,3 +406,23 @@ def test_formulas_are_escaped_in_files_for_people(fresh: Store, tmp_path: Path) 
 def test_read_blob_cannot_read_the_catalog(built: Path) -> None:
     with pytest.raises(QueryError):
         Store(built).sql(f"SELECT * FROM read_blob('{built}/lineage.duckdb')", timeout=10)
+
+
+READS_A_FILE = "length(text) > 0 AND (SELECT count(*) FROM read_text('/etc/hostname')) > 0"
+WHERE_TAKERS = {
+    "filter --where": lambda s: s.run_filter("quality", where=READS_A_FILE),
+    "sql filter's where": lambda s: s.run_filter("sql", params={"where": READS_A_FILE, "reason": "r"}),
+    "build pool": lambda s: s.build({"name": "b", "size": 5, "seed": 1, "pool": {"where": READS_A_FILE}}, dry_run=True),
+    "set --where": lambda s: s.create_set("x", where=READS_A_FILE),
+    "takedown --where": lambda s: s.takedown(where=READS_A_FILE, reason="r"),
+}
+
+
+@pytest.mark.parametrize("verb", WHERE_TAKERS)
+def test_a_users_where_reads_no_file_outside_the_store(small_store: Store, verb: str) -> None:
+    """Every verb that runs a user's predicate runs it on a reader locked down before it is handed out (its own
+    DuckDB instance, `reader(locked=True)`): a predicate that reads a file is refused and nothing is written."""
+    before = small_store.version
+    with pytest.raises(LineageError, match="file system operations are disabled by configuration"):
+        WHERE_TAKERS[verb](small_store)
+    assert small_store.version == before

@@ -24,7 +24,6 @@ from lineage.build.spec import BuildSpec, load_spec
 from lineage.build.stale import describe as describe_stale
 from lineage.build.stale import refresh as refresh_filters
 from lineage.build.stale import stale_filters
-from lineage.core import readonly
 from lineage.core.segments import atomic_write_bytes, write_parquet
 from lineage.dimensions import PROVENANCE_DIMENSIONS
 from lineage.errors import InfeasibleSpec, LineageError, SpecError, StaleFilters
@@ -146,8 +145,7 @@ PLAN_STEPS, BUILD_STEPS = 4, 6
 def _plan(
     store: StoreCore, spec: BuildSpec, step: Callable[[], None] = lambda: None, excluded: pa.Table | None = None
 ) -> tuple[BuildPlan, pa.Table]:
-    with store.reader(views=pool_views(spec)) as con:
-        readonly.lock_down(con, store.data)
+    with store.reader(views=pool_views(spec), locked=True) as con:
         pool = create_pool(con, spec, excluded)
         step()
         size_max, spec = spec.size == "max", resolve_size(spec, pool)

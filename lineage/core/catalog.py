@@ -525,8 +525,10 @@ def create_views(
     wanted = set(VIEW_NAMES) if names is None else _with_inputs(names)
     # Segments never change once written, so their Parquet footers can be kept: a session's second query skips
     # parsing them (`count(*)` over 1,000,000 compacted samples: 3.0 -> 1.5 ms). DuckDB still re-reads a footer
-    # whose file is newer than its copy.
-    con.execute("SET parquet_metadata_cache = true")
+    # whose file is newer than its copy. Set once per instance: a reader's instance may be locked down since (user
+    # SQL takes the shared instance over, `StoreCore._kept_target`), and every locked one set it before locking.
+    if not con.execute("SELECT current_setting('parquet_metadata_cache')").fetchall()[0][0]:
+        con.execute("SET parquet_metadata_cache = true")
     if "samples" in wanted:
         segment_view(con, "samples", data, "samples", segment_paths(con, "samples", version))
     if "_events" in wanted:

@@ -203,8 +203,8 @@ class StoreCore:
         """A new connection to this Store's in-memory DuckDB instance, which its catalog reads share (as do its views
         `at` other versions): starting one costs ~15 ms of CPU, as much as a small query, so a command pays it once
         rather than per catalog read. lineage's own queries (`query`) leave it unlocked; user SQL runs in an
-        instance of its own (`locked_reader`). Once a reader has locked its configuration down
-        (`readonly.lock_down`, for the instance's life), a new one."""
+        instance of its own (`locked_reader`), as do readers of users' text (`reader(locked=True)`). Should a caller
+        lock a connection of it down all the same (`readonly.lock_down`, for the instance's life), a new one."""
         shared = self._shared
         with shared.starting:
             if shared.db is None or _is_locked(shared.db):
@@ -286,13 +286,22 @@ class StoreCore:
 
     @contextmanager
     def reader(
-        self, *, views: set[str] | None = None, whole: bool = False
+        self, *, views: set[str] | None = None, whole: bool = False, locked: bool = False
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection with the user-facing views (all, or `views` and what they read), as of this store's
         version, over an in-memory copy of the catalog (see `catalog.snapshot`: `whole` copies the catalog's own
-        tables whole, for a query that reads them; otherwise only what the views read)."""
+        tables whole, for a query that reads them; otherwise only what the views read).
+
+        `locked`: for a reader that runs a user's text (a `--where`, a spec's pool): locked down
+        (`readonly.lock_down`: it reads the store's data and nothing else) before it is handed out, in a DuckDB
+        instance of its own. Locking is for an instance's life: a reader of the shared instance that its caller
+        locked down once made the reads other threads were starting on it fail, as "the catalog is damaged"."""
+        tables = catalog.tables_read(views)
         try:
-            con = self._snapshot(catalog.tables_read(views), whole)
+            if locked:
+                con = catalog.snapshot(self.catalog_path, tables=tables, as_of=self.as_of, whole=whole)
+            else:
+                con = self._snapshot(tables, whole)
         except duckdb.Error as exc:
             raise catalog.damaged(self.catalog_path, exc) from None
         try:
@@ -301,6 +310,8 @@ class StoreCore:
             except duckdb.Error as exc:  # DuckDB reads each segment's footer here: a damaged one fails first
                 raise StoreError(f"{first_line(exc)}: `lineage doctor` lists damaged segments; restore them from "
                                  "a backup") from None
+            if locked:
+                readonly.lock_down(con, self.data)
             yield con
         finally:
             catalog.release(con)

@@ -63,7 +63,7 @@ class Selection:
         if con is not None:
             yield cls(store, where, columns, ids, con, min_version)
             return
-        with store.reader(views=_views(where)) as own:
+        with store.reader(views=_views(where), locked=True) as own:
             yield cls(store, where, columns, ids, own, min_version)
 
     def sql(self, query: str, params: list[object] | None = None) -> pa.Table:
@@ -85,7 +85,7 @@ class Selection:
         if self._con is not None:
             yield self._con
             return
-        with self.store.reader(views=_views(self.where)) as con:
+        with self.store.reader(views=_views(self.where), locked=True) as con:
             self._prepare(con)
             yield con
 

@@ -256,8 +256,7 @@ def _context_changed(
 
 @contextmanager
 def _reader(store: StoreCore, views: set[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    with store.reader(views=views) as con:
-        readonly.lock_down(con, store.data)
+    with store.reader(views=views, locked=True) as con:
         yield con
 
 

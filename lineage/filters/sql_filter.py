@@ -7,7 +7,7 @@ import re
 import pyarrow as pa
 from pydantic import field_validator
 
-from lineage.core.readonly import lock_down, predicate, run
+from lineage.core.readonly import predicate, run
 from lineage.errors import LineageError, QueryError
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register
 
@@ -48,8 +48,7 @@ class SqlFilter(SelectionFilter):
     def decide_all(self, features: pa.Table, context: SelectionContext) -> pa.Table:
         p: SqlParams = self.params  # type: ignore[assignment]
         store = context.store
-        with store.reader() as con:
-            lock_down(con, store.data)
+        with store.reader(locked=True) as con:
             try:
                 hits = run(con, f"SELECT sample_id FROM samples WHERE ({p.where})")
             except QueryError as exc:

@@ -8,7 +8,7 @@ import pyarrow as pa
 from pydantic import field_validator, model_validator
 
 from lineage.core.edges import Graph, reach_table
-from lineage.core.readonly import lock_down, predicate, run
+from lineage.core.readonly import predicate, run
 from lineage.filters.base import FilterParams, SelectionContext, SelectionFilter, mark, register, slug
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ class TakedownFilter(SelectionFilter):
 
     def _reach(self, store: StoreCore) -> pa.Table:
         p: TakedownParams = self.params  # type: ignore[assignment]
-        with store.reader(views={"samples", "_edges"}) as con:
-            lock_down(con, store.data)
+        with store.reader(views={"samples", "_edges"}, locked=True) as con:
             where, values = p.roots()
             roots = run(con, f"SELECT sample_id FROM samples WHERE ({where})", values)["sample_id"].to_pylist()
             # Searches over the edges (`lineage.core.edges`): (sample_id, root), sorted by sample_id.
