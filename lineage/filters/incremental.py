@@ -18,8 +18,7 @@ decisions equal those of a full run over the same store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +163,7 @@ def filter_states(
     # status pays it): the recorded selections are read first, as the scopes `_scope` makes of them.
     selections = store.query(SELECTIONS_SQL)["selection"].to_pylist()
     views = catalog.views_named(" ".join([STATE_SQL, predicate, *selections]))
-    with _reader(store, views) as con:
+    with store.reader(views=views, locked=True) as con:
         latest = con.sql(LATEST_RUNS_SQL, params={"names": wanted, "users": users}).to_arrow_table().to_pylist()
         latest = [r for r in latest if r["filter"] in tracked or r["module"]]  # not imported decisions
         return [_state(store, con, run, predicate, every_view=views is None) for run in latest]
@@ -175,7 +174,7 @@ def filter_state(
 ) -> FilterState | None:
     """The state of filter `name` with the given params (None: it never ran with them); without `counts`,
     its scope and context only (decided 0, nothing unseen), which costs no pass over the decisions."""
-    with _reader(store) as con:
+    with store.reader(locked=True) as con:
         return _filter_state(store, con, name, params_hash, filter_version, counts)
 
 
@@ -250,14 +249,8 @@ def _context_changed(
         return False
     if every_view or cls.__module__.startswith("lineage."):  # a built-in's hook reads what STATE_SQL names
         return bool(since(con, run["version"]))
-    with _reader(store) as every:
+    with store.reader(locked=True) as every:
         return bool(since(every, run["version"]))
-
-
-@contextmanager
-def _reader(store: StoreCore, views: set[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    with store.reader(views=views, locked=True) as con:
-        yield con
 
 
 class Prior:
@@ -298,7 +291,7 @@ class Prior:
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The reader connection (locked down) the prior's queries run on, open until `close`."""
         if self._con is None:
-            self._con = self._stack.enter_context(_reader(self.store))
+            self._con = self._stack.enter_context(self.store.reader(locked=True))
         return self._con
 
     def close(self) -> None:
